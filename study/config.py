@@ -21,14 +21,7 @@ from typing import Any, Mapping
 
 import yaml
 
-BENCHMARK_CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise", "shot_noise", "impulse_noise",
-    "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
-    "snow", "frost", "fog", "brightness",
-    "contrast", "elastic_transform", "pixelate", "jpeg_compression",
-)
-EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
-ALL_CORRUPTIONS: tuple[str, ...] = BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS
+from study.metrics import ALL_CORRUPTIONS
 
 MODES = ("free", "fixed", "learned")
 SCHEDULES = ("cosine", "onecycle")

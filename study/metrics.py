@@ -1,0 +1,138 @@
+"""Metric names and the arithmetic that turns per-corruption accuracies into
+the numbers a study optimises and reports.
+
+Pure: no torch, no I/O. Every accuracy is in percent (0-100), so gains and
+drops are in points. Keys name their split (``val/...``, ``test/...``); the
+search optimises ``val/`` keys only. The benchmark mean is over the 15
+CIFAR-10-C corruptions x the severities evaluated; the 4 extras are reported
+apart and never averaged in.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping
+
+BENCHMARK_CORRUPTIONS: tuple[str, ...] = (
+    "gaussian_noise", "shot_noise", "impulse_noise",
+    "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
+    "snow", "frost", "fog", "brightness",
+    "contrast", "elastic_transform", "pixelate", "jpeg_compression",
+)
+EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+ALL_CORRUPTIONS: tuple[str, ...] = BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS
+SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "noise": ("gaussian_noise", "shot_noise", "impulse_noise"),
+    "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur"),
+    "weather": ("snow", "frost", "fog", "brightness"),
+    "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression"),
+}
+
+# Final metrics (percent). Objectives of a search are the VAL_* ones.
+VAL_CLEAN_ACC = "val/clean_acc"
+VAL_CORRUPTION_ACC = "val/corruption_acc"
+TEST_CLEAN_ACC = "test/clean_acc"
+TEST_CORRUPTION_ACC = "test/corruption_acc"
+
+# Per-epoch metrics (step = epoch, 1-based).
+TRAIN_LOSS = "train/loss"
+TRAIN_LR = "train/lr"
+EPOCH_SECONDS = "train/epoch_seconds"
+FILTER_PROPORTION = "filters/proportion"  # measured p-hat of the first layer
+FILTER_MEAN_ALPHA = "filters/mean_alpha"  # learned mode only
+FILTER_CENTROID = "filters/centroid"  # mean spectral centroid, fraction of Nyquist
+EPOCHS_COMPLETED = "epochs_completed"
+PEAK_MEMORY_MB = "system/peak_memory_mb"
+
+# Against the study's baseline (points, and percent for mCE).
+ROBUSTNESS_GAIN = "robustness_gain"
+CLEAN_DROP = "clean_drop"
+RELATIVE_MCE = "relative_mce"
+
+
+def corruption_key(split: str, name: str, severity: int | None = None) -> str:
+    """``test/corruption/fog`` (mean over severities) or ``test/corruption/fog/3``."""
+    base = f"{split}/corruption/{name}"
+    return base if severity is None else f"{base}/{severity}"
+
+
+def severity_key(split: str, severity: int) -> str:
+    return f"{split}/severity/{severity}"
+
+
+def category_key(split: str, category: str) -> str:
+    return f"{split}/category/{category}"
+
+
+def category_of(name: str) -> str | None:
+    for cat, names in CATEGORIES.items():
+        if name in names:
+            return cat
+    return None
+
+
+def _mean(values: Iterable[float]) -> float:
+    vals = list(values)
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def summarize(split: str, clean_acc: float, accuracy: Mapping[tuple[str, int], float]) -> dict[str, float]:
+    """All split metrics from per-(corruption, severity) accuracies.
+
+    Args:
+        split: ``"val"`` or ``"test"``.
+        clean_acc: accuracy on the clean images, percent.
+        accuracy: ``{(name, severity): percent}`` for whatever was evaluated.
+
+    Returns:
+        ``{split}/clean_acc``, ``{split}/corruption_acc`` (benchmark mean; NaN when
+        no benchmark corruption was evaluated), ``{split}/extra_acc``, and per
+        corruption, per (corruption, severity), per severity and per category
+        means (benchmark corruptions only for severity and category).
+    """
+    out: dict[str, float] = {f"{split}/clean_acc": float(clean_acc)}
+    names = sorted({n for n, _ in accuracy}, key=lambda n: ALL_CORRUPTIONS.index(n) if n in ALL_CORRUPTIONS else 99)
+    for name in names:
+        per = {s: a for (n, s), a in accuracy.items() if n == name}
+        for s, a in sorted(per.items()):
+            out[corruption_key(split, name, s)] = float(a)
+        out[corruption_key(split, name)] = _mean(per.values())
+    bench = {k: v for k, v in accuracy.items() if k[0] in BENCHMARK_CORRUPTIONS}
+    extra = {k: v for k, v in accuracy.items() if k[0] in EXTRA_CORRUPTIONS}
+    out[f"{split}/corruption_acc"] = _mean(bench.values())
+    if extra:
+        out[f"{split}/extra_acc"] = _mean(extra.values())
+    for s in sorted({s for _, s in bench}):
+        out[severity_key(split, s)] = _mean(a for (n, t), a in bench.items() if t == s)
+    for cat, members in CATEGORIES.items():
+        vals = [a for (n, _), a in bench.items() if n in members]
+        if vals:
+            out[category_key(split, cat)] = _mean(vals)
+    return out
+
+
+def relative_mce(model: Mapping[str, float], baseline: Mapping[str, float], split: str = "test") -> float:
+    """``100 * sum_c E_c(model) / sum_c E_c(baseline)`` over benchmark corruptions.
+
+    ``E_c`` is the error (100 - accuracy) on corruption ``c`` averaged over
+    severities, read from ``{split}/corruption/<c>`` keys of the two metric maps.
+    Only corruptions present in both count; NaN when none are.
+    """
+    num = den = 0.0
+    for name in BENCHMARK_CORRUPTIONS:
+        key = corruption_key(split, name)
+        if key in model and key in baseline:
+            num += 100.0 - model[key]
+            den += 100.0 - baseline[key]
+    return 100.0 * num / den if den > 0 else math.nan
+
+
+def gains(model: Mapping[str, float], baseline: Mapping[str, float], split: str = "test") -> dict[str, float]:
+    """Robustness gain and clean drop (points) and relative mCE (percent)."""
+    return {
+        ROBUSTNESS_GAIN: model.get(f"{split}/corruption_acc", math.nan) - baseline.get(f"{split}/corruption_acc", math.nan),
+        CLEAN_DROP: baseline.get(f"{split}/clean_acc", math.nan) - model.get(f"{split}/clean_acc", math.nan),
+        RELATIVE_MCE: relative_mce(model, baseline, split),
+    }

@@ -1,0 +1,93 @@
+"""Shared fixtures: paths to the real data beside the repository, and a real
+``mlflow server`` process on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FREQSTUDY_SHARED", REPO.parent / "shared"))
+SUBSET = SHARED / "data" / "cifar10-subset"
+FROST = SHARED / "data" / "cifar10c-frost"
+REFERENCE = SHARED / "data" / "cifar10c-reference"
+
+
+def require(path: Path) -> Path:
+    """The path, or a skip that says which data is missing and why."""
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (set FREQSTUDY_SHARED to the shared/ folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def subset_dir() -> Path:
+    return require(SUBSET / "cifar-10-batches-py").parent
+
+
+@pytest.fixture(scope="session")
+def frost_dir() -> Path:
+    return require(FROST)
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    return require(REFERENCE)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """A real ``mlflow server`` (SQLite backend, local artifact root) on loopback."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.log = open(root / "server.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server",
+             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+             "--artifacts-destination", str(root / "artifacts"),
+             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.uri + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError("mlflow server did not become healthy in 120 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> MlflowServer:
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow"))
+    yield server
+    server.stop()
