@@ -136,3 +136,16 @@ def gains(model: Mapping[str, float], baseline: Mapping[str, float], split: str 
         CLEAN_DROP: baseline.get(f"{split}/clean_acc", math.nan) - model.get(f"{split}/clean_acc", math.nan),
         RELATIVE_MCE: relative_mce(model, baseline, split),
     }
+
+
+# Run tags every layer agrees on (MLflow is the source of truth for a study).
+TAG_STUDY = "freqstudy.study"  # study name (= experiment name)
+TAG_ROLE = "freqstudy.role"  # "study" for the parent run, "trial" for each trial run
+TAG_BASELINE = "freqstudy.baseline"  # "true" on the study's baseline trial (free mode, sigma = 0)
+TAG_TRIAL_ID = "freqstudy.trial_id"  # Ray Tune trial id (absent for `freqstudy train`)
+TAG_STATUS = "freqstudy.status"  # finished | diverged | failed | stopped
+TAG_FAILURE = "freqstudy.failure_reason"  # one line, when not finished
+TAG_MODE = "freqstudy.mode"  # frequency.mode of the trial
+TAG_NODE = "freqstudy.node"  # host name / Ray node the trial ran on
+TAG_CODE_VERSION = "freqstudy.code_version"
+TAG_DATA = "freqstudy.data_fingerprint"
