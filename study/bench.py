@@ -1,0 +1,259 @@
+"""``freqstudy bench``: how fast the trial engine is, beside a plain baseline.
+
+Every figure is measured in the same process as its baseline, so the ratios
+hold on any machine: (1) training images/s of the trial engine (device-resident
+uint8 data, batch augmentation on the device, bf16 autocast + channels_last +
+fused SGD on CUDA) against a plain PyTorch loop (a ``DataLoader`` over a
+``Dataset`` with per-sample transforms, fp32, default memory layout) on the
+same model and batch size; (2) evaluation images/s and the implied time for a
+full CIFAR-10-C + clean pass (15 x 5 x 10,000 + 10,000 = 760,000 images);
+(3) model FLOPs utilisation on a GPU from 3.33 GFLOP per trained image;
+(4) peak memory; (5) CIFAR-10-C generation images/s; (6) per-trial
+orchestration overhead of a Ray study (only where Ray is installed).
+
+Needs only torch, numpy and the project: data are random uint8 images, so it
+runs on a bare GPU machine with no dataset and no network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import resource
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from study.config import TrialConfig
+from study.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader
+from study.evaluate import EvalSettings, correct_predictions, eval_loader
+from study.trial import amp_dtype_for, build_model, build_optimizer, train_epoch
+
+TRAIN_GFLOP_PER_IMAGE = 3.33  # forward + backward of CIFAR ResNet-18 at width 64
+CIFAR10C_PASS_IMAGES = 15 * 5 * 10_000 + 10_000  # benchmark corruptions x severities + clean
+
+# Dense bf16 tensor-core peaks (FLOP/s) by device-name fragment, for MFU.
+BF16_PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _random_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, size=n).astype(np.int64)
+
+
+class _PerSampleDataset(torch.utils.data.Dataset):
+    """The usual hand-written pipeline: one image at a time, crop, flip, normalise."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images, self.labels = images, labels
+        self.mean = torch.tensor(CIFAR10_MEAN).view(3, 1, 1)
+        self.std = torch.tensor(CIFAR10_STD).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        x = torch.from_numpy(self.images[i]).permute(2, 0, 1).float().div(255)  # (3, 32, 32)
+        x = nn.functional.pad(x, (4, 4, 4, 4), mode="reflect")
+        dy, dx = np.random.randint(0, 9, size=2)
+        x = x[:, dy:dy + 32, dx:dx + 32]
+        if np.random.rand() < 0.5:
+            x = x.flip(2)
+        return (x - self.mean) / self.std, int(self.labels[i])
+
+
+def _config(width: int, batch_size: int, device: torch.device) -> TrialConfig:
+    return TrialConfig.from_flat({
+        "model.width": width, "train.batch_size": batch_size, "train.epochs": 1,
+        "device": device.type if device.type == "cpu" else str(device),
+    })
+
+
+def bench_train(device: torch.device, *, width: int, batch_size: int, steps: int, warmup: int) -> dict[str, float]:
+    """Training images/s of the engine and of the plain baseline, same model and batch."""
+    n = batch_size * (steps + warmup)
+    images, labels = _random_images(n)
+    config = _config(width, batch_size, device)
+
+    # The engine: exactly the trial's epoch function on device-resident data.
+    torch.manual_seed(0)
+    channels_last = device.type == "cuda"
+    model = build_model(config).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = build_optimizer(model, config, device)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    amp = amp_dtype_for(config, device)
+    criterion = nn.CrossEntropyLoss()
+    warm = DeviceLoader(images[: batch_size * warmup], labels[: batch_size * warmup], batch_size=batch_size,
+                        device=device, train=True, seed=0, channels_last=channels_last)
+    timed = DeviceLoader(images, labels, batch_size=batch_size, device=device, train=True, seed=1,
+                         channels_last=channels_last)
+    timed_steps = len(timed)
+    train_epoch(model, model, warm, opt, sched, criterion, amp)
+    _sync(device)
+    t0 = time.perf_counter()
+    loss_sum, seen = train_epoch(model, model, timed, opt, sched, criterion, amp)
+    float(loss_sum)  # one host sync, at the end
+    engine_s = time.perf_counter() - t0
+    engine_img_s = timed_steps * batch_size / engine_s
+
+    # The baseline: per-sample Dataset, DataLoader, fp32, default layout, plain SGD.
+    torch.manual_seed(0)
+    base = build_model(config).to(device)
+    base_opt = torch.optim.SGD(base.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
+    dl = torch.utils.data.DataLoader(_PerSampleDataset(images, labels), batch_size=batch_size, shuffle=True,
+                                     drop_last=True, num_workers=workers, pin_memory=device.type == "cuda",
+                                     persistent_workers=workers > 0)
+
+    def base_epoch(limit: int) -> int:
+        done = 0
+        for x, y in dl:
+            if done == limit:
+                break
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            loss = criterion(base(x), y)
+            base_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            base_opt.step()
+            done += 1
+        return done
+
+    base.train()
+    base_epoch(warmup)
+    _sync(device)
+    t0 = time.perf_counter()
+    done = base_epoch(timed_steps)
+    _sync(device)
+    baseline_s = time.perf_counter() - t0
+    baseline_img_s = done * batch_size / baseline_s
+    return {
+        "engine_img_s": engine_img_s,
+        "baseline_img_s": baseline_img_s,
+        "ratio": engine_img_s / baseline_img_s,
+        "width": width,
+        "batch_size": batch_size,
+        "steps": timed_steps,
+        "epoch_s_50k": 50_000 / engine_img_s,
+    }
+
+
+def bench_eval(device: torch.device, *, width: int, batch_size: int, n_images: int) -> dict[str, float]:
+    """Evaluation images/s (inference mode, large batches, counts on the device)."""
+    images, labels = _random_images(n_images, seed=1)
+    config = _config(width, 128, device)
+    model = build_model(config).to(device).eval()
+    channels_last = device.type == "cuda"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    settings = EvalSettings(device=device, batch_size=batch_size, channels_last=channels_last,
+                            amp_dtype=amp_dtype_for(config, device))
+    loader = eval_loader(images, labels, settings)
+    correct_predictions(model, loader, settings)  # warm-up (cudnn autotune, allocator)
+    _sync(device)
+    t0 = time.perf_counter()
+    correct = correct_predictions(model, loader, settings)
+    int(correct)
+    seconds = time.perf_counter() - t0
+    img_s = n_images / seconds
+    return {"img_s": img_s, "cifar10c_pass_s": CIFAR10C_PASS_IMAGES / img_s, "width": width, "batch_size": batch_size}
+
+
+def _mfu(device: torch.device, engine_img_s: float, width: int) -> dict[str, Any] | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    peak = next((v for k, v in BF16_PEAK_FLOPS.items() if k in name), None)
+    flops = engine_img_s * TRAIN_GFLOP_PER_IMAGE * 1e9 * (width / 64) ** 2
+    return {"device_name": name, "achieved_tflops": flops / 1e12,
+            "peak_tflops": None if peak is None else peak / 1e12,
+            "mfu": None if peak is None else flops / peak}
+
+
+def run_bench(*, device: str | None = None, quick: bool = False, only: set[str] | None = None,
+              log=print) -> dict[str, Any]:
+    """Run the sections asked for; returns the JSON object ``freqstudy bench --json`` prints."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("bench --device: cuda asked for, but CUDA is not available; allowed here: cpu")
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.reset_peak_memory_stats(dev)
+    sections = only or {"train", "eval", "corrupt", "orchestration"}
+    gpu = dev.type == "cuda"
+    out: dict[str, Any] = {"device": str(dev), "quick": quick, "torch": torch.__version__,
+                           "date": time.strftime("%Y-%m-%d")}
+    if gpu:
+        out["device_name"] = torch.cuda.get_device_name(dev)
+    if "train" in sections:
+        if gpu:
+            kw = dict(width=64, batch_size=512, steps=20 if quick else 60, warmup=5 if quick else 10)
+        else:
+            kw = dict(width=16 if quick else 64, batch_size=64 if quick else 128, steps=4 if quick else 6, warmup=1)
+        log(f"train: width {kw['width']}, batch {kw['batch_size']}, {kw['steps']} timed steps ...")
+        out["train"] = bench_train(dev, **kw)
+        tr = out["train"]
+        log(f"train: engine {tr['engine_img_s']:,.0f} img/s, baseline {tr['baseline_img_s']:,.0f} img/s, "
+            f"ratio {tr['ratio']:.2f}")
+        out["mfu"] = _mfu(dev, tr["engine_img_s"], tr["width"])
+        if out["mfu"] and out["mfu"]["mfu"] is not None:
+            log(f"mfu: {out['mfu']['mfu']:.1%} of {out['mfu']['peak_tflops']:.0f} TFLOP/s bf16")
+    if "eval" in sections:
+        if gpu:
+            kw = dict(width=64, batch_size=5000, n_images=50_000 if quick else 200_000)
+        else:
+            kw = dict(width=16 if quick else 64, batch_size=500, n_images=1000 if quick else 2000)
+        log(f"eval: width {kw['width']}, batch {kw['batch_size']}, {kw['n_images']:,} images ...")
+        out["eval"] = bench_eval(dev, **kw)
+        log(f"eval: {out['eval']['img_s']:,.0f} img/s; CIFAR-10-C + clean pass {out['eval']['cifar10c_pass_s']:.1f} s")
+    if "corrupt" in sections:
+        from study.cifar10c import bench_corruption_generation
+
+        n = 200 if quick else 2000
+        log(f"corrupt: all 19 corruptions x 5 severities on {n} images ...")
+        out["corrupt"] = bench_corruption_generation(n_images=n, workers=0, quick=quick)
+        log(f"corrupt: {json.dumps(out['corrupt'], default=float)}")
+    if "orchestration" in sections:
+        try:
+            import ray  # noqa: F401  (only to learn whether it is installed)
+        except ImportError:
+            out["orchestration"] = None
+            log("orchestration: skipped (Ray is not installed here)")
+        else:
+            from study.tune import bench_orchestration
+
+            log("orchestration: a study of tiny trials on local Ray ...")
+            out["orchestration"] = bench_orchestration(n_trials=4 if quick else 12, quick=quick)
+            log(f"orchestration: {json.dumps(out['orchestration'], default=float)}")
+    out["peak_memory_mb"] = _peak_memory_mb(dev)
+    return out
+
+
+def cmd_bench(args) -> int:
+    only = {s.strip() for s in args.only.split(",")} if args.only else None
+    allowed = {"train", "eval", "corrupt", "orchestration"}
+    if only and not only <= allowed:
+        raise ValueError(f"bench --only: {', '.join(sorted(only - allowed))} unknown; allowed {', '.join(sorted(allowed))}")
+    log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
+    result = run_bench(device=args.device, quick=args.quick, only=only, log=log)
+    if args.json:
+        print(json.dumps(result, default=lambda v: None if isinstance(v, float) and math.isnan(v) else float(v)))
+    return 0

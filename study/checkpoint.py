@@ -1,0 +1,120 @@
+"""Trial checkpoints: everything needed to continue a trial at the next epoch.
+
+A checkpoint holds the model, optimiser and scheduler states, the number of
+epochs completed, the per-epoch history so far, and every random-number state
+a trial consumes (torch CPU and CUDA, numpy, Python), so a trial resumed on the
+CPU reproduces the uninterrupted run bit for bit. Files are written to a
+temporary name beside the target and moved into place with ``os.replace``: a
+reader never sees half a checkpoint, even when a trial is killed mid-write.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_VERSION = 1
+
+
+def checkpoint_path(directory: str | os.PathLike, epoch: int) -> Path:
+    """``<directory>/epoch-0003.pt`` for ``epoch`` 3 (1-based, epochs completed)."""
+    return Path(directory) / f"epoch-{epoch:04d}.pt"
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    """The checkpoint with the most epochs completed in ``directory``, or None."""
+    found = sorted(Path(directory).glob("epoch-*.pt")) if Path(directory).is_dir() else []
+    return found[-1] if found else None
+
+
+def capture_rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        # As plain values and a tensor, so the weights-only unpickler reads it.
+        "numpy": _numpy_state_to_plain(np.random.get_state()),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    epoch: int,
+    history: list[dict[str, float]],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint atomically; returns its path.
+
+    Args:
+        path: target file; its folder is created.
+        epoch: epochs completed (1-based), so a resumed trial starts at ``epoch + 1``.
+        history: per-epoch metric dicts reported so far.
+        extra: anything else the trial needs back (e.g. the alpha history).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "version": CHECKPOINT_VERSION,
+        "epoch": int(epoch),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "history": list(history),
+        "rng": capture_rng_state(),
+        "extra": dict(extra or {}),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (tensors on the CPU).
+
+    Raises:
+        ValueError: the file is missing or is not a freqstudy checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path}: not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets one clear line
+        raise ValueError(f"checkpoint {path}: not a readable freqstudy checkpoint ({type(e).__name__}: {e})".splitlines()[0]) from None
+    if not isinstance(payload, dict) or payload.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"checkpoint {path}: not a freqstudy checkpoint (version {CHECKPOINT_VERSION} expected)")
+    return payload
+
+
+def _numpy_state_to_plain(state: tuple) -> tuple:
+    name, keys, pos, has_gauss, cached = state
+    return (str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))

@@ -1,0 +1,184 @@
+"""CIFAR-10-C ``elastic_transform``: a random affine warp followed by a smooth
+random displacement field, batch-vectorised in numpy.
+
+The original (``make_cifar_c.py``, after erniejunior's gist) does, per image on
+the 0-1 scale: jitter three reference points by ``U(-affine, affine)`` pixels,
+``cv2.warpAffine`` with the affine map they define (bilinear, border
+reflect-101, source coordinates quantised to 1/32 pixel as OpenCV's fixed-point
+remap does); then draws two ``U(-1, 1)`` fields, smooths each with a Gaussian
+(sigma pixels, mode reflect, truncate 3), scales by alpha, and resamples the
+warped image at ``(row + dy, col + dx)`` with ``scipy.ndimage.map_coordinates``
+(order 1, mode reflect). Here both resamplings are one gather of the four
+neighbours for the whole batch; OpenCV is not needed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+IMAGE_SIZE = 32
+
+# (alpha, sigma, affine jitter) in pixels for severities 1..5: the original's
+# IMSIZE * (0, 0, .08), (.05, .2, .07), (.08, .06, .06), (.1, .04, .05), (.1, .03, .03).
+ELASTIC_PARAMS: tuple[tuple[float, float, float], ...] = tuple(
+    (IMAGE_SIZE * a, IMAGE_SIZE * s, IMAGE_SIZE * j)
+    for a, s, j in ((0.0, 0.0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03))
+)
+
+# OpenCV's warpAffine resolves source coordinates to 1/2**INTER_BITS pixel.
+_INTER_TAB_SIZE = 32
+
+
+def _check_batch(images: np.ndarray, severity: int) -> None:
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        shape = getattr(images, "shape", None)
+        dtype = getattr(images, "dtype", None)
+        raise ValueError(f"images must be a uint8 array of shape (N, H, W, 3), got {dtype} {shape}")
+    if severity not in (1, 2, 3, 4, 5):
+        raise ValueError(f"severity must be one of 1, 2, 3, 4, 5, got {severity!r}")
+
+
+def reference_points(size: int = IMAGE_SIZE) -> np.ndarray:
+    """The three (x, y) points the original jitters: centre ± size//3 -> (3, 2) float32."""
+    centre = np.float32(size // 2)
+    half = size // 3
+    return np.array(
+        [[centre + half, centre + half], [centre + half, centre - half], [centre - half, centre - half]],
+        dtype=np.float32,
+    )
+
+
+def affine_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Affine maps taking ``src`` points to ``dst`` points (``cv2.getAffineTransform``).
+
+    Args:
+        src: (3, 2) or (N, 3, 2) points (x, y) in pixels.
+        dst: (N, 3, 2) points (x, y) in pixels.
+
+    Returns:
+        (N, 2, 3) float64 matrices ``M`` with ``dst = M @ [x, y, 1]``.
+    """
+    dst = np.asarray(dst, dtype=np.float64)
+    src = np.broadcast_to(np.asarray(src, dtype=np.float64), dst.shape)
+    ones = np.ones(src.shape[:-1] + (1,))
+    design = np.concatenate([src, ones], axis=-1)  # (N, 3, 3): rows [x, y, 1]
+    # design @ M.T = dst, solved for the (3, 2) unknowns per image.
+    return np.linalg.solve(design, dst).transpose(0, 2, 1)
+
+
+def invert_affine(matrices: np.ndarray) -> np.ndarray:
+    """Inverse affine maps: (N, 2, 3) -> (N, 2, 3), as warpAffine inverts M."""
+    linear = matrices[:, :, :2]
+    inv_linear = np.linalg.inv(linear)
+    inv_shift = -np.einsum("nij,nj->ni", inv_linear, matrices[:, :, 2])
+    return np.concatenate([inv_linear, inv_shift[:, :, None]], axis=2)
+
+
+def reflect_index(index: np.ndarray, size: int, *, edge_repeated: bool) -> np.ndarray:
+    """Fold integer indices into ``[0, size)``.
+
+    ``edge_repeated=False`` is OpenCV's reflect-101 (``...2 1 | 0 1 2 ... 31 | 30``);
+    ``True`` is scipy's half-sample ``reflect`` (``...1 0 | 0 1 ... 31 | 31 30``).
+    """
+    if edge_repeated:
+        period = 2 * size
+        index = np.mod(index, period)
+        return np.where(index >= size, period - 1 - index, index)
+    period = 2 * size - 2
+    index = np.mod(index, period)
+    return np.where(index >= size, period - index, index)
+
+
+def sample_bilinear(images: np.ndarray, rows: np.ndarray, cols: np.ndarray, *, edge_repeated: bool) -> np.ndarray:
+    """Bilinear samples of each image at its own coordinates, borders reflected.
+
+    Args:
+        images: (N, H, W, C) float32.
+        rows, cols: (N, H, W) source coordinates in pixels (row, column).
+        edge_repeated: border rule, see :func:`reflect_index`.
+
+    Returns:
+        (N, H, W, C) float32.
+    """
+    n, h, w, c = images.shape
+    r0 = np.floor(rows)
+    c0 = np.floor(cols)
+    fr = (rows - r0).astype(np.float32)[..., None]
+    fc = (cols - c0).astype(np.float32)[..., None]
+    r0 = r0.astype(np.int64)
+    c0 = c0.astype(np.int64)
+    ra = reflect_index(r0, h, edge_repeated=edge_repeated)
+    rb = reflect_index(r0 + 1, h, edge_repeated=edge_repeated)
+    ca = reflect_index(c0, w, edge_repeated=edge_repeated)
+    cb = reflect_index(c0 + 1, w, edge_repeated=edge_repeated)
+    flat = images.reshape(n, h * w, c)
+    base = (np.arange(n) * (h * w))[:, None, None]
+    flat = flat.reshape(n * h * w, c)
+
+    def gather(r: np.ndarray, col: np.ndarray) -> np.ndarray:
+        return flat[(base + r * w + col).reshape(-1)].reshape(n, h, w, c)
+
+    top = gather(ra, ca) * (1 - fc) + gather(ra, cb) * fc
+    bottom = gather(rb, ca) * (1 - fc) + gather(rb, cb) * fc
+    return top * (1 - fr) + bottom * fr
+
+
+def warp_affine(images: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+    """``cv2.warpAffine(img, M, (W, H), borderMode=BORDER_REFLECT_101)`` per image.
+
+    Args:
+        images: (N, H, W, C) float32 on any scale.
+        matrices: (N, 2, 3) forward maps (source -> destination, (x, y) pixels).
+
+    Returns:
+        (N, H, W, C) float32, bilinear, source positions rounded to 1/32 pixel.
+    """
+    n, h, w, _ = images.shape
+    inverse = invert_affine(matrices)  # destination -> source
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    src_x = inverse[:, 0, 0, None, None] * xs + inverse[:, 0, 1, None, None] * ys + inverse[:, 0, 2, None, None]
+    src_y = inverse[:, 1, 0, None, None] * xs + inverse[:, 1, 1, None, None] * ys + inverse[:, 1, 2, None, None]
+    src_x = np.floor(src_x * _INTER_TAB_SIZE + 0.5) / _INTER_TAB_SIZE
+    src_y = np.floor(src_y * _INTER_TAB_SIZE + 0.5) / _INTER_TAB_SIZE
+    return sample_bilinear(images, src_y, src_x, edge_repeated=False)
+
+
+def displacement_fields(noise: np.ndarray, alpha: float, sigma: float) -> np.ndarray:
+    """Smooth displacements: Gaussian(sigma, reflect, truncate 3) of ``noise`` × alpha.
+
+    Args:
+        noise: (N, 2, H, W) draws of U(-1, 1) for (dx, dy).
+        alpha: scale in pixels; sigma: smoothing in pixels (0 = none).
+
+    Returns:
+        (N, 2, H, W) float32 displacements in pixels.
+    """
+    smooth = ndimage.gaussian_filter(noise, sigma=(0, 0, sigma, sigma), mode="reflect", truncate=3.0)
+    return (smooth * alpha).astype(np.float32)
+
+
+def elastic_transform(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """CIFAR-10-C elastic transform of a batch.
+
+    Args:
+        images: (N, 32, 32, 3) uint8 HWC.
+        severity: 1..5.
+        rng: source of the jitter (N, 3, 2) and of the noise fields (N, 2, 32, 32).
+
+    Returns:
+        (N, 32, 32, 3) uint8, truncated from ``clip(x, 0, 1) * 255``.
+    """
+    _check_batch(images, severity)
+    alpha, sigma, jitter = ELASTIC_PARAMS[severity - 1]
+    n, h, w, _ = images.shape
+    x = images.astype(np.float32) / np.float32(255)
+
+    src = reference_points(min(h, w))
+    dst = src + rng.uniform(-jitter, jitter, size=(n, 3, 2)).astype(np.float32)
+    x = warp_affine(x, affine_from_points(src, dst))
+
+    fields = displacement_fields(rng.uniform(-1.0, 1.0, size=(n, 2, h, w)), alpha, sigma)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = sample_bilinear(x, ys + fields[:, 1], xs + fields[:, 0], edge_repeated=True)
+    return (np.clip(out, 0, 1) * 255).astype(np.uint8)

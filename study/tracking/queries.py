@@ -1,0 +1,152 @@
+"""Reading a study back out of MLflow: its parent run, its trial runs, metric
+histories and artifacts, as plain dicts the pure modules can work on.
+
+MLflow is the source of truth for a study (experiment = study; one parent run
+tagged role ``study``; one run per trial tagged role ``trial``; every run
+tagged with the study name). Everything here returns plain Python values
+(``{"run_id", "name", "status", "start_time", "params", "metrics", "tags"}``),
+so ``study.pareto`` and the report never see an MLflow object. A study or a
+metric that does not exist is a one-line ``ValueError`` naming what does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from study import metrics as M
+
+# Runs per page when listing a study: the server's cap; a study is hundreds of
+# trials, so a few pages at most.
+PAGE_SIZE = 1000
+# Listing every per-corruption key in an error would bury the useful names.
+_DETAIL_PARTS = ("/corruption/", "/severity/", "/category/")
+
+
+def client_for(tracking_uri: str | None):
+    """An ``MlflowClient`` on the given server (None: ``MLFLOW_TRACKING_URI``);
+    commands get the URI from ``study.tracking.server.local_tracking_uri``.
+
+    The fluent API (model registration and loading) follows the same URI.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise ValueError("tracking URI: none given; pass --tracking-uri or set MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def list_studies(client) -> list[str]:
+    """Names of the experiments that hold at least one freqstudy run, sorted;
+    every non-default experiment when none is tagged (older stores)."""
+    exps = [e for e in client.search_experiments() if e.name != "Default"]
+    tagged = []
+    for e in exps:
+        found = client.search_runs([e.experiment_id], filter_string=f"tags.`{M.TAG_ROLE}` != ''", max_results=1)
+        if found:
+            tagged.append(e.name)
+    return sorted(tagged or [e.name for e in exps])
+
+
+def _run_to_dict(run) -> dict[str, Any]:
+    return {
+        "run_id": run.info.run_id,
+        "name": run.info.run_name or run.info.run_id[:8],
+        "status": run.info.status,  # MLflow's own: FINISHED, FAILED, KILLED, RUNNING
+        "start_time": run.info.start_time,
+        "end_time": run.info.end_time,
+        "experiment_id": run.info.experiment_id,
+        "params": dict(run.data.params),
+        "metrics": {k: float(v) for k, v in run.data.metrics.items()},
+        "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.") or k == "mlflow.parentRunId"},
+    }
+
+
+def _search_all(client, experiment_ids: Sequence[str], filter_string: str = "") -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(list(experiment_ids), filter_string=filter_string,
+                                  max_results=PAGE_SIZE, page_token=token, order_by=["attributes.start_time ASC"])
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def load_study(study: str, tracking_uri: str | None = None, client=None) -> dict[str, Any]:
+    """A study's runs.
+
+    Returns:
+        ``{"study", "experiment_id", "parent": run dict or None, "trials": [run dict]}``;
+        trials are the runs tagged role ``trial`` (or untagged, e.g. from
+        ``freqstudy train`` into the study's experiment), oldest first.
+
+    Raises:
+        ValueError: naming the studies that exist when ``study`` is not one.
+    """
+    client = client or client_for(tracking_uri)
+    exp = client.get_experiment_by_name(study)
+    if exp is None:
+        names = list_studies(client)
+        raise ValueError(f"study {study!r} not found; studies: {', '.join(names) if names else '(none)'}")
+    runs = [_run_to_dict(r) for r in _search_all(client, [exp.experiment_id])]
+    parents = [r for r in runs if r["tags"].get(M.TAG_ROLE) == "study"]
+    trials = [r for r in runs if r["tags"].get(M.TAG_ROLE, "trial") == "trial"
+              and r["tags"].get(M.TAG_STUDY, study) == study]
+    # Several parents happen when a study is resumed with a new parent run; the
+    # earliest is the study's, and trials point at theirs through mlflow.parentRunId.
+    parent = min(parents, key=lambda r: r["start_time"] or 0) if parents else None
+    return {"study": study, "experiment_id": exp.experiment_id, "parent": parent, "trials": trials}
+
+
+def available_metrics(trials: Iterable[dict[str, Any]]) -> list[str]:
+    return sorted({k for t in trials for k in t["metrics"]})
+
+
+def check_metrics(study: str, trials: Sequence[dict[str, Any]], wanted: Iterable[str]) -> None:
+    """Raise a one-line ``ValueError`` naming the study's metrics when a wanted
+    metric appears in none of its trials."""
+    have = set(available_metrics(trials))
+    for key in wanted:
+        if key in have:
+            continue
+        summary = [k for k in sorted(have) if not any(p in k for p in _DETAIL_PARTS)]
+        detail = len(have) - len(summary)
+        listed = ", ".join(summary) if summary else "(none)"
+        more = f" (and {detail} per-corruption/severity/category keys)" if detail else ""
+        raise ValueError(f"metric {key!r} not found in study {study!r}; metrics: {listed}{more}")
+
+
+def metric_history(run_id: str, key: str, tracking_uri: str | None = None, client=None) -> list[tuple[int, float]]:
+    """``[(step, value)]`` of one metric of one run, by step (epochs are 1-based steps)."""
+    client = client or client_for(tracking_uri)
+    return sorted((m.step, float(m.value)) for m in client.get_metric_history(run_id, key))
+
+
+def list_artifacts(run_id: str, path: str | None = None, tracking_uri: str | None = None, client=None) -> list[str]:
+    client = client or client_for(tracking_uri)
+    return [a.path for a in client.list_artifacts(run_id, path)]
+
+
+def download_artifact(run_id: str, path: str, dst: str | os.PathLike, tracking_uri: str | None = None,
+                      client=None) -> Path | None:
+    """Download one artifact of a run into ``dst``; None when the run has no such artifact."""
+    client = client or client_for(tracking_uri)
+    parent = str(Path(path).parent) if "/" in path else None
+    if Path(path).name not in {Path(p).name for p in list_artifacts(run_id, parent, client=client)}:
+        return None
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    return Path(client.download_artifacts(run_id, path, str(dst)))
+
+
+def log_files(run_id: str, paths: Iterable[str | os.PathLike], artifact_path: str,
+              tracking_uri: str | None = None, client=None) -> None:
+    """Attach files to an existing run (the study's parent run) under ``artifact_path``."""
+    client = client or client_for(tracking_uri)
+    for p in paths:
+        client.log_artifact(run_id, str(p), artifact_path)

@@ -1,0 +1,128 @@
+"""The MLflow Model Registry side of choosing models: one registered model per
+study (named after it), one version per Pareto trial, aliases ``pareto-1``,
+``pareto-2``, ... by robustness and ``champion``, the gains over the baseline
+as version tags; and loading a registered model back by alias.
+
+Registering is idempotent: a trial that already has a version under the study's
+name keeps it (its tags and aliases are refreshed), and ``pareto-N`` aliases
+left over from a larger earlier front are removed, so the aliases always
+describe the latest ``freqstudy pareto --register``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from study.tracking.queries import client_for
+
+MODEL_ARTIFACT = "model"  # the name trials log their model under
+PARETO_ALIAS = "pareto-{}"
+CHAMPION_ALIAS = "champion"
+_PARETO_RE = re.compile(r"^pareto-\d+$")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What to register for one Pareto trial."""
+
+    run_id: str
+    aliases: tuple[str, ...]  # e.g. ("pareto-1", "champion")
+    tags: Mapping[str, Any] = field(default_factory=dict)  # gains etc.; NaN values are skipped
+
+
+def _model_source(client, run_id: str) -> str:
+    """The URI of the model a trial logged: its MLflow 3 logged model when one
+    exists (``models:/m-...``), else the run-relative path."""
+    import mlflow
+
+    run = client.get_run(run_id)
+    try:
+        found = mlflow.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_ARTIFACT}'",
+            output_format="list",
+        )
+    except Exception:  # older servers without logged models: fall back to the run path
+        found = []
+    if found:
+        return found[0].model_uri
+    if MODEL_ARTIFACT not in {a.path for a in client.list_artifacts(run_id)}:
+        raise ValueError(f"run {run_id}: no logged model {MODEL_ARTIFACT!r} to register (was tracking.log_model off?)")
+    return f"runs:/{run_id}/{MODEL_ARTIFACT}"
+
+
+def _wait_ready(client, name: str, version: str, timeout_s: float = 300.0) -> str:
+    """Block until a new model version leaves PENDING_REGISTRATION (it copies files)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        mv = client.get_model_version(name, version)
+        if mv.status == "READY":
+            return str(mv.version)
+        if mv.status == "FAILED_REGISTRATION" or time.monotonic() > deadline:
+            raise RuntimeError(f"model {name!r} version {version}: registration {mv.status}: {mv.status_message}")
+        time.sleep(0.5)
+
+
+def register_models(study: str, entries: Sequence[Registration], tracking_uri: str | None = None,
+                    client=None) -> dict[str, str]:
+    """Register each entry's model under ``study``; returns ``{run_id: version}``."""
+    from mlflow.exceptions import MlflowException
+
+    client = client or client_for(tracking_uri)
+    try:
+        client.get_registered_model(study)
+    except MlflowException:
+        client.create_registered_model(study, description=f"Pareto models of freqstudy study {study!r}")
+    existing = {mv.run_id: mv.version for mv in client.search_model_versions(f"name = '{study}'")}
+    versions: dict[str, str] = {}
+    for e in entries:
+        version = existing.get(e.run_id)
+        if version is None:
+            mv = client.create_model_version(study, _model_source(client, e.run_id), run_id=e.run_id,
+                                             tags={"run_id": e.run_id})
+            version = _wait_ready(client, study, mv.version)
+        versions[e.run_id] = str(version)
+    for e in entries:
+        version = versions[e.run_id]
+        for key, value in e.tags.items():
+            if isinstance(value, float) and math.isnan(value):
+                continue
+            client.set_model_version_tag(study, version, key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        for alias in e.aliases:
+            client.set_registered_model_alias(study, alias, version)
+    # Aliases moved first, leftovers of an earlier, larger front removed after,
+    # so a reader never finds pareto-1 or champion missing.
+    wanted = {a for e in entries for a in e.aliases}
+    for alias in client.get_registered_model(study).aliases:
+        if (_PARETO_RE.match(alias) or alias == CHAMPION_ALIAS) and alias not in wanted:
+            client.delete_registered_model_alias(study, alias)
+    return versions
+
+
+def version_by_alias(study: str, alias: str, tracking_uri: str | None = None, client=None) -> dict[str, Any]:
+    """``{"version", "run_id", "tags", "aliases"}`` of the version an alias points at."""
+    from mlflow.exceptions import MlflowException
+
+    client = client or client_for(tracking_uri)
+    try:
+        mv = client.get_model_version_by_alias(study, alias)
+    except MlflowException:
+        try:
+            aliases = sorted(client.get_registered_model(study).aliases)
+        except MlflowException:
+            raise ValueError(f"no registered model {study!r}; run `freqstudy pareto --study {study} --register`") from None
+        raise ValueError(f"model {study!r} has no alias {alias!r}; aliases: {', '.join(aliases) or '(none)'}") from None
+    run_id = mv.run_id or mv.tags.get("run_id")
+    return {"version": str(mv.version), "run_id": run_id, "tags": dict(mv.tags), "aliases": list(mv.aliases)}
+
+
+def load_model(study: str, alias: str = CHAMPION_ALIAS, tracking_uri: str | None = None, client=None):
+    """The PyTorch module registered under ``models:/<study>@<alias>``."""
+    import mlflow.pytorch
+
+    version_by_alias(study, alias, client=client or client_for(tracking_uri))  # a clear error first
+    return mlflow.pytorch.load_model(f"models:/{study}@{alias}")

@@ -1,0 +1,157 @@
+"""The local MLflow store and the loopback server in front of it.
+
+With no tracking URI configured, freqstudy keeps runs in a SQLite store under
+``default_home()/mlflow`` (artifacts beside it). Writers never open that file
+themselves: :func:`local_tracking_uri` starts ``mlflow server`` on a free
+loopback port, waits for ``/health``, yields its ``http://`` URI and stops it
+on exit, so concurrent trials only ever talk HTTP and never meet a locked
+SQLite file. A server that another freqstudy command already started for the
+same store is found through ``server.json`` and reused (and left running).
+With a URI given, it is yielded unchanged: everything goes to that server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+from study.config import default_home
+
+STARTUP_TIMEOUT_S = 180.0  # a cold `mlflow server` on a busy 2-core machine takes tens of seconds
+
+
+def store_dir() -> Path:
+    """``<FREQSTUDY_HOME>/mlflow``: the SQLite file, the artifacts and the server log."""
+    return default_home() / "mlflow"
+
+
+def backend_store_uri(root: Path | None = None) -> str:
+    return f"sqlite:///{(root or store_dir()) / 'mlflow.db'}"
+
+
+def artifacts_dir(root: Path | None = None) -> Path:
+    return (root or store_dir()) / "artifacts"
+
+
+def server_command(*, host: str, port: int, root: Path | None = None) -> list[str]:
+    """The ``mlflow server`` command line serving the local store."""
+    root = root or store_dir()
+    return [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", backend_store_uri(root),
+        "--artifacts-destination", str(artifacts_dir(root)),
+        "--host", host, "--port", str(port), "--workers", "1",
+    ]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def is_healthy(uri: str, timeout_s: float = 2.0) -> bool:
+    """True when ``<uri>/health`` answers 200."""
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def local_tracking_uri(uri: str | None = None) -> Iterator[str]:
+    """Yield a tracking URI: ``uri`` itself, or a local server's while the block runs.
+
+    Args:
+        uri: an MLflow tracking URI (``http://host:port`` of an ``mlflow server``);
+            None = the local store behind a loopback server started here.
+
+    Raises:
+        RuntimeError: the local server exited or did not become healthy in time
+            (the message ends with the tail of its log).
+    """
+    if uri:
+        yield uri
+        return
+    root = store_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    shared = _running_server(root)
+    if shared is not None:
+        yield shared
+        return
+    port = free_port()
+    own_uri = f"http://127.0.0.1:{port}"
+    log_path = root / "server.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(server_command(host="127.0.0.1", port=port, root=root),
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        _wait_healthy(proc, own_uri, log_path)
+        _write_json_atomic(root / "server.json", {"uri": own_uri, "pid": proc.pid})
+        yield own_uri
+    finally:
+        _forget_server(root, proc.pid)
+        _stop(proc)
+
+
+def _running_server(root: Path) -> str | None:
+    """The URI of a healthy server another command started for this store."""
+    try:
+        info = json.loads((root / "server.json").read_text())
+    except (OSError, ValueError):
+        return None
+    uri = info.get("uri") if isinstance(info, dict) else None
+    return uri if uri and is_healthy(uri) else None
+
+
+def _wait_healthy(proc: subprocess.Popen, uri: str, log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with status {proc.returncode}: {_tail(log_path)}")
+        if is_healthy(uri):
+            return
+        time.sleep(0.5)
+    _stop(proc)
+    raise RuntimeError(f"mlflow server at {uri} not healthy after {STARTUP_TIMEOUT_S:.0f} s: {_tail(log_path)}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _forget_server(root: Path, pid: int) -> None:
+    path = root / "server.json"
+    try:
+        if json.loads(path.read_text()).get("pid") == pid:
+            path.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _write_json_atomic(path: Path, obj: object) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def _tail(path: Path, chars: int = 1500) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:].strip().replace("\n", " | ")
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,134 @@
+"""The parent MLflow run of a study: created (or found again on ``--resume``),
+tagged, given the space file, and closed with the study's counts.
+
+MLflow experiment = study. The parent run carries ``TAG_STUDY`` and
+``TAG_ROLE = "study"``; every trial run is nested under it (the trial logs
+that itself, from whichever node it runs on). A resumed study finds its parent
+by those two tags and keeps logging under the same run, so one study is one
+parent run however many drivers it took. Everything returned is plain Python.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from study import metrics as M
+
+ROLE_STUDY = "study"
+ROLE_TRIAL = "trial"
+
+
+def _client(tracking_uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _experiment_id(client, study: str) -> str:
+    exp = client.get_experiment_by_name(study)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            raise ValueError(f"study {study}: its MLflow experiment is deleted; restore it or pick another name")
+        return exp.experiment_id
+    try:
+        return client.create_experiment(study, tags={M.TAG_STUDY: study})
+    except Exception:
+        # Another process created it between the lookup and the create.
+        exp = client.get_experiment_by_name(study)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def find_study_run(tracking_uri: str, study: str) -> str | None:
+    """The run id of the study's parent run, or None when the study is new."""
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(study)
+    if exp is None:
+        return None
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`{M.TAG_STUDY}` = '{study}' and tags.`{M.TAG_ROLE}` = '{ROLE_STUDY}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def start_study_run(tracking_uri: str, study: str, *, space_path: str, tags: Mapping[str, str],
+                    params: Mapping[str, Any], resume: bool) -> str:
+    """Create the parent run (or, with ``resume``, reopen the existing one).
+
+    Args:
+        tracking_uri: the MLflow server every trial logs to.
+        study: study name = experiment name.
+        space_path: the search-space YAML, logged as artifact ``space/<name>``.
+        tags: search settings and the code version (strings).
+        params: search settings as run params (logged once; a resumed run keeps its own).
+        resume: reuse the parent run found by tags; a new study refuses an existing one.
+
+    Returns:
+        The parent run id.
+    """
+    from mlflow.entities import Param, RunTag
+
+    client = _client(tracking_uri)
+    experiment_id = _experiment_id(client, study)
+    existing = find_study_run(tracking_uri, study)
+    all_tags = {**tags, M.TAG_STUDY: study, M.TAG_ROLE: ROLE_STUDY}
+    if existing is not None:
+        if not resume:
+            raise ValueError(f"study {study}: already exists in {tracking_uri} (parent run {existing}); "
+                             "continue it with --resume or pick another --study name")
+        client.update_run(existing, status="RUNNING")
+        client.log_batch(existing, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
+        return existing
+    run = client.create_run(experiment_id, run_name=study, tags=all_tags)
+    run_id = run.info.run_id
+    client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+    client.log_artifact(run_id, space_path, artifact_path="space")
+    return run_id
+
+
+def finish_study_run(tracking_uri: str, run_id: str, *, counts: Mapping[str, float], status: str = "FINISHED") -> None:
+    """Log the study's counts (``study/trials_finished`` ...) and close the run."""
+    from mlflow.entities import Metric
+    import time
+
+    client = _client(tracking_uri)
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(f"study/{k}", float(v), now, 0) for k, v in counts.items()])
+    client.set_terminated(run_id, status=status)
+
+
+def log_study_file(tracking_uri: str, run_id: str, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+    _client(tracking_uri).log_artifact(run_id, str(path), artifact_path=artifact_path)
+
+
+def trial_runs(tracking_uri: str, parent_run_id: str) -> list[dict[str, Any]]:
+    """The nested trial runs of a study, as ``{run_id, status, tags, metrics, params, artifacts}``.
+
+    ``artifacts`` lists the top-level artifact paths of each run.
+    """
+    client = _client(tracking_uri)
+    parent = client.get_run(parent_run_id)
+    out, token = [], None
+    while True:
+        page = client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+            max_results=1000, page_token=token,
+        )
+        for r in page:
+            out.append({
+                "run_id": r.info.run_id,
+                "status": r.info.status,
+                "tags": dict(r.data.tags),
+                "metrics": dict(r.data.metrics),
+                "params": dict(r.data.params),
+                "artifacts": [a.path for a in client.list_artifacts(r.info.run_id)],
+            })
+        token = page.token
+        if not token:
+            return out

@@ -1,0 +1,405 @@
+"""One trial: build the network from a config, train it, evaluate it clean and
+corrupted, and report through a callback. No Ray and no MLflow in here.
+
+The same function runs from ``freqstudy train`` and from a Ray Tune worker;
+the caller decides where the per-epoch metrics go (``report``), whether to
+stop early (``should_stop``) and where checkpoints live. Training data sits on
+the device as uint8 and is augmented there (``study.data.DeviceLoader``); the
+loss is summed on the device and read once per epoch, so a non-finite loss is
+caught at the epoch end without a host sync per step and ends the trial as
+*diverged*, a result rather than an exception. On the CPU the trial is seeded
+and deterministic, and a trial resumed from a checkpoint reproduces the
+uninterrupted one exactly. Objectives come from the validation split and its
+corrupted copy only; test numbers are reported, never selected on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import resource
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.resnet import build_resnet18
+from models.spectral import classify_filters, low_energy_ratio, spectral_centroid
+from study.checkpoint import checkpoint_path, load_checkpoint, restore_rng_state, save_checkpoint
+from study.cifar10c import ensure_corrupted_copy
+from study.config import TrialConfig, default_home
+from study.data import DeviceLoader, fingerprint, load_cifar10, stratified_split
+from study.evaluate import EvalSettings, clean_accuracy, corrupted_accuracy, eval_loader
+from study.metrics import (
+    EPOCH_SECONDS,
+    EPOCHS_COMPLETED,
+    FILTER_CENTROID,
+    FILTER_MEAN_ALPHA,
+    FILTER_PROPORTION,
+    PEAK_MEMORY_MB,
+    TRAIN_LOSS,
+    TRAIN_LR,
+    VAL_CLEAN_ACC,
+    summarize,
+)
+
+FINISHED = "finished"
+DIVERGED = "diverged"
+STOPPED = "stopped"  # should_stop() asked for it; evaluated, but short of the epoch budget
+
+Report = Callable[[dict[str, float]], None]
+
+
+# -- data ---------------------------------------------------------------------------
+
+
+def corruption_cache_root() -> Path:
+    """``<FREQSTUDY_HOME>/cache/cifar10c``: generated corrupted copies, shared by all trials."""
+    return default_home() / "cache" / "cifar10c"
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Everything a trial reads, in host memory, with the corrupted copies on disk.
+
+    Attributes:
+        train_images, val_images, test_images: (N, 32, 32, 3) uint8 HWC.
+        train_labels, val_labels, test_labels: (N,) int64.
+        val_corrupted_dir: generated CIFAR-10-C copy of the validation split, or None
+            when no corruption is evaluated.
+        test_corrupted_dir: official CIFAR-10-C folder when configured, else a
+            generated copy of the test set; None when test metrics are off.
+        fingerprint: 16 hex digits over the images and labels of all three splits.
+    """
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    val_images: np.ndarray
+    val_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    val_corrupted_dir: Path | None
+    test_corrupted_dir: Path | None
+    fingerprint: str
+
+
+def prepare_data(config: TrialConfig, *, workers: int = 0) -> PreparedData:
+    """Load CIFAR-10, split off validation, and make sure the corrupted copies exist.
+
+    Call it once before launching many trials on a machine so they all find the
+    cache warm; concurrent callers are safe (copies are published atomically).
+
+    Args:
+        config: reads ``data.*`` and ``eval.*``.
+        workers: processes generating corruptions; 0 = one per core.
+    """
+    cifar = load_cifar10(config.data.dir, download=config.data.download)
+    images, labels = cifar.train_images, cifar.train_labels
+    if config.data.train_limit is not None:
+        images, labels = images[: config.data.train_limit], labels[: config.data.train_limit]
+    train_idx, val_idx = stratified_split(labels, config.data.val_fraction, config.data.split_seed)
+    if len(val_idx) == 0 or len(train_idx) == 0:
+        raise ValueError(f"config data.val_fraction: {config.data.val_fraction} leaves an empty split of {len(labels)} images")
+    ev = config.eval
+    common = dict(corruptions=ev.corruptions, severities=ev.severities, seed=ev.corruption_seed,
+                  frost_dir=ev.frost_dir, workers=workers, limit=ev.corruption_limit)
+    val_dir = test_dir = None
+    if ev.corruptions:
+        val_dir = ensure_corrupted_copy(images[val_idx], labels[val_idx], corruption_cache_root(), split_name="val", **common)
+        if ev.test:
+            if ev.cifar10c_dir is not None:
+                test_dir = Path(ev.cifar10c_dir)
+                if not test_dir.is_dir():
+                    raise ValueError(f"config eval.cifar10c_dir: {test_dir} is not a folder")
+            else:
+                test_dir = ensure_corrupted_copy(cifar.test_images, cifar.test_labels, corruption_cache_root(),
+                                                 split_name="test", **common)
+    return PreparedData(
+        train_images=images[train_idx], train_labels=labels[train_idx],
+        val_images=images[val_idx], val_labels=labels[val_idx],
+        test_images=cifar.test_images, test_labels=cifar.test_labels,
+        val_corrupted_dir=val_dir, test_corrupted_dir=test_dir,
+        fingerprint=fingerprint(images, labels, cifar.test_images, cifar.test_labels),
+    )
+
+
+# -- the pieces of a training run --------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"config device: {name!r} asked for, but CUDA is not available; allowed here: auto, cpu")
+    return torch.device(name)
+
+
+def amp_dtype_for(config: TrialConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA by default (and when asked), full precision otherwise."""
+    if config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def build_model(config: TrialConfig) -> nn.Module:
+    """The ResNet-18 of the config (its stem in the configured frequency mode)."""
+    f = config.frequency
+    return build_resnet18(
+        width=config.model.width, stem_kernel=config.model.stem_kernel, num_classes=config.model.num_classes,
+        mode=f.mode, proportion=f.proportion, cutoff=f.cutoff, threshold=f.threshold,
+        perturbation=f.perturbation, proportion_weight=f.proportion_weight,
+    )
+
+
+def build_optimizer(model: nn.Module, config: TrialConfig, device: torch.device) -> torch.optim.SGD:
+    """SGD with momentum; weight decay on weight matrices and kernels only, never on
+    BatchNorm parameters, biases or the alpha logits (all 1-D)."""
+    t = config.train
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov and t.momentum > 0,
+                           fused=device.type == "cuda" or None)
+
+
+def lr_factor(step: int, *, total_steps: int, schedule: str, warmup_fraction: float) -> float:
+    """Multiplier of the peak learning rate at optimiser step ``step`` (0-based).
+
+    ``onecycle``: linear warm-up over ``warmup_fraction`` of the steps, then a
+    cosine down to 0; ``cosine``: cosine from the peak at step 0.
+    """
+    warm = round(warmup_fraction * total_steps) if schedule == "onecycle" else 0
+    if step < warm:
+        return (step + 1) / warm
+    progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def filter_statistics(model: nn.Module) -> dict[str, Any]:
+    """The first layer's measured make-up, from its effective weight.
+
+    Returns:
+        ``weights`` (O, C, k, k) float32 numpy, ``classes`` (O,) 1 low / 0 high /
+        -1 none, ``ratio`` (O,) low-band energy share, ``alpha`` (O,) or None,
+        ``proportion`` p-hat, ``centroid`` mean spectral centroid (fraction of Nyquist).
+    """
+    stem = model.stem
+    with torch.no_grad():
+        w = stem.effective_weight().detach().float().cpu()
+        alpha = stem.alpha()
+        centroid = spectral_centroid(w)
+        return {
+            "weights": w.numpy(),
+            "classes": classify_filters(w, stem.cutoff, stem.threshold).numpy(),
+            "ratio": low_energy_ratio(w, stem.cutoff).numpy(),
+            "alpha": None if alpha is None else alpha.detach().float().cpu().numpy(),
+            "proportion": float(stem.measured_proportion()),
+            "centroid": float(torch.nanmean(centroid)) if centroid.numel() else math.nan,
+        }
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak accelerator memory allocated (CUDA), else the process's peak resident size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def _deterministic(enabled: bool):
+    """Deterministic kernels for the duration of a CPU trial; the caller's setting after."""
+    before = torch.are_deterministic_algorithms_enabled()
+    before_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    if enabled:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=before_warn)
+
+
+# -- the trial ------------------------------------------------------------------------------
+
+
+@dataclass
+class TrialResult:
+    """What a trial leaves behind.
+
+    Attributes:
+        status: ``finished``, ``diverged`` (non-finite loss; no final evaluation)
+            or ``stopped`` (``should_stop`` said so; evaluated after fewer epochs).
+        reason: one line when not finished, else None.
+        metrics: final metrics: ``val/...`` and ``test/...`` from ``metrics.summarize``,
+            ``epochs_completed``, peak memory (MiB).
+        history: the per-epoch metric dicts, in order (as reported).
+        model: the trained network, eval mode, on the CPU.
+        alpha_history: (E, O) alpha after each epoch in learned mode, else None.
+        fingerprint: the data fingerprint.
+        corruption_accuracy: ``{"val": {(name, severity): %}, "test": {...}}``.
+        filters: :func:`filter_statistics` of the final model.
+    """
+
+    status: str
+    reason: str | None
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    model: nn.Module
+    alpha_history: np.ndarray | None
+    fingerprint: str
+    corruption_accuracy: dict[str, dict[tuple[str, int], float]] = field(default_factory=dict)
+    filters: dict[str, Any] = field(default_factory=dict)
+
+
+def run_trial(
+    config: TrialConfig,
+    *,
+    report: Report | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume_from: str | Path | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    data: PreparedData | None = None,
+) -> TrialResult:
+    """Train and evaluate one configuration.
+
+    Args:
+        config: the trial.
+        report: called once per epoch with ``epoch`` and the per-epoch keys of
+            ``study.metrics`` (train/loss, train/lr, val/clean_acc, filters/proportion,
+            filters/centroid, filters/mean_alpha in learned mode, train/epoch_seconds).
+        checkpoint_dir: where ``epoch-NNNN.pt`` go every ``train.checkpoint_every``
+            epochs (and after the last); None = no checkpoints.
+        resume_from: a checkpoint file; training continues at the epoch after it.
+        should_stop: asked after each epoch; True ends training there (status ``stopped``).
+        data: already prepared data (else :func:`prepare_data` is called).
+
+    Exceptions other than divergence propagate to the caller, which records them.
+    """
+    device = resolve_device(config.device)
+    with _deterministic(device.type == "cpu"):
+        return _run(config, device, report, checkpoint_dir, resume_from, should_stop, data)
+
+
+def _run(config, device, report, checkpoint_dir, resume_from, should_stop, data) -> TrialResult:
+    t = config.train
+    amp = amp_dtype_for(config, device)
+    channels_last = device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.reset_peak_memory_stats(device)
+    seed_everything(config.seed)
+    data = data or prepare_data(config)
+
+    model = build_model(config).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, config, device)
+    loader = DeviceLoader(data.train_images, data.train_labels, batch_size=t.batch_size, device=device,
+                          train=True, augment=config.data.augment, seed=config.seed, channels_last=channels_last)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError(f"config train.batch_size: {t.batch_size} is larger than the {len(data.train_labels)} training images")
+    total_steps = steps_per_epoch * t.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(
+        lr_factor, total_steps=total_steps, schedule=t.schedule, warmup_fraction=t.warmup_fraction))
+    settings = EvalSettings(device=device, batch_size=config.eval.batch_size, channels_last=channels_last, amp_dtype=amp)
+    val_loader = eval_loader(data.val_images, data.val_labels, settings)
+    criterion = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
+
+    history: list[dict[str, float]] = []
+    alphas: list[np.ndarray] = []
+    start = 1
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        history = list(ckpt["history"])
+        alphas = [np.asarray(a) for a in ckpt["extra"].get("alpha_history", [])]
+        start = ckpt["epoch"] + 1
+        restore_rng_state(ckpt["rng"])
+    train_model = torch.compile(model) if t.compile else model
+    autocast = (lambda: torch.autocast(device_type=device.type, dtype=amp)) if amp else contextlib.nullcontext
+
+    status, reason = FINISHED, None
+    for epoch in range(start, t.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        loader.set_epoch(epoch)
+        loss_sum = torch.zeros((), device=device)  # summed on the device: no host sync per step
+        seen = 0
+        for x, y in loader:
+            with autocast():
+                logits = train_model(x)
+            loss = criterion(logits.float(), y) + model.stem.proportion_loss()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach() * y.shape[0]
+            seen += y.shape[0]
+        mean_loss = float((loss_sum / seen).item())
+        if not math.isfinite(mean_loss):
+            status, reason = DIVERGED, f"training loss became non-finite ({mean_loss}) in epoch {epoch} at lr {t.lr:g}"
+            break
+        model.eval()
+        stats = filter_statistics(model)
+        row = {
+            "epoch": epoch,
+            TRAIN_LOSS: mean_loss,
+            TRAIN_LR: float(scheduler.get_last_lr()[0]),
+            VAL_CLEAN_ACC: clean_accuracy(model, val_loader, settings),
+            FILTER_PROPORTION: stats["proportion"],
+            FILTER_CENTROID: stats["centroid"],
+        }
+        if stats["alpha"] is not None:
+            row[FILTER_MEAN_ALPHA] = float(stats["alpha"].mean())
+            alphas.append(stats["alpha"])
+        row[EPOCH_SECONDS] = time.perf_counter() - started
+        history.append(row)
+        if checkpoint_dir is not None and t.checkpoint_every and (epoch % t.checkpoint_every == 0 or epoch == t.epochs):
+            save_checkpoint(checkpoint_path(checkpoint_dir, epoch), model=model, optimizer=optimizer, scheduler=scheduler,
+                            epoch=epoch, history=history, extra={"alpha_history": [a.tolist() for a in alphas]})
+        if report is not None:
+            report(dict(row))
+        if should_stop is not None and epoch < t.epochs and should_stop():
+            status, reason = STOPPED, f"stopped after epoch {epoch} of {t.epochs}"
+            break
+
+    model.eval()
+    metrics: dict[str, float] = {}
+    accuracy: dict[str, dict[tuple[str, int], float]] = {}
+    if status != DIVERGED:
+        metrics, accuracy = _final_evaluation(model, config, data, settings, val_loader)
+    metrics[EPOCHS_COMPLETED] = float(len(history))
+    metrics[PEAK_MEMORY_MB] = peak_memory_mb(device)
+    model = model.to("cpu", memory_format=torch.contiguous_format).eval()
+    return TrialResult(
+        status=status, reason=reason, metrics=metrics, history=history, model=model,
+        alpha_history=np.stack(alphas) if alphas else None, fingerprint=data.fingerprint,
+        corruption_accuracy=accuracy, filters=filter_statistics(model) if status != DIVERGED else {},
+    )
+
+
+def _final_evaluation(model, config, data, settings, val_loader):
+    ev = config.eval
+    kw = dict(corruptions=ev.corruptions, severities=ev.severities, limit=ev.corruption_limit, settings=settings)
+    accuracy = {"val": corrupted_accuracy(model, data.val_corrupted_dir, **kw) if data.val_corrupted_dir else {}}
+    metrics = summarize("val", clean_accuracy(model, val_loader, settings), accuracy["val"])
+    if ev.test:
+        accuracy["test"] = corrupted_accuracy(model, data.test_corrupted_dir, **kw) if data.test_corrupted_dir else {}
+        test_clean = clean_accuracy(model, eval_loader(data.test_images, data.test_labels, settings), settings)
+        metrics.update(summarize("test", test_clean, accuracy["test"]))
+    return metrics, accuracy
