@@ -176,10 +176,11 @@ def _assemble(out: Path, name: str, severities: Sequence[int], n: int) -> None:
     try:
         parts = [np.load(_unit_path(units, name, s)) for s in severities]
     except FileNotFoundError:
-        if _is_whole(final, len(severities) * n):  # a concurrent run assembled it first
-            return
-        raise
-    _atomic_save(final, np.concatenate(parts))  # (S*N, 32, 32, 3), severity-major
+        if not _is_whole(final, len(severities) * n):
+            raise
+        parts = None  # a concurrent run assembled it first
+    if parts is not None:
+        _atomic_save(final, np.concatenate(parts))  # (S*N, 32, 32, 3), severity-major
     for s in severities:
         _unit_path(units, name, s).unlink(missing_ok=True)
 

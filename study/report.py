@@ -33,7 +33,6 @@ from study.pareto_cmd import Choice, aliases_of, choose, pareto_figure, pareto_r
 
 REPORT_ARTIFACTS = "report"  # artifact folder on the parent run
 ALPHA_ARTIFACT = "alpha.npy"  # (O,) learned alpha of a learned-mode trial, when the trial logged it
-FILTERS_ARTIFACT = "filters.npy"
 
 
 # -- rows -----------------------------------------------------------------------------
@@ -170,6 +169,7 @@ def _atomic_write(path: Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is for reading
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -43,9 +43,10 @@ STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # Tune's strict check wants every objective in every report; ours are computed
 # once, after the last epoch, so the per-epoch reports carry training metrics only.
 STRICT_METRIC_ENV = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
-# Test-only fault injection: a trial whose Optuna number is in this
-# comma-separated list raises before training. Read inside the trainable.
-FAIL_TRIALS_ENV = "FREQSTUDY_TEST_FAIL_TRIALS"
+# Test-only fault injection, read inside the trainable: "frequency.mode=learned"
+# makes every trial whose config has that value raise before training (on every
+# retry), exercising the real failure path of Tune, the searcher and MLflow.
+FAIL_WHEN_ENV = "FREQSTUDY_TEST_FAIL_WHEN"
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     trial_id, trial_name = tctx.get_trial_id(), tctx.get_trial_name()
     is_baseline = bool(config.get(BASELINE_FLAG))
     cfg = trial_config(config, context, trial_name=f"{context.study}-{trial_name}")
-    _maybe_fail(trial_name)
+    _maybe_fail(cfg)
     started = time.perf_counter()
     if context.synthetic_seconds > 0:
         final = _synthetic_trial(cfg, context)
@@ -116,10 +117,12 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     tune.report(final)
 
 
-def _maybe_fail(trial_name: str) -> None:
-    wanted = {s.strip() for s in os.environ.get(FAIL_TRIALS_ENV, "").split(",") if s.strip()}
-    if wanted and trial_name.rsplit("_", 1)[-1].lstrip("0") in {w.lstrip("0") for w in wanted}:
-        raise RuntimeError(f"injected failure for trial {trial_name} ({FAIL_TRIALS_ENV})")
+def _maybe_fail(cfg: TrialConfig) -> None:
+    rule = os.environ.get(FAIL_WHEN_ENV, "")
+    if "=" in rule:
+        key, value = rule.split("=", 1)
+        if str(cfg.to_flat().get(key.strip())) == value.strip():
+            raise RuntimeError(f"injected failure: {key.strip()}={value.strip()} ({FAIL_WHEN_ENV})")
 
 
 # Prepared data of this worker process, by data/eval settings: with reused actors a

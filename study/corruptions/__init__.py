@@ -110,6 +110,8 @@ def corrupt(name: str, images: np.ndarray, severity: int, rng: np.random.Generat
     if rng is not None and not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     fn = get_corruption(name)
+    if images.shape[0] == 0:  # nothing to corrupt, and no draws: the generator is left as it was
+        return images.copy()
     if name == "frost":
         return fn(images, int(severity), rng, frost_dir=frost_dir)
     return fn(images, int(severity), rng)

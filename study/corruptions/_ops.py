@@ -407,11 +407,14 @@ def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
     q = v * (1 - f * s)
     t = v * (1 - (1 - f) * s)
     sextant = hi.astype(np.uint8) % 6  # skimage casts to uint8 before the modulo
-    choices = np.stack([
-        np.stack((v, t, p), axis=-1), np.stack((q, v, p), axis=-1), np.stack((p, v, t), axis=-1),
-        np.stack((p, q, v), axis=-1), np.stack((t, p, v), axis=-1), np.stack((v, p, q), axis=-1),
-    ])
-    return np.choose(np.stack([sextant] * 3, axis=-1), choices)
+    # skimage picks (r, g, b) per sextant with np.choose over six stacked triples; selecting the
+    # same values by index from (v, t, p, q) gives identical results at a fraction of the cost.
+    values = np.stack((v, t, p, q), axis=-1)
+    return np.take_along_axis(values, _SEXTANT_RGB[sextant], axis=-1)
+
+
+# Sextant -> indices into (v, t, p, q) for (r, g, b), as in skimage's hsv2rgb.
+_SEXTANT_RGB = np.array([[0, 1, 2], [3, 0, 2], [2, 0, 1], [2, 3, 0], [1, 2, 0], [0, 2, 3]])
 
 
 # --- parameters ---------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 ``cifar10c.md``.
 
 Every filter here is linear on a 32x32 grid, so each is applied to the whole
-batch as matrix products (``_ops.apply_separable``) rather than per image.
+batch as matrix products (separable ones, or zoom_blur's one sparse operator)
+rather than per image.
 glass_blur's pixel "swaps" are, in the original's sequential order, copies
 from pixels not yet visited in that pass, so a pass is one vectorised gather.
 Inputs are uint8 ``(N, 32, 32, 3)``; outputs the same shape and dtype.
@@ -14,6 +15,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from scipy import sparse
 
 from study.corruptions import _ops
 from study.corruptions._ops import severity_params, to_uint8
@@ -103,18 +105,17 @@ def motion_blur(images: np.ndarray, severity: int, rng: np.random.Generator) -> 
 
 
 @lru_cache(maxsize=8)
-def zoom_blur_matrix(z_max: float) -> np.ndarray:
-    """``(1024, 1024)`` operator on a flattened 32x32 plane: ``(I + Σ_z Z_z ⊗ Z_z) / (n + 1)``,
-    with ``Z_z`` the clipped zoom along one axis for each ``z`` in ``np.arange(1, z_max, 0.01)``."""
+def zoom_blur_matrix(z_max: float) -> sparse.csr_matrix:
+    """Sparse ``(1024, 1024)`` operator on a flattened 32x32 plane: ``(I + Σ_z Z_z ⊗ Z_z) / (n + 1)``,
+    with ``Z_z`` the clipped zoom along one axis for each ``z`` in ``np.arange(1, z_max, 0.01)``.
+    Each output pixel reads at most a few dozen inputs (about 12 on average at z_max 1.26)."""
     factors = np.arange(1, z_max, 0.01)
     total = np.eye(_SIZE * _SIZE)
     for z in factors:
         zm = _ops.zoom_matrix(_SIZE, float(z))
         total += np.kron(zm, zm)
     total /= len(factors) + 1
-    out = np.ascontiguousarray(total.T)  # right-multiplied below
-    out.setflags(write=False)
-    return out
+    return sparse.csr_matrix(total)
 
 
 def zoom_blur(images: np.ndarray, severity: int, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -126,9 +127,10 @@ def zoom_blur(images: np.ndarray, severity: int, rng: np.random.Generator | None
     z_max = severity_params("zoom_blur", ZOOM_MAX, severity)
     op = zoom_blur_matrix(z_max)
     n = images.shape[0]
-    # (N, 32, 32, 3) -> (N, 3, 1024): planes as rows, one GEMM for the batch.
-    planes = (images / 255.0).astype(np.float32).astype(np.float64).transpose(0, 3, 1, 2).reshape(n * 3, _SIZE * _SIZE)
-    y = (planes @ op).reshape(n, 3, _SIZE, _SIZE).transpose(0, 2, 3, 1)
+    # (N, 32, 32, 3) -> (1024, N·3): pixels as rows, every plane a column, one sparse product.
+    x = (images / 255.0).astype(np.float32).astype(np.float64)
+    cols = x.reshape(n, _SIZE * _SIZE, 3).transpose(1, 0, 2).reshape(_SIZE * _SIZE, n * 3)
+    y = (op @ cols).reshape(_SIZE, _SIZE, n, 3).transpose(2, 0, 1, 3)
     return to_uint8(np.clip(y, 0, 1) * 255)
 
 

@@ -65,6 +65,8 @@ def box_resize(images: np.ndarray, size: int) -> np.ndarray:
     the batch stacked into one strip.
     """
     n, h, w, _ = images.shape
+    if n == 0:
+        return np.empty((0, size, size, 3), dtype=np.uint8)
     # (N, H, W, 3) -> (N·H, size, 3): horizontal pass over all rows of all images.
     x = _box_resize_width(images.reshape(n * h, w, 3), size).reshape(n, h, size, 3)
     # Vertical pass: transpose H and W so that columns become rows of one strip.

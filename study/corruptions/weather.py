@@ -481,8 +481,8 @@ def equalize_hist(x: np.ndarray) -> np.ndarray:
     n = x.shape[0]
     flat = x.reshape(n, -1)
     total = flat.shape[1]
-    counts = np.zeros((n, 256), dtype=np.int64)
-    np.add.at(counts, (np.arange(n)[:, None], flat), 1)
+    bins = (np.arange(n)[:, None] * 256 + flat).reshape(-1)
+    counts = np.bincount(bins, minlength=n * 256).reshape(n, 256)
     first = np.argmax(counts > 0, axis=1)
     first_count = counts[np.arange(n), first]
     cdf = np.cumsum(counts, axis=1)

@@ -34,9 +34,9 @@ class Registration:
     tags: Mapping[str, Any] = field(default_factory=dict)  # gains etc.; NaN values are skipped
 
 
-def _model_source(client, run_id: str) -> str:
-    """The URI of the model a trial logged: its MLflow 3 logged model when one
-    exists (``models:/m-...``), else the run-relative path."""
+def _model_source(client, run_id: str) -> tuple[str, str | None]:
+    """``(source URI, logged model id)`` of the model a trial logged: its MLflow 3
+    logged model when one exists (``models:/m-...``), else the run-relative path."""
     import mlflow
 
     run = client.get_run(run_id)
@@ -49,10 +49,10 @@ def _model_source(client, run_id: str) -> str:
     except Exception:  # older servers without logged models: fall back to the run path
         found = []
     if found:
-        return found[0].model_uri
+        return found[0].model_uri, found[0].model_id
     if MODEL_ARTIFACT not in {a.path for a in client.list_artifacts(run_id)}:
         raise ValueError(f"run {run_id}: no logged model {MODEL_ARTIFACT!r} to register (was tracking.log_model off?)")
-    return f"runs:/{run_id}/{MODEL_ARTIFACT}"
+    return f"runs:/{run_id}/{MODEL_ARTIFACT}", None
 
 
 def _wait_ready(client, name: str, version: str, timeout_s: float = 300.0) -> str:
@@ -82,8 +82,9 @@ def register_models(study: str, entries: Sequence[Registration], tracking_uri: s
     for e in entries:
         version = existing.get(e.run_id)
         if version is None:
-            mv = client.create_model_version(study, _model_source(client, e.run_id), run_id=e.run_id,
-                                             tags={"run_id": e.run_id})
+            source, model_id = _model_source(client, e.run_id)
+            mv = client.create_model_version(study, source, run_id=e.run_id, tags={"run_id": e.run_id},
+                                             model_id=model_id)
             version = _wait_ready(client, study, mv.version)
         versions[e.run_id] = str(version)
     for e in entries:

@@ -14,6 +14,15 @@ from models.stem import FrequencyStem, count_low_filters
 PROPORTIONS = [i / 10 for i in range(11)] + [1 / 3, 0.55, 0.97]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny FFTs are ~100x slower with 2 intra-op threads on a busy 2-core box; one thread keeps this file fast."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def sgd_steps(stem: FrequencyStem, steps: int, *, lr: float = 0.5, seed: int = 0) -> None:
     """A few SGD steps on a random regression target through the stem's forward."""
     gen = torch.Generator().manual_seed(seed)
@@ -94,8 +103,8 @@ def test_sigma_zero_is_bit_identical_and_eval_never_perturbs(mode):
 
 def test_perturbation_scales_power_symmetrically_and_is_unbiased_within_two_percent():
     torch.manual_seed(4)
-    sigma, draws = 0.3, 6000
-    stem = FrequencyStem(out_channels=4, kernel_size=5, perturbation=sigma).train()
+    sigma, filters, draws = 0.3, 1024, 24  # 24 draws of 1024 filters: ~25k draws per bin
+    stem = FrequencyStem(out_channels=filters, kernel_size=5, perturbation=sigma).train()
     clean = spectral.power_spectrum(stem.effective_weight().detach().double())  # (O, k, k)
     with torch.no_grad():
         perturbed = torch.stack([stem.forward_weight() for _ in range(draws)])  # (D, O, C, k, k)
@@ -104,15 +113,17 @@ def test_perturbation_scales_power_symmetrically_and_is_unbiased_within_two_perc
     power = (spectra.abs() ** 2).sum(2)  # (D, O, k, k)
     factor = power / clean  # = max(0, 1 + σξ) per draw, filter and bin
     neg = (-torch.arange(5)) % 5
-    torch.testing.assert_close(factor, factor[..., neg, :][..., neg], rtol=1e-4, atol=1e-5)  # Hermitian
-    mean_power = power.mean(0)
-    assert ((mean_power - clean).abs() / clean).max() < 0.02
+    torch.testing.assert_close(factor, factor[..., neg, :][..., neg], rtol=1e-3, atol=1e-4)  # Hermitian
+    # Mean perturbed power within 2% of the unperturbed power, bin by bin and for the whole layer.
+    assert (factor.mean((0, 1)) - 1).abs().max() < 0.02
+    assert abs(power.sum((1, 2, 3)).mean() / clean.sum() - 1) < 0.02
     # Each bin keeps an N(0, 1) draw (mirrored bins too): spread of the factor ≈ σ.
-    assert factor.std(0).sub(sigma).abs().max() < 0.1 * sigma
-    # Phase untouched (channel by channel).
-    clean_phase = torch.angle(torch.fft.fft2(stem.weight.detach().double()))
-    phase_error = torch.angle(spectra[:50] * torch.exp(-1j * clean_phase)).abs()
-    assert phase_error.max() < 1e-4
+    assert (factor.std((0, 1)) - sigma).abs().max() < 0.1 * sigma
+    # Phase untouched (channel by channel) wherever the power was not clipped to zero.
+    clean_spectra = torch.fft.fft2(stem.weight.detach().double())  # (O, C, k, k)
+    phase_error = torch.angle(spectra[:2] * clean_spectra.conj()).abs()  # (2, O, C, k, k)
+    kept = (factor[:2] > 1e-6)[:, :, None].expand_as(phase_error)
+    assert phase_error[kept].max() < 1e-3
 
 
 def test_large_sigma_clips_power_at_zero_and_stays_real():
@@ -144,22 +155,24 @@ def test_learned_alpha_gets_gradients_and_starts_at_one_half():
 
 
 def test_proportion_loss_pulls_mean_alpha_toward_p():
-    def train(weight: float) -> float:
+    def train(weight: float, target: float) -> float:
         torch.manual_seed(8)
-        stem = FrequencyStem(out_channels=8, mode="learned", proportion=0.9, proportion_weight=weight)
-        teacher = torch.randn(8, 3, 3, 3)
+        stem = FrequencyStem(out_channels=8, mode="learned", proportion=target, proportion_weight=weight)
+        teacher = 0.2 * torch.randn(8, 3, 3, 3)  # a toy task that by itself moves α elsewhere
+        x = torch.randn(8, 3, 8, 8)
         opt = torch.optim.SGD(stem.parameters(), lr=0.05)
         for _ in range(300):
-            x = torch.randn(8, 3, 8, 8)
             loss = F.mse_loss(stem(x), F.conv2d(x, teacher, padding=1)) + stem.proportion_loss()
             opt.zero_grad()
             loss.backward()
             opt.step()
         return stem.alpha().mean().item()
 
-    pulled, free = train(20.0), train(0.0)
-    assert abs(pulled - 0.9) < 0.5 * abs(0.5 - 0.9)  # from α = 0.5, at least half way to p
-    assert abs(pulled - 0.9) < abs(free - 0.9)
+    free = train(0.0, 0.9)
+    for target in (0.9, 0.1):
+        pulled = train(20.0, target)
+        assert abs(pulled - target) < 0.5 * abs(0.5 - target)  # from α = 0.5, at least half way to p
+        assert abs(pulled - target) < abs(free - target)
 
 
 def test_proportion_loss_value_and_zero_outside_learned_mode():
