@@ -188,8 +188,21 @@ def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
     if spec.name == "random":
         return optuna.samplers.RandomSampler(seed=spec.seed)
     if spec.name == "grid":
-        return optuna.samplers.GridSampler({p.key: list(p.grid_values()) for p in space.parameters}, seed=spec.seed)
+        return StudyGridSampler({p.key: list(p.grid_values()) for p in space.parameters}, seed=spec.seed)
     raise AssertionError(spec.name)
+
+
+class StudyGridSampler(optuna.samplers.GridSampler):
+    """GridSampler for ask/tell use under Ray Tune.
+
+    Optuna's ``after_trial`` calls ``study.stop()`` once the grid is covered,
+    which raises outside ``study.optimize`` and so would stop the last trial's
+    values from being recorded. Tune's ``num_samples`` (baseline + grid size)
+    ends the study instead.
+    """
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None
 
 
 def resolve_space_path(name: str | Path) -> Path:
@@ -287,6 +300,10 @@ class _Parser:
                 if p.type == "loguniform" or (p.type == "uniform" and p.step is None):
                     self.fail(("parameters", p.key), "the grid sampler needs discrete values: use choice, int, or uniform with step")
         num_trials = self._int(tree, "num_trials", 20, minimum=1)
+        if sampler.name == "grid":
+            size = math.prod(len(p.grid_values()) for p in parameters)
+            if num_trials > size + 1:
+                self.fail(("num_trials",), f"{num_trials} is more than the baseline + {size} grid points; grid points would repeat")
         max_concurrent = self._int(tree, "max_concurrent", 2, minimum=1)
         cpus, gpus = self._resources(tree.get("resources") or {})
         return SearchSpace(path=self.source, objectives=objectives, sampler=sampler, fixed=fixed,

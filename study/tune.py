@@ -44,8 +44,9 @@ STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # once, after the last epoch, so the per-epoch reports carry training metrics only.
 STRICT_METRIC_ENV = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
 # Test-only fault injection, read inside the trainable: "frequency.mode=learned"
-# makes every trial whose config has that value raise before training (on every
-# retry), exercising the real failure path of Tune, the searcher and MLflow.
+# makes every trial whose config has that value raise after its first epoch (on
+# every retry), exercising the real failure path of the trial's MLflow run, Tune's
+# retries and the searcher.
 FAIL_WHEN_ENV = "FREQSTUDY_TEST_FAIL_WHEN"
 
 
@@ -106,7 +107,6 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     trial_id, trial_name = tctx.get_trial_id(), tctx.get_trial_name()
     is_baseline = bool(config.get(BASELINE_FLAG))
     cfg = trial_config(config, context, trial_name=f"{context.study}-{trial_name}")
-    _maybe_fail(cfg)
     started = time.perf_counter()
     if context.synthetic_seconds > 0:
         final = _synthetic_trial(cfg, context)
@@ -163,6 +163,7 @@ def _tracked_trial(cfg: TrialConfig, context: TrialContext, *, trial_id: str, is
         resume_from = latest_checkpoint(previous.to_directory(str(work / "restored")))
 
     def on_epoch(row: Mapping[str, Any]) -> None:
+        _maybe_fail(cfg)  # before the checkpoint is handed to Tune, so a retry starts over
         report = {k: float(v) for k, v in row.items() if _finite(v) and k != "epoch"}
         report[M.EPOCHS_COMPLETED] = int(row["epoch"])
         newest = max(((work / "checkpoints").glob("*/epoch-*.pt")), default=None)

@@ -438,7 +438,7 @@ def distance_to_edges(edges: np.ndarray) -> np.ndarray:
         edges: (N, H, W) bool.
 
     Returns:
-        (N, H, W) float32 distances in pixels; images without edges get ~2**24.
+        (N, H, W) float32 distances in pixels; images without edges get 256 everywhere.
     """
     n, h, w = edges.shape
     t = np.full((n, h + 4, w + 4), _FAR, dtype=np.int64)  # 2-pixel border of "far"
@@ -463,7 +463,7 @@ def distance_to_edges(edges: np.ndarray) -> np.ndarray:
             down1[:, 1:w + 1] + _DIAG, down1[:, 0:w] + _LONG,
         ])
         t[:, r, 2:w + 2] = (np.minimum.accumulate((e + ramp)[:, ::-1], axis=1)[:, ::-1]) - ramp
-    fixed = np.minimum(t[:, 2:h + 2, 2:w + 2], 1 << 24)  # beyond float32's exact integers is "no edge"
+    fixed = np.minimum(t[:, 2:h + 2, 2:w + 2], 1 << 24)  # "no edge" as 256 px, beyond any in-image distance
     return fixed.astype(np.float32) * np.float32(1.0 / (1 << _DIST_SHIFT))
 
 

@@ -11,6 +11,7 @@ parent run however many drivers it took. Everything returned is plain Python.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Mapping
 
 from study import metrics as M
@@ -94,7 +95,6 @@ def start_study_run(tracking_uri: str, study: str, *, space_path: str, tags: Map
 def finish_study_run(tracking_uri: str, run_id: str, *, counts: Mapping[str, float], status: str = "FINISHED") -> None:
     """Log the study's counts (``study/trials_finished`` ...) and close the run."""
     from mlflow.entities import Metric
-    import time
 
     client = _client(tracking_uri)
     now = int(time.time() * 1000)
@@ -106,10 +106,21 @@ def log_study_file(tracking_uri: str, run_id: str, path: str | os.PathLike, arti
     _client(tracking_uri).log_artifact(run_id, str(path), artifact_path=artifact_path)
 
 
-def trial_runs(tracking_uri: str, parent_run_id: str) -> list[dict[str, Any]]:
-    """The nested trial runs of a study, as ``{run_id, status, tags, metrics, params, artifacts}``.
+def count_study_runs(tracking_uri: str, study: str) -> int:
+    """How many parent runs the study has (one, however often it was resumed)."""
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(study)
+    if exp is None:
+        return 0
+    return len(client.search_runs([exp.experiment_id], max_results=1000,
+                                  filter_string=f"tags.`{M.TAG_ROLE}` = '{ROLE_STUDY}'"))
 
-    ``artifacts`` lists the top-level artifact paths of each run.
+
+def trial_runs(tracking_uri: str, parent_run_id: str, *, with_artifacts: bool = False) -> list[dict[str, Any]]:
+    """The nested trial runs of a study, as
+    ``{run_id, status, start_time (ms), tags, metrics, params[, artifacts]}``.
+
+    ``artifacts`` (with ``with_artifacts``) lists the top-level artifact paths of each run.
     """
     client = _client(tracking_uri)
     parent = client.get_run(parent_run_id)
@@ -121,14 +132,17 @@ def trial_runs(tracking_uri: str, parent_run_id: str) -> list[dict[str, Any]]:
             max_results=1000, page_token=token,
         )
         for r in page:
-            out.append({
+            row = {
                 "run_id": r.info.run_id,
                 "status": r.info.status,
+                "start_time": r.info.start_time,
                 "tags": dict(r.data.tags),
                 "metrics": dict(r.data.metrics),
                 "params": dict(r.data.params),
-                "artifacts": [a.path for a in client.list_artifacts(r.info.run_id)],
-            })
+            }
+            if with_artifacts:
+                row["artifacts"] = [a.path for a in client.list_artifacts(r.info.run_id)]
+            out.append(row)
         token = page.token
         if not token:
             return out

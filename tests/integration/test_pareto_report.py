@@ -1,0 +1,207 @@
+"""``freqstudy pareto`` and ``freqstudy report`` on a real smoke study.
+
+The study is made once per module by ``freqstudy run --space smoke`` (real Ray,
+real trials on the CIFAR-10 subset) against the session's real ``mlflow
+server``; every check then reads MLflow directly and compares with a
+brute-force computation from the runs' own metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from study import metrics as M
+from study.cli import main
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+STUDY = "pareto-smoke"
+NUM_TRIALS = 4  # trial 0 is the baseline; 3 searched trials give a front worth checking
+
+
+@pytest.fixture(scope="module")
+def smoke(mlflow_server, subset_dir, tmp_path_factory):
+    """A finished smoke study in the fixture server: ``(tracking_uri, study)``."""
+    home = tmp_path_factory.mktemp("freqstudy-home")
+    env = {**os.environ, "FREQSTUDY_HOME": str(home), "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "study.cli", "run", "--space", "smoke", "--study", STUDY,
+           "--num-trials", str(NUM_TRIALS), "--max-concurrent", "2",
+           "--data-dir", str(subset_dir), "--tracking-uri", mlflow_server.uri,
+           "--storage", str(home / "studies"),
+           "--set", "tracking.log_model=true"]  # the smoke space skips models; registering needs them
+    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, f"freqstudy run failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return mlflow_server.uri, STUDY
+
+
+def client(uri):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def runs_of(uri, study):
+    c = client(uri)
+    exp = c.get_experiment_by_name(study)
+    return c.search_runs([exp.experiment_id], max_results=1000)
+
+
+def complete_trials(uri, study):
+    """Brute force of the selection rule from raw MLflow runs."""
+    out = []
+    for r in runs_of(uri, study):
+        tags, metrics, params = r.data.tags, r.data.metrics, r.data.params
+        if tags.get(M.TAG_ROLE) != "trial" or r.info.status != "FINISHED":
+            continue
+        if tags.get(M.TAG_STATUS) != "finished":
+            continue
+        if metrics.get(M.EPOCHS_COMPLETED) != float(params["train.epochs"]):
+            continue
+        out.append(r)
+    return out
+
+
+def brute_front(trials, keys=(M.VAL_CLEAN_ACC, M.VAL_CORRUPTION_ACC)):
+    def dominates(a, b):
+        va = [a.data.metrics[k] for k in keys]
+        vb = [b.data.metrics[k] for k in keys]
+        return all(x >= y for x, y in zip(va, vb)) and any(x > y for x, y in zip(va, vb))
+    return {t.info.run_id for t in trials if not any(dominates(o, t) for o in trials if o is not t)}
+
+
+def baseline_of(trials):
+    tagged = [t for t in trials if t.data.tags.get(M.TAG_BASELINE) == "true"]
+    assert len(tagged) == 1, "the smoke study's trial 0 is its one baseline"
+    return tagged[0]
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_pareto_json_equals_brute_force(smoke, capsys):
+    uri, study = smoke
+    code, out, err = run_cli(capsys, "pareto", "--study", study, "--tracking-uri", uri, "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    trials = complete_trials(uri, study)
+    assert len(trials) >= 2, "the smoke study should finish most trials"
+    assert {r["run_id"] for r in rows} == brute_front(trials)
+    by_id = {t.info.run_id: t for t in trials}
+    for r in rows:
+        assert r["rank"] == 1
+        for key in (M.VAL_CLEAN_ACC, M.VAL_CORRUPTION_ACC):
+            assert r[key] == pytest.approx(by_id[r["run_id"]].data.metrics[key])
+    robust = [r[M.VAL_CORRUPTION_ACC] for r in rows]
+    assert robust == sorted(robust, reverse=True)  # pareto-1 is the most robust
+    # The Pareto figure went to the study's parent run.
+    c = client(uri)
+    parent = [r for r in runs_of(uri, study) if r.data.tags.get(M.TAG_ROLE) == "study"][0]
+    assert "pareto/pareto.png" in {a.path for a in c.list_artifacts(parent.info.run_id, "pareto")}
+
+
+def test_champion_respects_max_clean_drop(smoke, capsys):
+    uri, study = smoke
+    trials = complete_trials(uri, study)
+    base_clean = baseline_of(trials).data.metrics[M.VAL_CLEAN_ACC]
+    cleans = sorted({t.data.metrics[M.VAL_CLEAN_ACC] for t in trials})
+    # 0, a drop that admits only some trials, and one that admits all of them.
+    drops = sorted({0.0, max(0.0, base_clean - cleans[0]) + 1.0, max(0.0, (base_clean - cleans[0]) / 2)})
+    for drop in drops:
+        code, out, err = run_cli(capsys, "pareto", "--study", study, "--tracking-uri", uri, "--json",
+                                 "--max-clean-drop", str(drop))
+        assert code == 0, err
+        champs = [r for r in json.loads(out) if r["champion"]]
+        assert len(champs) == 1
+        champ = champs[0]
+        assert champ[M.VAL_CLEAN_ACC] >= base_clean - drop - 1e-9
+        ok = [t for t in trials if t.data.metrics[M.VAL_CLEAN_ACC] >= base_clean - drop - 1e-9]
+        best = max(t.data.metrics[M.VAL_CORRUPTION_ACC] for t in ok)
+        assert champ[M.VAL_CORRUPTION_ACC] == pytest.approx(best), f"drop {drop}"
+
+
+def test_register_creates_versions_and_aliases_that_load(smoke, capsys):
+    import mlflow.pytorch
+    import torch
+
+    uri, study = smoke
+    trials = complete_trials(uri, study)
+    base_clean = baseline_of(trials).data.metrics[M.VAL_CLEAN_ACC]
+    code, out, err = run_cli(capsys, "pareto", "--study", study, "--tracking-uri", uri, "--json",
+                             "--register", "--max-clean-drop", "1.0")
+    assert code == 0, err
+    rows = json.loads(out)
+    c = client(uri)
+    for i, r in enumerate(rows, start=1):
+        mv = c.get_model_version_by_alias(study, f"pareto-{i}")
+        assert mv.run_id == r["run_id"] and mv.version == r["version"]
+        assert float(mv.tags[M.ROBUSTNESS_GAIN]) == pytest.approx(r[M.ROBUSTNESS_GAIN], abs=1e-3)
+        assert M.CLEAN_DROP in mv.tags and M.RELATIVE_MCE in mv.tags
+    champ = [r for r in rows if r["champion"]][0]
+    mv = c.get_model_version_by_alias(study, "champion")
+    assert mv.run_id == champ["run_id"]
+    assert champ[M.VAL_CLEAN_ACC] >= base_clean - 1.0 - 1e-9
+    assert len(c.search_model_versions(f"name = '{study}'")) == len(rows)
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pytorch.load_model(f"models:/{study}@champion")
+    with torch.no_grad():
+        logits = model(torch.zeros(3, 3, 32, 32))
+    assert tuple(logits.shape) == (3, 10)
+    # Registering again reuses the versions instead of adding new ones.
+    code, _, err = run_cli(capsys, "pareto", "--study", study, "--tracking-uri", uri, "--register")
+    assert code == 0, err
+    assert len(c.search_model_versions(f"name = '{study}'")) == len(rows)
+
+
+def test_unknown_study_or_metric_names_what_exists(smoke, capsys):
+    uri, study = smoke
+    code, out, err = run_cli(capsys, "pareto", "--study", "no-such-study", "--tracking-uri", uri)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1
+    assert "study 'no-such-study' not found; studies:" in err and study in err
+    code, out, err = run_cli(capsys, "pareto", "--study", study, "--tracking-uri", uri,
+                             "--objectives", "val/nope:max,val/clean_acc:max")
+    assert code == 2 and err.count("\n") == 1
+    assert f"metric 'val/nope' not found in study '{study}'; metrics:" in err and M.VAL_CORRUPTION_ACC in err
+    code, out, err = run_cli(capsys, "report", "--study", "no-such-study", "--tracking-uri", uri)
+    assert code == 2 and "study 'no-such-study' not found" in err
+
+
+def test_report_is_self_contained_and_logged(smoke, capsys, tmp_path):
+    uri, study = smoke
+    out_dir = tmp_path / "report"
+    code, out, err = run_cli(capsys, "report", "--study", study, "--tracking-uri", uri, "--out", str(out_dir))
+    assert code == 0, err
+    page = (out_dir / "report.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
+    assert "<link" not in page.lower() and "<script" not in page.lower()
+    images = re.findall(r'<img[^>]*src="([^"]+)"', page)
+    assert len(images) == 5 and all(s.startswith("data:image/png;base64,") for s in images)
+    pngs = sorted(p.name for p in out_dir.glob("*.png"))
+    assert pngs == ["alpha.png", "pareto.png", "per_corruption.png", "perturbation_gain.png", "proportion_accuracy.png"]
+    assert all((out_dir / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    with open(out_dir / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    trial_runs = [r for r in runs_of(uri, study) if r.data.tags.get(M.TAG_ROLE) == "trial"]
+    assert {r["run_id"] for r in rows} == {r.info.run_id for r in trial_runs}
+    with open(out_dir / "per_corruption.csv") as f:
+        per = list(csv.DictReader(f))
+    # The smoke space evaluates gaussian_noise, defocus_blur and contrast.
+    assert {r["category"] for r in per} == {"noise", "blur", "digital"}
+    assert {r["model"] for r in per} >= {"baseline", "pareto-1"}
+    base = [r for r in rows if r["baseline"] == "True"]
+    assert len(base) == 1 and float(base[0][M.ROBUSTNESS_GAIN]) == 0.0 and float(base[0][M.RELATIVE_MCE]) == 100.0
+    parent = [r for r in runs_of(uri, study) if r.data.tags.get(M.TAG_ROLE) == "study"][0]
+    logged = {a.path for a in client(uri).list_artifacts(parent.info.run_id, "report")}
+    assert {f"report/{n}" for n in ["report.html", "trials.csv", "pareto.csv", "per_corruption.csv", *pngs]} <= logged
