@@ -39,7 +39,8 @@ def plot_pareto(values: np.ndarray, proportion: np.ndarray, on_front: np.ndarray
     """
     fig = Figure(figsize=(6.4, 4.8))
     ax = fig.add_subplot(1, 1, 1)
-    values = np.asarray(values, dtype=float).reshape(len(proportion), -1)
+    values = np.asarray(values, dtype=float)
+    values = values.reshape(len(proportion), values.shape[-1] if values.ndim == 2 else 2)
     on_front = np.asarray(on_front, dtype=bool)
     proportion = np.asarray(proportion, dtype=float)
     if others is not None and len(others):

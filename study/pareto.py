@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -157,6 +157,27 @@ def crowding_distance(values: np.ndarray, directions: Sequence[str] | None = Non
 
 
 # -- the adapter over trial records ------------------------------------------------
+
+# Listing every per-corruption key in an error would bury the useful names.
+_DETAIL_PARTS = ("/corruption/", "/severity/", "/category/")
+
+
+def available_metrics(trials: Iterable[Trial]) -> list[str]:
+    return sorted({k for t in trials for k in t["metrics"]})
+
+
+def check_metrics(study: str, trials: Sequence[Trial], wanted: Iterable[str]) -> None:
+    """Raise a one-line ``ValueError`` naming the study's metrics when a wanted
+    metric appears in none of its trials."""
+    have = set(available_metrics(trials))
+    for key in wanted:
+        if key in have:
+            continue
+        summary = [k for k in sorted(have) if not any(p in k for p in _DETAIL_PARTS)]
+        detail = len(have) - len(summary)
+        listed = ", ".join(summary) if summary else "(none)"
+        more = f" (and {detail} per-corruption/severity/category keys)" if detail else ""
+        raise ValueError(f"metric {key!r} not found in study {study!r}; metrics: {listed}{more}")
 
 
 def metric_of(trial: Trial, key: str) -> float:

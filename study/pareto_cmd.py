@@ -42,12 +42,10 @@ class Choice:
 
 def choose(study_runs: dict[str, Any], objectives: Sequence[P.Objective], max_clean_drop: float | None) -> Choice:
     """Sort a loaded study (``queries.load_study``) and pick its champion."""
-    from study.tracking.queries import check_metrics
-
     study, trials = study_runs["study"], study_runs["trials"]
     if not trials:
         raise ValueError(f"study {study!r} has no trial runs yet")
-    check_metrics(study, trials, [o.metric for o in objectives])
+    P.check_metrics(study, trials, [o.metric for o in objectives])
     result = P.sort_trials(trials, objectives)
     baseline = P.find_baseline(trials)
     champion = P.choose_champion(result, baseline, max_clean_drop)
@@ -161,7 +159,7 @@ def pareto_figure(choice: Choice):
 
     cands = choice.result.candidates
     objs = choice.result.objectives
-    values = np.array([[c.objectives[o.metric] for o in objs] for c in cands], dtype=float).reshape(len(cands), -1)
+    values = np.array([[c.objectives[o.metric] for o in objs] for c in cands], dtype=float).reshape(len(cands), len(objs))
     if values.shape[1] == 1:  # one objective: draw it against robustness so the figure still reads
         values = np.column_stack([values[:, 0], [P.metric_of(c.trial, P.ROBUSTNESS_METRIC) for c in cands]])
         labels = [f"{objs[0].metric} ({objs[0].direction})", P.ROBUSTNESS_METRIC]

@@ -5,8 +5,9 @@ MLflow is the source of truth for a study (experiment = study; one parent run
 tagged role ``study``; one run per trial tagged role ``trial``; every run
 tagged with the study name). Everything here returns plain Python values
 (``{"run_id", "name", "status", "start_time", "params", "metrics", "tags"}``),
-so ``study.pareto`` and the report never see an MLflow object. A study or a
-metric that does not exist is a one-line ``ValueError`` naming what does.
+so ``study.pareto`` and the report never see an MLflow object. A study that
+does not exist is a one-line ``ValueError`` naming the studies that do (a
+missing metric is ``study.pareto.check_metrics``'s, naming the metrics).
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from study import metrics as M
 # Runs per page when listing a study: the server's cap; a study is hundreds of
 # trials, so a few pages at most.
 PAGE_SIZE = 1000
-# Listing every per-corruption key in an error would bury the useful names.
-_DETAIL_PARTS = ("/corruption/", "/severity/", "/category/")
 
 
 def client_for(tracking_uri: str | None):
@@ -102,24 +101,6 @@ def load_study(study: str, tracking_uri: str | None = None, client=None) -> dict
     # earliest is the study's, and trials point at theirs through mlflow.parentRunId.
     parent = min(parents, key=lambda r: r["start_time"] or 0) if parents else None
     return {"study": study, "experiment_id": exp.experiment_id, "parent": parent, "trials": trials}
-
-
-def available_metrics(trials: Iterable[dict[str, Any]]) -> list[str]:
-    return sorted({k for t in trials for k in t["metrics"]})
-
-
-def check_metrics(study: str, trials: Sequence[dict[str, Any]], wanted: Iterable[str]) -> None:
-    """Raise a one-line ``ValueError`` naming the study's metrics when a wanted
-    metric appears in none of its trials."""
-    have = set(available_metrics(trials))
-    for key in wanted:
-        if key in have:
-            continue
-        summary = [k for k in sorted(have) if not any(p in k for p in _DETAIL_PARTS)]
-        detail = len(have) - len(summary)
-        listed = ", ".join(summary) if summary else "(none)"
-        more = f" (and {detail} per-corruption/severity/category keys)" if detail else ""
-        raise ValueError(f"metric {key!r} not found in study {study!r}; metrics: {listed}{more}")
 
 
 def metric_history(run_id: str, key: str, tracking_uri: str | None = None, client=None) -> list[tuple[int, float]]:

@@ -51,7 +51,7 @@ from study.metrics import (
     TAG_STATUS,
     TAG_STUDY,
 )
-from study.trial import DIVERGED, FINISHED, TrialResult, run_trial
+from study.trial import DIVERGED, TrialResult, build_model, run_trial
 
 # The experiment tag the MLflow UI reads to open an experiment on its runs
 # table (model training) rather than the GenAI traces overview.
@@ -327,19 +327,26 @@ def _tracking_uri(uri: str) -> Iterator[None]:
 
 
 def load_logged_model(run_id: str, tracking_uri: str) -> torch.nn.Module:
-    """The run's logged model, on the CPU in eval mode.
+    """The run's logged model as a freqstudy ResNet-18, on the CPU in eval mode.
+
+    The MLflow model is an exported program (``pt2``: loading runs no pickle);
+    its weights are put into the network rebuilt from the run's ``config.yaml``,
+    so the stem's analysis methods (``effective_weight``, ``alpha``...) work.
 
     Raises:
-        ValueError: the run does not exist or has no logged model.
+        ValueError: the run does not exist or has no logged model or config.
     """
     client = MlflowClient(tracking_uri=tracking_uri)
     try:
         client.get_run(run_id)
     except mlflow.exceptions.MlflowException:
         raise ValueError(f"run {run_id}: not found at {tracking_uri}") from None
-    with _tracking_uri(tracking_uri):
+    with tempfile.TemporaryDirectory(prefix="freqstudy-model-") as tmp, _tracking_uri(tracking_uri):
         try:
-            model = mlflow.pytorch.load_model(f"runs:/{run_id}/{MODEL_NAME}", map_location="cpu")
+            config = TrialConfig.from_yaml(client.download_artifacts(run_id, "config.yaml", tmp))
+            exported = mlflow.pytorch.load_model(f"runs:/{run_id}/{MODEL_NAME}", dst_path=tmp)
         except (mlflow.exceptions.MlflowException, OSError) as e:
-            raise ValueError(f"run {run_id}: no loadable model at runs:/{run_id}/{MODEL_NAME} ({e})".splitlines()[0]) from None
+            raise ValueError(f"run {run_id}: no loadable model and config ({e})".splitlines()[0]) from None
+    model = build_model(config)
+    model.load_state_dict(exported.state_dict(), strict=True)
     return model.eval()

@@ -158,6 +158,15 @@ def test_register_creates_versions_and_aliases_that_load(smoke, capsys):
     with torch.no_grad():
         logits = model(torch.zeros(3, 3, 32, 32))
     assert tuple(logits.shape) == (3, 10)
+    # The project's own loader, by alias, gives the same network.
+    from study.tracking.registry import load_model, version_by_alias
+
+    assert version_by_alias(study, "pareto-1", uri)["run_id"] == rows[0]["run_id"]
+    with torch.no_grad():
+        again = load_model(study, "champion", uri)(torch.zeros(3, 3, 32, 32))
+    torch.testing.assert_close(again, logits)
+    with pytest.raises(ValueError, match="has no alias 'pareto-99'; aliases: .*champion"):
+        version_by_alias(study, "pareto-99", uri)
     # Registering again reuses the versions instead of adding new ones.
     code, _, err = run_cli(capsys, "pareto", "--study", study, "--tracking-uri", uri, "--register")
     assert code == 0, err

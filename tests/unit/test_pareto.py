@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from study import metrics as M
+from study import pareto as P
 from study.pareto import (
     Objective,
     choose_champion,
@@ -203,3 +204,54 @@ def test_pure_module_imports_neither_ray_nor_mlflow():
     code = "import sys, study.pareto; print(any(m.split('.')[0] in ('ray', 'mlflow') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_unknown_metric_error_names_the_metrics():
+    trials = [trial("a", 88, 70), trial("b", 85, 75)]
+    with pytest.raises(ValueError) as e:
+        P.check_metrics("s", trials, ["val/nope"])
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("metric 'val/nope' not found in study 's'; metrics: epochs_completed,")
+    assert "(and 2 per-corruption/severity/category keys)" in msg
+    P.check_metrics("s", trials, [M.VAL_CLEAN_ACC])
+
+
+def study_runs(trials):
+    return {"study": "s", "experiment_id": "1", "parent": None, "trials": trials}
+
+
+def test_report_renders_offline_self_contained(tmp_path):
+    """The report from plain records (no MLflow): every figure inline, no URL."""
+    import re
+
+    from study.pareto_cmd import choose, format_table, pareto_rows
+    from study.report import write_report
+
+    trials = [trial("base", 90, 60, mode="free", baseline=True), trial("a", 88, 70, sigma=0.2),
+              trial("b", 85, 75, mode="learned", sigma=0.4), trial("stopped", 99, 99, done=1)]
+    trials[2]["metrics"][M.FILTER_MEAN_ALPHA] = 0.7
+    choice = choose(study_runs(trials), P.parse_objectives(None), 3.0)
+    assert choice.champion.run_id == "a"
+    rows = pareto_rows(choice)
+    assert [(r["run_id"], r["aliases"]) for r in rows] == [("b", ["pareto-1"]), ("a", ["pareto-2", "champion"]),
+                                                           ("base", ["pareto-3"])]
+    table = format_table(choice, rows)
+    assert "excluded: 1 stopped early" in table and "champion: a (within 3 points" in table
+    written = write_report(choice, tmp_path, alpha={"b": np.array([0.2, 0.9, 0.7])})
+    assert {p.name for p in written} >= {"report.html", "trials.csv", "pareto.csv", "per_corruption.csv", "pareto.png"}
+    page = (tmp_path / "report.html").read_text()
+    assert not re.search(r"https?://", page)
+    assert page.count('src="data:image/png;base64,') == 5
+
+
+def test_no_complete_trial_gives_an_empty_set_not_a_crash(tmp_path):
+    from study.pareto_cmd import choose, pareto_figure, pareto_rows
+
+    trials = [trial("x", 90, 60, done=1), trial("y", 80, 70, status="failed")]
+    choice = choose(study_runs(trials), P.parse_objectives(None), None)
+    assert pareto_rows(choice) == [] and choice.champion is None
+    assert choice.result.excluded == {"stopped early": 1, "status failed": 1}
+    pareto_figure(choice)  # draws the excluded trials only
+    with pytest.raises(ValueError, match="has no trial runs"):
+        choose(study_runs([]), P.parse_objectives(None), None)

@@ -1,0 +1,202 @@
+"""Studies end to end with real Ray, a real ``mlflow server`` and the real
+CIFAR-10 subset: the smoke study's runs and the searcher's recorded objectives;
+trials on two Ray nodes logging to one server, with a crashing trial recorded
+as failed while the rest finish; and a driver killed mid-study that
+``--resume`` completes without re-running finished trials.
+
+Trials are tiny (width 8, 1 epoch on 500 images, 5 corrupted images per
+corruption and severity, 2 corruptions) so the three studies fit in a few
+minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from study import metrics as M
+from study.spaces import load_space
+from study.tracking.study_runs import count_study_runs, find_study_run, trial_runs
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = {
+    "train.epochs": 1, "data.train_limit": 500, "train.batch_size": 128, "eval.corruption_limit": 5,
+    "eval.corruptions": ["gaussian_noise", "contrast"], "eval.severities": [1, 3], "eval.test": False,
+}
+OBJECTIVES = (M.VAL_CLEAN_ACC, M.VAL_CORRUPTION_ACC)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """A private FREQSTUDY_HOME (caches, studies) for this module, inherited by Ray workers."""
+    path = tmp_path_factory.mktemp("freqstudy-home")
+    old = os.environ.get("FREQSTUDY_HOME")
+    os.environ["FREQSTUDY_HOME"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("FREQSTUDY_HOME", None)
+    else:
+        os.environ["FREQSTUDY_HOME"] = old
+
+
+def _space():
+    return load_space("smoke").with_fixed(TINY)
+
+
+def _tune_states(path: str) -> dict[str, str]:
+    """{trial_id: status} from the newest Tune experiment state in ``path`` (what resume reads)."""
+    files = sorted(glob.glob(os.path.join(path, "experiment_state-*.json")))
+    if not files:
+        return {}
+    try:
+        data = json.loads(Path(files[-1]).read_text())
+    except (json.JSONDecodeError, OSError):
+        return {}  # caught mid-write
+    out = {}
+    for entry in data["trial_data"]:
+        t = json.loads(entry[0])
+        out[t["trial_id"]] = t["status"]
+    return out
+
+
+def test_smoke_study_end_to_end(home, subset_dir, mlflow_server, tmp_path):
+    from study.tune import optuna_study, run_study
+
+    summary = run_study(_space(), study="smoke-e2e", data_dir=str(subset_dir), tracking_uri=mlflow_server.uri,
+                        storage=str(tmp_path / "studies"), num_trials=6, max_concurrent=2, cpus_per_trial=1, verbose=0)
+    assert [t["status"] for t in summary.trials] == ["finished"] * 6
+    assert sum(t["baseline"] for t in summary.trials) == 1
+
+    # MLflow: one parent run, six nested trial runs with their artifacts.
+    assert count_study_runs(mlflow_server.uri, "smoke-e2e") == 1
+    parent = find_study_run(mlflow_server.uri, "smoke-e2e")
+    assert parent == summary.parent_run_id
+    runs = trial_runs(mlflow_server.uri, parent, with_artifacts=True)
+    assert len(runs) == 6
+    for r in runs:
+        assert r["status"] == "FINISHED"
+        assert r["tags"][M.TAG_STUDY] == "smoke-e2e" and r["tags"][M.TAG_ROLE] == "trial"
+        assert {"metrics.json", "config.yaml", "filters.npy", "filters.png"} <= set(r["artifacts"])
+        assert all(k in r["metrics"] for k in OBJECTIVES)
+    baselines = [r for r in runs if r["tags"].get(M.TAG_BASELINE) == "true"]
+    assert len(baselines) == 1
+    assert baselines[0]["params"]["frequency.mode"] == "free"
+    assert float(baselines[0]["params"]["frequency.perturbation"]) == 0.0
+
+    # The searcher got both objectives of every trial, equal to what MLflow holds.
+    ot = optuna_study(summary.experiment_path)
+    assert len(ot.directions) == 2
+    complete = [t for t in ot.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 6
+    assert all(len(t.values) == 2 for t in complete)
+    told = sorted(tuple(round(v, 6) for v in t.values) for t in complete)
+    logged = sorted(tuple(round(r["metrics"][k], 6) for k in OBJECTIVES) for r in runs)
+    assert told == logged
+    # Searched parameters reached the trials (a searched trial's mode is what Optuna chose).
+    by_run = {r["tags"][M.TAG_TRIAL_ID]: r for r in runs}
+    for t in summary.trials:
+        if not t["baseline"]:
+            run = by_run[t["metrics"]["trial_id"]]
+            assert run["params"]["frequency.mode"] == t["config"]["frequency.mode"]
+
+
+def test_two_nodes_one_server_and_a_failing_trial(home, subset_dir, mlflow_server, tmp_path, monkeypatch):
+    """Trials spread over a head and a worker node, all logging to one MLflow server;
+    trials that crash (every learned-mode trial here) are retried, then recorded as
+    failed, while the rest finish."""
+    from ray.cluster_utils import Cluster
+
+    from study.tune import FAIL_WHEN_ENV, optuna_study, run_study
+
+    monkeypatch.setenv(FAIL_WHEN_ENV, "frequency.mode=learned")  # before the nodes start: workers inherit it
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    try:
+        summary = run_study(_space(), study="two-nodes", data_dir=str(subset_dir), tracking_uri=mlflow_server.uri,
+                            storage=str(tmp_path / "studies"), address=cluster.address, num_trials=5,
+                            max_concurrent=2, cpus_per_trial=1, max_failures=1, verbose=0)
+    finally:
+        import ray
+
+        ray.shutdown()
+        cluster.shutdown()
+
+    learned = [t for t in summary.trials if t["config"].get("frequency.mode") == "learned"]
+    others = [t for t in summary.trials if t["config"].get("frequency.mode") != "learned"]
+    assert learned and others, "the seeded sampler should pick learned mode at least once in 4 searched trials"
+    assert all(t["status"] == "failed" and "injected failure" in t["error"] for t in learned)
+    assert all(t["status"] == "finished" for t in others)
+
+    runs = trial_runs(mlflow_server.uri, summary.parent_run_id)
+    finished = [r for r in runs if r["status"] == "FINISHED"]
+    failed = [r for r in runs if r["status"] == "FAILED"]
+    assert len(finished) == len(others)
+    # Each failing trial ran twice (max_failures=1), each attempt a FAILED run with its reason.
+    assert len(failed) == 2 * len(learned)
+    assert all("injected failure" in r["tags"].get(M.TAG_FAILURE, "") for r in failed)
+    # Both nodes ran trials, and every run reached the one server.
+    nodes = {r["tags"][M.TAG_NODE] for r in runs}
+    assert len(nodes) == 2, nodes
+    # The searcher recorded the crashes as failures and the rest with both objectives.
+    states = sorted(t.state.name for t in optuna_study(summary.experiment_path).trials)
+    assert states.count("FAIL") == len(learned) and states.count("COMPLETE") == len(others)
+
+
+def test_killed_driver_resumes_without_rerunning_finished_trials(home, subset_dir, mlflow_server, tmp_path):
+    from study.tune import optuna_study, run_study
+
+    storage = tmp_path / "studies"
+    study = "resumed"
+    path = str(storage / study)
+    sets = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
+    cmd = [sys.executable, "-m", "study.cli", "run", "--space", "smoke", "--study", study,
+           "--data-dir", str(subset_dir), "--tracking-uri", mlflow_server.uri, "--storage", str(storage),
+           "--num-trials", "5", "--max-concurrent", "1", "--cpus-per-trial", "1", *sets]
+    log = open(tmp_path / "driver.log", "w")
+    driver = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 400
+        while time.time() < deadline and driver.poll() is None:
+            if list(_tune_states(path).values()).count("TERMINATED") >= 2:
+                break
+            time.sleep(1)
+        assert driver.poll() is None, f"driver ended early: {(tmp_path / 'driver.log').read_text()[-3000:]}"
+        done_before = {tid for tid, s in _tune_states(path).items() if s == "TERMINATED"}
+        assert len(done_before) >= 2, (tmp_path / "driver.log").read_text()[-3000:]
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        log.close()
+    time.sleep(3)  # Ray's reaper takes down the dead driver's local cluster
+
+    resumed_at_ms = time.time() * 1000
+    summary = run_study(_space(), study=study, data_dir=str(subset_dir), tracking_uri=mlflow_server.uri,
+                        storage=str(storage), resume=True, verbose=0)
+    assert len(summary.trials) == 5
+    assert [t["status"] for t in summary.trials] == ["finished"] * 5
+
+    # The same parent run; no new run for a trial that had finished before the kill.
+    assert count_study_runs(mlflow_server.uri, study) == 1
+    runs = trial_runs(mlflow_server.uri, summary.parent_run_id)
+    for tid in done_before:
+        mine = [r for r in runs if r["tags"].get(M.TAG_TRIAL_ID) == tid]
+        assert len(mine) == 1 and mine[0]["status"] == "FINISHED"
+        assert mine[0]["start_time"] < resumed_at_ms
+    finished_ids = {r["tags"][M.TAG_TRIAL_ID] for r in runs if r["status"] == "FINISHED"}
+    assert finished_ids == {t["metrics"]["trial_id"] for t in summary.trials}
+    # The searcher state survived: exactly five Optuna trials, all told, none asked twice.
+    ot = optuna_study(summary.experiment_path)
+    assert [t.number for t in ot.trials] == [0, 1, 2, 3, 4]
+    assert all(t.state.name == "COMPLETE" and len(t.values) == 2 for t in ot.trials)
