@@ -163,7 +163,9 @@ def plot_per_corruption(accuracy: Mapping[str, Mapping[str, float]]) -> Figure:
     ax.set_xticks(x)
     ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("accuracy (%)")
-    ax.set_title("Per-corruption accuracy: baseline and Pareto models (extras right of the dotted rule)")
+    ax.set_title("Per-corruption accuracy, baseline vs Pareto models"
+                 + ("\n(extras right of the dotted rule)" if any(c in EXTRA_CORRUPTIONS for c in names) else ""),
+                 fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     if models:
         ax.legend(fontsize=7, loc="best")

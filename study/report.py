@@ -18,6 +18,7 @@ import base64
 import csv
 import html
 import io
+import json
 import math
 import os
 import sys
@@ -33,6 +34,7 @@ from study.pareto_cmd import Choice, aliases_of, choose, pareto_figure, pareto_r
 
 REPORT_ARTIFACTS = "report"  # artifact folder on the parent run
 ALPHA_ARTIFACT = "alpha.npy"  # (O,) learned alpha of a learned-mode trial, when the trial logged it
+METRICS_ARTIFACT = "metrics.json"  # its "alpha_history" is (epochs, O) in learned mode
 
 
 # -- rows -----------------------------------------------------------------------------
@@ -129,8 +131,8 @@ def build_figures(choice: Choice, alpha: dict[str, np.ndarray]) -> dict[str, Any
     )
     figs["alpha.png"] = (
         plot_alpha_distributions(alpha),
-        "Learned per-filter α (low-band gain) of each learned-mode trial; when a trial logged no per-filter "
-        "α, the box 'mean α per trial' pools the final mean α of the learned trials.",
+        "Learned per-filter α (low-band gain) after the last epoch of each learned-mode trial; trials that "
+        "logged no per-filter α are pooled in the box 'mean α per trial' by their final mean α.",
     )
     figs["pareto.png"] = (
         pareto_figure(choice),
@@ -141,8 +143,13 @@ def build_figures(choice: Choice, alpha: dict[str, np.ndarray]) -> dict[str, Any
 
 
 def learned_alpha(choice: Choice, client, workdir: Path) -> dict[str, np.ndarray]:
-    """Per-filter alpha of each complete learned-mode trial, from its ``alpha.npy``
-    artifact; trials without one contribute their final mean alpha to one pooled box."""
+    """Per-filter alpha after the last epoch of each complete learned-mode trial.
+
+    Read from the trial's ``alpha.npy`` artifact when it has one, else from the
+    last row of ``alpha_history`` (epochs x filters) in its ``metrics.json``;
+    trials with neither contribute their final ``filters/mean_alpha`` to one
+    pooled box, so the figure still shows where the proportion went.
+    """
     from study.tracking.queries import download_artifact
 
     out: dict[str, np.ndarray] = {}
@@ -151,14 +158,31 @@ def learned_alpha(choice: Choice, client, workdir: Path) -> dict[str, np.ndarray
         t = c.trial
         if P.param_of(t, "frequency.mode") != "learned":
             continue
-        path = download_artifact(t["run_id"], ALPHA_ARTIFACT, workdir / t["run_id"], client=client)
-        if path is not None:
-            out[trial_label(t)] = np.load(path, allow_pickle=False).ravel()
+        alpha = _alpha_from_artifacts(t["run_id"], client, workdir / t["run_id"], download_artifact)
+        if alpha is not None:
+            out[trial_label(t)] = alpha
         elif not math.isnan(P.metric_of(t, M.FILTER_MEAN_ALPHA)):
             pooled.append(P.metric_of(t, M.FILTER_MEAN_ALPHA))
     if pooled:
         out["mean α per trial"] = np.array(pooled)
     return out
+
+
+def _alpha_from_artifacts(run_id: str, client, workdir: Path, download) -> np.ndarray | None:
+    path = download(run_id, ALPHA_ARTIFACT, workdir, client=client)
+    if path is not None:
+        return np.load(path, allow_pickle=False).ravel()
+    path = download(run_id, METRICS_ARTIFACT, workdir, client=client)
+    if path is None:
+        return None
+    try:
+        history = json.loads(Path(path).read_text()).get("alpha_history")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not history:
+        return None
+    last = np.asarray(history[-1], dtype=float).ravel()
+    return last if last.size and np.isfinite(last).all() else None
 
 
 # -- writing --------------------------------------------------------------------------

@@ -205,6 +205,43 @@ def filter_statistics(model: nn.Module) -> dict[str, Any]:
         }
 
 
+def train_epoch(
+    model: nn.Module,
+    train_model: nn.Module,
+    loader: DeviceLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    criterion: nn.Module,
+    amp: torch.dtype | None,
+) -> tuple[torch.Tensor, int]:
+    """One pass over ``loader``: forward, loss (+ the stem's proportion loss), step.
+
+    Args:
+        model: the network (its ``stem`` gives the proportion loss).
+        train_model: what runs the forward pass: ``model`` or its ``torch.compile`` wrapper.
+        amp: autocast dtype, or None.
+
+    Returns:
+        ``(loss_sum, seen)``: the summed loss as a 0-d tensor still on the device
+        (reading it is the caller's one host sync) and the number of images.
+    """
+    model.train()
+    device_type = next(model.parameters()).device.type
+    loss_sum = torch.zeros((), device=next(model.parameters()).device)
+    seen = 0
+    for x, y in loader:
+        with torch.autocast(device_type=device_type, dtype=amp) if amp else contextlib.nullcontext():
+            logits = train_model(x)
+        loss = criterion(logits.float(), y) + model.stem.proportion_loss()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.detach() * y.shape[0]
+        seen += y.shape[0]
+    return loss_sum, seen
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak accelerator memory allocated (CUDA), else the process's peak resident size."""
     if device.type == "cuda":
@@ -223,12 +260,17 @@ def _deterministic(enabled: bool):
     """Deterministic kernels for the duration of a CPU trial; the caller's setting after."""
     before = torch.are_deterministic_algorithms_enabled()
     before_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    before_fill = torch.utils.deterministic.fill_uninitialized_memory
     if enabled:
         torch.use_deterministic_algorithms(True, warn_only=True)
+        # Filling every new buffer with NaN costs ~20% of a CPU step and adds nothing
+        # to reproducibility here: every buffer a trial reads it has written.
+        torch.utils.deterministic.fill_uninitialized_memory = False
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(before, warn_only=before_warn)
+        torch.utils.deterministic.fill_uninitialized_memory = before_fill
 
 
 # -- the trial ------------------------------------------------------------------------------
@@ -312,8 +354,8 @@ def _run(config, device, report, checkpoint_dir, resume_from, should_stop, data)
     if steps_per_epoch == 0:
         raise ValueError(f"config train.batch_size: {t.batch_size} is larger than the {len(data.train_labels)} training images")
     total_steps = steps_per_epoch * t.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(
-        lr_factor, total_steps=total_steps, schedule=t.schedule, warmup_fraction=t.warmup_fraction))
+    factor = partial(lr_factor, total_steps=total_steps, schedule=t.schedule, warmup_fraction=t.warmup_fraction)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     settings = EvalSettings(device=device, batch_size=config.eval.batch_size, channels_last=channels_last, amp_dtype=amp)
     val_loader = eval_loader(data.val_images, data.val_labels, settings)
     criterion = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
@@ -331,26 +373,13 @@ def _run(config, device, report, checkpoint_dir, resume_from, should_stop, data)
         start = ckpt["epoch"] + 1
         restore_rng_state(ckpt["rng"])
     train_model = torch.compile(model) if t.compile else model
-    autocast = (lambda: torch.autocast(device_type=device.type, dtype=amp)) if amp else contextlib.nullcontext
 
     status, reason = FINISHED, None
     for epoch in range(start, t.epochs + 1):
         started = time.perf_counter()
-        model.train()
         loader.set_epoch(epoch)
-        loss_sum = torch.zeros((), device=device)  # summed on the device: no host sync per step
-        seen = 0
-        for x, y in loader:
-            with autocast():
-                logits = train_model(x)
-            loss = criterion(logits.float(), y) + model.stem.proportion_loss()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach() * y.shape[0]
-            seen += y.shape[0]
-        mean_loss = float((loss_sum / seen).item())
+        loss_sum, seen = train_epoch(model, train_model, loader, optimizer, scheduler, criterion, amp)
+        mean_loss = float((loss_sum / seen).item())  # the epoch's one host sync
         if not math.isfinite(mean_loss):
             status, reason = DIVERGED, f"training loss became non-finite ({mean_loss}) in epoch {epoch} at lr {t.lr:g}"
             break
@@ -359,7 +388,7 @@ def _run(config, device, report, checkpoint_dir, resume_from, should_stop, data)
         row = {
             "epoch": epoch,
             TRAIN_LOSS: mean_loss,
-            TRAIN_LR: float(scheduler.get_last_lr()[0]),
+            TRAIN_LR: t.lr * factor(epoch * steps_per_epoch - 1),  # of the epoch's last step
             VAL_CLEAN_ACC: clean_accuracy(model, val_loader, settings),
             FILTER_PROPORTION: stats["proportion"],
             FILTER_CENTROID: stats["centroid"],

@@ -30,8 +30,12 @@ Public helpers (B2 and the corruptions modules rely on these names):
   crop ``ceil(H/z)``, ``scipy.ndimage.zoom`` order 1, centre trim to H).
 - ``zoom_matrix(size, zoom_factor)``: that zoom as a ``(size, size)`` matrix.
 - ``rgb_to_hsv(rgb)``, ``hsv_to_rgb(hsv)``: scikit-image's formulas, last
-  axis = 3 channels, floats on 0-1.
+  axis = 3 channels, floats on 0-1; ``rgb_to_hsv_planes``, ``hsv_to_rgb_planes``
+  the same on separate channel planes, and ``adjust_hsv(images, adjust)`` the
+  uint8 round trip that brightness and saturate make.
 - ``to_uint8(x)``: the original's ``np.uint8(x)`` (truncation) of 0-255 floats.
+- ``check_rgb_batch(images, severity)``: the input check of the weather and
+  elastic corruptions.
 - ``severity_params(name, table, severity)``: ``table[severity - 1]`` with a clear ValueError.
 """
 
@@ -44,9 +48,10 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = [
-    "apply_separable", "axis_filter_matrix", "clipped_zoom", "correlate1d_symmetric", "correlate2d", "cv2_gaussian_kernel",
-    "gaussian_blur", "gaussian_matrix", "gaussian_weights", "hsv_to_rgb", "imagemagick_motion_blur",
-    "motion_blur", "motion_blur_offsets", "rgb_to_hsv", "severity_params", "to_uint8", "zoom_matrix",
+    "adjust_hsv", "apply_separable", "axis_filter_matrix", "check_rgb_batch", "clipped_zoom", "correlate1d_symmetric",
+    "correlate2d", "cv2_gaussian_kernel", "gaussian_blur", "gaussian_matrix", "gaussian_weights", "hsv_to_rgb",
+    "hsv_to_rgb_planes", "imagemagick_motion_blur", "motion_blur", "motion_blur_offsets", "rgb_to_hsv",
+    "rgb_to_hsv_planes", "severity_params", "to_uint8", "zoom_matrix",
 ]
 
 
@@ -57,6 +62,16 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
         x: float array already clipped to 0-255.
     """
     return x.astype(np.uint8)
+
+
+def check_rgb_batch(images: np.ndarray, severity: int) -> None:
+    """ValueError unless ``images`` is a uint8 ``(N, H, W, 3)`` array and ``severity`` is 1..5."""
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        shape = getattr(images, "shape", None)
+        dtype = getattr(images, "dtype", None)
+        raise ValueError(f"images must be a uint8 array of shape (N, H, W, 3), got {dtype} {shape}")
+    if isinstance(severity, bool) or severity not in (1, 2, 3, 4, 5):
+        raise ValueError(f"severity must be one of 1, 2, 3, 4, 5, got {severity!r}")
 
 
 def _check_batch(images: np.ndarray) -> None:
@@ -311,13 +326,16 @@ def imagemagick_motion_blur(images: np.ndarray, radius: float, sigma: float, ang
     """``MotionBlurImage`` as the original ran it: 8-bit PNG in, ImageMagick Q16, 8-bit PNG out.
 
     Values are scaled to 16 bits (×257), blurred, rounded to the 16-bit
-    quantum by ``ClampToQuantum``, and brought back to 8 bits by truncating
-    division by 257. The truncation is measured, not read from ImageMagick's
-    source (whose ``ScaleQuantumToChar`` rounds): against the reference's
-    motion_blur statistics, rounding leaves the mean signed change near 0
-    (reference −0.56…−0.65) and 85% of values changed (reference 87.0%),
-    while ``q // 257`` gives −0.53…−0.64 and 86.9%, matching the fractions of
-    values and pixels changed to 0.1% at every severity.
+    quantum by ``ClampToQuantum``, and brought back to 8 bits as
+    ``floor(q / 257)``. The truncation is measured, not read from
+    ImageMagick's source (whose ``ScaleQuantumToChar`` rounds): replaying the
+    reference's seeded draws, it reproduces the reference's snow files
+    (severities 1-3) bit for bit, and its motion_blur statistics (mean signed
+    change −0.53…−0.64 against the reference's −0.56…−0.65, fractions of
+    values and pixels changed to 0.1% at every severity), while rounding to
+    the nearest 8-bit level brightens snow by ~0.5% of the mean and leaves
+    motion_blur's mean change near 0. motion_blur (RGB) and snow (grayscale
+    layers) both use it.
 
     Args:
         images: uint8 ``(N, H, W[, C])``. radius, sigma: pixels. angles_deg: scalar or ``(N,)``.
@@ -373,48 +391,85 @@ def clipped_zoom(images: np.ndarray, zoom_factor: float) -> np.ndarray:
 # --- colour -------------------------------------------------------------------------------
 
 
-def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
-    """scikit-image ``rgb2hsv``: float ``(..., 3)`` RGB on 0-1 -> HSV, each on 0-1.
+def rgb_to_hsv_planes(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-image ``rgb2hsv`` on channel planes: float64 R, G, B on 0-1 (any one shape) -> H, S, V on 0-1.
 
     H from whichever channel is the maximum, with blue over green over red on
     ties (skimage assigns red, then green, then blue, later overwriting);
-    ``H = S = 0`` where max == min.
+    ``H = S = 0`` where max == min. Every value is computed by the same float
+    operations as skimage's (so results are bit-identical), on contiguous
+    planes and with each division done once.
     """
-    rgb = np.asarray(rgb, dtype=np.float64)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    v = rgb.max(-1)
-    delta = np.ptp(rgb, -1)
+    v = np.maximum(np.maximum(r, g), b)
+    delta = v - np.minimum(np.minimum(r, g), b)
+    is_b = b == v
+    is_g = (g == v) & ~is_b
+    numerator = np.where(is_b, r - g, np.where(is_g, b - r, g - b))
+    grey = delta == 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
         s = delta / v
-        h = np.where(r == v, (g - b) / delta, 0.0)
-        h = np.where(g == v, 2.0 + (b - r) / delta, h)
-        h = np.where(b == v, 4.0 + (r - g) / delta, h)
-    h = (h / 6.0) % 1.0
-    s = np.where(delta == 0.0, 0.0, s)
-    h = np.where(delta == 0.0, 0.0, h)
-    out = np.stack([h, s, v], axis=-1)
-    out[np.isnan(out)] = 0
-    return out
+        h = numerator / delta
+    h = np.where(is_b, 4.0 + h, np.where(is_g, 2.0 + h, h))
+    h /= 6.0
+    # h/6 lies in [-1/6, 1): numpy's "% 1.0" is exactly "+ 1.0" on the negative part.
+    h = np.where(h < 0.0, h + 1.0, h)
+    h[grey] = 0.0
+    s[grey] = 0.0
+    return h, s, v
+
+
+def hsv_to_rgb_planes(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-image ``hsv2rgb`` on channel planes: float64 H, S, V on 0-1 -> R, G, B on 0-1, bit-identical.
+
+    skimage computes ``p = v(1-s)``, ``q = v(1-fs)``, ``t = v(1-(1-f)s)`` and
+    picks (r, g, b) per sextant; every sextant uses ``v``, ``p`` and one of
+    ``q`` (odd sextants) or ``t`` (even), so only that one is computed, with
+    the same operations.
+    """
+    h6 = h * 6
+    hi = np.floor(h6)
+    f = h6 - hi
+    sextant = hi.astype(np.uint8) % 6  # skimage casts to uint8 before the modulo
+    odd = (sextant & 1).astype(bool)
+    p = v * (1 - s)
+    third = v * (1 - np.where(odd, f, 1 - f) * s)
+    v_channel, p_channel = _SEXTANT_V[sextant], _SEXTANT_P[sextant]
+    return tuple(np.where(v_channel == c, v, np.where(p_channel == c, p, third)) for c in range(3))
+
+
+# Sextant -> the channel (0 r, 1 g, 2 b) that takes v, and the one that takes p, as in skimage's hsv2rgb:
+# (v,t,p), (q,v,p), (p,v,t), (p,q,v), (t,p,v), (v,p,q).
+_SEXTANT_V = np.array([0, 1, 1, 2, 2, 0], dtype=np.uint8)
+_SEXTANT_P = np.array([2, 2, 0, 0, 1, 1], dtype=np.uint8)
+
+
+def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
+    """scikit-image ``rgb2hsv``: float ``(..., 3)`` RGB on 0-1 -> HSV, each on 0-1 (see :func:`rgb_to_hsv_planes`)."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    return np.stack(rgb_to_hsv_planes(rgb[..., 0], rgb[..., 1], rgb[..., 2]), axis=-1)
 
 
 def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
-    """scikit-image ``hsv2rgb``: float ``(..., 3)`` HSV on 0-1 -> RGB on 0-1 (the sextant formulas)."""
+    """scikit-image ``hsv2rgb``: float ``(..., 3)`` HSV on 0-1 -> RGB on 0-1 (see :func:`hsv_to_rgb_planes`)."""
     hsv = np.asarray(hsv, dtype=np.float64)
-    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
-    hi = np.floor(h * 6)
-    f = h * 6 - hi
-    p = v * (1 - s)
-    q = v * (1 - f * s)
-    t = v * (1 - (1 - f) * s)
-    sextant = hi.astype(np.uint8) % 6  # skimage casts to uint8 before the modulo
-    # skimage picks (r, g, b) per sextant with np.choose over six stacked triples; selecting the
-    # same values by index from (v, t, p, q) gives identical results at a fraction of the cost.
-    values = np.stack((v, t, p, q), axis=-1)
-    return np.take_along_axis(values, _SEXTANT_RGB[sextant], axis=-1)
+    return np.stack(hsv_to_rgb_planes(hsv[..., 0], hsv[..., 1], hsv[..., 2]), axis=-1)
 
 
-# Sextant -> indices into (v, t, p, q) for (r, g, b), as in skimage's hsv2rgb.
-_SEXTANT_RGB = np.array([[0, 1, 2], [3, 0, 2], [2, 0, 1], [2, 3, 0], [1, 2, 0], [0, 2, 3]])
+def adjust_hsv(images: np.ndarray, adjust) -> np.ndarray:
+    """``uint8(clip(hsv2rgb(adjust(rgb2hsv(x/255))), 0, 1)·255)`` for a uint8 ``(N, H, W, 3)`` batch.
+
+    Args:
+        images: uint8 ``(N, H, W, 3)``.
+        adjust: ``(h, s, v) -> (h, s, v)`` on float64 planes of shape ``(N·H·W,)``.
+
+    Returns:
+        uint8, same shape.
+    """
+    x = images.reshape(-1, 3).T / 255.0  # (N, H, W, 3) -> (3, N·H·W): contiguous channel planes
+    rgb = np.stack(hsv_to_rgb_planes(*adjust(*rgb_to_hsv_planes(x[0], x[1], x[2]))))
+    np.clip(rgb, 0, 1, out=rgb)
+    rgb *= 255
+    return to_uint8(rgb.T).reshape(images.shape)
 
 
 # --- parameters ---------------------------------------------------------------------------

@@ -31,17 +31,13 @@ SATURATE = ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2))  # HSV saturatio
 def brightness(images: np.ndarray, severity: int, rng: np.random.Generator | None = None) -> np.ndarray:
     """RGB→HSV, ``V = clip(V + c, 0, 1)``, HSV→RGB, clip, ·255."""
     c = severity_params("brightness", BRIGHTNESS_SHIFT, severity)
-    hsv = _ops.rgb_to_hsv(images / 255.0)
-    hsv[..., 2] = np.clip(hsv[..., 2] + c, 0, 1)
-    return to_uint8(np.clip(_ops.hsv_to_rgb(hsv), 0, 1) * 255)
+    return _ops.adjust_hsv(images, lambda h, s, v: (h, s, np.clip(v + c, 0, 1)))
 
 
 def saturate(images: np.ndarray, severity: int, rng: np.random.Generator | None = None) -> np.ndarray:
     """RGB→HSV, ``S = clip(S·scale + shift, 0, 1)``, HSV→RGB, clip, ·255."""
     scale, shift = severity_params("saturate", SATURATE, severity)
-    hsv = _ops.rgb_to_hsv(images / 255.0)
-    hsv[..., 1] = np.clip(hsv[..., 1] * scale + shift, 0, 1)
-    return to_uint8(np.clip(_ops.hsv_to_rgb(hsv), 0, 1) * 255)
+    return _ops.adjust_hsv(images, lambda h, s, v: (h, np.clip(s * scale + shift, 0, 1), v))
 
 
 def contrast(images: np.ndarray, severity: int, rng: np.random.Generator | None = None) -> np.ndarray:

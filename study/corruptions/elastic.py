@@ -8,8 +8,9 @@ reflect-101, source coordinates quantised to 1/32 pixel as OpenCV's fixed-point
 remap does); then draws two ``U(-1, 1)`` fields, smooths each with a Gaussian
 (sigma pixels, mode reflect, truncate 3), scales by alpha, and resamples the
 warped image at ``(row + dy, col + dx)`` with ``scipy.ndimage.map_coordinates``
-(order 1, mode reflect). Here both resamplings are one gather of the four
-neighbours for the whole batch; OpenCV is not needed.
+(order 1, mode reflect). Here both resamplings gather the four neighbours of
+every sample of the whole batch from reflect-padded channel planes; OpenCV is
+not needed.
 """
 
 from __future__ import annotations
@@ -29,15 +30,6 @@ ELASTIC_PARAMS: tuple[tuple[float, float, float], ...] = tuple(
 
 # OpenCV's warpAffine resolves source coordinates to 1/2**INTER_BITS pixel.
 _INTER_TAB_SIZE = 32
-
-
-def _check_batch(images: np.ndarray, severity: int) -> None:
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        shape = getattr(images, "shape", None)
-        dtype = getattr(images, "dtype", None)
-        raise ValueError(f"images must be a uint8 array of shape (N, H, W, 3), got {dtype} {shape}")
-    if severity not in (1, 2, 3, 4, 5):
-        raise ValueError(f"severity must be one of 1, 2, 3, 4, 5, got {severity!r}")
 
 
 def reference_points(size: int = IMAGE_SIZE) -> np.ndarray:
@@ -76,76 +68,95 @@ def invert_affine(matrices: np.ndarray) -> np.ndarray:
     return np.concatenate([inv_linear, inv_shift[:, :, None]], axis=2)
 
 
-def reflect_index(index: np.ndarray, size: int, *, edge_repeated: bool) -> np.ndarray:
-    """Fold integer indices into ``[0, size)``.
-
-    ``edge_repeated=False`` is OpenCV's reflect-101 (``...2 1 | 0 1 2 ... 31 | 30``);
-    ``True`` is scipy's half-sample ``reflect`` (``...1 0 | 0 1 ... 31 | 31 30``).
-    """
-    if edge_repeated:
-        period = 2 * size
-        index = np.mod(index, period)
-        return np.where(index >= size, period - 1 - index, index)
-    period = 2 * size - 2
-    index = np.mod(index, period)
-    return np.where(index >= size, period - index, index)
-
-
 def fold_coordinate(x: np.ndarray, size: int, *, edge_repeated: bool) -> np.ndarray:
     """Fold continuous coordinates (pixels) into one period of the reflected image.
 
     Bilinear interpolation of a reflected sequence is itself symmetric about the
     mirror (pixel 0 for reflect-101, -0.5 for half-sample reflect) and periodic,
     so folding the coordinate gives the same value as reflecting the indices.
+    ``edge_repeated=False`` is OpenCV's reflect-101 (``...2 1 | 0 1 2 ... 31 | 30``);
+    ``True`` is scipy's half-sample ``reflect`` (``...1 0 | 0 1 ... 31 | 31 30``).
     Result in ``[0, size-1]`` (reflect-101) or ``[-0.5, size-0.5]`` (edge repeated).
     """
     x = np.asarray(x, dtype=np.float64)
     if edge_repeated:
         period = 2.0 * size
-        u = np.mod(x + 0.5, period) - 0.5
-        return np.where(u > size - 0.5, period - 1.0 - u, u)
+        return (size - 0.5) - np.abs(np.mod(x + 0.5, period) - size)
     period = 2.0 * (size - 1)
-    u = np.mod(x, period)
-    return np.where(u > size - 1, period - u, u)
+    return (size - 1.0) - np.abs(np.mod(x, period) - (size - 1.0))
+
+
+def sample_planes(planes: np.ndarray, rows: np.ndarray, cols: np.ndarray, *, edge_repeated: bool) -> np.ndarray:
+    """Bilinear samples of channel planes, each image at its own coordinates, borders reflected.
+
+    The planes are reflect-padded just far enough for the coordinates (which
+    are folded first only when they lie more than an image away), so each
+    sample is four flat gathers per channel and three lerps over long
+    contiguous runs: no per-pixel Python and no strided inner loops.
+
+    Args:
+        planes: (C, N, H, W) float32.
+        rows, cols: (N, H, W) float64 source coordinates in pixels (row, column).
+        edge_repeated: border rule, see :func:`fold_coordinate`.
+
+    Returns:
+        (C, N, H, W) float32.
+    """
+    c, n, h, w = planes.shape
+    r0, c0 = np.floor(rows), np.floor(cols)
+    lo = min(float(r0.min()), float(c0.min()))
+    hi = max(float(r0.max()) - (h - 2), float(c0.max()) - (w - 2))
+    if -lo > h or hi > h:  # far outside: fold, so the padding stays within one image
+        rows = fold_coordinate(rows, h, edge_repeated=edge_repeated)
+        cols = fold_coordinate(cols, w, edge_repeated=edge_repeated)
+        r0, c0 = np.floor(rows), np.floor(cols)
+        lo, hi = -1.0, 1.0
+    fr = (rows - r0).astype(np.float32).reshape(-1)
+    fc = (cols - c0).astype(np.float32).reshape(-1)
+    pad = int(max(1.0, -lo, hi))
+    # numpy's "symmetric" is scipy's reflect (edge repeated), its "reflect" is OpenCV's reflect-101.
+    padded = np.pad(planes, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="symmetric" if edge_repeated else "reflect")
+    hp, wp = padded.shape[2:]
+    flat = padded.reshape(c, -1)  # (C, N·Hp·Wp)
+    index = ((np.arange(n)[:, None, None] * hp + (r0.astype(np.intp) + pad)) * wp + (c0.astype(np.intp) + pad))
+    index = index.reshape(-1)  # (N·H·W,) flat index of each sample's top-left neighbour
+    top, top_right = np.take(flat, index, axis=1), np.take(flat, index + 1, axis=1)
+    bottom, bottom_right = np.take(flat, index + wp, axis=1), np.take(flat, index + wp + 1, axis=1)
+    # a + (b - a)·f in place: the same lerp as a·(1 - f) + b·f up to float32 rounding, with no temporaries.
+    top_right -= top
+    top_right *= fc
+    top += top_right
+    bottom_right -= bottom
+    bottom_right *= fc
+    bottom += bottom_right
+    bottom -= top
+    bottom *= fr
+    top += bottom
+    return top.reshape(c, n, h, w)
 
 
 def sample_bilinear(images: np.ndarray, rows: np.ndarray, cols: np.ndarray, *, edge_repeated: bool) -> np.ndarray:
-    """Bilinear samples of each image at its own coordinates, borders reflected.
+    """:func:`sample_planes` for HWC batches: (N, H, W, C) float32 in and out."""
+    planes = np.ascontiguousarray(images.transpose(3, 0, 1, 2), dtype=np.float32)  # (N, H, W, C) -> (C, N, H, W)
+    return np.ascontiguousarray(sample_planes(planes, rows, cols, edge_repeated=edge_repeated).transpose(1, 2, 3, 0))
 
-    The image is reflect-padded just enough for the coordinates, and each
-    pixel's 2×2 neighbourhood is laid out contiguously, so the whole batch
-    costs one gather of 4·C values per sample.
+
+def affine_source_coordinates(matrices: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where ``cv2.warpAffine`` reads each destination pixel: (rows, cols), each (N, H, W) float64.
+
+    The inverse map applied to the pixel grid, rounded to 1/32 pixel as
+    OpenCV's fixed-point remap does.
 
     Args:
-        images: (N, H, W, C) float32.
-        rows, cols: (N, H, W) source coordinates in pixels (row, column).
-        edge_repeated: border rule, see :func:`reflect_index`.
-
-    Returns:
-        (N, H, W, C) float32.
+        matrices: (N, 2, 3) forward maps (source -> destination, (x, y) pixels).
     """
-    n, h, w, c = images.shape
-    rows = fold_coordinate(rows, h, edge_repeated=edge_repeated)
-    cols = fold_coordinate(cols, w, edge_repeated=edge_repeated)
-    r0 = np.floor(rows)
-    c0 = np.floor(cols)
-    fr = (rows - r0).astype(np.float32)[..., None]
-    fc = (cols - c0).astype(np.float32)[..., None]
-    # Folded coordinates lie in [-1, size], so one reflected pixel of padding holds every neighbour.
-    pad = 1
-    r0 = r0.astype(np.intp)
-    c0 = c0.astype(np.intp)
-    # numpy's "symmetric" is scipy's reflect (edge repeated), its "reflect" is OpenCV's reflect-101.
-    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="symmetric" if edge_repeated else "reflect")
-    quad = np.concatenate(
-        [padded[:, :-1, :-1], padded[:, :-1, 1:], padded[:, 1:, :-1], padded[:, 1:, 1:]], axis=-1
-    )  # (N, Hp-1, Wp-1, 4C): top-left, top-right, bottom-left, bottom-right
-    qh, qw = quad.shape[1:3]
-    index = (np.arange(n)[:, None, None] * qh + (r0 + pad)) * qw + (c0 + pad)
-    g = quad.reshape(-1, 4 * c)[index.reshape(-1)].reshape(n, h, w, 4, c)
-    top = g[..., 0, :] * (1 - fc) + g[..., 1, :] * fc
-    bottom = g[..., 2, :] * (1 - fc) + g[..., 3, :] * fc
-    return top * (1 - fr) + bottom * fr
+    inverse = invert_affine(matrices)  # destination -> source
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    src_x = inverse[:, 0, 0, None, None] * xs + inverse[:, 0, 1, None, None] * ys + inverse[:, 0, 2, None, None]
+    src_y = inverse[:, 1, 0, None, None] * xs + inverse[:, 1, 1, None, None] * ys + inverse[:, 1, 2, None, None]
+    src_x = np.floor(src_x * _INTER_TAB_SIZE + 0.5) / _INTER_TAB_SIZE
+    src_y = np.floor(src_y * _INTER_TAB_SIZE + 0.5) / _INTER_TAB_SIZE
+    return src_y, src_x
 
 
 def warp_affine(images: np.ndarray, matrices: np.ndarray) -> np.ndarray:
@@ -158,14 +169,8 @@ def warp_affine(images: np.ndarray, matrices: np.ndarray) -> np.ndarray:
     Returns:
         (N, H, W, C) float32, bilinear, source positions rounded to 1/32 pixel.
     """
-    n, h, w, _ = images.shape
-    inverse = invert_affine(matrices)  # destination -> source
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    src_x = inverse[:, 0, 0, None, None] * xs + inverse[:, 0, 1, None, None] * ys + inverse[:, 0, 2, None, None]
-    src_y = inverse[:, 1, 0, None, None] * xs + inverse[:, 1, 1, None, None] * ys + inverse[:, 1, 2, None, None]
-    src_x = np.floor(src_x * _INTER_TAB_SIZE + 0.5) / _INTER_TAB_SIZE
-    src_y = np.floor(src_y * _INTER_TAB_SIZE + 0.5) / _INTER_TAB_SIZE
-    return sample_bilinear(images, src_y, src_x, edge_repeated=False)
+    rows, cols = affine_source_coordinates(matrices, *images.shape[1:3])
+    return sample_bilinear(images, rows, cols, edge_repeated=False)
 
 
 def displacement_fields(noise: np.ndarray, alpha: float, sigma: float) -> np.ndarray:
@@ -196,16 +201,19 @@ def elastic_transform(images: np.ndarray, severity: int, rng: np.random.Generato
     Returns:
         (N, 32, 32, 3) uint8, truncated from ``clip(x, 0, 1) * 255``.
     """
-    _check_batch(images, severity)
+    _ops.check_rgb_batch(images, severity)
     alpha, sigma, jitter = ELASTIC_PARAMS[severity - 1]
     n, h, w, _ = images.shape
-    x = images.astype(np.float32) / np.float32(255)
+    # Channel planes (C, N, H, W) throughout, so both resamplings run over contiguous runs.
+    planes = np.ascontiguousarray(images.transpose(3, 0, 1, 2), dtype=np.float32) / np.float32(255)
 
     src = reference_points(min(h, w))
     dst = src + rng.uniform(-jitter, jitter, size=(n, 3, 2)).astype(np.float32)
-    x = warp_affine(x, affine_from_points(src, dst))
+    rows, cols = affine_source_coordinates(affine_from_points(src, dst), h, w)
+    planes = sample_planes(planes, rows, cols, edge_repeated=False)
 
     fields = displacement_fields(rng.uniform(-1.0, 1.0, size=(n, 2, h, w)), alpha, sigma)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)  # the original's integer grid + float32 field -> float64
-    out = sample_bilinear(x, ys + fields[:, 1], xs + fields[:, 0], edge_repeated=True)
-    return (np.clip(out, 0, 1) * 255).astype(np.uint8)
+    out = sample_planes(planes, ys + fields[:, 1], xs + fields[:, 0], edge_repeated=True)
+    out = np.clip(out, 0, 1, out=out) * np.float32(255)
+    return np.ascontiguousarray(out.transpose(1, 2, 3, 0)).astype(np.uint8)  # (C, N, H, W) -> (N, H, W, C)

@@ -62,20 +62,6 @@ GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # cv2 RGB2GRAY
 EMBOSS_KERNEL = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.int32)
 
 
-def _check_batch(images: np.ndarray, severity: int) -> None:
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        shape = getattr(images, "shape", None)
-        dtype = getattr(images, "dtype", None)
-        raise ValueError(f"images must be a uint8 array of shape (N, H, W, 3), got {dtype} {shape}")
-    if severity not in (1, 2, 3, 4, 5):
-        raise ValueError(f"severity must be one of 1, 2, 3, 4, 5, got {severity!r}")
-
-
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    """``np.uint8`` of values already clipped to [0, 255]: truncation, as the original."""
-    return x.astype(np.uint8)
-
-
 # --------------------------------------------------------------------------- fog
 def plasma_fractal(n: int, wibble_decay: float, rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
     """Diamond-square plasma fractals, min-max normalised per map.
@@ -133,14 +119,14 @@ def fog(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
     Returns:
         (N, 32, 32, 3) uint8.
     """
-    _check_batch(images, severity)
+    _ops.check_rgb_batch(images, severity)
     strength, decay = FOG_PARAMS[severity - 1]
     n, h, w, _ = images.shape
     x = images / 255.0
     peak = x.max(axis=(1, 2, 3), keepdims=True)
     plasma = plasma_fractal(n, decay, rng, size=max(IMAGE_SIZE, 1 << (max(h, w) - 1).bit_length()))[:, :h, :w]
     x = x + strength * plasma[..., None]
-    return _to_uint8(np.clip(x * peak / (peak + strength), 0, 1) * 255)
+    return _ops.to_uint8(np.clip(x * peak / (peak + strength), 0, 1) * 255)
 
 
 # --------------------------------------------------------------------------- frost
@@ -261,7 +247,7 @@ def frost(
     Returns:
         (N, 32, 32, 3) uint8.
     """
-    _check_batch(images, severity)
+    _ops.check_rgb_batch(images, severity)
     textures = load_frost_textures(frost_dir)
     n, h, w, _ = images.shape
     choice = rng.integers(0, len(textures), size=n)
@@ -288,7 +274,7 @@ def blend_frost(
     Returns:
         (N, H, W, 3) uint8 ``clip(a·x + b·crop, 0, 255)`` truncated.
     """
-    _check_batch(images, severity)
+    _ops.check_rgb_batch(images, severity)
     image_weight, frost_weight = FROST_PARAMS[severity - 1]
     n, h, w, _ = images.shape
     crops = np.empty(images.shape, dtype=np.uint8)
@@ -300,29 +286,10 @@ def blend_frost(
         cols = lefts[picked][:, None] + np.arange(w)  # (k, w)
         crops[picked] = texture[rows[:, :, None], cols[:, None, :]]
     out = image_weight * images + frost_weight * crops
-    return _to_uint8(np.clip(out, 0, 255))
+    return _ops.to_uint8(np.clip(out, 0, 255))
 
 
 # --------------------------------------------------------------------------- snow
-def imagemagick_png8_motion_blur(layers: np.ndarray, radius: float, sigma: float, angles: np.ndarray) -> np.ndarray:
-    """ImageMagick-6 Q16 motion blur of 8-bit grayscale PNGs, read back as 8 bits.
-
-    The blur (``_ops.motion_blur``) runs on 16-bit quanta (×257), is rounded to a
-    quantum, and the 8-bit PNG holds ``floor(q / 257)``: replaying the
-    reference's seeded draws, this reproduces its snow files bit for bit, while
-    rounding to the nearest 8-bit level brightens snow by ~0.5% of the mean.
-
-    Args:
-        layers: (N, H, W) uint8. radius, sigma: pixels. angles: (N,) degrees.
-
-    Returns:
-        (N, H, W) uint8.
-    """
-    quanta = _ops.motion_blur(layers.astype(np.float64) * 257.0, radius, sigma, angles)
-    quanta = np.floor(np.clip(quanta, 0.0, 65535.0) + 0.5).astype(np.int64)
-    return (quanta // 257).astype(np.uint8)
-
-
 def snow(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Snow: a thresholded, zoomed noise layer, motion-blurred, added twice (and rotated).
 
@@ -335,7 +302,7 @@ def snow(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndar
     Returns:
         (N, 32, 32, 3) uint8.
     """
-    _check_batch(images, severity)
+    _ops.check_rgb_batch(images, severity)
     loc, scale, zoom, threshold, radius, sigma, blend = SNOW_PARAMS[severity - 1]
     n, h, w, _ = images.shape
     x = images.astype(np.float32) / np.float32(255)
@@ -343,14 +310,14 @@ def snow(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndar
     if zoom != 1:
         layer = _ops.clipped_zoom(layer, zoom)
     layer[layer < threshold] = 0
-    layer_u8 = _to_uint8(np.clip(layer, 0, 1) * 255)
+    layer_u8 = _ops.to_uint8(np.clip(layer, 0, 1) * 255)
     angles = rng.uniform(-135.0, -45.0, size=n)
-    flakes = (imagemagick_png8_motion_blur(layer_u8, radius, sigma, angles) / 255.0)[..., None]  # (N, H, W, 1)
+    flakes = (_ops.imagemagick_motion_blur(layer_u8, radius, sigma, angles) / 255.0)[..., None]  # (N, H, W, 1)
 
     gray = (x @ GRAY_WEIGHTS)[..., None]
     x = blend * x + (1 - blend) * np.maximum(x, gray * np.float32(1.5) + np.float32(0.5))
     out = np.clip(x + flakes + flakes[:, ::-1, ::-1], 0, 1) * 255
-    return _to_uint8(out)
+    return _ops.to_uint8(out)
 
 
 # --------------------------------------------------------------------------- spatter
@@ -539,7 +506,7 @@ def spatter(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
     Returns:
         (N, 32, 32, 3) uint8.
     """
-    _check_batch(images, severity)
+    _ops.check_rgb_batch(images, severity)
     loc, scale, sigma, threshold, strength, mode = SPATTER_PARAMS[severity - 1]
     n, h, w, _ = images.shape
     x = images.astype(np.float32) / np.float32(255)
@@ -554,4 +521,4 @@ def spatter(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
         mud = ndimage.gaussian_filter(mud, sigma=(0, strength, strength), mode="nearest", truncate=4.0)
         mud[mud < 0.8] = 0
         out = x * (1 - mud[..., None]) + MUD_RGB * mud[..., None]
-    return _to_uint8(np.clip(out, 0, 1) * 255)
+    return _ops.to_uint8(np.clip(out, 0, 1) * 255)

@@ -38,6 +38,7 @@ def _model_source(client, run_id: str) -> tuple[str, str | None]:
     """``(source URI, logged model id)`` of the model a trial logged: its MLflow 3
     logged model when one exists (``models:/m-...``), else the run-relative path."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     run = client.get_run(run_id)
     try:
@@ -46,7 +47,7 @@ def _model_source(client, run_id: str) -> tuple[str, str | None]:
             filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_ARTIFACT}'",
             output_format="list",
         )
-    except Exception:  # older servers without logged models: fall back to the run path
+    except MlflowException:  # a server without logged models (MLflow 2): fall back to the run path
         found = []
     if found:
         return found[0].model_uri, found[0].model_id

@@ -209,7 +209,9 @@ def run_tracked_trial(
                            checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / run_id)
         client.set_tag(run_id, TAG_DATA, result.fingerprint)
         step = int(result.metrics.get(EPOCHS_COMPLETED, 0))
-        log_metrics(client, run_id, result.metrics, step)
+        # A final value the last epoch already logged at this step (val/clean_acc) is not sent twice.
+        last = result.history[-1] if result.history else {}
+        log_metrics(client, run_id, {k: v for k, v in result.metrics.items() if last.get(k) != v}, step)
         with tempfile.TemporaryDirectory(prefix="freqstudy-artifacts-") as tmp:
             write_artifacts(Path(tmp), config, result)
             client.log_artifacts(run_id, tmp)
@@ -248,6 +250,8 @@ def metrics_document(config: TrialConfig, result: TrialResult) -> dict[str, Any]
         "data_fingerprint": result.fingerprint,
         "metrics": {k: clean(v) for k, v in sorted(result.metrics.items())},
         "history": [{k: clean(v) for k, v in row.items()} for row in result.history],
+        # (E, O): each filter's alpha after each epoch, learned mode only.
+        "alpha_history": None if result.alpha_history is None else np.asarray(result.alpha_history).tolist(),
     }
 
 

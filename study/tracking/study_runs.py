@@ -84,12 +84,31 @@ def start_study_run(tracking_uri: str, study: str, *, space_path: str, tags: Map
                              "continue it with --resume or pick another --study name")
         client.update_run(existing, status="RUNNING")
         client.log_batch(existing, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
+        _close_orphaned_trials(client, existing)
         return existing
     run = client.create_run(experiment_id, run_name=study, tags=all_tags)
     run_id = run.info.run_id
     client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     client.log_artifact(run_id, space_path, artifact_path="space")
     return run_id
+
+
+def _close_orphaned_trials(client, parent_run_id: str) -> None:
+    """Trial runs left RUNNING by a driver that died: their Ray workers died with it.
+
+    The resumed trial continues from its Tune checkpoint in a new run, so the
+    orphan is closed as KILLED with the reason, never left looking alive.
+    """
+    from mlflow.entities import RunTag
+
+    parent = client.get_run(parent_run_id)
+    for r in client.search_runs([parent.info.experiment_id], max_results=1000,
+                                filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and attributes.status = 'RUNNING'"):
+        client.log_batch(r.info.run_id, tags=[
+            RunTag(M.TAG_STATUS, "failed"),
+            RunTag(M.TAG_FAILURE, "the study driver stopped before this trial ended; --resume continued it in a new run"),
+        ])
+        client.set_terminated(r.info.run_id, status="KILLED")
 
 
 def finish_study_run(tracking_uri: str, run_id: str, *, counts: Mapping[str, float], status: str = "FINISHED") -> None:

@@ -214,3 +214,23 @@ def test_report_is_self_contained_and_logged(smoke, capsys, tmp_path):
     parent = [r for r in runs_of(uri, study) if r.data.tags.get(M.TAG_ROLE) == "study"][0]
     logged = {a.path for a in client(uri).list_artifacts(parent.info.run_id, "report")}
     assert {f"report/{n}" for n in ["report.html", "trials.csv", "pareto.csv", "per_corruption.csv", *pngs]} <= logged
+
+
+def test_learned_alpha_is_per_filter(smoke, tmp_path):
+    from study.pareto import param_of, parse_objectives
+    from study.pareto_cmd import choose, trial_label
+    from study.report import learned_alpha
+    from study.tracking.queries import client_for, load_study
+
+    uri, study = smoke
+    c = client_for(uri)
+    choice = choose(load_study(study, client=c), parse_objectives(None), None)
+    learned = [x.trial for x in choice.result.candidates if param_of(x.trial, "frequency.mode") == "learned"]
+    if not learned:
+        pytest.skip("the sampler drew no complete learned-mode trial in this smoke study")
+    alpha = learned_alpha(choice, c, tmp_path)
+    for t in learned:
+        a = alpha[trial_label(t)]
+        assert a.shape == (int(param_of(t, "model.width")),)  # one alpha per first-layer filter
+        assert ((a >= 0) & (a <= 1)).all()
+        assert a.mean() == pytest.approx(t["metrics"][M.FILTER_MEAN_ALPHA], abs=1e-4)

@@ -16,7 +16,7 @@ from PIL import Image
 from scipy import ndimage
 
 from study import corruptions
-from study.corruptions import _ops
+from study.corruptions import _ops, noise
 from study.corruptions.blur import glass_shuffle
 from study.corruptions.digital import box_resize
 from study.metrics import ALL_CORRUPTIONS
@@ -205,6 +205,16 @@ def test_imagemagick_motion_blur_keeps_flat_images_and_quantises():
     assert out.dtype == np.uint8 and np.abs(out - exact).max() <= 1.0
 
 
+def test_imagemagick_motion_blur_floors_after_q16_rounding():
+    # 8-bit grayscale layers as snow passes them: Q16 rounding first, then floor(q / 257), never rounding to 8 bits.
+    layers = np.random.default_rng(6).integers(0, 256, size=(3, 32, 32)).astype(np.uint8)
+    angles = np.array([-135.0, -90.0, -50.0])
+    q = np.floor(_ops.motion_blur(layers.astype(np.float64) * 257, 10, 4, angles) + 0.5)
+    out = _ops.imagemagick_motion_blur(layers, 10, 4, angles)
+    np.testing.assert_array_equal(out, np.floor(q / 257))
+    assert (out != np.floor(q / 257 + 0.5)).any()  # the rounding that was ruled out gives other values
+
+
 @pytest.mark.parametrize("z", [1.0, 1.01, 1.06, 1.13, 1.25])
 def test_clipped_zoom_matches_scipy_zoom(z):
     img = np.random.default_rng(5).random((32, 32, 3))
@@ -224,6 +234,42 @@ def test_hsv_matches_colorsys_and_round_trips():
     expected = np.array([colorsys.rgb_to_hsv(*p) for p in rgb])
     np.testing.assert_allclose(hsv, expected, atol=1e-12)
     np.testing.assert_allclose(_ops.hsv_to_rgb(hsv), rgb, atol=1e-12)
+
+
+def _shot_level_probabilities(k: int, photons: int) -> np.ndarray:
+    """Brute force: P(output level) for input level k, summing the Poisson pmf over counts far into the tail."""
+    from scipy import stats
+
+    counts = np.arange(photons * 3 + 200)
+    pmf = stats.poisson.pmf(counts, (k / 255.0) * photons)
+    levels = (np.clip(counts / photons, 0, 1) * 255).astype(np.uint8)
+    return np.bincount(levels, weights=pmf, minlength=256)
+
+
+@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
+def test_shot_noise_table_is_the_exact_poisson_distribution(severity):
+    photons = noise.SHOT_PHOTONS[severity - 1]
+    bounds, levels, _ = noise.shot_noise_table(photons)
+    width = len(levels) // 256
+    for k in (0, 1, 2, 60, 128, 200, 254, 255):
+        row_bounds = np.minimum(bounds[k * width:(k + 1) * width], 1.0)
+        probs = np.diff(row_bounds, prepend=0.0)
+        got = np.bincount(levels[k * width:(k + 1) * width], weights=probs, minlength=256)
+        np.testing.assert_allclose(got, _shot_level_probabilities(k, photons), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("k, severity", [(3, 1), (128, 1), (128, 5), (250, 3)])
+def test_shot_noise_draws_follow_the_poisson_levels(k, severity):
+    # 300k draws of one input level against the exact level probabilities (chi-square, bins with >= 20 expected).
+    images = np.full((100, 32, 32, 3), k, dtype=np.uint8)
+    out = noise.shot_noise(images, severity, np.random.default_rng(0))
+    observed = np.bincount(out.ravel(), minlength=256)
+    expected = _shot_level_probabilities(k, noise.SHOT_PHOTONS[severity - 1]) * out.size
+    big = expected >= 20
+    chi2 = np.sum((observed[big] - expected[big]) ** 2 / expected[big])
+    dof = int(big.sum()) - 1
+    assert chi2 < dof + 5 * np.sqrt(2 * dof) + 10, f"chi2 {chi2:.1f} with {dof} degrees of freedom"
+    assert observed[~big].sum() <= expected[~big].sum() + 5 * np.sqrt(expected[~big].sum() + 1) + 5
 
 
 def _original_glass_pass(x, dx, dy, delta):

@@ -201,7 +201,8 @@ def test_gains_use_test_metrics_against_baseline():
 
 
 def test_pure_module_imports_neither_ray_nor_mlflow():
-    code = "import sys, study.pareto; print(any(m.split('.')[0] in ('ray', 'mlflow') for m in sys.modules))"
+    code = ("import sys, study.pareto, study.pareto_cmd, study.report, study.figures_study; "
+            "print(any(m.split('.')[0] in ('ray', 'mlflow') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

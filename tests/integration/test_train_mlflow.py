@@ -1,0 +1,213 @@
+"""One tracked trial end to end against a real ``mlflow server`` and the real
+CIFAR-10 subset: what the run holds (params, per-epoch and final metrics,
+tags, every artifact, the model), fixed-mode proportion, learned-mode alpha
+history, divergence and failures recorded as FAILED runs, and learning on
+real images.
+
+Most runs use the first 1,000 subset images and two corruptions with 20
+images per severity, so they share one cached corrupted copy and take
+seconds; the learning check trains on the whole subset and is marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from study import metrics as M
+from study.config import TrialConfig
+from study.data import load_cifar10
+from study.evaluate import EvalSettings, clean_accuracy, eval_loader
+from study.tracking import load_logged_model, run_tracked_trial
+from study.tracking.runs import ARTIFACTS, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING, PARENT_RUN_TAG
+
+pytestmark = pytest.mark.integration
+
+EPOCH_KEYS = (M.TRAIN_LOSS, M.TRAIN_LR, M.VAL_CLEAN_ACC, M.FILTER_PROPORTION, M.FILTER_CENTROID, M.EPOCH_SECONDS)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def freqstudy_home(tmp_path_factory):
+    """One FREQSTUDY_HOME for the integration files, so corrupted copies are made once."""
+    home = tmp_path_factory.getbasetemp() / "freqstudy-home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FREQSTUDY_HOME", str(home))
+        yield home
+
+
+def quick_config(subset_dir: Path, experiment: str, **flat) -> TrialConfig:
+    base = {
+        "data.dir": str(subset_dir), "data.download": False, "data.train_limit": 1000,
+        "model.width": 16, "train.epochs": 2, "train.batch_size": 100, "train.lr": 0.1,
+        "eval.corruptions": ["gaussian_noise", "fog"], "eval.corruption_limit": 20, "eval.batch_size": 500,
+        "tracking.experiment": experiment,
+    }
+    base.update(flat)
+    return TrialConfig.from_flat(base)
+
+
+def history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def artifact_json(client: MlflowClient, run_id: str, path: str, tmp_path: Path) -> dict:
+    return json.loads(Path(client.download_artifacts(run_id, path, str(tmp_path))).read_text())
+
+
+@pytest.fixture(scope="module")
+def fixed_run(mlflow_server, subset_dir):
+    """A 2-epoch fixed-mode width-16 run (p = 0.25 -> 4 of 16 filters low), nested under a parent."""
+    client = MlflowClient(mlflow_server.uri)
+    config = quick_config(subset_dir, "it-fixed", **{"frequency.mode": "fixed", "frequency.proportion": 0.25})
+    experiment_id = client.create_experiment("it-fixed")
+    parent = client.create_run(experiment_id, tags={M.TAG_ROLE: "study"}).info.run_id
+    epochs_seen = []
+    tracked = run_tracked_trial(config, tracking_uri=mlflow_server.uri, parent_run_id=parent,
+                                tags={M.TAG_TRIAL_ID: "trial-7"}, on_epoch=epochs_seen.append)
+    return config, tracked, epochs_seen, parent
+
+
+def test_run_holds_params_tags_metrics_and_every_artifact(fixed_run, mlflow_server, tmp_path):
+    config, tracked, epochs_seen, parent = fixed_run
+    client = MlflowClient(mlflow_server.uri)
+    assert tracked.status == "finished" and tracked.reason is None
+    experiment = client.get_experiment_by_name("it-fixed")
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND_TRAINING
+    trials = client.search_runs([experiment.experiment_id], f"tags.`{M.TAG_ROLE}` = 'trial'")
+    assert [r.info.run_id for r in trials] == [tracked.run_id]
+    run = client.get_run(tracked.run_id)
+    assert run.info.status == "FINISHED"
+
+    tags = run.data.tags
+    assert tags[PARENT_RUN_TAG] == parent
+    assert tags[M.TAG_STUDY] == "it-fixed" and tags[M.TAG_ROLE] == "trial" and tags[M.TAG_MODE] == "fixed"
+    assert tags[M.TAG_STATUS] == "finished" and M.TAG_FAILURE not in tags
+    assert tags[M.TAG_TRIAL_ID] == "trial-7"
+    assert tags[M.TAG_NODE] and tags[M.TAG_CODE_VERSION] and tags[M.TAG_CODE_VERSION] != "unknown"
+    assert len(tags[M.TAG_DATA]) == 16 and tags[M.TAG_DATA] == tracked.result.fingerprint
+
+    params = run.data.params
+    assert set(config.to_flat()) <= set(params)
+    assert params["train.epochs"] == "2" and params["frequency.mode"] == "fixed"
+    assert params["eval.corruptions"] == "gaussian_noise,fog"
+
+    # Per-epoch metrics at steps 1 and 2, equal to what the callback saw.
+    assert [int(r["epoch"]) for r in epochs_seen] == [1, 2]
+    for key in EPOCH_KEYS:
+        logged = history(client, tracked.run_id, key)
+        assert [s for s, _ in logged if s in (1, 2)] == [1, 2], key
+        assert logged[0][1] == pytest.approx(epochs_seen[0][key], rel=1e-6), key
+    assert M.FILTER_MEAN_ALPHA not in run.data.metrics  # not learned
+
+    final = run.data.metrics
+    for key in (M.VAL_CLEAN_ACC, M.VAL_CORRUPTION_ACC, M.TEST_CLEAN_ACC, M.TEST_CORRUPTION_ACC,
+                "test/corruption/fog", "test/corruption/gaussian_noise/3", "test/severity/5",
+                "test/category/noise", "test/category/weather", "val/corruption/fog/1", M.PEAK_MEMORY_MB):
+        assert key in final and math.isfinite(final[key]), key
+        assert final[key] == pytest.approx(tracked.metrics[key], rel=1e-6), key
+    assert final[M.EPOCHS_COMPLETED] == 2
+    assert 0 <= final[M.TEST_CLEAN_ACC] <= 100
+    # Two benchmark corruptions: the mean is over them and all severities.
+    per = [final[f"test/corruption/{n}/{s}"] for n in ("gaussian_noise", "fog") for s in range(1, 6)]
+    assert final[M.TEST_CORRUPTION_ACC] == pytest.approx(np.mean(per), rel=1e-6)
+
+    names = {a.path for a in client.list_artifacts(tracked.run_id)}
+    assert set(ARTIFACTS) <= names, set(ARTIFACTS) - names
+    for png in ("filters.png", "spectra.png", "radial_profile.png", "corruption_heatmap.png", "proportion_history.png"):
+        data = Path(client.download_artifacts(tracked.run_id, png, str(tmp_path))).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, png
+    filters = np.load(client.download_artifacts(tracked.run_id, "filters.npy", str(tmp_path)))
+    assert filters.shape == (16, 3, 3, 3) and np.isfinite(filters).all()
+    doc = artifact_json(client, tracked.run_id, "metrics.json", tmp_path)
+    assert doc["status"] == "finished" and doc["reason"] is None and doc["epochs"] == 2
+    assert doc["metrics"][M.TEST_CLEAN_ACC] == pytest.approx(final[M.TEST_CLEAN_ACC], rel=1e-6)
+    assert [h["epoch"] for h in doc["history"]] == [1, 2]
+    logged_config = TrialConfig.from_yaml(client.download_artifacts(tracked.run_id, "config.yaml", str(tmp_path)))
+    assert logged_config == config
+
+
+def test_fixed_mode_logs_target_proportion_every_epoch(fixed_run, mlflow_server):
+    _, tracked, _, _ = fixed_run
+    logged = history(MlflowClient(mlflow_server.uri), tracked.run_id, M.FILTER_PROPORTION)
+    assert [v for _, v in logged] == [0.25, 0.25]
+
+
+def test_logged_model_reloads_and_reproduces_test_accuracy(fixed_run, mlflow_server, subset_dir):
+    config, tracked, _, _ = fixed_run
+    model = load_logged_model(tracked.run_id, mlflow_server.uri)
+    assert type(model).__name__ == type(tracked.result.model).__name__ and not model.training
+    assert model.stem.mode == "fixed" and model.stem.measured_proportion() == 0.25
+    cifar = load_cifar10(subset_dir)
+    settings = EvalSettings(device=torch.device("cpu"), batch_size=config.eval.batch_size)
+    acc = clean_accuracy(model, eval_loader(cifar.test_images, cifar.test_labels, settings), settings)
+    logged = MlflowClient(mlflow_server.uri).get_run(tracked.run_id).data.metrics[M.TEST_CLEAN_ACC]
+    assert acc == pytest.approx(logged, abs=1e-9)
+
+
+def test_learned_mode_logs_alpha_history(mlflow_server, subset_dir, tmp_path):
+    config = quick_config(subset_dir, "it-learned", **{"frequency.mode": "learned", "frequency.proportion_weight": 1.0})
+    tracked = run_tracked_trial(config, tracking_uri=mlflow_server.uri)
+    client = MlflowClient(mlflow_server.uri)
+    assert tracked.status == "finished"
+    alpha = history(client, tracked.run_id, M.FILTER_MEAN_ALPHA)
+    assert [s for s, _ in alpha] == [1, 2]
+    assert all(0.0 < v < 1.0 for _, v in alpha)
+    doc = artifact_json(client, tracked.run_id, "metrics.json", tmp_path)
+    per_filter = np.asarray(doc["alpha_history"])
+    assert per_filter.shape == (2, 16)
+    assert per_filter.mean(axis=1) == pytest.approx([v for _, v in alpha], rel=1e-5)
+    assert not np.allclose(per_filter, 0.5)  # alpha moved from its initial value
+    assert client.get_run(tracked.run_id).data.tags[M.TAG_MODE] == "learned"
+
+
+def test_huge_learning_rate_ends_diverged_as_failed_run(mlflow_server, subset_dir, tmp_path):
+    config = quick_config(subset_dir, "it-diverged", **{"train.lr": 1e6, "train.epochs": 1})
+    tracked = run_tracked_trial(config, tracking_uri=mlflow_server.uri)
+    assert tracked.status == "diverged" and "non-finite" in tracked.reason
+    client = MlflowClient(mlflow_server.uri)
+    run = client.get_run(tracked.run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags[M.TAG_STATUS] == "diverged"
+    assert run.data.tags[M.TAG_FAILURE] == tracked.reason
+    assert run.data.metrics[M.EPOCHS_COMPLETED] == 0
+    assert M.TEST_CLEAN_ACC not in run.data.metrics
+    doc = artifact_json(client, tracked.run_id, "metrics.json", tmp_path)
+    assert doc["status"] == "diverged" and doc["reason"] == tracked.reason
+
+
+def test_exception_inside_trial_marks_run_failed_and_reraises(mlflow_server, subset_dir):
+    config = quick_config(subset_dir, "it-error", **{"train.epochs": 2})
+
+    def explode(row):
+        raise RuntimeError(f"callback failed at epoch {int(row['epoch'])}")
+
+    with pytest.raises(RuntimeError, match="callback failed at epoch 1"):
+        run_tracked_trial(config, tracking_uri=mlflow_server.uri, on_epoch=explode)
+    client = MlflowClient(mlflow_server.uri)
+    experiment = client.get_experiment_by_name("it-error")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags[M.TAG_STATUS] == "failed"
+    assert run.data.tags[M.TAG_FAILURE] == "RuntimeError: callback failed at epoch 1"
+    # The epoch was logged before the callback ran.
+    assert [m.step for m in client.get_metric_history(run.info.run_id, M.TRAIN_LOSS)] == [1]
+
+
+@pytest.mark.slow
+def test_width16_learns_on_real_subset_in_three_epochs(mlflow_server, subset_dir):
+    config = quick_config(subset_dir, "it-learning", **{
+        "data.train_limit": None, "train.epochs": 3, "train.batch_size": 128, "train.lr": 0.2})
+    started = time.perf_counter()
+    tracked = run_tracked_trial(config, tracking_uri=mlflow_server.uri)
+    seconds = time.perf_counter() - started
+    print(f"width-16 ResNet-18, 3 epochs on {4660 - 466} subset images: "
+          f"test {tracked.metrics[M.TEST_CLEAN_ACC]:.1f}% in {seconds:.0f} s")
+    assert tracked.status == "finished"
+    assert tracked.metrics[M.TEST_CLEAN_ACC] >= 25.0

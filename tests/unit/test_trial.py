@@ -1,0 +1,216 @@
+"""The trial loop on small synthetic CIFAR-10 batches (official layout, written
+here): per-epoch reports, determinism on the CPU, checkpoint and resume,
+divergence as a result, exact fixed-mode proportion, early stop, and the
+accuracy arithmetic of clean and corrupted evaluation against brute force."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from study import metrics as M
+from study.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint
+from study.config import TrialConfig
+from study.data import CIFAR10_MEAN, CIFAR10_STD
+from study.evaluate import EvalSettings, clean_accuracy, corrupted_accuracy, eval_loader
+from study.trial import build_model, build_optimizer, lr_factor, run_trial
+
+PER_EPOCH = {"epoch", M.TRAIN_LOSS, M.TRAIN_LR, M.VAL_CLEAN_ACC, M.FILTER_PROPORTION, M.FILTER_CENTROID,
+             M.EPOCH_SECONDS}
+
+
+def write_cifar(root: Path, *, per_batch: int = 40, n_test: int = 50, seed: int = 0) -> Path:
+    """Synthetic CIFAR-10 in the official python-batch layout; images carry a class colour."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+
+    def batch(n):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 120, (n, 3, 32, 32)).astype(np.uint8)
+        images[np.arange(n), labels % 3] += (labels * 12).astype(np.uint8)[:, None, None]
+        return {"data": images.reshape(n, 3072), "labels": labels.tolist()}
+
+    for i in range(1, 6):
+        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch(per_batch)))
+    (folder / "test_batch").write_bytes(pickle.dumps(batch(n_test)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return write_cifar(tmp_path_factory.mktemp("cifar"))
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("FREQSTUDY_HOME", str(tmp_path / "home"))
+
+
+def tiny(data_dir: Path, **flat) -> TrialConfig:
+    base = {"data.dir": str(data_dir), "data.download": False, "data.val_fraction": 0.2,
+            "model.width": 8, "train.epochs": 2, "train.batch_size": 32, "train.lr": 0.05,
+            "eval.corruptions": [], "eval.batch_size": 64, "device": "cpu"}
+    base.update(flat)
+    return TrialConfig.from_flat(base)
+
+
+def without_time(history):
+    return [{k: v for k, v in row.items() if k != M.EPOCH_SECONDS} for row in history]
+
+
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_lr_schedules_follow_their_closed_forms():
+    one = dict(total_steps=100, schedule="onecycle", warmup_fraction=0.1)
+    assert [lr_factor(s, **one) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert lr_factor(10, **one) == pytest.approx(1.0)
+    assert lr_factor(55, **one) == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
+    assert lr_factor(99, **one) == pytest.approx(0.5 * (1 + math.cos(math.pi * 89 / 90)))
+    cos = dict(total_steps=50, schedule="cosine", warmup_fraction=0.3)  # no warm-up in cosine
+    assert lr_factor(0, **cos) == 1.0 and lr_factor(25, **cos) == pytest.approx(0.5)
+
+
+def test_weight_decay_spares_batchnorm_biases_and_alpha(data_dir):
+    config = tiny(data_dir, **{"frequency.mode": "learned", "train.weight_decay": 1e-3})
+    model = build_model(config)
+    decay, no_decay = build_optimizer(model, config, torch.device("cpu")).param_groups
+    assert decay["weight_decay"] == 1e-3 and no_decay["weight_decay"] == 0.0
+    ids = {id(p) for p in no_decay["params"]}
+    assert id(model.stem.alpha_logits) in ids and id(model.bn1.weight) in ids and id(model.bn1.bias) in ids
+    assert id(model.stem.weight) in {id(p) for p in decay["params"]}
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    assert all(p.ndim > 1 for p in decay["params"])
+
+
+@pytest.fixture(scope="module")
+def learned_result(data_dir, tmp_path_factory):
+    """A 2-epoch learned-mode trial with perturbation, checkpointing every epoch."""
+    ckpt = tmp_path_factory.mktemp("ckpt")
+    rows = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FREQSTUDY_HOME", str(tmp_path_factory.mktemp("home")))
+        config = tiny(data_dir, **{"frequency.mode": "learned", "frequency.perturbation": 0.2,
+                                   "frequency.proportion_weight": 0.5})
+        result = run_trial(config, report=rows.append, checkpoint_dir=ckpt)
+    return config, result, rows, ckpt
+
+
+def test_trial_reports_each_epoch_and_ends_with_final_metrics(learned_result):
+    config, result, rows, _ = learned_result
+    assert result.status == "finished" and result.reason is None
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for row in rows:
+        assert PER_EPOCH | {M.FILTER_MEAN_ALPHA} == set(row)
+        assert all(math.isfinite(v) for v in row.values())
+        assert 0 <= row[M.VAL_CLEAN_ACC] <= 100 and 0 <= row[M.FILTER_PROPORTION] <= 1
+    assert rows[-1][M.TRAIN_LR] == pytest.approx(config.train.lr * lr_factor(
+        9, total_steps=10, schedule="onecycle", warmup_fraction=config.train.warmup_fraction))
+    assert without_time(result.history) == without_time(rows)
+    assert result.metrics[M.EPOCHS_COMPLETED] == 2 and result.metrics[M.PEAK_MEMORY_MB] > 0
+    assert result.metrics[M.VAL_CLEAN_ACC] == pytest.approx(rows[-1][M.VAL_CLEAN_ACC])
+    assert 0 <= result.metrics[M.TEST_CLEAN_ACC] <= 100
+    assert result.alpha_history.shape == (2, 8)
+    assert result.alpha_history.mean(axis=1) == pytest.approx([r[M.FILTER_MEAN_ALPHA] for r in rows], rel=1e-6)
+    assert not result.model.training and next(result.model.parameters()).device.type == "cpu"
+    assert len(result.fingerprint) == 16
+
+
+def test_cpu_trial_is_deterministic(learned_result, data_dir):
+    config, first, _, _ = learned_result
+    second = run_trial(config)
+    assert without_time(second.history) == without_time(first.history)
+    assert same_weights(second.model, first.model)
+
+
+def test_resume_from_checkpoint_reproduces_the_uninterrupted_run(learned_result):
+    config, full, _, ckpt = learned_result
+    assert latest_checkpoint(ckpt) == checkpoint_path(ckpt, 2)
+    assert load_checkpoint(checkpoint_path(ckpt, 1))["epoch"] == 1
+    rows = []
+    resumed = run_trial(config, resume_from=checkpoint_path(ckpt, 1), report=rows.append)
+    assert [r["epoch"] for r in rows] == [2]  # continues at the next epoch
+    assert without_time(resumed.history) == without_time(full.history)
+    assert same_weights(resumed.model, full.model)
+    assert np.array_equal(resumed.alpha_history, full.alpha_history)
+    assert resumed.metrics[M.TEST_CLEAN_ACC] == full.metrics[M.TEST_CLEAN_ACC]
+
+
+def test_huge_learning_rate_is_a_diverged_result(data_dir):
+    rows = []
+    result = run_trial(tiny(data_dir, **{"train.lr": 1e6, "train.epochs": 3}), report=rows.append)
+    assert result.status == "diverged"
+    assert "non-finite" in result.reason and "epoch" in result.reason
+    assert result.metrics[M.EPOCHS_COMPLETED] == len(rows) < 3
+    assert M.TEST_CLEAN_ACC not in result.metrics
+
+
+def test_fixed_mode_measures_its_target_every_epoch(data_dir):
+    rows = []
+    result = run_trial(tiny(data_dir, **{"frequency.mode": "fixed", "frequency.proportion": 0.25}), report=rows.append)
+    assert [r[M.FILTER_PROPORTION] for r in rows] == [0.25, 0.25]  # round(0.25 * 8) / 8
+    assert M.FILTER_MEAN_ALPHA not in rows[0] and result.alpha_history is None
+
+
+def test_should_stop_ends_training_early_but_evaluates(data_dir):
+    result = run_trial(tiny(data_dir, **{"train.epochs": 3}), should_stop=lambda: True)
+    assert result.status == "stopped" and "after epoch 1 of 3" in result.reason
+    assert result.metrics[M.EPOCHS_COMPLETED] == 1 and M.TEST_CLEAN_ACC in result.metrics
+
+
+def test_checkpoint_errors_name_the_file(tmp_path):
+    bad = tmp_path / "epoch-0001.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="epoch-0001.pt"):
+        load_checkpoint(bad)
+    with pytest.raises(ValueError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+class MeanColour(nn.Module):
+    """A fixed classifier: class = argmax of a linear map of the channel means."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 10)
+        torch.manual_seed(0)
+        nn.init.normal_(self.fc.weight)
+
+    def forward(self, x):  # (B, 3, H, W) -> (B, 10)
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def brute_force_predictions(model, images: np.ndarray) -> np.ndarray:
+    x = images.astype(np.float32) / 255.0
+    x = (x - np.array(CIFAR10_MEAN, np.float32)) / np.array(CIFAR10_STD, np.float32)
+    with torch.no_grad():
+        return model(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()).argmax(1).numpy()
+
+
+def test_clean_and_corrupted_accuracy_match_brute_force(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 30
+    images = rng.integers(0, 256, (5 * n, 32, 32, 3)).astype(np.uint8)  # severity-major, official layout
+    labels = np.tile(rng.integers(0, 10, n), 5)
+    np.save(tmp_path / "fog.npy", images)
+    np.save(tmp_path / "labels.npy", labels)
+    model = MeanColour().eval()
+    settings = EvalSettings(device=torch.device("cpu"), batch_size=7)  # batches straddle severities
+    pred = brute_force_predictions(model, images)
+    hits = (pred == labels).reshape(5, n)
+    got = corrupted_accuracy(model, tmp_path, corruptions=["fog"], severities=[1, 2, 3, 4, 5], limit=None,
+                             settings=settings)
+    assert got == {("fog", s): pytest.approx(100 * hits[s - 1].mean()) for s in range(1, 6)}
+    limited = corrupted_accuracy(model, tmp_path, corruptions=["fog"], severities=[2, 5], limit=10, settings=settings)
+    assert limited == {("fog", 2): pytest.approx(100 * hits[1, :10].mean()), ("fog", 5): pytest.approx(100 * hits[4, :10].mean())}
+    clean = clean_accuracy(model, eval_loader(images[:n], labels[:n], settings), settings)
+    assert clean == pytest.approx(100 * hits[0].mean())
