@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -182,7 +183,10 @@ def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
         # Conditional spaces need group=True for multivariate TPE to model the branches.
         if opts.get("multivariate") and any(p.when for p in space.parameters):
             opts.setdefault("group", True)
-        return optuna.samplers.TPESampler(seed=spec.seed, **opts)
+        with warnings.catch_warnings():
+            # multivariate/group are "experimental" in Optuna 5 but are what conditional spaces need.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=spec.seed, **opts)
     if spec.name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=spec.seed, **opts)
     if spec.name == "random":

@@ -72,6 +72,7 @@ class StudySummary:
     trials: list[dict[str, Any]] = field(default_factory=list)  # one per Tune trial: id, status, config, metrics
     wall_seconds: float = 0.0
     ray_start_seconds: float = 0.0  # joining or starting Ray (paid once per study)
+    setup_seconds: float = 0.0  # before Ray: data and corruption caches, tracking server, parent run
 
     def count(self, status: str) -> int:
         return sum(1 for t in self.trials if t["status"] == status)
@@ -301,8 +302,11 @@ def run_study(
     """
     if not STUDY_NAME.match(study):
         raise ValueError(f"--study {study!r}: use letters, digits, '_', '.', '-' (up to 100, starting alphanumeric)")
-    num_trials = num_trials or space.num_trials
-    max_concurrent = max_concurrent or space.max_concurrent
+    if resume and any(v is not None for v in (num_trials, max_concurrent, cpus_per_trial, gpus_per_trial)):
+        print("freqstudy run: note: --resume continues with the study's original trial count, "
+              "concurrency and resources; the flags given now are ignored")
+    num_trials = space.num_trials if num_trials is None else num_trials
+    max_concurrent = space.max_concurrent if max_concurrent is None else max_concurrent
     cpus = cpus_per_trial if cpus_per_trial is not None else space.cpus
     gpus = gpus_per_trial if gpus_per_trial is not None else space.gpus
     _check_positive(num_trials=num_trials, max_concurrent=max_concurrent, cpus_per_trial=cpus)
@@ -356,6 +360,7 @@ def run_study(
         context = TrialContext(study=study, fixed=fixed, baseline=baseline, objectives=space.objectives,
                                tracking_uri=uri, parent_run_id=parent_run_id,
                                synthetic_seconds=synthetic_seconds)
+        setup_seconds = time.perf_counter() - started
         ray_started_at = time.perf_counter()
         started_ray = _init_ray(address)
         ray_start_seconds = time.perf_counter() - ray_started_at
@@ -381,7 +386,7 @@ def run_study(
                 ray.shutdown()
         summary = StudySummary(study=study, experiment_path=path, tracking_uri=uri if tracking else None,
                                parent_run_id=parent_run_id, wall_seconds=time.perf_counter() - started,
-                               ray_start_seconds=ray_start_seconds)
+                               ray_start_seconds=ray_start_seconds, setup_seconds=setup_seconds)
         for r in results:
             summary.trials.append(_trial_record(r))
         if tracking:
@@ -421,6 +426,7 @@ def _init_ray(address: str | None) -> bool:
     """
     if ray.is_initialized():
         return False
+    address = address or os.environ.get("RAY_ADDRESS")  # set for a driver submitted as a Ray job
     root = str(Path(__file__).resolve().parents[1])
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     runtime_env = {"env_vars": {"PYTHONPATH": path}}
