@@ -303,3 +303,27 @@ def test_box_resize_equals_pillow_per_image(size):
 def test_severity_params_error_names_the_corruption():
     with pytest.raises(ValueError, match="fog: severity must be an integer 1..5"):
         _ops.severity_params("fog", (1, 2, 3, 4, 5), 9)
+
+
+def test_time_corruptions_reports_rates_per_corruption():
+    from study.corruptions import timing
+
+    images = _images(4)
+    results = timing.time_corruptions(images, names=("contrast", "gaussian_noise"), repeats=2)
+    assert set(results) == {"contrast", "gaussian_noise"}
+    for r in results.values():
+        assert r["wall_s"] > 0 and r["cpu_s"] > 0
+        assert r["images_per_s"] == pytest.approx(4 * 5 / r["wall_s"])
+        assert r["images_per_cpu_s"] == pytest.approx(4 * 5 / r["cpu_s"])
+    with pytest.raises(ValueError, match="repeats"):
+        timing.time_corruptions(images, repeats=0)
+
+
+def test_load_real_images_tiles_the_subset(subset_dir):
+    from study.corruptions import timing
+
+    images = timing.load_real_images(subset_dir, 600)  # the test batch holds 500: the rest from data_batch_1
+    assert images.shape == (600, 32, 32, 3) and images.dtype == np.uint8
+    assert not np.array_equal(images[:100], images[500:])
+    with pytest.raises(ValueError, match="no CIFAR-10 batches"):
+        timing.load_real_images(subset_dir / "nowhere", 10)
