@@ -350,6 +350,12 @@ def _coerce(key: str, value: Any, t: Any) -> Any:
     if t is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e6" and "1e-3" (no dot) as strings.
+            try:
+                return float(value)
+            except ValueError:
+                pass
         _fail(key, f"expected a number, got {value!r}")
     if t is str:
         if isinstance(value, str):

@@ -128,7 +128,7 @@ def plot_corruption_heatmap(accuracy: Mapping[tuple[str, int], float], title: st
     for (n, s), a in accuracy.items():
         if n in names:
             grid[names.index(n), sevs.index(s)] = a
-    fig = Figure(figsize=(1.0 + 0.9 * max(len(sevs), 1), 1.0 + 0.32 * max(len(names), 1)))
+    fig = Figure(figsize=(max(4.0, 1.5 + 0.9 * len(sevs)), max(2.5, 1.0 + 0.32 * len(names))))
     ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
     for i in range(len(names)):
@@ -171,7 +171,7 @@ def plot_proportion_history(
     if history and FILTER_MEAN_ALPHA in history[0]:
         ax.plot(epochs, [h[FILTER_MEAN_ALPHA] for h in history], "s-", color="tab:orange", label="mean α")
     if target is not None:
-        ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target p={target:g}")
+        ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target p={target:.3g}")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("epoch")
     ax.set_ylabel("share of low-frequency filters / α")

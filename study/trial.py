@@ -313,6 +313,7 @@ def run_trial(
     resume_from: str | Path | None = None,
     should_stop: Callable[[], bool] | None = None,
     data: PreparedData | None = None,
+    keep_checkpoints: int | None = 1,
 ) -> TrialResult:
     """Train and evaluate one configuration.
 
@@ -326,15 +327,17 @@ def run_trial(
         resume_from: a checkpoint file; training continues at the epoch after it.
         should_stop: asked after each epoch; True ends training there (status ``stopped``).
         data: already prepared data (else :func:`prepare_data` is called).
+        keep_checkpoints: newest checkpoints kept in ``checkpoint_dir`` (a full
+            ResNet-18 one is ~90 MB); None keeps all.
 
     Exceptions other than divergence propagate to the caller, which records them.
     """
     device = resolve_device(config.device)
     with _deterministic(device.type == "cpu"):
-        return _run(config, device, report, checkpoint_dir, resume_from, should_stop, data)
+        return _run(config, device, report, checkpoint_dir, resume_from, should_stop, data, keep_checkpoints)
 
 
-def _run(config, device, report, checkpoint_dir, resume_from, should_stop, data) -> TrialResult:
+def _run(config, device, report, checkpoint_dir, resume_from, should_stop, data, keep_checkpoints) -> TrialResult:
     t = config.train
     amp = amp_dtype_for(config, device)
     channels_last = device.type == "cuda"
@@ -401,6 +404,9 @@ def _run(config, device, report, checkpoint_dir, resume_from, should_stop, data)
         if checkpoint_dir is not None and t.checkpoint_every and (epoch % t.checkpoint_every == 0 or epoch == t.epochs):
             save_checkpoint(checkpoint_path(checkpoint_dir, epoch), model=model, optimizer=optimizer, scheduler=scheduler,
                             epoch=epoch, history=history, extra={"alpha_history": [a.tolist() for a in alphas]})
+            if keep_checkpoints is not None:
+                for old in sorted(Path(checkpoint_dir).glob("epoch-*.pt"))[: -max(1, keep_checkpoints)]:
+                    old.unlink(missing_ok=True)
         if report is not None:
             report(dict(row))
         if should_stop is not None and epoch < t.epochs and should_stop():

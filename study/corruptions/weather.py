@@ -188,7 +188,7 @@ def _missing_message(folder: Path, why: str) -> str:
 def resolve_frost_dir(frost_dir: str | os.PathLike | None = None, base_url: str = FROST_URL) -> Path:
     """The folder holding the frost textures.
 
-    Order: ``frost_dir``; else ``$FREQSTUDY_FROST_DIR``; else ``~/.freqstudy/frost``,
+    Order: ``frost_dir``; else ``$FREQSTUDY_FROST_DIR``; else ``$FREQSTUDY_HOME/frost`` (default ``~/.freqstudy/frost``),
     downloaded from the original repository when incomplete. An explicit
     folder (argument or environment) is never downloaded into.
 
@@ -202,7 +202,8 @@ def resolve_frost_dir(frost_dir: str | os.PathLike | None = None, base_url: str 
         if missing:
             raise FileNotFoundError(_missing_message(folder, f"missing {', '.join(missing)}"))
         return folder
-    folder = Path.home() / ".freqstudy" / "frost"
+    # FREQSTUDY_HOME read directly: importing study.config would pull torch into workers.
+    folder = Path(os.environ.get("FREQSTUDY_HOME", Path.home() / ".freqstudy")).expanduser() / "frost"
     if any(not (folder / name).is_file() for name in FROST_FILES):
         download_frost_textures(folder, base_url=base_url)
     return folder

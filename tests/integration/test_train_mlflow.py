@@ -203,7 +203,7 @@ def test_exception_inside_trial_marks_run_failed_and_reraises(mlflow_server, sub
 @pytest.mark.slow
 def test_width16_learns_on_real_subset_in_three_epochs(mlflow_server, subset_dir):
     config = quick_config(subset_dir, "it-learning", **{
-        "data.train_limit": None, "train.epochs": 3, "train.batch_size": 128, "train.lr": 0.2})
+        "data.train_limit": None, "train.epochs": 3, "train.batch_size": 128, "train.lr": 0.1})
     started = time.perf_counter()
     tracked = run_tracked_trial(config, tracking_uri=mlflow_server.uri)
     seconds = time.perf_counter() - started
@@ -211,3 +211,20 @@ def test_width16_learns_on_real_subset_in_three_epochs(mlflow_server, subset_dir
           f"test {tracked.metrics[M.TEST_CLEAN_ACC]:.1f}% in {seconds:.0f} s")
     assert tracked.status == "finished"
     assert tracked.metrics[M.TEST_CLEAN_ACC] >= 25.0
+
+
+@pytest.mark.slow
+def test_all_nineteen_corruptions_keep_extras_apart(mlflow_server, subset_dir, frost_dir, tmp_path):
+    config = quick_config(subset_dir, "it-all19", **{
+        "train.epochs": 1, "model.width": 8, "eval.corruptions": list(M.ALL_CORRUPTIONS), "eval.corruption_limit": 2,
+        "eval.frost_dir": str(frost_dir)})
+    tracked = run_tracked_trial(config, tracking_uri=mlflow_server.uri)
+    final = MlflowClient(mlflow_server.uri).get_run(tracked.run_id).data.metrics
+    for split in ("val", "test"):
+        bench = [final[f"{split}/corruption/{n}/{s}"] for n in M.BENCHMARK_CORRUPTIONS for s in range(1, 6)]
+        extra = [final[f"{split}/corruption/{n}/{s}"] for n in M.EXTRA_CORRUPTIONS for s in range(1, 6)]
+        assert final[f"{split}/corruption_acc"] == pytest.approx(np.mean(bench), rel=1e-6)
+        assert final[f"{split}/extra_acc"] == pytest.approx(np.mean(extra), rel=1e-6)
+        assert {f"{split}/category/{c}" for c in M.CATEGORIES} <= set(final)
+    heatmap = Path(MlflowClient(mlflow_server.uri).download_artifacts(tracked.run_id, "corruption_heatmap.png", str(tmp_path)))
+    assert heatmap.read_bytes()[:4] == b"\x89PNG"

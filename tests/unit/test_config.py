@@ -106,3 +106,11 @@ def test_replace_changes_only_named_keys():
     assert "train.epoc" in error_of(c.replace, **{"train.epoc": 2})
     with pytest.raises(Exception):
         c.train.epochs = 3  # frozen
+
+
+def test_exponent_notation_without_a_dot_is_a_number():
+    # YAML 1.1 reads "1e6" as a string; the config must still take it as a float.
+    cfg = TrialConfig.from_yaml(None, ["train.lr=1e6", "train.weight_decay=1e-3"])
+    assert cfg.train.lr == 1e6 and cfg.train.weight_decay == 1e-3
+    with pytest.raises(ValueError, match="train.lr: expected a number"):
+        TrialConfig.from_yaml(None, ["train.lr=fast"])

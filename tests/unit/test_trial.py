@@ -101,7 +101,7 @@ def learned_result(data_dir, tmp_path_factory):
         mp.setenv("FREQSTUDY_HOME", str(tmp_path_factory.mktemp("home")))
         config = tiny(data_dir, **{"frequency.mode": "learned", "frequency.perturbation": 0.2,
                                    "frequency.proportion_weight": 0.5})
-        result = run_trial(config, report=rows.append, checkpoint_dir=ckpt)
+        result = run_trial(config, report=rows.append, checkpoint_dir=ckpt, keep_checkpoints=None)
     return config, result, rows, ckpt
 
 
@@ -165,6 +165,11 @@ def test_should_stop_ends_training_early_but_evaluates(data_dir):
     result = run_trial(tiny(data_dir, **{"train.epochs": 3}), should_stop=lambda: True)
     assert result.status == "stopped" and "after epoch 1 of 3" in result.reason
     assert result.metrics[M.EPOCHS_COMPLETED] == 1 and M.TEST_CLEAN_ACC in result.metrics
+
+
+def test_only_the_newest_checkpoint_is_kept_by_default(data_dir, tmp_path):
+    run_trial(tiny(data_dir, **{"train.epochs": 3}), checkpoint_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0003.pt"]
 
 
 def test_checkpoint_errors_name_the_file(tmp_path):
