@@ -1,15 +1,19 @@
-"""``freqstudy corrupt`` as a user runs it: a subprocess on the real subset."""
+"""``freqstudy corrupt`` as a user runs it: a subprocess on the real subset, rerun,
+rejecting bad input, and killed mid-way then resumed."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from study.cifar10c import generate
 from study.data import load_cifar10, stratified_split
 
 pytestmark = pytest.mark.integration
@@ -50,3 +54,34 @@ def test_corrupt_rejects_bad_names_in_one_line(subset_dir, tmp_path):
     assert r.returncode == 2 and "--severities" in r.stderr
     r = corrupt_cli("--data-dir", tmp_path / "nowhere", "--out", tmp_path / "c", "--corruptions", "fog")
     assert r.returncode == 2 and "nowhere/cifar-10-batches-py" in r.stderr
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_byte_identical_and_its_workers_exit(subset_dir, tmp_path):
+    out = tmp_path / "test-c"
+    names = "gaussian_noise,glass_blur,elastic_transform"
+    args = ["--data-dir", subset_dir, "--split", "test", "--out", out, "--corruptions", names,
+            "--limit", 400, "--seed", 3, "--workers", 2]
+    run = subprocess.Popen([sys.executable, "-m", "study.cli", "corrupt", *map(str, args)], cwd=REPO,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".partial/*.done")) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    workers = [int(p) for p in Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()]
+    run.kill()  # SIGKILL to the parent alone, as the OOM killer would
+    run.wait()
+    assert run.returncode == -signal.SIGKILL
+    assert list(out.glob(".partial/*.npy.tmp")) and len(list(out.glob("*.npy"))) < 4  # killed mid-way
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert workers and not any(Path(f"/proc/{w}").exists() for w in workers)  # orphans do not linger
+
+    r = corrupt_cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert not (out / ".partial").exists()
+    d = load_cifar10(subset_dir)
+    ref = generate(d.test_images[:400], d.test_labels[:400], tmp_path / "ref", corruptions=names.split(","),
+                   seed=3, workers=1, progress=False)
+    for name in names.split(","):
+        assert (out / f"{name}.npy").read_bytes() == (ref / f"{name}.npy").read_bytes(), name

@@ -1,16 +1,20 @@
-"""study.cifar10c: generation into the official layout (determinism, resume,
-refusal to mix copies), loading official and generated folders, and the
+"""study.cifar10c: generation into the official layout (determinism, resume
+from a killed run's partial files, concurrent runs, refusal to mix copies, one
+math thread per worker), loading official and generated folders, and the
 cache, on a few synthetic images and the fast corruptions."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from study.cifar10c import ensure_corrupted_copy, generate, load_corrupted
+from study.cifar10c import _worker_pool, ensure_corrupted_copy, generate, load_corrupted
 from study.corruptions import GENERATOR_VERSION, corrupt
 from study.metrics import ALL_CORRUPTIONS
 
@@ -55,7 +59,22 @@ def test_same_seed_byte_identical_whatever_the_workers_different_seed_differs(tm
         assert (a / f"{name}.npy").read_bytes() == (b / f"{name}.npy").read_bytes()
     assert not np.array_equal(read(a, "gaussian_noise"), read(c, "gaussian_noise"))
     assert np.array_equal(read(a, "brightness"), read(c, "brightness"))  # deterministic: the seed is irrelevant
-    assert not list(b.glob(".source-*"))  # the workers' memmapped source is removed
+    assert not (b / ".partial").exists()  # the workers' memmapped source and the partials are gone
+
+
+def dead_run_partial(out, name, stem, blocks, marked):
+    """What a killed run leaves in ``.partial/``: the preallocated file of ``name`` with ``blocks`` written
+    and markers for the severities in ``marked``."""
+    folder = out / ".partial"
+    folder.mkdir(exist_ok=True)
+    data = folder / f"{name}.{stem}.npy.tmp"
+    mm = np.lib.format.open_memmap(data, mode="w+", dtype=np.uint8, shape=(len(blocks) * N, 32, 32, 3))
+    for i, block in enumerate(blocks):
+        mm[i * N:(i + 1) * N] = block
+    del mm
+    for s in marked:
+        (folder / f"{name}.{stem}.s{s}.done").touch()
+    return data
 
 
 def test_resume_skips_finished_units_and_ignores_partial_temporaries(tmp_path, source):
@@ -63,25 +82,72 @@ def test_resume_skips_finished_units_and_ignores_partial_temporaries(tmp_path, s
     kw = dict(corruptions=FAST, severities=(1, 2), seed=0, workers=1, progress=False)
     ref = generate(images, labels, tmp_path / "ref", **kw)
 
-    # An interrupted run: brightness finished, gaussian_noise severity 1 finished as a unit,
-    # severity 2 died half-way through writing its temporary.
+    # An interrupted run: brightness published; gaussian_noise severity 1 written and marked,
+    # severity 2 half-written (no marker); a second partial of it died while writing its header.
     out = tmp_path / "c"
     generate(images, labels, out, **{**kw, "corruptions": ("brightness",)})
     done_mtime = os.stat(out / "brightness.npy").st_mtime_ns
-    units = out / ".units"
-    units.mkdir()
     sentinel = np.full((N, 32, 32, 3), 7, np.uint8)  # not what the generator would write: proves a skip
-    np.save(units / "gaussian_noise_s1.npy", sentinel)
-    (units / "gaussian_noise_s2.npy.999.deadbeef.tmp").write_bytes(b"\x93NUMPY half a file")
+    half = np.full((N, 32, 32, 3), 9, np.uint8)
+    dead_run_partial(out, "gaussian_noise", "999-deadbeef", [sentinel, half], marked=[1])
+    torn = out / ".partial" / "gaussian_noise.998-cafef00d.npy.tmp"
+    torn.write_bytes(b"\x93NUMPY half a file")
+    (out / ".partial" / "snow.997-0badf00d.s1.done").touch()  # a marker whose partial is gone
+    (out / ".partial" / "source.996-abad1dea.npy").write_bytes(b"\x93NUMPY")  # a dead run's worker source
+    old_tmp, new_tmp = out / "labels.npy.995.deadbeef.tmp", out / "manifest.json.994.feedface.tmp"
+    old_tmp.write_bytes(b"killed while saving"), new_tmp.write_bytes(b"maybe a live writer's")
+    os.utime(old_tmp, (time.time() - 3600,) * 2)
 
     generate(images, labels, out, **kw)
     g = read(out, "gaussian_noise")
-    assert np.array_equal(g[:N], sentinel)  # the finished unit was reused, not regenerated
-    assert np.array_equal(g[N:], read(ref, "gaussian_noise")[N:])  # the unfinished one was generated whole
+    assert np.array_equal(g[:N], sentinel)  # the marked block was reused, not regenerated
+    assert np.array_equal(g[N:], read(ref, "gaussian_noise")[N:])  # the unmarked one was generated whole
     assert os.stat(out / "brightness.npy").st_mtime_ns == done_mtime
-    assert not (units / "gaussian_noise_s1.npy").exists()  # units are dropped once assembled
+    assert not (out / ".partial").exists()  # published, and the dead run's leftovers deleted
+    assert not old_tmp.exists() and new_tmp.exists()  # only a temporary older than the run is known dead
     m = json.loads((out / "manifest.json").read_text())
     assert m["corruptions"] == list(FAST)
+
+
+def test_a_live_runs_partial_is_left_alone_and_a_dead_runs_finished_one_is_published(tmp_path, source):
+    images, labels = source
+    kw = dict(corruptions=("brightness",), severities=(1,), seed=0, workers=1, progress=False)
+    ref = generate(images, labels, tmp_path / "ref", **kw)
+    out = tmp_path / "c"
+    out.mkdir()
+    zeros = np.zeros((N, 32, 32, 3), np.uint8)
+    other = dead_run_partial(out, "brightness", "4242-0000beef", [zeros], marked=[1])
+    with open(other) as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # a live run filling it
+        generate(images, labels, out, **kw)
+        assert (out / "brightness.npy").read_bytes() == (ref / "brightness.npy").read_bytes()  # our own partial
+        assert other.exists() and (out / ".partial" / "brightness.4242-0000beef.s1.done").exists()
+    # That run died with every block marked but before its os.replace: published as it is.
+    (out / "brightness.npy").unlink()
+    generate(images, labels, out, **kw)
+    assert np.array_equal(read(out, "brightness"), zeros)
+    assert not (out / ".partial").exists()
+
+
+def test_concurrent_runs_into_one_folder(tmp_path, source):
+    images, labels = source
+    kw = dict(corruptions=FAST, severities=(1, 2), seed=3, workers=1, progress=False)
+    ref = generate(images, labels, tmp_path / "ref", **kw)
+    out = tmp_path / "c"
+    with ThreadPoolExecutor(3) as ex:  # flock is per open file, so threads contend as processes do
+        assert list(ex.map(lambda _: generate(images, labels, out, **kw), range(3))) == [out] * 3
+    for name in FAST:
+        assert (out / f"{name}.npy").read_bytes() == (ref / f"{name}.npy").read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == ["brightness.npy", "gaussian_noise.npy", "labels.npy", "manifest.json"]
+
+
+def test_workers_run_math_libraries_on_one_thread_and_the_env_is_restored(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    with _worker_pool(1) as pool:
+        seen = [pool.submit(os.getenv, k).result() for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")]
+    assert seen == ["1", "1", "1"]
+    assert os.environ["OMP_NUM_THREADS"] == "7" and "MKL_NUM_THREADS" not in os.environ
 
 
 def test_refuses_to_mix_copies(tmp_path, source):
