@@ -2,7 +2,7 @@
 
 Every figure is measured in the same process as its baseline, so the ratios
 hold on any machine: (1) training images/s of the trial engine (device-resident
-uint8 data, batch augmentation on the device, bf16 autocast + channels_last +
+uint8 data, batch augmentation on the device, channels_last; bf16 autocast and
 fused SGD on CUDA) against a plain PyTorch loop (a ``DataLoader`` over a
 ``Dataset`` with per-sample transforms, fp32, default memory layout) on the
 same model and batch size; (2) evaluation images/s and the implied time for a
@@ -33,7 +33,7 @@ from torch import nn
 from study.config import TrialConfig
 from study.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader
 from study.evaluate import EvalSettings, correct_predictions, eval_loader
-from study.trial import amp_dtype_for, build_model, build_optimizer, train_epoch
+from study.trial import amp_dtype_for, build_model, build_optimizer, train_epoch, uses_channels_last
 
 TRAIN_GFLOP_PER_IMAGE = 3.33  # forward + backward of CIFAR ResNet-18 at width 64
 CIFAR10C_PASS_IMAGES = 15 * 5 * 10_000 + 10_000  # benchmark corruptions x severities + clean
@@ -94,7 +94,7 @@ def bench_train(device: torch.device, *, width: int, batch_size: int, steps: int
 
     # The engine: exactly the trial's epoch function on device-resident data.
     torch.manual_seed(0)
-    channels_last = device.type == "cuda"
+    channels_last = uses_channels_last(device)
     model = build_model(config).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -161,7 +161,7 @@ def bench_eval(device: torch.device, *, width: int, batch_size: int, n_images: i
     images, labels = _random_images(n_images, seed=1)
     config = _config(width, 128, device)
     model = build_model(config).to(device).eval()
-    channels_last = device.type == "cuda"
+    channels_last = uses_channels_last(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     settings = EvalSettings(device=device, batch_size=batch_size, channels_last=channels_last,
@@ -171,7 +171,7 @@ def bench_eval(device: torch.device, *, width: int, batch_size: int, n_images: i
     _sync(device)
     t0 = time.perf_counter()
     correct = correct_predictions(model, loader, settings)
-    int(correct)
+    int(correct.sum())  # the host sync that ends the timed region
     seconds = time.perf_counter() - t0
     img_s = n_images / seconds
     return {"img_s": img_s, "cifar10c_pass_s": CIFAR10C_PASS_IMAGES / img_s, "width": width, "batch_size": batch_size}

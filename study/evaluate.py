@@ -30,7 +30,7 @@ class EvalSettings:
     Attributes:
         device: where the images and the model live.
         batch_size: images per forward pass; thousands keep a GPU busy.
-        channels_last: NHWC memory format (faster convolutions on CUDA).
+        channels_last: NHWC memory format (faster convolutions on CUDA and oneDNN CPUs).
         amp_dtype: autocast dtype (``torch.bfloat16``) or None for full precision.
     """
 

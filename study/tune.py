@@ -61,6 +61,7 @@ class TrialContext:
     tracking_uri: str | None  # None: no MLflow (the orchestration benchmark only)
     parent_run_id: str | None
     synthetic_seconds: float = 0.0  # > 0: a compute-only stand-in trial of this length (benchmark)
+    gpus_per_trial: float = 0.0  # a fraction caps the trial's share of GPU memory (Ray does not)
 
 
 @dataclass
@@ -108,6 +109,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     trial_id, trial_name = tctx.get_trial_id(), tctx.get_trial_name()
     is_baseline = bool(config.get(BASELINE_FLAG))
     cfg = trial_config(config, context, trial_name=f"{context.study}-{trial_name}")
+    _cap_gpu_memory(context.gpus_per_trial)
     started = time.perf_counter()
     if context.synthetic_seconds > 0:
         final = _synthetic_trial(cfg, context)
@@ -116,6 +118,23 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     final["trial_seconds"] = time.perf_counter() - started
     final[BASELINE_FLAG] = is_baseline
     tune.report(final)
+
+
+def _cap_gpu_memory(gpus_per_trial: float) -> None:
+    """Hold a trial that shares a GPU to its share of the memory.
+
+    Fractional GPUs are a scheduling unit only: Ray lets co-located trials
+    allocate freely, and the first to grow starves the rest (out of memory
+    mid-epoch). Capping the caching allocator at the trial's fraction (less a
+    margin for the CUDA context) makes an oversized batch fail in its own trial,
+    where it is recorded, instead of in a neighbour.
+    """
+    if not 0.0 < gpus_per_trial < 1.0:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(max(0.05, gpus_per_trial * 0.95))
 
 
 def _maybe_fail(cfg: TrialConfig) -> None:
@@ -359,7 +378,7 @@ def run_study(
                   "machines cannot reach it (pass --tracking-uri with the head node's address)")
         context = TrialContext(study=study, fixed=fixed, baseline=baseline, objectives=space.objectives,
                                tracking_uri=uri, parent_run_id=parent_run_id,
-                               synthetic_seconds=synthetic_seconds)
+                               synthetic_seconds=synthetic_seconds, gpus_per_trial=gpus)
         setup_seconds = time.perf_counter() - started
         ray_started_at = time.perf_counter()
         started_ray = _init_ray(address)
