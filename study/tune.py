@@ -186,6 +186,7 @@ def _tracked_trial(cfg: TrialConfig, context: TrialContext, *, trial_id: str, is
         _maybe_fail(cfg)  # before the checkpoint is handed to Tune, so a retry starts over
         report = {k: float(v) for k, v in row.items() if _finite(v) and k != "epoch"}
         report[M.EPOCHS_COMPLETED] = int(row["epoch"])
+        report = progress_order(report, context.objectives)
         newest = max(((work / "checkpoints").glob("*/epoch-*.pt")), default=None)
         if newest is None:
             tune.report(report)
@@ -203,8 +204,20 @@ def _tracked_trial(cfg: TrialConfig, context: TrialContext, *, trial_id: str, is
                                    resume_from=resume_from, data=_prepared_data(cfg))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return final_report(result.metrics, context.objectives, status=result.status, run_id=result.run_id,
+    last_epoch = result.result.history[-1] if result.result is not None and result.result.history else {}
+    metrics = {**{k: last_epoch[k] for k in (M.TRAIN_LOSS, M.FILTER_PROPORTION) if k in last_epoch}, **result.metrics}
+    return final_report(metrics, context.objectives, status=result.status, run_id=result.run_id,
                         epochs=cfg.train.epochs)
+
+
+def progress_order(report: Mapping[str, Any], objectives: tuple[Objective, ...]) -> dict[str, Any]:
+    """The report with the objectives first, then loss and p-hat: Ray's progress
+    table shows the first few metrics it meets, and these are the ones to watch
+    (not the per-corruption details, which MLflow holds)."""
+    first = [o.metric for o in objectives] + [M.FILTER_PROPORTION, M.TRAIN_LOSS, M.EPOCHS_COMPLETED]
+    ordered = {k: report[k] for k in first if k in report}
+    ordered.update((k, v) for k, v in report.items() if k not in ordered)
+    return ordered
 
 
 def final_report(metrics: Mapping[str, Any], objectives: tuple[Objective, ...], *, status: str,
@@ -219,7 +232,7 @@ def final_report(metrics: Mapping[str, Any], objectives: tuple[Objective, ...], 
     out["trial_status"] = status
     out["run_id"] = run_id or ""
     out["full_budget"] = status == "finished" and int(out.get(M.EPOCHS_COMPLETED, epochs)) >= epochs
-    return out
+    return progress_order(out, objectives)
 
 
 def _synthetic_trial(cfg: TrialConfig, context: TrialContext) -> dict[str, Any]:
