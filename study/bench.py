@@ -233,13 +233,11 @@ def run_bench(*, device: str | None = None, quick: bool = False, only: set[str] 
         log(f"corrupt: {json.dumps(out['corrupt'], default=float)}")
     if "orchestration" in sections:
         try:
-            import ray  # noqa: F401  (only to learn whether it is installed)
-        except ImportError:
+            from study.tune import bench_orchestration  # the only way in to Ray
+        except ImportError as e:
             out["orchestration"] = None
-            log("orchestration: skipped (Ray is not installed here)")
+            log(f"orchestration: skipped (Ray is not importable here: {e})")
         else:
-            from study.tune import bench_orchestration
-
             log("orchestration: a study of tiny trials on local Ray ...")
             out["orchestration"] = bench_orchestration(n_trials=4 if quick else 12, quick=quick)
             log(f"orchestration: {json.dumps(out['orchestration'], default=float)}")

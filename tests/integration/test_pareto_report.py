@@ -210,7 +210,8 @@ def test_report_is_self_contained_and_logged(smoke, capsys, tmp_path):
     assert {r["category"] for r in per} == {"noise", "blur", "digital"}
     assert {r["model"] for r in per} >= {"baseline", "pareto-1"}
     base = [r for r in rows if r["baseline"] == "True"]
-    assert len(base) == 1 and float(base[0][M.ROBUSTNESS_GAIN]) == 0.0 and float(base[0][M.RELATIVE_MCE]) == 100.0
+    assert len(base) == 1 and float(base[0][M.ROBUSTNESS_GAIN]) == pytest.approx(0.0, abs=1e-9) \
+        and float(base[0][M.RELATIVE_MCE]) == pytest.approx(100.0, rel=1e-12)
     parent = [r for r in runs_of(uri, study) if r.data.tags.get(M.TAG_ROLE) == "study"][0]
     logged = {a.path for a in client(uri).list_artifacts(parent.info.run_id, "report")}
     assert {f"report/{n}" for n in ["report.html", "trials.csv", "pareto.csv", "per_corruption.csv", *pngs]} <= logged

@@ -8,14 +8,6 @@ from models.resnet import ResNet18, build_resnet18
 from models.stem import FrequencyStem
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convs and FFTs crawl with 2 intra-op threads on a busy 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -14,14 +14,6 @@ from models.stem import FrequencyStem, count_low_filters
 PROPORTIONS = [i / 10 for i in range(11)] + [1 / 3, 0.55, 0.97]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny FFTs are ~100x slower with 2 intra-op threads on a busy 2-core box; one thread keeps this file fast."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def sgd_steps(stem: FrequencyStem, steps: int, *, lr: float = 0.5, seed: int = 0) -> None:
     """A few SGD steps on a random regression target through the stem's forward."""
