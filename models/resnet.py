@@ -11,6 +11,7 @@ parameters, the usual 11.17 M. The stem is any module mapping (B, 3, H, W) to
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from models.stem import FrequencyStem
@@ -117,8 +118,15 @@ class ResNet18(nn.Module):
         return self.layer4(x)
 
     def forward_head(self, x):
-        """(B, 8w, h, w) -> (B, num_classes)."""
-        return self.fc(self.global_pool(x).flatten(1))
+        """(B, 8w, h, w) -> (B, num_classes), always float32.
+
+        The head runs outside autocast: bf16 logits are spaced 0.0625 apart near
+        10, so close top-2 classes would tie and argmax would pick the lower
+        index -- noise in exactly the small robustness differences studied here.
+        """
+        pooled = self.global_pool(x).flatten(1)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self.fc(pooled.float())
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))

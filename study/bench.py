@@ -39,7 +39,7 @@ TRAIN_GFLOP_PER_IMAGE = 3.33  # forward + backward of CIFAR ResNet-18 at width 6
 CIFAR10C_PASS_IMAGES = 15 * 5 * 10_000 + 10_000  # benchmark corruptions x severities + clean
 
 # Dense bf16 tensor-core peaks (FLOP/s) by device-name fragment, for MFU.
-BF16_PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
+BF16_PEAK_FLOPS = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
 
 
 def _sync(device: torch.device) -> None:
@@ -196,6 +196,7 @@ def run_bench(*, device: str | None = None, quick: bool = False, only: set[str] 
         if not torch.cuda.is_available():
             raise ValueError("bench --device: cuda asked for, but CUDA is not available; allowed here: cpu")
         torch.backends.cudnn.benchmark = True
+        torch.cuda.set_device(dev)
         torch.cuda.reset_peak_memory_stats(dev)
     sections = only or {"train", "eval", "corrupt", "orchestration"}
     gpu = dev.type == "cuda"

@@ -55,6 +55,9 @@ def parse_objectives(text: str | None) -> tuple[Objective, ...]:
         metric, sep, direction = item.rpartition(":")
         if not sep:
             metric, direction = item, "max"
+        if metric.strip().startswith("test/"):
+            raise ValueError(f"objectives: {metric.strip()!r} is a test-set metric; models are chosen on "
+                             "validation metrics (val/...) and test numbers are only reported")
         out.append(Objective(metric=metric.strip(), direction=direction.strip().lower()))
     if not out:
         raise ValueError(f"objectives: {text!r} names no metric; expected METRIC:max,METRIC:min")

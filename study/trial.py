@@ -350,6 +350,7 @@ def _run(config, device, report, checkpoint_dir, resume_from, should_stop, data,
     channels_last = uses_channels_last(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+        torch.cuda.set_device(device)  # cuda:N: initialise CUDA there before touching its stats
         torch.cuda.reset_peak_memory_stats(device)
     seed_everything(config.seed)
     data = data or prepare_data(config)
@@ -381,7 +382,11 @@ def _run(config, device, report, checkpoint_dir, resume_from, should_stop, data,
         history = list(ckpt["history"])
         alphas = [np.asarray(a) for a in ckpt["extra"].get("alpha_history", [])]
         start = ckpt["epoch"] + 1
-        restore_rng_state(ckpt["rng"])
+        restore_rng_state(ckpt["rng"], device)
+    if t.compile:
+        # A reused Ray worker compiles one new model per trial; without a reset it
+        # reaches dynamo's recompile limit and silently falls back to eager.
+        torch._dynamo.reset()
     train_model = torch.compile(model) if t.compile else model
 
     status, reason = FINISHED, None

@@ -6,20 +6,26 @@ themselves: :func:`local_tracking_uri` starts ``mlflow server`` on a free
 loopback port, waits for ``/health``, yields its ``http://`` URI and stops it
 on exit, so concurrent trials only ever talk HTTP and never meet a locked
 SQLite file. A server that another freqstudy command already started for the
-same store is found through ``server.json`` and reused (and left running).
-With a URI given, it is yielded unchanged: everything goes to that server.
+same store is found through ``server.json`` and shared: every command holds a
+lease file while it uses the server, and whichever command leaves last (not
+necessarily the one that started it) stops it, so closing ``freqstudy ui``
+never pulls the server from under a running study. With a URI given, it is
+yielded unchanged: everything goes to that server.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -83,24 +89,94 @@ def local_tracking_uri(uri: str | None = None) -> Iterator[str]:
         yield uri
         return
     root = store_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    shared = _running_server(root)
-    if shared is not None:
+    (root / "leases").mkdir(parents=True, exist_ok=True)
+    lease = root / "leases" / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    with _store_lock(root):
+        shared = _running_server(root)
+        if shared is None:
+            shared = _start_server(root)
+        lease.touch()
+    try:
         yield shared
-        return
+    finally:
+        with _store_lock(root):
+            lease.unlink(missing_ok=True)
+            if not _live_leases(root):
+                _stop_advertised(root)
+
+
+@contextlib.contextmanager
+def _store_lock(root: Path) -> Iterator[None]:
+    """Serialise starting, joining and leaving the store's server across processes."""
+    with open(root / "server.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _start_server(root: Path) -> str:
     port = free_port()
-    own_uri = f"http://127.0.0.1:{port}"
+    uri = f"http://127.0.0.1:{port}"
     log_path = root / "server.log"
     with open(log_path, "ab") as log:
+        # Its own session: a Ctrl-C meant for this command must not kill a server
+        # that other commands may be sharing; the last lease holder stops it.
         proc = subprocess.Popen(server_command(host="127.0.0.1", port=port, root=root),
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    _wait_healthy(proc, uri, log_path)
+    _write_json_atomic(root / "server.json", {"uri": uri, "pid": proc.pid})
+    return uri
+
+
+def _pid_alive(pid: int) -> bool:
     try:
-        _wait_healthy(proc, own_uri, log_path)
-        _write_json_atomic(root / "server.json", {"uri": own_uri, "pid": proc.pid})
-        yield own_uri
-    finally:
-        _forget_server(root, proc.pid)
-        _stop(proc)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _live_leases(root: Path) -> list[Path]:
+    """Lease files of running commands; those of dead ones (killed) are removed."""
+    live = []
+    for lease in (root / "leases").glob("*"):
+        try:
+            pid = int(lease.name.split("-")[0])
+        except ValueError:
+            continue
+        if _pid_alive(pid):
+            live.append(lease)
+        else:
+            lease.unlink(missing_ok=True)
+    return live
+
+
+def _stop_advertised(root: Path) -> None:
+    """Stop the server named in ``server.json`` (SIGTERM, then SIGKILL) and forget it."""
+    path = root / "server.json"
+    try:
+        pid = int(json.loads(path.read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    path.unlink(missing_ok=True)
+    for sig, wait_s in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our child: reap it
+                    return
+            if not _pid_alive(pid):
+                return
+            time.sleep(0.2)
 
 
 def _running_server(root: Path) -> str | None:
@@ -133,15 +209,6 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def _forget_server(root: Path, pid: int) -> None:
-    path = root / "server.json"
-    try:
-        if json.loads(path.read_text()).get("pid") == pid:
-            path.unlink()
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 def _write_json_atomic(path: Path, obj: object) -> None:

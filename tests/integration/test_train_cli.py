@@ -121,6 +121,17 @@ def test_local_store_server_starts_and_stops(home, tmp_path, monkeypatch):
         assert is_healthy(uri)
         MlflowClient(uri).create_experiment("local-store")
     assert not is_healthy(uri)
+    # The command that started the server leaves first: the server stays up for
+    # the one still using it, and stops when that one leaves too.
+    first = local_tracking_uri(None)
+    uri = first.__enter__()
+    second = local_tracking_uri(None)
+    assert second.__enter__() == uri
+    first.__exit__(None, None, None)
+    assert is_healthy(uri)
+    assert MlflowClient(uri).get_experiment_by_name("local-store") is not None
+    second.__exit__(None, None, None)
+    assert not is_healthy(uri)
     assert (tmp_path / "own-home" / "mlflow" / "mlflow.db").is_file()
     with local_tracking_uri("http://example.invalid:5000") as given:
         assert given == "http://example.invalid:5000"

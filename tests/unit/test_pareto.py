@@ -256,3 +256,8 @@ def test_no_complete_trial_gives_an_empty_set_not_a_crash(tmp_path):
     pareto_figure(choice)  # draws the excluded trials only
     with pytest.raises(ValueError, match="has no trial runs"):
         choose(study_runs([]), P.parse_objectives(None), None)
+
+
+def test_test_set_metrics_are_never_objectives():
+    with pytest.raises(ValueError, match="test-set metric"):
+        parse_objectives("val/clean_acc:max,test/corruption_acc:max")

@@ -77,7 +77,9 @@ def test_channels_last_and_bf16_autocast():
     torch.testing.assert_close(model(x.contiguous(memory_format=torch.channels_last)), reference, atol=1e-4, rtol=1e-4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x)
-    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+    # The body runs in bf16; the classifier head stays float32 so close logits never tie.
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    torch.testing.assert_close(out, reference, atol=0.1, rtol=0.05)
 
 
 @pytest.mark.parametrize(("kwargs", "name"), [({"width": 0}, "width"), ({"num_classes": 0}, "num_classes"), ({"stem_kernel": 4}, "kernel_size")])
