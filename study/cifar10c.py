@@ -445,7 +445,10 @@ def generate(images: np.ndarray, labels: np.ndarray, out_dir: str | os.PathLike,
         "generator_version": GENERATOR_VERSION, "seed": int(seed), "n": n, "severities": list(sevs),
         "source_name": source_name,
     }
-    _claim(out, identity)
+    with _folder_lock(out):
+        # Under the lock: a concurrent run must not see our labels.npy between its
+        # manifest check and its scan for foreign files.
+        _claim(out, identity)
     _sweep_atomic_temporaries(out, started)
     if not (out / LABELS).exists():
         _atomic_save(out / LABELS, np.tile(labels, len(sevs)))  # (S*N,), repeated per severity
