@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -17,6 +19,17 @@ import torch
 # Tiny FFTs and convolutions on a busy 2-core machine are far slower with two
 # intra-op threads fighting each other (a 1000-call stem loop: 20.5 s vs 0.17 s).
 torch.set_num_threads(1)
+
+# Tests never touch the user's ~/.freqstudy (caches, MLflow store, studies): the
+# session gets its own home, which subprocesses and Ray workers inherit. Tests
+# that need a private one set FREQSTUDY_HOME themselves.
+_TEST_HOME = tempfile.mkdtemp(prefix="freqstudy-test-home-")
+os.environ["FREQSTUDY_HOME"] = _TEST_HOME
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_TEST_HOME, ignore_errors=True)
+
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FREQSTUDY_SHARED", REPO.parent / "shared"))

@@ -145,7 +145,7 @@ def test_frost_default_folder_is_downloaded_atomically(frost_dir: Path, tmp_path
     thread.start()
     try:
         monkeypatch.delenv(weather.FROST_ENV, raising=False)
-        monkeypatch.setenv("HOME", str(tmp_path))
+        monkeypatch.setenv("FREQSTUDY_HOME", str(tmp_path / ".freqstudy"))
         url = f"http://127.0.0.1:{server.server_address[1]}/"
         folder = weather.resolve_frost_dir(base_url=url)
     finally:
@@ -159,7 +159,7 @@ def test_frost_default_folder_is_downloaded_atomically(frost_dir: Path, tmp_path
 
 def test_frost_offline_error_names_the_cache_folder(tmp_path: Path, monkeypatch):
     monkeypatch.delenv(weather.FROST_ENV, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("FREQSTUDY_HOME", str(tmp_path / ".freqstudy"))
     closed = http.server.HTTPServer(("127.0.0.1", 0), _QuietHandler)
     port = closed.server_address[1]
     closed.server_close()  # nothing listens there now: connection refused, as offline
