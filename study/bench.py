@@ -17,7 +17,6 @@ runs on a bare GPU machine with no dataset and no network.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from study.files import write_atomic
 
 CHECKPOINT_VERSION = 1
 
@@ -87,17 +88,7 @@ def save_checkpoint(
         "rng": capture_rng_state(next(model.parameters()).device),
         "extra": dict(extra or {}),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda f: torch.save(payload, f), fsync=True)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

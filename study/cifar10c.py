@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-import hashlib
 import json
 import multiprocessing
 import os
@@ -44,6 +43,7 @@ import numpy as np
 from tqdm import tqdm
 
 from study.corruptions import GENERATOR_VERSION, corrupt
+from study.files import digest, write_atomic, write_text_atomic
 from study.metrics import ALL_CORRUPTIONS, SEVERITIES
 
 MANIFEST = "manifest.json"
@@ -59,33 +59,6 @@ THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 IDENTITY = ("source_sha256", "labels_sha256", "generator_version", "seed", "n", "severities")
 # Reference: the original generator, single process, 10,000 test images x 19 x 5 in ~19 minutes.
 REFERENCE_IMAGES_PER_S = 10_000 * 19 * 5 / (19 * 60)
-
-
-def _sha256(a: np.ndarray) -> str:
-    a = np.ascontiguousarray(a)
-    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-    h.update(memoryview(a).cast("B"))
-    return h.hexdigest()
-
-
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to a uniquely named temporary beside ``path``, then ``os.replace``."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def check_corruptions(names: Iterable[str]) -> tuple[str, ...]:
@@ -140,7 +113,7 @@ def _claim(out: Path, identity: dict) -> dict:
                 "generate into an empty folder"
             )
         manifest = {**identity, "corruptions": []}
-        _atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
+        write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1))
         return manifest
     differ = [k for k in IDENTITY if manifest.get(k) != identity[k]]
     if differ:
@@ -287,7 +260,7 @@ def _open_partials(out: Path, names: Sequence[str], sevs: Sequence[int], n: int)
 
 
 def _sweep_atomic_temporaries(out: Path, started: float) -> None:
-    """Delete ``_atomic_save``/``_atomic_write_text`` temporaries in ``out`` that a killed run left behind.
+    """Delete ``study.files`` temporaries in ``out`` that a killed run left behind.
 
     These are small (labels, manifest), unlocked, and live for milliseconds
     while a run writes them; one last modified ``STALE_TMP_S`` before this run
@@ -441,7 +414,7 @@ def generate(images: np.ndarray, labels: np.ndarray, out_dir: str | os.PathLike,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     identity = {
-        "source_sha256": _sha256(images), "labels_sha256": _sha256(labels),
+        "source_sha256": digest(images), "labels_sha256": digest(labels),
         "generator_version": GENERATOR_VERSION, "seed": int(seed), "n": n, "severities": list(sevs),
         "source_name": source_name,
     }
@@ -451,7 +424,8 @@ def generate(images: np.ndarray, labels: np.ndarray, out_dir: str | os.PathLike,
         _claim(out, identity)
     _sweep_atomic_temporaries(out, started)
     if not (out / LABELS).exists():
-        _atomic_save(out / LABELS, np.tile(labels, len(sevs)))  # (S*N,), repeated per severity
+        repeated = np.tile(labels, len(sevs))  # (S*N,), repeated per severity
+        write_atomic(out / LABELS, lambda f: np.save(f, repeated))
     partials = _open_partials(out, names, sevs, n)
     # Corruption-major, so each corruption's file is published as soon as its severities are in.
     pending = [(c, s) for c in names if c in partials for s in sevs if s not in partials[c].done]
@@ -504,7 +478,7 @@ def generate(images: np.ndarray, labels: np.ndarray, out_dir: str | os.PathLike,
     with_files = [c for c in ALL_CORRUPTIONS if _is_whole(out / f"{c}.npy", len(sevs) * n)]
     # Files on disk are the truth; the list is for people reading the manifest.
     manifest = {**identity, "corruptions": with_files}
-    _atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1))
     with _folder_lock(out):
         try:
             (out / PARTIAL).rmdir()
@@ -587,7 +561,7 @@ def ensure_corrupted_copy(images: np.ndarray, labels: np.ndarray, cache_root: st
         images, labels = images[:limit], labels[:limit]
     images, labels = _check_source(images, labels)
     names, sevs = check_corruptions(corruptions), check_severities(severities)
-    tag = f"{_sha256(images)[:8]}{_sha256(labels)[:8]}"
+    tag = f"{digest(images)[:8]}{digest(labels)[:8]}"
     folder = Path(cache_root) / (
         f"{split_name}-{tag}-v{GENERATOR_VERSION}-seed{int(seed)}-n{images.shape[0]}-s{''.join(map(str, sevs))}"
     )

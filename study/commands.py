@@ -14,16 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import torch
 
 from models.spectral import classify_filters, low_energy_ratio
 from study.config import TrialConfig, default_home
+from study.files import write_text_atomic
 from study.metrics import (
     EPOCH_SECONDS,
     FILTER_MEAN_ALPHA,
@@ -59,13 +57,7 @@ def format_epoch(row: dict[str, float], epochs: int) -> str:
     return line + f"  {row[EPOCH_SECONDS]:.1f} s"
 
 
-def _write_json_atomic(path: str | os.PathLike, obj: object) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+
 
 
 def _json_value(v: float) -> float | None:
@@ -83,10 +75,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             on_epoch=lambda row: print(format_epoch(row, epochs), flush=True),
         )
     if args.output_json:
-        _write_json_atomic(args.output_json, {
+        write_text_atomic(args.output_json, json.dumps({
             "run_id": tracked.run_id, "status": tracked.status, "reason": tracked.reason,
             "tracking_uri": uri, "metrics": {k: _json_value(v) for k, v in tracked.metrics.items()},
-        })
+        }, indent=2, sort_keys=True))
     print(f"run {tracked.run_id} {tracked.status}")
     if tracked.status == DIVERGED:
         print(f"freqstudy train: diverged: {tracked.reason} (run {tracked.run_id})", file=sys.stderr)

@@ -31,6 +31,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from study import files
+
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 FOLDER = "cifar-10-batches-py"
@@ -281,12 +283,7 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
 
 def fingerprint(*arrays: np.ndarray) -> str:
     """16 hex digits of the sha256 of the arrays' dtypes, shapes and bytes (a data tag)."""
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(memoryview(a).cast("B"))
-    return h.hexdigest()[:16]
+    return files.digest(*arrays)[:16]
 
 
 def _as_uint8_nchw(images, device: torch.device) -> torch.Tensor:

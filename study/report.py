@@ -20,7 +20,6 @@ import html
 import io
 import json
 import math
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 
 from study import metrics as M
 from study import pareto as P
+from study.files import write_bytes_atomic
 from study.pareto_cmd import Choice, aliases_of, choose, pareto_figure, pareto_rows, trial_label
 
 REPORT_ARTIFACTS = "report"  # artifact folder on the parent run
@@ -188,18 +188,6 @@ def _alpha_from_artifacts(run_id: str, client, workdir: Path, download) -> np.nd
 # -- writing --------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, data: bytes) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is for reading
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
-
-
 def _csv_bytes(rows: list[dict[str, Any]]) -> bytes:
     buf = io.StringIO()
     if rows:
@@ -297,11 +285,11 @@ def write_report(choice: Choice, out: Path, alpha: dict[str, np.ndarray]) -> lis
         for name, acc in corruption_accuracy(t, split).items():
             per_rows.append({"model": role, "trial": trial_label(t), "run_id": t["run_id"], "corruption": name,
                              "category": M.category_of(name) or "extra", f"{split}_accuracy": acc})
-    written.append(_atomic_write(out / "trials.csv", _csv_bytes(rows)))
-    written.append(_atomic_write(out / "pareto.csv", _csv_bytes(
+    written.append(write_bytes_atomic(out / "trials.csv", _csv_bytes(rows)))
+    written.append(write_bytes_atomic(out / "pareto.csv", _csv_bytes(
         [{k: (" ".join(v) if isinstance(v, list) else v) for k, v in r.items()} for r in pareto])))
-    written.append(_atomic_write(out / "per_corruption.csv", _csv_bytes(per_rows)))
-    written.append(_atomic_write(out / "report.html", render_html(choice, rows, pareto, pngs).encode()))
+    written.append(write_bytes_atomic(out / "per_corruption.csv", _csv_bytes(per_rows)))
+    written.append(write_bytes_atomic(out / "report.html", render_html(choice, rows, pareto, pngs).encode()))
     return written
 
 

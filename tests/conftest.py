@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -60,37 +57,26 @@ def reference_dir() -> Path:
     return require(REFERENCE)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class MlflowServer:
-    """A real ``mlflow server`` (SQLite backend, local artifact root) on loopback."""
+    """A real ``mlflow server`` (SQLite backend, local artifact root) on loopback,
+    started with the same command line the project's own local store uses."""
 
     def __init__(self, root: Path):
+        from study.tracking.server import free_port, is_healthy, server_command
+
         self.root = root
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log = open(root / "server.log", "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server",
-             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-             "--artifacts-destination", str(root / "artifacts"),
-             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
+        self.proc = subprocess.Popen(server_command(host="127.0.0.1", port=self.port, root=root),
+                                     stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.uri + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
+            if is_healthy(self.uri):
+                return
+            time.sleep(0.5)
         self.stop()
         raise RuntimeError("mlflow server did not become healthy in 120 s")
 

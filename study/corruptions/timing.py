@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     results = time_corruptions(images, names=names, repeats=args.repeats, frost_dir=args.frost_dir)
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
     print(f"{len(images)} images x 5 severities, best of {args.repeats}, OMP_NUM_THREADS={threads}")
-    print(f"| corruption | wall s | CPU s | images/s (wall) | images/s (CPU) |\n|---|---:|---:|---:|---:|")
+    print("| corruption | wall s | CPU s | images/s (wall) | images/s (CPU) |\n|---|---:|---:|---:|---:|")
     for name, r in sorted(results.items(), key=lambda item: item[1]["images_per_cpu_s"]):
         rates = f"{r['images_per_s']:,.0f} | {r['images_per_cpu_s']:,.0f}"
         print(f"| {name} | {r['wall_s']:.3f} | {r['cpu_s']:.3f} | {rates} |")

@@ -25,6 +25,7 @@ from PIL import Image
 from scipy import ndimage
 
 from study.corruptions import _ops
+from study.files import write_bytes_atomic
 
 IMAGE_SIZE = 32
 
@@ -167,13 +168,10 @@ def download_frost_textures(folder: Path, base_url: str = FROST_URL, timeout_s: 
         target = folder / name
         if target.exists():
             continue
-        tmp = folder / f".{name}.{os.getpid()}.tmp"
         try:
             with urllib.request.urlopen(base_url + name, timeout=timeout_s) as response:
-                tmp.write_bytes(response.read())
-            os.replace(tmp, target)
+                write_bytes_atomic(target, response.read())
         except (urllib.error.URLError, OSError) as error:
-            tmp.unlink(missing_ok=True)
             raise FileNotFoundError(_missing_message(folder, f"download of {base_url + name} failed: {error}")) from None
 
 

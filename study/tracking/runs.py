@@ -20,7 +20,6 @@ import functools
 import importlib.metadata
 import json
 import math
-import os
 import socket
 import subprocess
 import tempfile
@@ -40,6 +39,7 @@ from mlflow.models import infer_signature
 from models.spectral import radial_power_profile
 from study import figures
 from study.config import TrialConfig
+from study.files import write_text_atomic
 from study.metrics import (
     EPOCHS_COMPLETED,
     TAG_CODE_VERSION,
@@ -263,8 +263,8 @@ def write_artifacts(out: Path, config: TrialConfig, result: TrialResult) -> list
     the heatmap when corruptions were evaluated.
     """
     out.mkdir(parents=True, exist_ok=True)
-    written = [_write_text(out / "config.yaml", config.to_yaml()),
-               _write_text(out / "metrics.json", json.dumps(metrics_document(config, result), indent=2))]
+    written = [write_text_atomic(out / "config.yaml", config.to_yaml()),
+               write_text_atomic(out / "metrics.json", json.dumps(metrics_document(config, result), indent=2))]
     stats = result.filters
     if stats and np.isfinite(stats["weights"]).all():
         f = config.frequency
@@ -288,13 +288,6 @@ def write_artifacts(out: Path, config: TrialConfig, result: TrialResult) -> list
         written.append(figures.save_figure(figures.plot_corruption_heatmap(acc, title=f"{split} accuracy (%)"),
                                            out / "corruption_heatmap.png"))
     return written
-
-
-def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
 
 
 def example_input(batch: int = 4) -> np.ndarray:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Iterator
 
 from study.config import default_home
+from study.files import write_text_atomic
 
 STARTUP_TIMEOUT_S = 180.0  # a cold `mlflow server` on a busy 2-core machine takes tens of seconds
 
@@ -127,7 +128,7 @@ def _start_server(root: Path) -> str:
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
     _wait_healthy(proc, uri, log_path)
-    _write_json_atomic(root / "server.json", {"uri": uri, "pid": proc.pid})
+    write_text_atomic(root / "server.json", json.dumps({"uri": uri, "pid": proc.pid}))
     return uri
 
 
@@ -209,12 +210,6 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def _write_json_atomic(path: Path, obj: object) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
 
 
 def _tail(path: Path, chars: int = 1500) -> str:

@@ -6,7 +6,6 @@ severity and input errors) and brute-force checks of the shared image ops in
 from __future__ import annotations
 
 import colorsys
-import importlib
 import subprocess
 import sys
 

@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from study.corruptions import _ops, elastic, weather
+from study.corruptions import elastic, weather
 from study.data import read_batch
 
 FIVE = ("snow", "frost", "fog", "spatter", "elastic_transform")
