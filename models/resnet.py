@@ -118,7 +118,7 @@ class ResNet18(nn.Module):
         return self.layer4(x)
 
     def forward_head(self, x):
-        """(B, 8w, h, w) -> (B, num_classes), always float32.
+        """(B, 8w, h, w) -> (B, num_classes), in the head's own dtype (float32 unless cast).
 
         The head runs outside autocast: bf16 logits are spaced 0.0625 apart near
         10, so close top-2 classes would tie and argmax would pick the lower
@@ -126,7 +126,7 @@ class ResNet18(nn.Module):
         """
         pooled = self.global_pool(x).flatten(1)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return self.fc(pooled.float())
+            return self.fc(pooled.to(self.fc.weight.dtype))
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))

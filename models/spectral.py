@@ -23,6 +23,7 @@ __all__ = [
     "frequency_grid",
     "normalised_radius",
     "band_masks",
+    "dft_basis",
     "valid_cutoffs",
     "check_cutoff",
     "power_spectrum",
@@ -134,6 +135,25 @@ def band_masks(k: int, cutoff: float) -> tuple[torch.Tensor, torch.Tensor]:
     r = normalised_radius(k)
     low = r <= cutoff
     return low, ~low
+
+
+def dft_basis(k: int) -> torch.Tensor:
+    """Real DFT basis of the ``k×k`` grid: cosines then sines, (k², 2k²) float64.
+
+    Row ``x = i·k + j`` is a pixel, column ``f = u·k + v`` a bin of the unshifted
+    grid (``fft2``'s order): ``B[x, f] = cos(2π(ui + vj)/k)`` and
+    ``B[x, k² + f] = sin(2π(ui + vj)/k)``. For a real kernel ``v`` (flattened)
+    ``v @ B`` holds ``Re DFT(v)`` then ``-Im DFT(v)``, and for any real gains
+    ``g`` (per bin) ``Re IDFT(g ⊙ DFT(v)) = ((v @ B) ⊙ [g, g]) @ Bᵀ / k²``:
+    the band-limiting of the stem as two real matrix products, which every
+    backend and ``torch.compile`` handle natively (no complex tensors).
+    """
+    _check_kernel_size(k)
+    i = torch.arange(k, dtype=torch.float64)
+    phase = 2 * math.pi * (i[:, None, None, None] * i[None, None, :, None]
+                           + i[None, :, None, None] * i[None, None, None, :]) / k  # (i, j, u, v)
+    phase = phase.reshape(k * k, k * k)  # (pixel, bin)
+    return torch.cat([torch.cos(phase), torch.sin(phase)], dim=1)
 
 
 def power_spectrum(weight: torch.Tensor) -> torch.Tensor:

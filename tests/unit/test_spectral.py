@@ -188,3 +188,20 @@ def test_spectra_keep_float64_and_lift_reduced_precision():
         spectral.padded_power_spectrum(w, 2)
     with pytest.raises(ValueError, match="threshold"):
         spectral.classify_filters(w, 0.5, 1.5)
+
+
+@pytest.mark.parametrize("k", [3, 5, 7])
+def test_dft_basis_gives_the_fft_and_band_limits_like_ifft(k):
+    gen = torch.Generator().manual_seed(k)
+    v = torch.randn(4, 3, k, k, dtype=torch.float64, generator=gen)
+    basis = spectral.dft_basis(k)
+    assert basis.shape == (k * k, 2 * k * k) and basis.dtype == torch.float64
+    coeffs = v.reshape(4, 3, k * k) @ basis  # (O, C, 2k²)
+    spectrum = torch.fft.fft2(v).reshape(4, 3, k * k)
+    torch.testing.assert_close(coeffs[..., : k * k], spectrum.real, rtol=0, atol=1e-12)
+    torch.testing.assert_close(coeffs[..., k * k:], -spectrum.imag, rtol=0, atol=1e-12)
+    # Any real per-bin gains, Hermitian-symmetric or not: the real part of the inverse.
+    gains = torch.rand(4, 1, k * k, dtype=torch.float64, generator=gen)
+    limited = ((coeffs * gains.repeat(1, 1, 2)) @ basis.T / k**2).reshape(4, 3, k, k)
+    expected = torch.fft.ifft2(torch.fft.fft2(v) * gains.reshape(4, 1, k, k)).real
+    torch.testing.assert_close(limited, expected, rtol=0, atol=1e-12)

@@ -242,3 +242,25 @@ def test_constructor_rejects_bad_arguments_naming_them(kwargs, name):
         FrequencyStem(**kwargs)
     assert "\n" not in str(info.value)
     assert np.any([word in str(info.value) for word in ("must", "allowed", "work")])
+
+
+@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize("mode", ["fixed", "learned"])
+def test_effective_weight_is_the_fft_definition(mode, k):
+    """The stem's matrix form equals ``Re(IDFT(g ⊙ s ⊙ DFT(V)))`` computed with torch.fft."""
+    torch.manual_seed(k)
+    stem = FrequencyStem(out_channels=12, kernel_size=k, mode=mode, proportion=0.4, cutoff=0.6, perturbation=0.5)
+    if mode == "learned":
+        with torch.no_grad():
+            stem.alpha_logits.normal_()
+    gains = stem._gains()
+    expected = torch.fft.ifft2(torch.fft.fft2(stem.weight.detach()) * gains[:, None]).real
+    torch.testing.assert_close(stem.effective_weight().detach(), expected, rtol=0, atol=1e-6)
+    # The perturbed forward weight: same draw (same seed) through both definitions.
+    stem.train()
+    torch.manual_seed(1)
+    perturbed = stem.forward_weight().detach()
+    torch.manual_seed(1)
+    noise = stem._perturbation_gains()
+    expected = torch.fft.ifft2(torch.fft.fft2(stem.weight.detach()) * (gains * noise)[:, None]).real
+    torch.testing.assert_close(perturbed, expected, rtol=0, atol=1e-6)
