@@ -22,6 +22,7 @@ import math
 import os
 import resource
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -29,10 +30,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from study.cifar10c import LABELS
 from study.config import TrialConfig
 from study.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader
-from study.evaluate import EvalSettings, correct_predictions, eval_loader
-from study.trial import amp_dtype_for, build_model, build_optimizer, train_epoch, uses_channels_last
+from study.evaluate import EvalSettings, correct_predictions, corrupted_accuracy, eval_loader
+from study.metrics import BENCHMARK_CORRUPTIONS, SEVERITIES
+from study.trial import amp_dtype_for, build_model, build_optimizer, resolve_device, train_epoch, uses_channels_last
 
 TRAIN_GFLOP_PER_IMAGE = 3.33  # forward + backward of CIFAR ResNet-18 at width 64
 CIFAR10C_PASS_IMAGES = 15 * 5 * 10_000 + 10_000  # benchmark corruptions x severities + clean
@@ -85,20 +88,18 @@ def _config(width: int, batch_size: int, device: torch.device) -> TrialConfig:
     })
 
 
-def bench_train(device: torch.device, *, width: int, batch_size: int, steps: int, warmup: int) -> dict[str, float]:
-    """Training images/s of the engine and of the plain baseline, same model and batch."""
+def bench_train(device: torch.device, *, width: int, batch_size: int, steps: int, warmup: int,
+                compile: bool = False) -> dict[str, float]:
+    """Training images/s of the engine and of the plain baseline, same model and batch.
+
+    With ``compile``, the engine is also timed through ``torch.compile`` (as
+    ``train.compile=true`` runs it): ``compiled_img_s`` after a warm-up that pays
+    the compilation, whose wall time is ``compile_s``.
+    """
     n = batch_size * (steps + warmup)
     images, labels = _random_images(n)
     config = _config(width, batch_size, device)
-
-    # The engine: exactly the trial's epoch function on device-resident data.
-    torch.manual_seed(0)
     channels_last = uses_channels_last(device)
-    model = build_model(config).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = build_optimizer(model, config, device)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     amp = amp_dtype_for(config, device)
     criterion = nn.CrossEntropyLoss()
     warm = DeviceLoader(images[: batch_size * warmup], labels[: batch_size * warmup], batch_size=batch_size,
@@ -106,13 +107,28 @@ def bench_train(device: torch.device, *, width: int, batch_size: int, steps: int
     timed = DeviceLoader(images, labels, batch_size=batch_size, device=device, train=True, seed=1,
                          channels_last=channels_last)
     timed_steps = len(timed)
-    train_epoch(model, model, warm, opt, sched, criterion, amp)
-    _sync(device)
-    t0 = time.perf_counter()
-    loss_sum, seen = train_epoch(model, model, timed, opt, sched, criterion, amp)
-    float(loss_sum)  # one host sync, at the end
-    engine_s = time.perf_counter() - t0
-    engine_img_s = timed_steps * batch_size / engine_s
+
+    def engine(compiled: bool) -> tuple[float, float]:
+        """(images/s, warm-up seconds) of the trial's own epoch function on device-resident data."""
+        torch.manual_seed(0)
+        model = build_model(config).to(device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        opt = build_optimizer(model, config, device)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        if compiled:
+            torch._dynamo.reset()
+        train_model = torch.compile(model) if compiled else model
+        t0 = time.perf_counter()
+        float(train_epoch(model, train_model, warm, opt, sched, criterion, amp)[0])
+        warm_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        loss_sum, _ = train_epoch(model, train_model, timed, opt, sched, criterion, amp)
+        float(loss_sum)  # one host sync, at the end
+        return timed_steps * batch_size / (time.perf_counter() - t0), warm_s
+
+    engine_img_s, _ = engine(compiled=False)
+    compiled_img_s, compile_s = engine(compiled=True) if compile else (None, None)
 
     # The baseline: per-sample Dataset, DataLoader, fp32, default layout, plain SGD.
     torch.manual_seed(0)
@@ -144,7 +160,7 @@ def bench_train(device: torch.device, *, width: int, batch_size: int, steps: int
     _sync(device)
     baseline_s = time.perf_counter() - t0
     baseline_img_s = done * batch_size / baseline_s
-    return {
+    out = {
         "engine_img_s": engine_img_s,
         "baseline_img_s": baseline_img_s,
         "ratio": engine_img_s / baseline_img_s,
@@ -153,10 +169,22 @@ def bench_train(device: torch.device, *, width: int, batch_size: int, steps: int
         "steps": timed_steps,
         "epoch_s_50k": 50_000 / engine_img_s,
     }
+    if compile:
+        out.update(compiled_img_s=compiled_img_s, compiled_ratio=compiled_img_s / baseline_img_s, compile_s=compile_s,
+                   compiled_epoch_s_50k=50_000 / compiled_img_s)
+    return out
 
 
-def bench_eval(device: torch.device, *, width: int, batch_size: int, n_images: int) -> dict[str, float]:
-    """Evaluation images/s (inference mode, large batches, counts on the device)."""
+def bench_eval(device: torch.device, *, width: int, batch_size: int, n_images: int,
+               disk_corruptions: int = 0, disk_n: int = 0) -> dict[str, float]:
+    """Evaluation images/s (inference mode, large batches, counts on the device).
+
+    ``img_s`` times inference on images already on the device. With
+    ``disk_corruptions`` > 0 it also times what a trial runs at its end,
+    :func:`study.evaluate.corrupted_accuracy` over a folder in the official
+    layout (``disk_corruptions`` files of 5 x ``disk_n`` images, page cache warm):
+    reading, the transfer and the per-severity counts included (``from_disk_img_s``).
+    """
     images, labels = _random_images(n_images, seed=1)
     config = _config(width, 128, device)
     model = build_model(config).to(device).eval()
@@ -173,7 +201,27 @@ def bench_eval(device: torch.device, *, width: int, batch_size: int, n_images: i
     int(correct.sum())  # the host sync that ends the timed region
     seconds = time.perf_counter() - t0
     img_s = n_images / seconds
-    return {"img_s": img_s, "cifar10c_pass_s": CIFAR10C_PASS_IMAGES / img_s, "width": width, "batch_size": batch_size}
+    out = {"img_s": img_s, "cifar10c_pass_s": CIFAR10C_PASS_IMAGES / img_s, "width": width, "batch_size": batch_size}
+    if disk_corruptions:
+        from_disk = _eval_from_disk(model, settings, disk_corruptions, disk_n)
+        out.update(from_disk_img_s=from_disk, cifar10c_pass_from_disk_s=CIFAR10C_PASS_IMAGES / from_disk)
+    return out
+
+
+def _eval_from_disk(model: nn.Module, settings: EvalSettings, n_files: int, n: int) -> float:
+    """Images/s of ``corrupted_accuracy`` over ``n_files`` official-layout files of 5 x ``n`` images."""
+    names = BENCHMARK_CORRUPTIONS[:n_files]
+    with tempfile.TemporaryDirectory(prefix="freqstudy-bench-") as folder:
+        for i, name in enumerate(names):
+            images, labels = _random_images(5 * n, seed=10 + i)
+            np.save(os.path.join(folder, f"{name}.npy"), images)
+        np.save(os.path.join(folder, LABELS), labels)
+        kw = dict(corruptions=names[:1], severities=SEVERITIES, limit=None, settings=settings)
+        corrupted_accuracy(model, folder, **kw)  # warm-up: page cache, allocator, kernels
+        _sync(settings.device)
+        t0 = time.perf_counter()
+        corrupted_accuracy(model, folder, **{**kw, "corruptions": names})  # ends with a host read
+        return len(names) * 5 * n / (time.perf_counter() - t0)
 
 
 def _mfu(device: torch.device, engine_img_s: float, width: int) -> dict[str, Any] | None:
@@ -188,12 +236,10 @@ def _mfu(device: torch.device, engine_img_s: float, width: int) -> dict[str, Any
 
 
 def run_bench(*, device: str | None = None, quick: bool = False, only: set[str] | None = None,
-              log=print) -> dict[str, Any]:
+              compile: bool = False, log=print) -> dict[str, Any]:
     """Run the sections asked for; returns the JSON object ``freqstudy bench --json`` prints."""
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device or "auto", field="bench --device")
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("bench --device: cuda asked for, but CUDA is not available; allowed here: cpu")
         torch.backends.cudnn.benchmark = True
         torch.cuda.set_device(dev)
         torch.cuda.reset_peak_memory_stats(dev)
@@ -208,22 +254,32 @@ def run_bench(*, device: str | None = None, quick: bool = False, only: set[str] 
             kw = dict(width=64, batch_size=512, steps=20 if quick else 60, warmup=5 if quick else 10)
         else:
             kw = dict(width=16 if quick else 64, batch_size=64 if quick else 128, steps=4 if quick else 6, warmup=1)
-        log(f"train: width {kw['width']}, batch {kw['batch_size']}, {kw['steps']} timed steps ...")
-        out["train"] = bench_train(dev, **kw)
+        log(f"train: width {kw['width']}, batch {kw['batch_size']}, {kw['steps']} timed steps"
+            f"{' (and compiled: minutes to compile)' if compile else ''} ...")
+        out["train"] = bench_train(dev, compile=compile, **kw)
         tr = out["train"]
         log(f"train: engine {tr['engine_img_s']:,.0f} img/s, baseline {tr['baseline_img_s']:,.0f} img/s, "
             f"ratio {tr['ratio']:.2f}")
-        out["mfu"] = _mfu(dev, tr["engine_img_s"], tr["width"])
+        if compile:
+            log(f"train: compiled engine {tr['compiled_img_s']:,.0f} img/s, ratio {tr['compiled_ratio']:.2f} "
+                f"(compiled in {tr['compile_s']:.0f} s)")
+        # MFU of the fastest engine measured (compiled when asked for and faster).
+        best = max(tr["engine_img_s"], tr.get("compiled_img_s") or 0.0)
+        out["mfu"] = _mfu(dev, best, tr["width"])
         if out["mfu"] and out["mfu"]["mfu"] is not None:
             log(f"mfu: {out['mfu']['mfu']:.1%} of {out['mfu']['peak_tflops']:.0f} TFLOP/s bf16")
     if "eval" in sections:
         if gpu:
-            kw = dict(width=64, batch_size=5000, n_images=50_000 if quick else 200_000)
+            kw = dict(width=64, batch_size=5000, n_images=50_000 if quick else 200_000,
+                      disk_corruptions=2 if quick else 4, disk_n=10_000)
         else:
-            kw = dict(width=16 if quick else 64, batch_size=500, n_images=1000 if quick else 2000)
-        log(f"eval: width {kw['width']}, batch {kw['batch_size']}, {kw['n_images']:,} images ...")
-        out["eval"] = bench_eval(dev, **kw)
-        log(f"eval: {out['eval']['img_s']:,.0f} img/s; CIFAR-10-C + clean pass {out['eval']['cifar10c_pass_s']:.1f} s")
+            kw = dict(width=16 if quick else 64, batch_size=500, n_images=1000 if quick else 2000,
+                      disk_corruptions=1 if quick else 2, disk_n=100 if quick else 200)
+        log(f"eval: width {kw['width']}, batch {kw['batch_size']}, {kw['n_images']:,} images on the device, then "
+            f"{kw['disk_corruptions']} CIFAR-10-C files of 5 x {kw['disk_n']:,} from disk ...")
+        out["eval"] = ev = bench_eval(dev, **kw)
+        log(f"eval: {ev['img_s']:,.0f} img/s on the device (CIFAR-10-C + clean pass {ev['cifar10c_pass_s']:.1f} s); "
+            f"{ev['from_disk_img_s']:,.0f} img/s from disk (pass {ev['cifar10c_pass_from_disk_s']:.1f} s)")
     if "corrupt" in sections:
         from study.cifar10c import bench_corruption_generation
 
@@ -251,7 +307,7 @@ def cmd_bench(args) -> int:
     if only and not only <= allowed:
         raise ValueError(f"bench --only: {', '.join(sorted(only - allowed))} unknown; allowed {', '.join(sorted(allowed))}")
     log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
-    result = run_bench(device=args.device, quick=args.quick, only=only, log=log)
+    result = run_bench(device=args.device, quick=args.quick, only=only, compile=args.compile, log=log)
     if args.json:
         print(json.dumps(result, default=lambda v: None if isinstance(v, float) and math.isnan(v) else float(v)))
     return 0

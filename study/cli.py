@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", choices=("cpu", "cuda"), default=None)
     b.add_argument("--quick", action="store_true", help="small sizes, under a minute on a CPU")
     b.add_argument("--json", action="store_true")
+    b.add_argument("--compile", action="store_true", help="also time the engine under torch.compile (train.compile=true)")
     b.add_argument("--only", help="comma-separated sections: train,eval,corrupt,orchestration")
     return p
 

@@ -132,13 +132,21 @@ def prepare_data(config: TrialConfig, *, workers: int = 0) -> PreparedData:
 # -- the pieces of a training run --------------------------------------------------------
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without CUDA is an error."""
+def resolve_device(name: str, *, field: str = "config device") -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without CUDA is an error.
+
+    A CUDA device always comes back with its index (``cuda`` -> ``cuda:<current>``):
+    ``torch.cuda.set_device`` refuses an index-less device, and memory statistics
+    and RNG states are per index.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"config device: {name!r} asked for, but CUDA is not available; allowed here: auto, cpu")
-    return torch.device(name)
+        raise ValueError(f"{field}: {name!r} asked for, but CUDA is not available; allowed here: auto, cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def uses_channels_last(device: torch.device) -> bool:

@@ -38,12 +38,17 @@ def run_bench(*args: str) -> dict:
 
 @pytest.mark.slow
 def test_quick_bench_without_ray_or_mlflow_reports_every_section():
-    out = run_bench("--device", "cpu", "--only", "train,eval,orchestration")
+    out = run_bench("--device", "cpu", "--only", "train,eval,orchestration", "--compile")
     train, ev = out["train"], out["eval"]
     assert train["engine_img_s"] > 0 and train["baseline_img_s"] > 0
     assert math.isclose(train["ratio"], train["engine_img_s"] / train["baseline_img_s"], rel_tol=1e-9)
+    # --compile: the engine again through torch.compile, compilation timed apart.
+    assert train["compiled_img_s"] > 0 and train["compile_s"] > 0
+    assert math.isclose(train["compiled_ratio"], train["compiled_img_s"] / train["baseline_img_s"], rel_tol=1e-9)
     assert ev["img_s"] > 0
     assert math.isclose(ev["cifar10c_pass_s"], 760_000 / ev["img_s"], rel_tol=1e-9)
+    # End to end: official-layout files read, moved to the device and counted per severity.
+    assert 0 < ev["from_disk_img_s"] and math.isclose(ev["cifar10c_pass_from_disk_s"], 760_000 / ev["from_disk_img_s"])
     assert out["mfu"] is None  # MFU is a GPU figure
     assert out["orchestration"] is None  # Ray is "not installed" here: said, not crashed
     assert out["peak_memory_mb"] > 0

@@ -126,3 +126,31 @@ def test_compiled_trial_gives_the_eager_trials_numbers(tmp_path, monkeypatch):
     assert np.linalg.norm(moved_compiled - moved_eager) <= 0.05 * np.linalg.norm(moved_eager)
     for key in (M.VAL_CLEAN_ACC, M.TEST_CLEAN_ACC):
         assert abs(compiled.metrics[key] - eager.metrics[key]) <= 100 / 39 + 1e-6  # one image at most (val 39, test 50)
+
+
+def test_cuda_devices_come_back_indexed_for_set_device(monkeypatch):
+    """``torch.cuda.set_device(torch.device("cuda"))`` raises; the trial and the bench
+    call it, so every CUDA device they resolve carries its index. (CUDA is absent
+    here: availability and the current index are stood in for at torch.cuda.)"""
+    from torch.cuda._utils import _get_device_index  # what set_device runs first
+
+    from study.trial import resolve_device
+
+    with pytest.raises(ValueError, match="specified index"):
+        _get_device_index(torch.device("cuda"))  # the failure being guarded against
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+    assert resolve_device("auto") == torch.device("cuda", 2)
+    assert resolve_device("cuda") == torch.device("cuda", 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert _get_device_index(resolve_device("cuda")) == 2
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_cuda_without_cuda_is_a_one_line_error_naming_the_field(monkeypatch):
+    from study.trial import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"^bench --device: 'cuda' asked for, but CUDA is not available"):
+        resolve_device("cuda", field="bench --device")
