@@ -104,8 +104,8 @@ def bench_train(device: torch.device, *, width: int, batch_size: int, steps: int
     criterion = nn.CrossEntropyLoss()
     warm = DeviceLoader(images[: batch_size * warmup], labels[: batch_size * warmup], batch_size=batch_size,
                         device=device, train=True, seed=0, channels_last=channels_last)
-    timed = DeviceLoader(images, labels, batch_size=batch_size, device=device, train=True, seed=1,
-                         channels_last=channels_last)
+    timed = DeviceLoader(images[batch_size * warmup:], labels[batch_size * warmup:], batch_size=batch_size,
+                         device=device, train=True, seed=1, channels_last=channels_last)
     timed_steps = len(timed)
 
     def engine(compiled: bool) -> tuple[float, float]:
@@ -298,6 +298,8 @@ def run_bench(*, device: str | None = None, quick: bool = False, only: set[str] 
             out["orchestration"] = bench_orchestration(n_trials=4 if quick else 12, quick=quick)
             log(f"orchestration: {json.dumps(out['orchestration'], default=float)}")
     out["peak_memory_mb"] = _peak_memory_mb(dev)
+    if gpu:
+        out["peak_memory_reserved_mb"] = torch.cuda.max_memory_reserved(dev) / 2**20
     return out
 
 

@@ -58,6 +58,23 @@ def restore_rng_state(state: dict[str, Any], device: torch.device | None = None)
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+# Per-group flags that choose the optimiser's kernels, not its state.
+_IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable", "differentiable")
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load a saved optimiser state, keeping the kernels chosen for this device.
+
+    ``load_state_dict`` takes each group's settings from the file, ``fused``
+    among them, so a checkpoint written on a CPU would resume a CUDA trial on
+    the slower foreach path (and a CUDA one a CPU trial on the fused CPU kernel).
+    """
+    chosen = [{k: g[k] for k in _IMPLEMENTATION_FLAGS if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, flags in zip(optimizer.param_groups, chosen):
+        group.update(flags)
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     *,

@@ -45,6 +45,9 @@ FILTER_MEAN_ALPHA = "filters/mean_alpha"  # learned mode only
 FILTER_CENTROID = "filters/centroid"  # mean spectral centroid, fraction of Nyquist
 EPOCHS_COMPLETED = "epochs_completed"
 PEAK_MEMORY_MB = "system/peak_memory_mb"
+# CUDA only: the caching allocator's peak reservation, what a fractional-GPU memory
+# cap limits (allocated memory above is less; the CUDA context is in neither).
+PEAK_MEMORY_RESERVED_MB = "system/peak_memory_reserved_mb"
 
 # Against the study's baseline (points, and percent for mCE).
 ROBUSTNESS_GAIN = "robustness_gain"

@@ -31,7 +31,7 @@ from torch import nn
 
 from models.resnet import build_resnet18
 from models.spectral import classify_filters, low_energy_ratio, spectral_centroid
-from study.checkpoint import checkpoint_path, load_checkpoint, restore_rng_state, save_checkpoint
+from study.checkpoint import checkpoint_path, load_checkpoint, restore_optimizer, restore_rng_state, save_checkpoint
 from study.cifar10c import ensure_corrupted_copy
 from study.config import TrialConfig, default_home
 from study.data import DeviceLoader, fingerprint, load_cifar10, stratified_split
@@ -43,6 +43,7 @@ from study.metrics import (
     FILTER_MEAN_ALPHA,
     FILTER_PROPORTION,
     PEAK_MEMORY_MB,
+    PEAK_MEMORY_RESERVED_MB,
     TRAIN_LOSS,
     TRAIN_LR,
     VAL_CLEAN_ACC,
@@ -146,6 +147,9 @@ def resolve_device(name: str, *, field: str = "config device") -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
+    if device.type == "cuda" and device.index >= torch.cuda.device_count():
+        raise ValueError(f"{field}: {name!r}, but this process sees {torch.cuda.device_count()} GPU(s); "
+                         f"allowed here: cuda:0 to cuda:{torch.cuda.device_count() - 1}, cuda, auto, cpu")
     return device
 
 
@@ -385,7 +389,7 @@ def _run(config, device, report, checkpoint_dir, resume_from, should_stop, data,
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from)
         model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        restore_optimizer(optimizer, ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         history = list(ckpt["history"])
         alphas = [np.asarray(a) for a in ckpt["extra"].get("alpha_history", [])]
@@ -440,6 +444,8 @@ def _run(config, device, report, checkpoint_dir, resume_from, should_stop, data,
         metrics, accuracy = _final_evaluation(model, config, data, settings, val_loader)
     metrics[EPOCHS_COMPLETED] = float(len(history))
     metrics[PEAK_MEMORY_MB] = peak_memory_mb(device)
+    if device.type == "cuda":
+        metrics[PEAK_MEMORY_RESERVED_MB] = torch.cuda.max_memory_reserved(device) / 2**20
     model = model.to("cpu", memory_format=torch.contiguous_format).eval()
     return TrialResult(
         status=status, reason=reason, metrics=metrics, history=history, model=model,

@@ -120,6 +120,24 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     tune.report(final)
 
 
+def device_for_resources(device: str, gpus_per_trial: float) -> str:
+    """The trial device that agrees with the GPUs Ray reserves for a trial.
+
+    A trial given no GPU must not find one: Ray 2.x leaves ``CUDA_VISIBLE_DEVICES``
+    alone for zero-GPU actors, so ``auto`` would put every concurrent trial on
+    GPU 0, unscheduled and uncapped. ``auto`` becomes ``cpu`` there, and an
+    explicit ``cuda`` with no GPU reserved is an error before Ray starts.
+    """
+    if gpus_per_trial > 0:
+        return device
+    if device == "auto":
+        return "cpu"
+    if device.startswith("cuda"):
+        raise ValueError(f"device {device!r} with 0 GPUs per trial: Ray would reserve none; set resources.gpus "
+                         "in the space or --gpus-per-trial (e.g. 0.25 packs four trials per GPU), or device: cpu")
+    return device
+
+
 def _cap_gpu_memory(gpus_per_trial: float) -> None:
     """Hold a trial that shares a GPU to its share of the memory.
 
@@ -346,6 +364,9 @@ def run_study(
         raise ValueError(f"--gpus-per-trial {gpus}: must be >= 0")
     fixed = dict(space.fixed)
     baseline = space.baseline_flat()
+    if "device" not in {p.key for p in space.parameters}:
+        for flat in (fixed, baseline):
+            flat["device"] = device_for_resources(str(flat.get("device", "auto")), gpus)
     if data_dir:
         fixed["data.dir"] = baseline["data.dir"] = str(Path(data_dir).expanduser().resolve())
     base_cfg = TrialConfig.from_flat(fixed)

@@ -235,3 +235,26 @@ def test_run_with_a_bad_space_fails_before_ray_starts(tmp_path, capsys):
     assert not ray.is_initialized()
     assert main(["run", "--space", "smoke", "--study", "x", "--storage", str(tmp_path), "--set", "model.width=0"]) == 2
     assert "model.width" in capsys.readouterr().err
+
+
+def test_trials_without_a_reserved_gpu_never_pick_one(tmp_path, capsys):
+    """Ray leaves CUDA_VISIBLE_DEVICES alone for zero-GPU trials, so `auto` would
+    put them all on GPU 0: with no GPU reserved a trial runs on the CPU, and a
+    fixed `cuda` is refused before Ray starts, naming the way out."""
+    import ray
+
+    from study.cli import main
+    from study.tune import device_for_resources
+
+    assert device_for_resources("auto", 0.0) == "cpu"
+    assert device_for_resources("auto", 0.25) == "auto"
+    assert device_for_resources("cuda:1", 1.0) == "cuda:1"
+    assert device_for_resources("cpu", 1.0) == "cpu"
+    with pytest.raises(ValueError, match=r"'cuda' with 0 GPUs per trial.*--gpus-per-trial"):
+        device_for_resources("cuda", 0.0)
+    code = main(["run", "--space", "smoke", "--study", "gpu0", "--storage", str(tmp_path),
+                 "--set", "device=cuda", "--gpus-per-trial", "0"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'cuda' with 0 GPUs per trial" in err[0]
+    assert not ray.is_initialized()

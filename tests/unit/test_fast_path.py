@@ -140,11 +140,14 @@ def test_cuda_devices_come_back_indexed_for_set_device(monkeypatch):
         _get_device_index(torch.device("cuda"))  # the failure being guarded against
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
     assert resolve_device("auto") == torch.device("cuda", 2)
     assert resolve_device("cuda") == torch.device("cuda", 2)
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
     assert _get_device_index(resolve_device("cuda")) == 2
     assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"^config device: 'cuda:3', but this process sees 3 GPU\(s\); allowed here: cuda:0 to cuda:2"):
+        resolve_device("cuda:3")
 
 
 def test_cuda_without_cuda_is_a_one_line_error_naming_the_field(monkeypatch):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from study import metrics as M
-from study.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint
+from study.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, restore_optimizer
 from study.config import TrialConfig
 from study.data import CIFAR10_MEAN, CIFAR10_STD
 from study.evaluate import EvalSettings, clean_accuracy, corrupted_accuracy, eval_loader
@@ -179,6 +179,24 @@ def test_checkpoint_errors_name_the_file(tmp_path):
         load_checkpoint(bad)
     with pytest.raises(ValueError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_resume_keeps_this_devices_optimiser_kernels(data_dir):
+    """A checkpoint saved where SGD ran fused (CUDA) resumes here with this device's
+    choice, momentum buffers and step size from the file."""
+    config = tiny(data_dir)
+    model = build_model(config)
+    saved = build_optimizer(model, config, torch.device("cpu"))
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    saved.step()
+    state = saved.state_dict()
+    for group in state["param_groups"]:
+        group["fused"], group["lr"] = True, 0.123  # as written by a CUDA trial, mid-schedule
+    fresh = build_optimizer(model, config, torch.device("cpu"))
+    restore_optimizer(fresh, state)
+    assert all(g["fused"] is None and g["lr"] == 0.123 for g in fresh.param_groups)
+    first = next(iter(model.parameters()))
+    assert torch.equal(fresh.state[first]["momentum_buffer"], saved.state[first]["momentum_buffer"])
 
 
 class MeanColour(nn.Module):
