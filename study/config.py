@@ -114,6 +114,10 @@ class TrainConfig:
     label_smoothing: float = 0.0
     compile: bool = False  # torch.compile: 10-19% on GPU, minutes to compile
     checkpoint_every: int = 1  # epochs between checkpoints; 0 disables
+    # ...and at least this long since the last one (the last epoch always gets one):
+    # a full checkpoint is ~90 MB and ~0.2-0.3 s to write and hand to Tune, a
+    # third of a GPU epoch, while a crash costs at most this much work.
+    checkpoint_min_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -128,6 +132,7 @@ class TrainConfig:
         _check_range("train.label_smoothing", self.label_smoothing, 0.0, 1.0, hi_open=True)
         if self.checkpoint_every < 0:
             _fail("train.checkpoint_every", f"{self.checkpoint_every} must be >= 0")
+        _check_range("train.checkpoint_min_seconds", self.checkpoint_min_seconds, 0.0, math.inf)
 
 
 @dataclass(frozen=True)

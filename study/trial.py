@@ -342,7 +342,8 @@ def run_trial(
             ``study.metrics`` (train/loss, train/lr, val/clean_acc, filters/proportion,
             filters/centroid, filters/mean_alpha in learned mode, train/epoch_seconds).
         checkpoint_dir: where ``epoch-NNNN.pt`` go every ``train.checkpoint_every``
-            epochs (and after the last); None = no checkpoints.
+            epochs once ``train.checkpoint_min_seconds`` have passed since the
+            last one, and after the last epoch; None = no checkpoints.
         resume_from: a checkpoint file; training continues at the epoch after it.
         should_stop: asked after each epoch; True ends training there (status ``stopped``).
         data: already prepared data (else :func:`prepare_data` is called).
@@ -402,6 +403,7 @@ def _run(config, device, report, checkpoint_dir, resume_from, should_stop, data,
     train_model = torch.compile(model) if t.compile else model
 
     status, reason = FINISHED, None
+    last_checkpoint = time.perf_counter()
     for epoch in range(start, t.epochs + 1):
         started = time.perf_counter()
         loader.set_epoch(epoch)
@@ -425,7 +427,10 @@ def _run(config, device, report, checkpoint_dir, resume_from, should_stop, data,
             alphas.append(stats["alpha"])
         row[EPOCH_SECONDS] = time.perf_counter() - started
         history.append(row)
-        if checkpoint_dir is not None and t.checkpoint_every and (epoch % t.checkpoint_every == 0 or epoch == t.epochs):
+        due = t.checkpoint_every and epoch % t.checkpoint_every == 0 and (
+            time.perf_counter() - last_checkpoint >= t.checkpoint_min_seconds)
+        if checkpoint_dir is not None and t.checkpoint_every and (due or epoch == t.epochs):
+            last_checkpoint = time.perf_counter()
             save_checkpoint(checkpoint_path(checkpoint_dir, epoch), model=model, optimizer=optimizer, scheduler=scheduler,
                             epoch=epoch, history=history, extra={"alpha_history": [a.tolist() for a in alphas]})
             if keep_checkpoints is not None:

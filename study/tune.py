@@ -180,7 +180,7 @@ def _prepared_data(cfg: TrialConfig):
 
 
 def _tracked_trial(cfg: TrialConfig, context: TrialContext, *, trial_id: str, is_baseline: bool) -> dict[str, Any]:
-    from study.checkpoint import latest_checkpoint
+    from study.checkpoint import checkpoint_path, latest_checkpoint
     from study.tracking.runs import run_tracked_trial
 
     tags = {
@@ -206,8 +206,8 @@ def _tracked_trial(cfg: TrialConfig, context: TrialContext, *, trial_id: str, is
         report[M.EPOCHS_COMPLETED] = int(row["epoch"])
         report = progress_order(report, context.objectives)
         newest = max(((work / "checkpoints").glob("*/epoch-*.pt")), default=None)
-        if newest is None:
-            tune.report(report)
+        if newest is None or newest.name != checkpoint_path(".", int(row["epoch"])).name:
+            tune.report(report)  # no checkpoint this epoch: Tune keeps the one it has
             return
         # Hand Tune a folder holding only this epoch's checkpoint.
         staged = work / f"report-{int(row['epoch']):04d}"

@@ -100,7 +100,7 @@ def learned_result(data_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FREQSTUDY_HOME", str(tmp_path_factory.mktemp("home")))
         config = tiny(data_dir, **{"frequency.mode": "learned", "frequency.perturbation": 0.2,
-                                   "frequency.proportion_weight": 0.5})
+                                   "frequency.proportion_weight": 0.5, "train.checkpoint_min_seconds": 0.0})
         result = run_trial(config, report=rows.append, checkpoint_dir=ckpt, keep_checkpoints=None)
     return config, result, rows, ckpt
 
@@ -170,6 +170,18 @@ def test_should_stop_ends_training_early_but_evaluates(data_dir):
 def test_only_the_newest_checkpoint_is_kept_by_default(data_dir, tmp_path):
     run_trial(tiny(data_dir, **{"train.epochs": 3}), checkpoint_dir=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0003.pt"]
+
+
+def test_checkpoints_wait_for_their_interval_but_the_last_epoch_always_gets_one(data_dir, tmp_path):
+    every = {"train.epochs": 3, "train.checkpoint_min_seconds": 0.0}
+    run_trial(tiny(data_dir, **every), checkpoint_dir=tmp_path / "a", keep_checkpoints=None)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["epoch-0001.pt", "epoch-0002.pt", "epoch-0003.pt"]
+    hourly = {"train.epochs": 3, "train.checkpoint_min_seconds": 3600.0}
+    run_trial(tiny(data_dir, **hourly), checkpoint_dir=tmp_path / "b", keep_checkpoints=None)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["epoch-0003.pt"]
+    off = {"train.epochs": 2, "train.checkpoint_every": 0}
+    run_trial(tiny(data_dir, **off), checkpoint_dir=tmp_path / "c", keep_checkpoints=None)
+    assert not (tmp_path / "c").exists() or not list((tmp_path / "c").iterdir())
 
 
 def test_checkpoint_errors_name_the_file(tmp_path):
