@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -35,7 +34,16 @@ from study.config import TrialConfig
 from study.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader
 from study.evaluate import EvalSettings, correct_predictions, corrupted_accuracy, eval_loader
 from study.metrics import BENCHMARK_CORRUPTIONS, SEVERITIES
-from study.trial import amp_dtype_for, build_model, build_optimizer, resolve_device, train_epoch, uses_channels_last
+from study.trial import (
+    amp_dtype_for,
+    build_model,
+    build_optimizer,
+    peak_memory_mb,
+    peak_memory_reserved_mb,
+    resolve_device,
+    train_epoch,
+    uses_channels_last,
+)
 
 TRAIN_GFLOP_PER_IMAGE = 3.33  # forward + backward of CIFAR ResNet-18 at width 64
 CIFAR10C_PASS_IMAGES = 15 * 5 * 10_000 + 10_000  # benchmark corruptions x severities + clean
@@ -47,12 +55,6 @@ BF16_PEAK_FLOPS = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _random_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -297,9 +299,9 @@ def run_bench(*, device: str | None = None, quick: bool = False, only: set[str] 
             log("orchestration: a study of tiny trials on local Ray ...")
             out["orchestration"] = bench_orchestration(n_trials=4 if quick else 12, quick=quick)
             log(f"orchestration: {json.dumps(out['orchestration'], default=float)}")
-    out["peak_memory_mb"] = _peak_memory_mb(dev)
+    out["peak_memory_mb"] = peak_memory_mb(dev)
     if gpu:
-        out["peak_memory_reserved_mb"] = torch.cuda.max_memory_reserved(dev) / 2**20
+        out["peak_memory_reserved_mb"] = peak_memory_reserved_mb(dev)
     return out
 
 

@@ -66,9 +66,14 @@ def plot_pareto(values: np.ndarray, proportion: np.ndarray, on_front: np.ndarray
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1] if len(labels) > 1 else "")
     ax.set_title("Pareto front (outlined) among complete trials")
+    return _finish(fig, ax)
+
+
+def _finish(fig: Figure, ax, legend_title: str | None = None) -> Figure:
+    """Grid, a legend when anything is labelled, tight layout: the end of every scatter plot here."""
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="best", fontsize=8)
+        ax.legend(loc="best", fontsize=8, title=legend_title)
     fig.tight_layout()
     return fig
 
@@ -108,11 +113,7 @@ def plot_proportion_accuracy(proportion: np.ndarray, clean: np.ndarray, corrupti
     ax.set_ylabel("accuracy (%)")
     ax.set_xlim(-0.03, 1.03)
     ax.set_title("Frequency proportion vs clean and corruption accuracy")
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def plot_perturbation_gain(sigma: np.ndarray, gain: np.ndarray, modes: Sequence[str]) -> Figure:
@@ -134,11 +135,7 @@ def plot_perturbation_gain(sigma: np.ndarray, gain: np.ndarray, modes: Sequence[
     ax.set_xlabel("perturbation strength sigma")
     ax.set_ylabel("robustness gain over baseline (points)")
     ax.set_title("Power-spectrum perturbation vs robustness gain")
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(title="mode", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, legend_title="mode")
 
 
 def plot_per_corruption(accuracy: Mapping[str, Mapping[str, float]]) -> Figure:

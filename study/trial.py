@@ -268,6 +268,11 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def peak_memory_reserved_mb(device: torch.device) -> float:
+    """Peak memory the CUDA caching allocator reserved (what a memory-fraction cap limits)."""
+    return torch.cuda.max_memory_reserved(device) / 2**20
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -427,9 +432,8 @@ def _run(config, device, report, checkpoint_dir, resume_from, should_stop, data,
             alphas.append(stats["alpha"])
         row[EPOCH_SECONDS] = time.perf_counter() - started
         history.append(row)
-        due = t.checkpoint_every and epoch % t.checkpoint_every == 0 and (
-            time.perf_counter() - last_checkpoint >= t.checkpoint_min_seconds)
-        if checkpoint_dir is not None and t.checkpoint_every and (due or epoch == t.epochs):
+        if checkpoint_dir is not None and t.checkpoint_every and (epoch == t.epochs or (
+                epoch % t.checkpoint_every == 0 and time.perf_counter() - last_checkpoint >= t.checkpoint_min_seconds)):
             last_checkpoint = time.perf_counter()
             save_checkpoint(checkpoint_path(checkpoint_dir, epoch), model=model, optimizer=optimizer, scheduler=scheduler,
                             epoch=epoch, history=history, extra={"alpha_history": [a.tolist() for a in alphas]})
@@ -450,7 +454,7 @@ def _run(config, device, report, checkpoint_dir, resume_from, should_stop, data,
     metrics[EPOCHS_COMPLETED] = float(len(history))
     metrics[PEAK_MEMORY_MB] = peak_memory_mb(device)
     if device.type == "cuda":
-        metrics[PEAK_MEMORY_RESERVED_MB] = torch.cuda.max_memory_reserved(device) / 2**20
+        metrics[PEAK_MEMORY_RESERVED_MB] = peak_memory_reserved_mb(device)
     model = model.to("cpu", memory_format=torch.contiguous_format).eval()
     return TrialResult(
         status=status, reason=reason, metrics=metrics, history=history, model=model,

@@ -205,8 +205,9 @@ def _tracked_trial(cfg: TrialConfig, context: TrialContext, *, trial_id: str, is
         report = {k: float(v) for k, v in row.items() if _finite(v) and k != "epoch"}
         report[M.EPOCHS_COMPLETED] = int(row["epoch"])
         report = progress_order(report, context.objectives)
-        newest = max(((work / "checkpoints").glob("*/epoch-*.pt")), default=None)
-        if newest is None or newest.name != checkpoint_path(".", int(row["epoch"])).name:
+        # <work>/checkpoints/<run_id>/epoch-NNNN.pt, when this epoch wrote one.
+        newest = next((work / "checkpoints").glob(f"*/{checkpoint_path('.', int(row['epoch'])).name}"), None)
+        if newest is None:
             tune.report(report)  # no checkpoint this epoch: Tune keeps the one it has
             return
         # Hand Tune a folder holding only this epoch's checkpoint.
