@@ -2,7 +2,7 @@
 
 ``spectral`` holds the frequency analysis of first-layer filters, ``stem`` the
 frequency-controlled first convolution, ``resnet`` the CIFAR ResNet-18 that
-takes the stem as an argument (DESIGN §1 and §4).
+takes the stem as an argument (docs/method.md).
 """
 
 from models.resnet import BasicBlock, ResNet18, build_resnet18
@@ -20,10 +20,12 @@ from models.spectral import (
     spectral_centroid,
     valid_cutoffs,
 )
-from models.stem import MODES, FrequencyStem, count_low_filters
+from models.stem import MODES, FrequencySettings, FrequencyStem, SettingError, count_low_filters
 
 __all__ = [
     "MODES",
+    "FrequencySettings",
+    "SettingError",
     "BasicBlock",
     "FrequencyStem",
     "ResNet18",

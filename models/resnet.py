@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.stem import FrequencyStem
+from models.stem import FrequencySettings, FrequencyStem
 
 __all__ = ["BasicBlock", "ResNet18", "build_resnet18"]
 
@@ -55,7 +55,10 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """CIFAR ResNet-18: stem -> BN -> ReLU -> 4 stages -> avg pool -> fc; (B, 3, H, W) -> (B, classes) logits."""
+    """CIFAR ResNet-18: stem -> BN -> ReLU -> 4 stages -> avg pool -> fc.
+
+    (B, 3, H, W) -> (B, classes) logits.
+    """
 
     def __init__(
         self,
@@ -137,23 +140,11 @@ def build_resnet18(
     width: int = 64,
     stem_kernel: int = 3,
     num_classes: int = 10,
-    mode: str = "free",
-    proportion: float = 0.5,
-    cutoff: float = 0.5,
-    threshold: float = 0.5,
-    perturbation: float = 0.0,
-    proportion_weight: float = 0.0,
+    frequency: FrequencySettings | None = None,
+    **overrides: object,
 ) -> ResNet18:
-    """ResNet-18 with a ``FrequencyStem`` built from the frequency settings (see ``FrequencyStem``)."""
+    """ResNet-18 with a ``FrequencyStem`` of ``frequency`` (single settings may be given by name)."""
     stem = FrequencyStem(
-        in_channels=3,
-        out_channels=width,
-        kernel_size=stem_kernel,
-        mode=mode,
-        proportion=proportion,
-        cutoff=cutoff,
-        threshold=threshold,
-        perturbation=perturbation,
-        proportion_weight=proportion_weight,
+        in_channels=3, out_channels=width, kernel_size=stem_kernel, settings=frequency, **overrides
     )
     return ResNet18(num_classes=num_classes, width=width, stem=stem)

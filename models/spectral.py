@@ -1,4 +1,4 @@
-"""Frequency analysis of first-layer convolution filters (DESIGN §1).
+"""Frequency analysis of first-layer convolution filters (docs/method.md).
 
 Pure functions over a weight tensor of shape ``(O, C, k, k)``: the DFT grid of a
 ``k×k`` kernel with its signed frequencies (cycles/pixel) and normalised radius
@@ -40,11 +40,15 @@ __all__ = [
 MAX_RADIUS = math.sqrt(2.0)
 
 LOW, HIGH, UNCLASSIFIED = 1, 0, -1
+# How people read the classes (figures, tables, JSON).
+CLASS_NAMES: dict[int, str] = {LOW: "low", HIGH: "high", UNCLASSIFIED: "none"}
 
 
 def _check_kernel_size(k: object) -> int:
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0 or k % 2 == 0:
-        raise ValueError(f"kernel size k={k!r} is not allowed; k must be a positive odd integer (3, 5, 7, ...)")
+        raise ValueError(
+            f"kernel size k={k!r} is not allowed; k must be a positive odd integer (3, 5, 7, ...)"
+        )
     return k
 
 
@@ -150,8 +154,12 @@ def dft_basis(k: int) -> torch.Tensor:
     """
     _check_kernel_size(k)
     i = torch.arange(k, dtype=torch.float64)
-    phase = 2 * math.pi * (i[:, None, None, None] * i[None, None, :, None]
-                           + i[None, :, None, None] * i[None, None, None, :]) / k  # (i, j, u, v)
+    phase = (
+        2
+        * math.pi
+        * (i[:, None, None, None] * i[None, None, :, None] + i[None, :, None, None] * i[None, None, None, :])
+        / k
+    )  # (i, j, u, v)
     phase = phase.reshape(k * k, k * k)  # (pixel, bin)
     return torch.cat([torch.cos(phase), torch.sin(phase)], dim=1)
 
@@ -185,7 +193,9 @@ def padded_power_spectrum(weight: torch.Tensor, size: int = 32) -> torch.Tensor:
     """
     w = _check_weight(weight)
     if isinstance(size, bool) or not isinstance(size, int) or size < w.shape[-1]:
-        raise ValueError(f"size {size!r} is not allowed; it must be an integer >= the kernel size {w.shape[-1]}")
+        raise ValueError(
+            f"size {size!r} is not allowed; it must be an integer >= the kernel size {w.shape[-1]}"
+        )
     spectrum = torch.fft.fft2(w, s=(size, size))  # (O, C, N, N) complex, zero-padded
     power = (spectrum.real**2 + spectrum.imag**2).sum(dim=1)  # -> (O, N, N)
     return torch.fft.fftshift(power, dim=(-2, -1))
@@ -237,7 +247,9 @@ def spectral_centroid(weight: torch.Tensor) -> torch.Tensor:
     return torch.where(total > 0, centroid, torch.full_like(centroid, math.nan))
 
 
-def radial_power_profile(weight: torch.Tensor, size: int = 32, bins: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+def radial_power_profile(
+    weight: torch.Tensor, size: int = 32, bins: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean power of the padded spectrum in equal-width radius rings over [0, √2].
 
     Args:

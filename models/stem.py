@@ -1,4 +1,4 @@
-"""The first convolution of the network, with its frequency make-up controlled (DESIGN §1).
+"""The first convolution of the network, with its frequency make-up controlled (docs/method.md).
 
 ``FrequencyStem`` is a bias-free ``k×k`` convolution whose free parameter ``V``
 (``weight``, shape (O, C, k, k)) is turned into the effective weight in the
@@ -21,8 +21,10 @@ by the square root and the phase is untouched. Evaluation never perturbs, and
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -30,9 +32,61 @@ from torch.nn import functional as F
 
 from models.spectral import band_masks, check_cutoff, classify_filters, dft_basis, frequency_proportion
 
-__all__ = ["FrequencyStem", "MODES", "count_low_filters"]
+__all__ = ["FrequencySettings", "FrequencyStem", "MODES", "SettingError", "count_low_filters"]
 
 MODES = ("free", "fixed", "learned")
+
+
+class SettingError(ValueError):
+    """A frequency setting that is not allowed; ``name`` is the setting, ``problem`` what is wrong."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+        self.problem = problem
+
+
+def _check_setting(name: str, value: object, lo: float, hi: float, *, lo_open=False, hi_open=False) -> float:
+    bad_type = isinstance(value, bool) or not isinstance(value, numbers.Real)
+    if not bad_type:
+        below = value <= lo if lo_open else value < lo
+        above = value >= hi if hi_open else value > hi
+    if bad_type or below or above or math.isnan(value) or math.isinf(value):
+        lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
+        raise SettingError(
+            name, f"{value!r} is out of range; allowed {lb}{float(lo)}, {float(hi)}{rb}, finite"
+        )
+    return float(value)
+
+
+@dataclass(frozen=True)
+class FrequencySettings:
+    """Everything that shapes the first layer's frequency make-up, as one typed object.
+
+    It travels whole from the trial config (``frequency.*`` keys) to the stem;
+    a new setting is a new field here (and wherever it is displayed).
+    """
+
+    mode: str = "free"  # free = plain conv (the baseline), fixed = projected, learned = gated
+    proportion: float = 0.5  # p: target share of low-frequency filters
+    cutoff: float = 0.5  # r_c as a fraction of Nyquist; 0.5 splits DC from the rest at k=3
+    threshold: float = 0.5  # tau: a filter is low-frequency when its low-band energy share >= tau
+    perturbation: float = 0.0  # sigma of the power-spectrum perturbation (train only)
+    proportion_weight: float = 0.0  # lambda: pull of mean(alpha) toward p (learned mode)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise SettingError("mode", f"{self.mode!r} is not a mode; allowed: {', '.join(MODES)}")
+        _check_setting("proportion", self.proportion, 0.0, 1.0)
+        # The kernel-dependent check (both bands non-empty) is check_cutoff, where k is known.
+        _check_setting("cutoff", self.cutoff, 0.0, math.sqrt(2.0), lo_open=True, hi_open=True)
+        _check_setting("threshold", self.threshold, 0.0, 1.0)
+        _check_setting("perturbation", self.perturbation, 0.0, math.inf, hi_open=True)
+        _check_setting("proportion_weight", self.proportion_weight, 0.0, math.inf, hi_open=True)
+
+    def replace(self, **changes: object) -> FrequencySettings:
+        """A copy with some settings changed (validated)."""
+        return dataclasses.replace(self, **changes)
 
 
 def count_low_filters(*, out_channels: int, proportion: float) -> int:
@@ -44,12 +98,6 @@ def _check_int(name: str, value: object, *, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name}={value!r} is not allowed; it must be an integer >= {minimum}")
     return int(value)
-
-
-def _check_real(name: str, value: object, lo: float, hi: float, allowed: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (lo <= value <= hi):
-        raise ValueError(f"{name}={value!r} is not allowed; it must be in {allowed}")
-    return float(value)
 
 
 def _hermitian_mirror(k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,45 +129,46 @@ class FrequencyStem(nn.Module):
         in_channels: int = 3,
         out_channels: int = 64,
         kernel_size: int = 3,
-        mode: str = "free",
-        proportion: float = 0.5,
-        cutoff: float = 0.5,
-        threshold: float = 0.5,
-        perturbation: float = 0.0,
-        proportion_weight: float = 0.0,
+        settings: FrequencySettings | None = None,
         stride: int = 1,
+        **overrides: object,
     ) -> None:
         """
         Args:
             in_channels: C, image channels.
             out_channels: O, number of filters.
             kernel_size: k, odd and positive; larger k gives a finer frequency grid.
-            mode: ``free``, ``fixed`` or ``learned``.
-            proportion: p in [0, 1], share of low-frequency filters (fixed: exact; learned: the target of λ).
-            cutoff: r_c as a fraction of Nyquist, in (0, √2) and leaving both bands non-empty for k.
-            threshold: τ in [0, 1]; a filter is low-frequency when its low-band energy share is >= τ.
-            perturbation: σ >= 0, strength of the power-spectrum perturbation (training only).
-            proportion_weight: λ >= 0, pull of mean(α) toward p (learned mode).
+            settings: mode, p, r_c, τ, σ and λ (``FrequencySettings``); the defaults when None.
+                The cutoff must leave both bands non-empty for k.
             stride: convolution stride in pixels.
+            **overrides: single fields of ``settings`` by name (``mode="fixed"``), for short calls.
         """
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"mode={mode!r} is not allowed; it must be one of {', '.join(MODES)}")
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, numbers.Integral) or kernel_size <= 0 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size={kernel_size!r} is not allowed; it must be a positive odd integer (3, 5, 7, ...)")
+        settings = settings or FrequencySettings()
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(FrequencySettings)})
+        if unknown:
+            raise TypeError(f"FrequencyStem: unknown settings {', '.join(unknown)}")
+        settings = settings.replace(**overrides) if overrides else settings
+        if (
+            isinstance(kernel_size, bool)
+            or not isinstance(kernel_size, numbers.Integral)
+            or kernel_size <= 0
+            or kernel_size % 2 == 0
+        ):
+            raise ValueError(
+                f"kernel_size={kernel_size!r} is not allowed; "
+                "it must be a positive odd integer (3, 5, 7, ...)"
+            )
         self.in_channels = _check_int("in_channels", in_channels)
         self.out_channels = _check_int("out_channels", out_channels)
         self.kernel_size = int(kernel_size)
         self.stride = _check_int("stride", stride)
-        self.mode = mode
-        self.proportion = _check_real("proportion", proportion, 0.0, 1.0, "[0, 1]")
         try:
-            self.cutoff = check_cutoff(self.kernel_size, cutoff)
+            check_cutoff(self.kernel_size, settings.cutoff)
         except ValueError as e:
-            raise ValueError(f"cutoff: {e}") from None
-        self.threshold = _check_real("threshold", threshold, 0.0, 1.0, "[0, 1]")
-        self.perturbation = _check_real("perturbation", perturbation, 0.0, math.inf, "[0, inf)")
-        self.proportion_weight = _check_real("proportion_weight", proportion_weight, 0.0, math.inf, "[0, inf)")
+            raise SettingError("cutoff", str(e)) from None
+        self.settings = settings
+        mode = settings.mode
 
         k = self.kernel_size
         self.weight = nn.Parameter(torch.empty(self.out_channels, self.in_channels, k, k))
@@ -147,11 +196,20 @@ class FrequencyStem(nn.Module):
         else:
             self.alpha_logits = None
 
+    # The settings, read as attributes (``stem.mode``, ``stem.cutoff``, ...).
+    mode = property(lambda self: self.settings.mode)
+    proportion = property(lambda self: self.settings.proportion)
+    cutoff = property(lambda self: self.settings.cutoff)
+    threshold = property(lambda self: self.settings.threshold)
+    perturbation = property(lambda self: self.settings.perturbation)
+    proportion_weight = property(lambda self: self.settings.proportion_weight)
+
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-            f"mode={self.mode}, proportion={self.proportion}, cutoff={self.cutoff}, "
-            f"perturbation={self.perturbation}, proportion_weight={self.proportion_weight}"
+            + ", ".join(
+                f"{f.name}={getattr(self.settings, f.name)}" for f in dataclasses.fields(self.settings)
+            )
         )
 
     # -- the frequency-domain gains ---------------------------------------------------
@@ -180,7 +238,10 @@ class FrequencyStem(nn.Module):
         return torch.sqrt(torch.clamp(1 + self.perturbation * xi, min=0))
 
     def _apply_gains(self, gains: torch.Tensor | None, *, perturb: bool) -> torch.Tensor:
-        """``Re(IDFT(g ⊙ s ⊙ DFT(V)))`` in float32 (float64 if V is), (O, C, k, k); V itself when nothing applies."""
+        """``Re(IDFT(g ⊙ s ⊙ DFT(V)))`` in float32 (float64 if V is), (O, C, k, k).
+
+        V itself when nothing applies.
+        """
         if perturb:
             noise = self._perturbation_gains()
             gains = noise if gains is None else gains * noise
@@ -234,4 +295,6 @@ class FrequencyStem(nn.Module):
         """Low-frequency filters: ``round(p·O)`` in fixed mode (the constraint), else the number measured."""
         if self.mode == "fixed":
             return count_low_filters(out_channels=self.out_channels, proportion=self.proportion)
-        return int((classify_filters(self.effective_weight().float(), self.cutoff, self.threshold) == 1).sum())
+        return int(
+            (classify_filters(self.effective_weight().float(), self.cutoff, self.threshold) == 1).sum()
+        )

@@ -15,15 +15,18 @@ import math
 import os
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
+from models.stem import MODES, FrequencySettings, SettingError
 from study.metrics import ALL_CORRUPTIONS
 
-MODES = ("free", "fixed", "learned")
+__all__ = ["MODES", "ConfigError", "FrequencySettings", "TrialConfig", "known_keys"]
+
 SCHEDULES = ("cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -37,8 +40,21 @@ def default_data_dir() -> str:
     return str(Path(os.environ.get("FREQSTUDY_DATA", default_home() / "data")).expanduser())
 
 
+class ConfigError(ValueError):
+    """A config value that is not allowed: ``key`` is the dotted key, ``problem`` what is wrong.
+
+    Callers that point at a file position (search spaces) read ``key`` rather
+    than parsing the message.
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"config {key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
 def _fail(key: str, message: str) -> None:
-    raise ValueError(f"config {key}: {message}")
+    raise ConfigError(key, message)
 
 
 def _check_range(key: str, value: float, lo: float, hi: float, *, lo_open=False, hi_open=False) -> None:
@@ -84,24 +100,6 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class FrequencyConfig:
-    mode: str = "free"  # free = plain conv (the baseline), fixed = projected, learned = gated
-    proportion: float = 0.5  # p: target share of low-frequency filters
-    cutoff: float = 0.5  # r_c as a fraction of Nyquist; 0.5 splits DC from the rest at k=3
-    threshold: float = 0.5  # tau: a filter is low-frequency when its low-band energy share >= tau
-    perturbation: float = 0.0  # sigma of the power-spectrum perturbation (train only)
-    proportion_weight: float = 0.0  # lambda: pull of mean(alpha) toward p (learned mode)
-
-    def __post_init__(self) -> None:
-        _check_choice("frequency.mode", self.mode, MODES)
-        _check_range("frequency.proportion", self.proportion, 0.0, 1.0)
-        _check_range("frequency.cutoff", self.cutoff, 0.0, math.sqrt(2.0), lo_open=True, hi_open=True)
-        _check_range("frequency.threshold", self.threshold, 0.0, 1.0)
-        _check_range("frequency.perturbation", self.perturbation, 0.0, math.inf)
-        _check_range("frequency.proportion_weight", self.proportion_weight, 0.0, math.inf)
-
-
-@dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 30  # enough for ~94% with this recipe on full CIFAR-10
     batch_size: int = 512  # large batches keep a GPU busy; lr is set for this size
@@ -142,7 +140,7 @@ class EvalConfig:
     corruptions: tuple[str, ...] = ALL_CORRUPTIONS
     severities: tuple[int, ...] = (1, 2, 3, 4, 5)
     cifar10c_dir: str | None = None  # official CIFAR-10-C .npy files; generated when absent
-    frost_dir: str | None = None  # frost textures; downloaded when absent and online
+    frost_dir: str | None = None  # frost textures; default: the ones shipped in the package
     corruption_seed: int = 0  # seed of the generated corrupted copies (shared by a study)
     test: bool = True  # also report test metrics (never used for selection)
 
@@ -153,7 +151,10 @@ class EvalConfig:
             _fail("eval.batch_size", f"{self.batch_size} must be >= 1")
         for name in self.corruptions:
             if name not in ALL_CORRUPTIONS:
-                _fail("eval.corruptions", f"{name!r} is not a CIFAR-10-C corruption; allowed {', '.join(ALL_CORRUPTIONS)}")
+                _fail(
+                    "eval.corruptions",
+                    f"{name!r} is not a CIFAR-10-C corruption; allowed {', '.join(ALL_CORRUPTIONS)}",
+                )
         if len(set(self.corruptions)) != len(self.corruptions):
             _fail("eval.corruptions", "names must not repeat")
         for s in self.severities:
@@ -177,7 +178,9 @@ class TrackingConfig:
 class TrialConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    frequency: FrequencyConfig = field(default_factory=FrequencyConfig)
+    frequency: FrequencySettings = field(
+        default_factory=FrequencySettings
+    )  # models.stem: the stem's own type
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -200,17 +203,19 @@ class TrialConfig:
     # -- building -----------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, tree: Mapping[str, Any] | None) -> "TrialConfig":
+    def from_dict(cls, tree: Mapping[str, Any] | None) -> TrialConfig:
         """Nested mapping (a parsed YAML file) -> config; unknown keys are errors."""
         return _build(cls, tree or {}, prefix="")
 
     @classmethod
-    def from_flat(cls, flat: Mapping[str, Any]) -> "TrialConfig":
+    def from_flat(cls, flat: Mapping[str, Any]) -> TrialConfig:
         """``{"frequency.mode": "fixed", "seed": 3}`` -> config (the Ray boundary)."""
         return cls.from_dict(unflatten(flat))
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> "TrialConfig":
+    def from_yaml(
+        cls, path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()
+    ) -> TrialConfig:
         """A YAML file (or none: the defaults) plus ``section.key=value`` overrides."""
         tree: dict[str, Any] = {}
         if path is not None:
@@ -239,7 +244,7 @@ class TrialConfig:
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
-    def replace(self, **flat: Any) -> "TrialConfig":
+    def replace(self, **flat: Any) -> TrialConfig:
         """A copy with dotted keys changed: ``cfg.replace(**{"train.epochs": 2})``."""
         merged = self.to_flat()
         for key in flat:
@@ -324,7 +329,10 @@ def _build(cls: type, tree: Mapping[str, Any], prefix: str) -> Any:
             kwargs[f.name] = _build(t, tree[f.name] or {}, key + ".")
         else:
             kwargs[f.name] = _coerce(key, tree[f.name], t)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except SettingError as e:  # models' settings name their field; the config names the dotted key
+        raise ConfigError(prefix + e.name, e.problem) from None
 
 
 def _coerce(key: str, value: Any, t: Any) -> Any:

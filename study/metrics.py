@@ -11,13 +11,24 @@ apart and never averaged in.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 BENCHMARK_CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise", "shot_noise", "impulse_noise",
-    "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
-    "snow", "frost", "fog", "brightness",
-    "contrast", "elastic_transform", "pixelate", "jpeg_compression",
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
 )
 EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 ALL_CORRUPTIONS: tuple[str, ...] = BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS
@@ -96,7 +107,9 @@ def summarize(split: str, clean_acc: float, accuracy: Mapping[tuple[str, int], f
         means (benchmark corruptions only for severity and category).
     """
     out: dict[str, float] = {f"{split}/clean_acc": float(clean_acc)}
-    names = sorted({n for n, _ in accuracy}, key=lambda n: ALL_CORRUPTIONS.index(n) if n in ALL_CORRUPTIONS else 99)
+    names = sorted(
+        {n for n, _ in accuracy}, key=lambda n: ALL_CORRUPTIONS.index(n) if n in ALL_CORRUPTIONS else 99
+    )
     for name in names:
         per = {s: a for (n, s), a in accuracy.items() if n == name}
         for s, a in sorted(per.items()):
@@ -135,7 +148,8 @@ def relative_mce(model: Mapping[str, float], baseline: Mapping[str, float], spli
 def gains(model: Mapping[str, float], baseline: Mapping[str, float], split: str = "test") -> dict[str, float]:
     """Robustness gain and clean drop (points) and relative mCE (percent)."""
     return {
-        ROBUSTNESS_GAIN: model.get(f"{split}/corruption_acc", math.nan) - baseline.get(f"{split}/corruption_acc", math.nan),
+        ROBUSTNESS_GAIN: model.get(f"{split}/corruption_acc", math.nan)
+        - baseline.get(f"{split}/corruption_acc", math.nan),
         CLEAN_DROP: baseline.get(f"{split}/clean_acc", math.nan) - model.get(f"{split}/clean_acc", math.nan),
         RELATIVE_MCE: relative_mce(model, baseline, split),
     }
@@ -151,4 +165,7 @@ TAG_FAILURE = "freqstudy.failure_reason"  # one line, when not finished
 TAG_MODE = "freqstudy.mode"  # frequency.mode of the trial
 TAG_NODE = "freqstudy.node"  # host name / Ray node the trial ran on
 TAG_CODE_VERSION = "freqstudy.code_version"
+
+# The artifact path every trial logs its model under (read back by inspect, the registry, fourier).
+MODEL_ARTIFACT = "model"
 TAG_DATA = "freqstudy.data_fingerprint"

@@ -62,14 +62,18 @@ class MlflowServer:
     started with the same command line the project's own local store uses."""
 
     def __init__(self, root: Path):
-        from study.tracking.server import free_port, is_healthy, server_command
+        from study.tracking.server import free_port, is_healthy, server_command, server_env
 
         self.root = root
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log = open(root / "server.log", "w")
-        self.proc = subprocess.Popen(server_command(host="127.0.0.1", port=self.port, root=root),
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            server_command(host="127.0.0.1", port=self.port, root=root),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=server_env(),
+        )
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:

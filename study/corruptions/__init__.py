@@ -2,7 +2,7 @@
 
 Each corruption is a function ``fn(images, severity, rng) -> images`` from a
 uint8 ``(N, 32, 32, 3)`` HWC batch to a uint8 batch of the same shape, at the
-CIFAR-10-C parameters of ``shared/cifar10c.md`` (frost also takes
+CIFAR-10-C parameters of ``docs/cifar10c.md`` (frost also takes
 ``frost_dir``). Random corruptions draw only from the ``numpy.random.Generator``
 they are given, so a seed fixes the output; deterministic ones ignore it.
 Implementations are resolved lazily from ``module:function`` strings, so
@@ -12,15 +12,25 @@ importing this package loads no corruption code (and no Pillow).
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from study.metrics import ALL_CORRUPTIONS, BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
 
 __all__ = [
-    "ALL_CORRUPTIONS", "BENCHMARK_CORRUPTIONS", "DETERMINISTIC", "EXTRA_CORRUPTIONS", "GENERATOR_VERSION",
-    "IMAGE_SHAPE", "RANDOM", "REGISTRY", "SEVERITIES", "corrupt", "get_corruption", "is_random",
+    "ALL_CORRUPTIONS",
+    "BENCHMARK_CORRUPTIONS",
+    "DETERMINISTIC",
+    "EXTRA_CORRUPTIONS",
+    "GENERATOR_VERSION",
+    "IMAGE_SHAPE",
+    "RANDOM",
+    "REGISTRY",
+    "SEVERITIES",
+    "corrupt",
+    "get_corruption",
+    "is_random",
 ]
 
 # Bump whenever any corruption's output changes for the same input and seed; caches key on it.
@@ -50,10 +60,19 @@ REGISTRY: dict[str, str] = {
     "saturate": "study.corruptions.digital:saturate",
 }
 
-# The original generator draws no random numbers for these (cifar10c.md).
-DETERMINISTIC: frozenset[str] = frozenset({
-    "defocus_blur", "gaussian_blur", "zoom_blur", "brightness", "contrast", "pixelate", "jpeg_compression", "saturate",
-})
+# The original generator draws no random numbers for these (docs/cifar10c.md).
+DETERMINISTIC: frozenset[str] = frozenset(
+    {
+        "defocus_blur",
+        "gaussian_blur",
+        "zoom_blur",
+        "brightness",
+        "contrast",
+        "pixelate",
+        "jpeg_compression",
+        "saturate",
+    }
+)
 RANDOM: frozenset[str] = frozenset(ALL_CORRUPTIONS) - DETERMINISTIC
 
 
@@ -85,8 +104,9 @@ def check_images(images: np.ndarray) -> None:
         raise ValueError(f"images must have shape (N, 32, 32, 3), got {images.shape}")
 
 
-def corrupt(name: str, images: np.ndarray, severity: int, rng: np.random.Generator | None = None, *,
-            frost_dir=None) -> np.ndarray:
+def corrupt(
+    name: str, images: np.ndarray, severity: int, rng: np.random.Generator | None = None, *, frost_dir=None
+) -> np.ndarray:
     """Apply corruption ``name`` at ``severity`` (1-5) to a uint8 ``(N, 32, 32, 3)`` batch.
 
     Args:
@@ -102,7 +122,11 @@ def corrupt(name: str, images: np.ndarray, severity: int, rng: np.random.Generat
         uint8 ``(N, 32, 32, 3)``.
     """
     _check_name(name)
-    if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or severity not in SEVERITIES:
+    if (
+        isinstance(severity, bool)
+        or not isinstance(severity, (int, np.integer))
+        or severity not in SEVERITIES
+    ):
         raise ValueError(f"severity must be one of {list(SEVERITIES)}, got {severity!r}")
     check_images(images)
     if name in RANDOM and rng is None:

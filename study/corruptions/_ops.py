@@ -46,10 +46,26 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = [
-    "adjust_hsv", "apply_separable", "axis_filter_matrix", "check_rgb_batch", "clipped_zoom", "correlate2d",
-    "cv2_gaussian_kernel", "gaussian_blur", "gaussian_matrix", "gaussian_weights", "hsv_to_rgb",
-    "hsv_to_rgb_planes", "imagemagick_motion_blur", "motion_blur", "motion_blur_offsets", "rgb_to_hsv",
-    "rgb_to_hsv_planes", "severity_params", "to_uint8", "zoom_matrix",
+    "adjust_hsv",
+    "apply_separable",
+    "axis_filter_matrix",
+    "check_rgb_batch",
+    "clipped_zoom",
+    "correlate2d",
+    "cv2_gaussian_kernel",
+    "gaussian_blur",
+    "gaussian_matrix",
+    "gaussian_weights",
+    "hsv_to_rgb",
+    "hsv_to_rgb_planes",
+    "imagemagick_motion_blur",
+    "motion_blur",
+    "motion_blur_offsets",
+    "rgb_to_hsv",
+    "rgb_to_hsv_planes",
+    "severity_params",
+    "to_uint8",
+    "zoom_matrix",
 ]
 
 
@@ -64,7 +80,12 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 
 def check_rgb_batch(images: np.ndarray, severity: int) -> None:
     """ValueError unless ``images`` is a uint8 ``(N, H, W, 3)`` array and ``severity`` is 1..5."""
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+    if (
+        not isinstance(images, np.ndarray)
+        or images.dtype != np.uint8
+        or images.ndim != 4
+        or images.shape[-1] != 3
+    ):
         shape = getattr(images, "shape", None)
         dtype = getattr(images, "dtype", None)
         raise ValueError(f"images must be a uint8 array of shape (N, H, W, 3), got {dtype} {shape}")
@@ -129,7 +150,9 @@ def apply_separable(images: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> n
     return np.ascontiguousarray(y)
 
 
-def gaussian_blur(images: np.ndarray, sigma: float, mode: str = "nearest", truncate: float = 4.0) -> np.ndarray:
+def gaussian_blur(
+    images: np.ndarray, sigma: float, mode: str = "nearest", truncate: float = 4.0
+) -> np.ndarray:
     """skimage ``gaussian(x, sigma, channel_axis=-1)`` = scipy ``gaussian_filter`` over H and W.
 
     scipy's own filter with zero sigma on the batch (and channel) axis, which
@@ -203,7 +226,10 @@ def _filter_matrix(weights: np.ndarray, size: int, mode: str) -> np.ndarray:
 def _kernel_width(radius: float) -> int:
     # GetOptimalKernelWidth1D for radius > 0: 2·ceil(radius) + 1 taps.
     if not radius > 1e-12:
-        raise ValueError(f"motion blur radius must be > 0 (ImageMagick's sigma-derived width is not supported), got {radius}")
+        raise ValueError(
+            "motion blur radius must be > 0 (ImageMagick's sigma-derived width is not supported), "
+            f"got {radius}"
+        )
     return int(2.0 * math.ceil(radius) + 1.0)
 
 
@@ -265,15 +291,18 @@ def motion_blur(images: np.ndarray, radius: float, sigma: float, angles_deg) -> 
     bounds = np.searchsorted(inverse[order], np.arange(len(patterns) + 1))
     tail = [(0, 0)] * (x.ndim - 3)
     for g, flat in enumerate(patterns):
-        idx = order[bounds[g]:bounds[g + 1]]
+        idx = order[bounds[g] : bounds[g + 1]]
         taps = flat.reshape(-1, 2)
         pad = int(np.abs(taps).max())
         block = x[idx]
         padded = np.pad(block, [(0, 0), (pad, pad), (pad, pad)] + tail, mode="edge") if pad else block
-        acc = kernel[0] * padded[:, pad + taps[0, 0]:pad + taps[0, 0] + h, pad + taps[0, 1]:pad + taps[0, 1] + w]
+        acc = (
+            kernel[0]
+            * padded[:, pad + taps[0, 0] : pad + taps[0, 0] + h, pad + taps[0, 1] : pad + taps[0, 1] + w]
+        )
         for i in range(1, len(kernel)):  # ascending taps, as ImageMagick accumulates
             dy, dx = taps[i]
-            acc += kernel[i] * padded[:, pad + dy:pad + dy + h, pad + dx:pad + dx + w]
+            acc += kernel[i] * padded[:, pad + dy : pad + dy + h, pad + dx : pad + dx + w]
         out[idx] = acc
     return out
 
@@ -305,7 +334,8 @@ def imagemagick_motion_blur(images: np.ndarray, radius: float, sigma: float, ang
     np.clip(q, 0.0, 65535.0, out=q)  # ClampToQuantum: clamp, then round half up
     q += 0.5
     np.floor(q, out=q)
-    # q is a whole number of quanta, so q / 257 never rounds up to the next integer: truncation is floor(q / 257).
+    # q is a whole number of quanta, so q / 257 never rounds up to the next integer:
+    # truncation is floor(q / 257).
     q /= 257.0
     return q.astype(np.uint8)
 
@@ -330,11 +360,13 @@ def zoom_matrix(size: int, zoom_factor: float) -> np.ndarray:
     Bilinear zoom is separable, so the 2-D zoom is ``Z @ img @ Zᵀ``. Read-only, cached.
     """
     ch, top, trim = _zoom_1d(size, zoom_factor)
-    eye = np.eye(size)[top:top + ch]  # (ch, size): crop as a matrix
+    eye = np.eye(size)[top : top + ch]  # (ch, size): crop as a matrix
     zoomed = ndimage.zoom(eye, (zoom_factor, 1.0), order=1)  # (round(ch·z), size)
-    m = np.ascontiguousarray(zoomed[trim:trim + size])
+    m = np.ascontiguousarray(zoomed[trim : trim + size])
     if m.shape != (size, size):
-        raise ValueError(f"zoom factor {zoom_factor} shrinks a {size}-pixel axis; clipped_zoom needs factor >= 1")
+        raise ValueError(
+            f"zoom factor {zoom_factor} shrinks a {size}-pixel axis; clipped_zoom needs factor >= 1"
+        )
     m.setflags(write=False)
     return m
 
@@ -351,7 +383,9 @@ def clipped_zoom(images: np.ndarray, zoom_factor: float) -> np.ndarray:
 # --- colour -------------------------------------------------------------------------------
 
 
-def rgb_to_hsv_planes(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rgb_to_hsv_planes(
+    r: np.ndarray, g: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """scikit-image ``rgb2hsv`` on channel planes: float64 R, G, B on 0-1 (any one shape) -> H, S, V on 0-1.
 
     H from whichever channel is the maximum, with blue over green over red on
@@ -378,7 +412,9 @@ def rgb_to_hsv_planes(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> tuple[np.n
     return h, s, v
 
 
-def hsv_to_rgb_planes(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def hsv_to_rgb_planes(
+    h: np.ndarray, s: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """scikit-image ``hsv2rgb`` on channel planes: float64 H, S, V on 0-1 -> R, G, B on 0-1, bit-identical.
 
     skimage computes ``p = v(1-s)``, ``q = v(1-fs)``, ``t = v(1-(1-f)s)`` and
@@ -404,13 +440,19 @@ _SEXTANT_P = np.array([2, 2, 0, 0, 1, 1], dtype=np.uint8)
 
 
 def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
-    """scikit-image ``rgb2hsv``: float ``(..., 3)`` RGB on 0-1 -> HSV, each on 0-1 (see :func:`rgb_to_hsv_planes`)."""
+    """scikit-image ``rgb2hsv``: float ``(..., 3)`` RGB on 0-1 -> HSV, each on 0-1.
+
+    See :func:`rgb_to_hsv_planes`.
+    """
     rgb = np.asarray(rgb, dtype=np.float64)
     return np.stack(rgb_to_hsv_planes(rgb[..., 0], rgb[..., 1], rgb[..., 2]), axis=-1)
 
 
 def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
-    """scikit-image ``hsv2rgb``: float ``(..., 3)`` HSV on 0-1 -> RGB on 0-1 (see :func:`hsv_to_rgb_planes`)."""
+    """scikit-image ``hsv2rgb``: float ``(..., 3)`` HSV on 0-1 -> RGB on 0-1.
+
+    See :func:`hsv_to_rgb_planes`.
+    """
     hsv = np.asarray(hsv, dtype=np.float64)
     return np.stack(hsv_to_rgb_planes(hsv[..., 0], hsv[..., 1], hsv[..., 2]), axis=-1)
 
@@ -437,6 +479,10 @@ def adjust_hsv(images: np.ndarray, adjust) -> np.ndarray:
 
 def severity_params(name: str, table: tuple, severity: int):
     """``table[severity - 1]``, or a ValueError naming the corruption and the allowed severities."""
-    if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or not 1 <= severity <= len(table):
+    if (
+        isinstance(severity, bool)
+        or not isinstance(severity, (int, np.integer))
+        or not 1 <= severity <= len(table)
+    ):
         raise ValueError(f"{name}: severity must be an integer 1..{len(table)}, got {severity!r}")
     return table[int(severity) - 1]

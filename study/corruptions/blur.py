@@ -1,6 +1,6 @@
 """CIFAR-10-C blur corruptions: defocus, glass, motion and zoom blur
 (benchmark) and gaussian blur (extra), at the CIFAR parameters of
-``cifar10c.md``.
+``docs/cifar10c.md``.
 
 Every filter here is linear on a 32x32 grid, so each is applied to the whole
 batch as matrix products (separable ones, or zoom_blur's one sparse operator)
@@ -21,10 +21,22 @@ from study.corruptions import _ops
 from study.corruptions._ops import severity_params, to_uint8
 
 DEFOCUS = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1))  # (disk radius px, alias-blur σ px)
-GLASS = ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2))  # (blur σ px, max shift px, passes)
+GLASS = (
+    (0.05, 1, 1),
+    (0.25, 1, 1),
+    (0.4, 1, 1),
+    (0.25, 1, 2),
+    (0.4, 1, 2),
+)  # (blur σ px, max shift px, passes)
 MOTION = ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))  # ImageMagick (radius px, σ px)
 MOTION_ANGLE_DEG = (-45.0, 45.0)  # uniform range of the blur direction
-ZOOM_MAX = (1.06, 1.11, 1.16, 1.21, 1.26)  # zoom factors are np.arange(1, z_max, 0.01), float rounding included
+ZOOM_MAX = (
+    1.06,
+    1.11,
+    1.16,
+    1.21,
+    1.26,
+)  # zoom factors are np.arange(1, z_max, 0.01), float rounding included
 GAUSSIAN_SIGMA = (0.4, 0.6, 0.7, 0.8, 1.0)  # px
 
 _SIZE = 32
@@ -36,7 +48,7 @@ def defocus_kernel(radius: float, alias_blur: float) -> np.ndarray:
     normalised, then ``cv2.GaussianBlur`` 3x3 with σ = alias_blur (reflect-101)."""
     grid = np.arange(-8, 9)
     xx, yy = np.meshgrid(grid, grid)
-    disk = (xx ** 2 + yy ** 2 <= radius ** 2).astype(np.float32)
+    disk = (xx**2 + yy**2 <= radius**2).astype(np.float32)
     disk /= np.sum(disk)
     g = _ops.cv2_gaussian_kernel(3, alias_blur).astype(np.float64)
     blurred = _ops.correlate2d(disk[None].astype(np.float64), np.outer(g, g), mode="mirror")[0]
@@ -53,7 +65,7 @@ def defocus_blur(images: np.ndarray, severity: int, rng: np.random.Generator | N
     rows, cols = np.nonzero(kernel)
     r = max(8 - rows.min(), rows.max() - 8)
     c = max(8 - cols.min(), cols.max() - 8)
-    x = _ops.correlate2d(images / 255.0, kernel[8 - r:9 + r, 8 - c:9 + c], mode="mirror")
+    x = _ops.correlate2d(images / 255.0, kernel[8 - r : 9 + r, 8 - c : 9 + c], mode="mirror")
     return to_uint8(np.clip(x, 0, 1, out=x) * 255)
 
 
@@ -92,8 +104,9 @@ def glass_shuffle(images: np.ndarray, dx: np.ndarray, dy: np.ndarray, delta: int
     lo, hi = delta + 1, size - delta  # visited rows/cols: lo..hi inclusive
     visited = np.arange(lo, hi + 1)
     out = images.copy()
-    out[:, lo:hi + 1, lo:hi + 1] = images[np.arange(n)[:, None, None], visited[None, :, None] + dy,
-                                          visited[None, None, :] + dx]
+    out[:, lo : hi + 1, lo : hi + 1] = images[
+        np.arange(n)[:, None, None], visited[None, :, None] + dy, visited[None, None, :] + dx
+    ]
     return out
 
 

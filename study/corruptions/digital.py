@@ -1,6 +1,6 @@
 """CIFAR-10-C digital and colour corruptions: brightness, contrast, pixelate,
 jpeg_compression (benchmark) and saturate (extra), at the CIFAR parameters of
-``cifar10c.md``. All five are deterministic.
+``docs/cifar10c.md``. All five are deterministic.
 
 brightness and saturate go through scikit-image's HSV formulas
 (``_ops.rgb_to_hsv``). pixelate uses Pillow's BOX resampling exactly: Pillow
@@ -51,7 +51,9 @@ def contrast(images: np.ndarray, severity: int, rng: np.random.Generator | None 
 def _box_resize_width(strip: np.ndarray, width: int) -> np.ndarray:
     """Pillow BOX resize of the width of a uint8 ``(rows, W, 3)`` strip (height kept, so one pass)."""
     rows = strip.shape[0]
-    return np.asarray(Image.fromarray(np.ascontiguousarray(strip), mode="RGB").resize((width, rows), Image.Resampling.BOX))
+    return np.asarray(
+        Image.fromarray(np.ascontiguousarray(strip), mode="RGB").resize((width, rows), Image.Resampling.BOX)
+    )
 
 
 def box_resize(images: np.ndarray, size: int) -> np.ndarray:

@@ -25,7 +25,13 @@ IMAGE_SIZE = 32
 # IMSIZE * (0, 0, .08), (.05, .2, .07), (.08, .06, .06), (.1, .04, .05), (.1, .03, .03).
 ELASTIC_PARAMS: tuple[tuple[float, float, float], ...] = tuple(
     (IMAGE_SIZE * a, IMAGE_SIZE * s, IMAGE_SIZE * j)
-    for a, s, j in ((0.0, 0.0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03))
+    for a, s, j in (
+        (0.0, 0.0, 0.08),
+        (0.05, 0.2, 0.07),
+        (0.08, 0.06, 0.06),
+        (0.1, 0.04, 0.05),
+        (0.1, 0.03, 0.03),
+    )
 )
 
 # OpenCV's warpAffine resolves source coordinates to 1/2**INTER_BITS pixel.
@@ -86,7 +92,9 @@ def fold_coordinate(x: np.ndarray, size: int, *, edge_repeated: bool) -> np.ndar
     return (size - 1.0) - np.abs(np.mod(x, period) - (size - 1.0))
 
 
-def sample_planes(planes: np.ndarray, rows: np.ndarray, cols: np.ndarray, *, edge_repeated: bool) -> np.ndarray:
+def sample_planes(
+    planes: np.ndarray, rows: np.ndarray, cols: np.ndarray, *, edge_repeated: bool
+) -> np.ndarray:
     """Bilinear samples of channel planes, each image at its own coordinates, borders reflected.
 
     The planes are reflect-padded just far enough for the coordinates (which
@@ -115,10 +123,12 @@ def sample_planes(planes: np.ndarray, rows: np.ndarray, cols: np.ndarray, *, edg
     fc = (cols - c0).astype(np.float32).reshape(-1)
     pad = int(max(1.0, -lo, hi))
     # numpy's "symmetric" is scipy's reflect (edge repeated), its "reflect" is OpenCV's reflect-101.
-    padded = np.pad(planes, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="symmetric" if edge_repeated else "reflect")
+    padded = np.pad(
+        planes, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="symmetric" if edge_repeated else "reflect"
+    )
     hp, wp = padded.shape[2:]
     flat = padded.reshape(c, -1)  # (C, N·Hp·Wp)
-    index = ((np.arange(n)[:, None, None] * hp + (r0.astype(np.intp) + pad)) * wp + (c0.astype(np.intp) + pad))
+    index = (np.arange(n)[:, None, None] * hp + (r0.astype(np.intp) + pad)) * wp + (c0.astype(np.intp) + pad)
     index = index.reshape(-1)  # (N·H·W,) flat index of each sample's top-left neighbour
     top, top_right = np.take(flat, index, axis=1), np.take(flat, index + 1, axis=1)
     bottom, bottom_right = np.take(flat, index + wp, axis=1), np.take(flat, index + wp + 1, axis=1)
@@ -135,10 +145,16 @@ def sample_planes(planes: np.ndarray, rows: np.ndarray, cols: np.ndarray, *, edg
     return top.reshape(c, n, h, w)
 
 
-def sample_bilinear(images: np.ndarray, rows: np.ndarray, cols: np.ndarray, *, edge_repeated: bool) -> np.ndarray:
+def sample_bilinear(
+    images: np.ndarray, rows: np.ndarray, cols: np.ndarray, *, edge_repeated: bool
+) -> np.ndarray:
     """:func:`sample_planes` for HWC batches: (N, H, W, C) float32 in and out."""
-    planes = np.ascontiguousarray(images.transpose(3, 0, 1, 2), dtype=np.float32)  # (N, H, W, C) -> (C, N, H, W)
-    return np.ascontiguousarray(sample_planes(planes, rows, cols, edge_repeated=edge_repeated).transpose(1, 2, 3, 0))
+    planes = np.ascontiguousarray(
+        images.transpose(3, 0, 1, 2), dtype=np.float32
+    )  # (N, H, W, C) -> (C, N, H, W)
+    return np.ascontiguousarray(
+        sample_planes(planes, rows, cols, edge_repeated=edge_repeated).transpose(1, 2, 3, 0)
+    )
 
 
 def affine_source_coordinates(matrices: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -152,8 +168,12 @@ def affine_source_coordinates(matrices: np.ndarray, h: int, w: int) -> tuple[np.
     """
     inverse = invert_affine(matrices)  # destination -> source
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    src_x = inverse[:, 0, 0, None, None] * xs + inverse[:, 0, 1, None, None] * ys + inverse[:, 0, 2, None, None]
-    src_y = inverse[:, 1, 0, None, None] * xs + inverse[:, 1, 1, None, None] * ys + inverse[:, 1, 2, None, None]
+    src_x = (
+        inverse[:, 0, 0, None, None] * xs + inverse[:, 0, 1, None, None] * ys + inverse[:, 0, 2, None, None]
+    )
+    src_y = (
+        inverse[:, 1, 0, None, None] * xs + inverse[:, 1, 1, None, None] * ys + inverse[:, 1, 2, None, None]
+    )
     src_x = np.floor(src_x * _INTER_TAB_SIZE + 0.5) / _INTER_TAB_SIZE
     src_y = np.floor(src_y * _INTER_TAB_SIZE + 0.5) / _INTER_TAB_SIZE
     return src_y, src_x

@@ -1,5 +1,5 @@
 """CIFAR-10-C noise corruptions: gaussian, shot and impulse noise (benchmark)
-and speckle noise (extra), at the CIFAR parameters of ``cifar10c.md``.
+and speckle noise (extra), at the CIFAR parameters of ``docs/cifar10c.md``.
 
 All four are per-value and random, and work on ``x/255`` in float64 as the
 original did, ending in the same truncation ``np.uint8(clip(·, 0, 1)·255)``
@@ -21,7 +21,9 @@ from study.corruptions._ops import severity_params, to_uint8
 
 GAUSSIAN_SIGMA = (0.04, 0.06, 0.08, 0.09, 0.10)  # std of the additive noise, 0-1 scale
 SHOT_PHOTONS = (500, 250, 100, 75, 50)  # Poisson rate at full intensity
-SHOT_GUIDE_CELLS = 2048  # guide-table cells per input level: a draw almost always lands within a step of its answer
+SHOT_GUIDE_CELLS = (
+    2048  # guide-table cells per input level: a draw almost always lands within a step of its answer
+)
 IMPULSE_AMOUNT = (0.01, 0.02, 0.03, 0.05, 0.07)  # probability a value is replaced by 0 or 1
 SPECKLE_SIGMA = (0.06, 0.1, 0.12, 0.16, 0.2)  # std of the multiplicative noise
 

@@ -2,22 +2,22 @@
 ``spatter``, batch-vectorised in numpy and scipy.
 
 Each follows ``make_cifar_c.py`` of hendrycks/robustness at the CIFAR
-parameters (``shared/cifar10c.md``) and matches it in distribution: the
+parameters (``docs/cifar10c.md``) and matches it in distribution: the
 original never seeded its draws, so only the statistics can agree. The OpenCV,
 scikit-image and ImageMagick steps the original relied on are rebuilt here
 (Canny, histogram equalisation, OpenCV's linear resize, the ImageMagick motion
 blur through ``_ops``) so the package needs no system library. Every function
 takes ``(N, 32, 32, 3)`` uint8 HWC images, a severity 1..5 and a
 ``numpy.random.Generator``, and returns uint8 truncated as ``np.uint8(x)``.
-Frost textures are decoded once per folder and kept in memory.
+Frost textures ship in the package (``frost/``, see its README) so frost
+works offline; they are decoded once per folder and kept in memory.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,6 @@ from PIL import Image
 from scipy import ndimage
 
 from study.corruptions import _ops
-from study.files import write_bytes_atomic
 
 IMAGE_SIZE = 32
 
@@ -33,7 +32,13 @@ IMAGE_SIZE = 32
 # (strength, wibble decay) per severity.
 FOG_PARAMS: tuple[tuple[float, float], ...] = ((0.2, 3.0), (0.5, 3.0), (0.75, 2.5), (1.0, 2.0), (1.5, 1.75))
 # (image weight, frost weight) per severity.
-FROST_PARAMS: tuple[tuple[float, float], ...] = ((1.0, 0.2), (1.0, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45))
+FROST_PARAMS: tuple[tuple[float, float], ...] = (
+    (1.0, 0.2),
+    (1.0, 0.3),
+    (0.9, 0.4),
+    (0.85, 0.4),
+    (0.75, 0.45),
+)
 # (loc, scale, zoom, threshold, blur radius px, blur sigma px, blend) per severity.
 SNOW_PARAMS: tuple[tuple[float, ...], ...] = (
     (0.1, 0.2, 1.0, 0.6, 8, 3, 0.95),
@@ -54,7 +59,6 @@ SPATTER_PARAMS: tuple[tuple[float, ...], ...] = (
 # Only the first five textures are ever drawn (the original's randint(5)).
 FROST_FILES: tuple[str, ...] = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")
 FROST_ENV = "FREQSTUDY_FROST_DIR"
-FROST_URL = "https://raw.githubusercontent.com/hendrycks/robustness/master/ImageNet-C/create_c/"
 FROST_SCALE = 0.2
 
 WATER_RGB = np.array([175, 238, 238], dtype=np.float32) / np.float32(255)  # pale turquoise
@@ -64,7 +68,9 @@ EMBOSS_KERNEL = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.int32)
 
 
 # --------------------------------------------------------------------------- fog
-def plasma_fractal(n: int, wibble_decay: float, rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
+def plasma_fractal(
+    n: int, wibble_decay: float, rng: np.random.Generator, size: int = IMAGE_SIZE
+) -> np.ndarray:
     """Diamond-square plasma fractals, min-max normalised per map.
 
     Each new point is the sum of its four parents / 4 + ``w * U(-w, w)``
@@ -153,57 +159,51 @@ def resize_linear_fifth(texture: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(texture[rows][:, cols])
 
 
-def download_frost_textures(folder: Path, base_url: str = FROST_URL, timeout_s: float = 20.0) -> None:
-    """Fetch frost1..frost5 from the original repository into ``folder``.
-
-    Each file is written to a temporary name and renamed, so a folder never
-    holds a partial texture.
-
-    Raises:
-        FileNotFoundError: when a file cannot be fetched; names the folder expected
-            and how to provide it.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in FROST_FILES:
-        target = folder / name
-        if target.exists():
-            continue
-        try:
-            with urllib.request.urlopen(base_url + name, timeout=timeout_s) as response:
-                write_bytes_atomic(target, response.read())
-        except (urllib.error.URLError, OSError) as error:
-            raise FileNotFoundError(_missing_message(folder, f"download of {base_url + name} failed: {error}")) from None
+def packaged_frost_dir() -> Path:
+    """``study/corruptions/frost/``: the textures installed with the package."""
+    folder = importlib.resources.files("study.corruptions") / "frost"
+    # Installs are unpacked folders (wheels, editable), never zips, so this is a real
+    # path that Pillow can open and that keys the decoded-texture cache.
+    return Path(str(folder))
 
 
-def _missing_message(folder: Path, why: str) -> str:
-    names = ", ".join(FROST_FILES)
-    return (
-        f"frost textures not found in {folder} ({why}); put {names} from hendrycks/robustness "
-        f"ImageNet-C/create_c/ there, or pass frost_dir= / set {FROST_ENV} to a folder holding them"
+def _check_folder(folder: Path, source: str) -> Path:
+    """``folder`` when it holds every texture; else a one-line ValueError naming ``source``."""
+    if not folder.is_dir():
+        problem = "no such folder"
+    else:
+        missing = [name for name in FROST_FILES if not (folder / name).is_file()]
+        if not missing:
+            return folder
+        problem = f"{', '.join(missing)} not found"
+    raise ValueError(
+        f"{source} {folder}: {problem} (needs {', '.join(FROST_FILES)} from hendrycks/robustness "
+        "ImageNet-C/create_c/; leave it unset to use the textures that ship with freqstudy)"
     )
 
 
-def resolve_frost_dir(frost_dir: str | os.PathLike | None = None, base_url: str = FROST_URL) -> Path:
+def resolve_frost_dir(frost_dir: str | os.PathLike | None = None) -> Path:
     """The folder holding the frost textures.
 
-    Order: ``frost_dir``; else ``$FREQSTUDY_FROST_DIR``; else ``$FREQSTUDY_HOME/frost`` (default ``~/.freqstudy/frost``),
-    downloaded from the original repository when incomplete. An explicit
-    folder (argument or environment) is never downloaded into.
+    Order: ``frost_dir`` (``--frost-dir`` / ``eval.frost_dir``); else
+    ``$FREQSTUDY_FROST_DIR``; else the textures packaged in
+    ``study/corruptions/frost/``. Nothing is downloaded: a fresh, offline
+    install has frost.
 
     Raises:
-        FileNotFoundError: naming the folder expected and how to provide it.
+        ValueError: a folder given by flag, key or environment lacks a texture
+            (one line, naming how it was given), or the install lost its textures.
     """
-    explicit = frost_dir if frost_dir is not None else os.environ.get(FROST_ENV) or None
-    if explicit is not None:
-        folder = Path(explicit).expanduser()
-        missing = [name for name in FROST_FILES if not (folder / name).is_file()]
-        if missing:
-            raise FileNotFoundError(_missing_message(folder, f"missing {', '.join(missing)}"))
-        return folder
-    # FREQSTUDY_HOME read directly: importing study.config would pull torch into workers.
-    folder = Path(os.environ.get("FREQSTUDY_HOME", Path.home() / ".freqstudy")).expanduser() / "frost"
+    if frost_dir is not None:
+        return _check_folder(Path(frost_dir).expanduser(), "--frost-dir / eval.frost_dir")
+    if os.environ.get(FROST_ENV):
+        return _check_folder(Path(os.environ[FROST_ENV]).expanduser(), FROST_ENV)
+    folder = packaged_frost_dir()
     if any(not (folder / name).is_file() for name in FROST_FILES):
-        download_frost_textures(folder, base_url=base_url)
+        raise ValueError(
+            f"frost textures missing from the freqstudy install ({folder}); reinstall freqstudy, "
+            f"or pass --frost-dir / set {FROST_ENV} to a folder with {', '.join(FROST_FILES)}"
+        )
     return folder
 
 
@@ -260,8 +260,12 @@ def frost(
 
 
 def blend_frost(
-    images: np.ndarray, severity: int, textures: tuple[np.ndarray, ...],
-    choice: np.ndarray, tops: np.ndarray, lefts: np.ndarray,
+    images: np.ndarray,
+    severity: int,
+    textures: tuple[np.ndarray, ...],
+    choice: np.ndarray,
+    tops: np.ndarray,
+    lefts: np.ndarray,
 ) -> np.ndarray:
     """The deterministic half of :func:`frost`: crop the chosen textures and blend.
 
@@ -311,7 +315,9 @@ def snow(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndar
     layer[layer < threshold] = 0
     layer_u8 = _ops.to_uint8(np.clip(layer, 0, 1) * 255)
     angles = rng.uniform(-135.0, -45.0, size=n)
-    flakes = (_ops.imagemagick_motion_blur(layer_u8, radius, sigma, angles) / 255.0)[..., None]  # (N, H, W, 1)
+    flakes = (_ops.imagemagick_motion_blur(layer_u8, radius, sigma, angles) / 255.0)[
+        ..., None
+    ]  # (N, H, W, 1)
 
     gray = (x @ GRAY_WEIGHTS)[..., None]
     x = blend * x + (1 - blend) * np.maximum(x, gray * np.float32(1.5) + np.float32(0.5))
@@ -368,7 +374,9 @@ def canny(layers: np.ndarray, low: float, high: float) -> np.ndarray:
     same_sign = (dx ^ dy) >= 0
     peak_h = (centre > left) & (centre >= right)
     peak_v = (centre > up) & (centre >= down)
-    peak_d = np.where(same_sign, (centre > up_left) & (centre > down_right), (centre > up_right) & (centre > down_left))
+    peak_d = np.where(
+        same_sign, (centre > up_left) & (centre > down_right), (centre > up_right) & (centre > down_left)
+    )
     peak = np.where(is_horizontal, peak_h, np.where(is_vertical, peak_v, peak_d & is_diagonal))
     candidate = peak & (mag > low_i)
     strong = candidate & (mag > high_i)
@@ -412,24 +420,38 @@ def distance_to_edges(edges: np.ndarray) -> np.ndarray:
     for i in range(h):  # forward: rows above and the left neighbour
         r = i + 2
         up1, up2 = t[:, r - 1], t[:, r - 2]
-        e = np.minimum.reduce([
-            up2[:, 1:w + 1] + _LONG, up2[:, 3:w + 3] + _LONG,
-            up1[:, 0:w] + _LONG, up1[:, 1:w + 1] + _DIAG, up1[:, 2:w + 2] + _HV,
-            up1[:, 3:w + 3] + _DIAG, up1[:, 4:w + 4] + _LONG,
-        ])
+        e = np.minimum.reduce(
+            [
+                up2[:, 1 : w + 1] + _LONG,
+                up2[:, 3 : w + 3] + _LONG,
+                up1[:, 0:w] + _LONG,
+                up1[:, 1 : w + 1] + _DIAG,
+                up1[:, 2 : w + 2] + _HV,
+                up1[:, 3 : w + 3] + _DIAG,
+                up1[:, 4 : w + 4] + _LONG,
+            ]
+        )
         e[edges[:, i]] = 0
-        t[:, r, 2:w + 2] = np.minimum.accumulate(e - ramp, axis=1) + ramp
+        t[:, r, 2 : w + 2] = np.minimum.accumulate(e - ramp, axis=1) + ramp
     for i in range(h - 1, -1, -1):  # backward: rows below and the right neighbour
         r = i + 2
         down1, down2 = t[:, r + 1], t[:, r + 2]
-        e = np.minimum.reduce([
-            t[:, r, 2:w + 2],
-            down2[:, 3:w + 3] + _LONG, down2[:, 1:w + 1] + _LONG,
-            down1[:, 4:w + 4] + _LONG, down1[:, 3:w + 3] + _DIAG, down1[:, 2:w + 2] + _HV,
-            down1[:, 1:w + 1] + _DIAG, down1[:, 0:w] + _LONG,
-        ])
-        t[:, r, 2:w + 2] = (np.minimum.accumulate((e + ramp)[:, ::-1], axis=1)[:, ::-1]) - ramp
-    fixed = np.minimum(t[:, 2:h + 2, 2:w + 2], 1 << 24)  # "no edge" as 256 px, beyond any in-image distance
+        e = np.minimum.reduce(
+            [
+                t[:, r, 2 : w + 2],
+                down2[:, 3 : w + 3] + _LONG,
+                down2[:, 1 : w + 1] + _LONG,
+                down1[:, 4 : w + 4] + _LONG,
+                down1[:, 3 : w + 3] + _DIAG,
+                down1[:, 2 : w + 2] + _HV,
+                down1[:, 1 : w + 1] + _DIAG,
+                down1[:, 0:w] + _LONG,
+            ]
+        )
+        t[:, r, 2 : w + 2] = (np.minimum.accumulate((e + ramp)[:, ::-1], axis=1)[:, ::-1]) - ramp
+    fixed = np.minimum(
+        t[:, 2 : h + 2, 2 : w + 2], 1 << 24
+    )  # "no edge" as 256 px, beyond any in-image distance
     return fixed.astype(np.float32) * np.float32(1.0 / (1 << _DIST_SHIFT))
 
 
@@ -470,7 +492,7 @@ def emboss(x: np.ndarray) -> np.ndarray:
     for i in range(3):
         for j in range(3):
             if EMBOSS_KERNEL[i, j]:
-                out += EMBOSS_KERNEL[i, j] * p[:, i:i + h, j:j + w]
+                out += EMBOSS_KERNEL[i, j] * p[:, i : i + h, j : j + w]
     return np.clip(out, 0, 255).astype(np.uint8)
 
 

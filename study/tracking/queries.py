@@ -13,8 +13,9 @@ missing metric is ``study.pareto.check_metrics``'s, naming the metrics).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from study import metrics as M
 
@@ -46,7 +47,9 @@ def list_studies(client) -> list[str]:
     exps = [e for e in client.search_experiments() if e.name != "Default"]
     tagged = []
     for e in exps:
-        found = client.search_runs([e.experiment_id], filter_string=f"tags.`{M.TAG_ROLE}` != ''", max_results=1)
+        found = client.search_runs(
+            [e.experiment_id], filter_string=f"tags.`{M.TAG_ROLE}` != ''", max_results=1
+        )
         if found:
             tagged.append(e.name)
     return sorted(tagged or [e.name for e in exps])
@@ -62,15 +65,22 @@ def _run_to_dict(run) -> dict[str, Any]:
         "experiment_id": run.info.experiment_id,
         "params": dict(run.data.params),
         "metrics": {k: float(v) for k, v in run.data.metrics.items()},
-        "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.") or k == "mlflow.parentRunId"},
+        "tags": {
+            k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.") or k == "mlflow.parentRunId"
+        },
     }
 
 
 def _search_all(client, experiment_ids: Sequence[str], filter_string: str = "") -> list:
     runs, token = [], None
     while True:
-        page = client.search_runs(list(experiment_ids), filter_string=filter_string,
-                                  max_results=PAGE_SIZE, page_token=token, order_by=["attributes.start_time ASC"])
+        page = client.search_runs(
+            list(experiment_ids),
+            filter_string=filter_string,
+            max_results=PAGE_SIZE,
+            page_token=token,
+            order_by=["attributes.start_time ASC"],
+        )
         runs.extend(page)
         token = page.token
         if not token:
@@ -95,27 +105,27 @@ def load_study(study: str, tracking_uri: str | None = None, client=None) -> dict
         raise ValueError(f"study {study!r} not found; studies: {', '.join(names) if names else '(none)'}")
     runs = [_run_to_dict(r) for r in _search_all(client, [exp.experiment_id])]
     parents = [r for r in runs if r["tags"].get(M.TAG_ROLE) == "study"]
-    trials = [r for r in runs if r["tags"].get(M.TAG_ROLE, "trial") == "trial"
-              and r["tags"].get(M.TAG_STUDY, study) == study]
+    trials = [
+        r
+        for r in runs
+        if r["tags"].get(M.TAG_ROLE, "trial") == "trial" and r["tags"].get(M.TAG_STUDY, study) == study
+    ]
     # Several parents happen when a study is resumed with a new parent run; the
     # earliest is the study's, and trials point at theirs through mlflow.parentRunId.
     parent = min(parents, key=lambda r: r["start_time"] or 0) if parents else None
     return {"study": study, "experiment_id": exp.experiment_id, "parent": parent, "trials": trials}
 
 
-def metric_history(run_id: str, key: str, tracking_uri: str | None = None, client=None) -> list[tuple[int, float]]:
-    """``[(step, value)]`` of one metric of one run, by step (epochs are 1-based steps)."""
-    client = client or client_for(tracking_uri)
-    return sorted((m.step, float(m.value)) for m in client.get_metric_history(run_id, key))
-
-
-def list_artifacts(run_id: str, path: str | None = None, tracking_uri: str | None = None, client=None) -> list[str]:
+def list_artifacts(
+    run_id: str, path: str | None = None, tracking_uri: str | None = None, client=None
+) -> list[str]:
     client = client or client_for(tracking_uri)
     return [a.path for a in client.list_artifacts(run_id, path)]
 
 
-def download_artifact(run_id: str, path: str, dst: str | os.PathLike, tracking_uri: str | None = None,
-                      client=None) -> Path | None:
+def download_artifact(
+    run_id: str, path: str, dst: str | os.PathLike, tracking_uri: str | None = None, client=None
+) -> Path | None:
     """Download one artifact of a run into ``dst``; None when the run has no such artifact."""
     client = client or client_for(tracking_uri)
     parent = str(Path(path).parent) if "/" in path else None
@@ -125,8 +135,13 @@ def download_artifact(run_id: str, path: str, dst: str | os.PathLike, tracking_u
     return Path(client.download_artifacts(run_id, path, str(dst)))
 
 
-def log_files(run_id: str, paths: Iterable[str | os.PathLike], artifact_path: str,
-              tracking_uri: str | None = None, client=None) -> None:
+def log_files(
+    run_id: str,
+    paths: Iterable[str | os.PathLike],
+    artifact_path: str,
+    tracking_uri: str | None = None,
+    client=None,
+) -> None:
     """Attach files to an existing run (the study's parent run) under ``artifact_path``."""
     client = client or client_for(tracking_uri)
     for p in paths:

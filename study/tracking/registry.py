@@ -14,12 +14,13 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
+from study.metrics import MODEL_ARTIFACT
 from study.tracking.queries import client_for
 
-MODEL_ARTIFACT = "model"  # the name trials log their model under
 PARETO_ALIAS = "pareto-{}"
 CHAMPION_ALIAS = "champion"
 _PARETO_RE = re.compile(r"^pareto-\d+$")
@@ -52,7 +53,9 @@ def _model_source(client, run_id: str) -> tuple[str, str | None]:
     if found:
         return found[0].model_uri, found[0].model_id
     if MODEL_ARTIFACT not in {a.path for a in client.list_artifacts(run_id)}:
-        raise ValueError(f"run {run_id}: no logged model {MODEL_ARTIFACT!r} to register (was tracking.log_model off?)")
+        raise ValueError(
+            f"run {run_id}: no logged model {MODEL_ARTIFACT!r} to register (was tracking.log_model off?)"
+        )
     return f"runs:/{run_id}/{MODEL_ARTIFACT}", None
 
 
@@ -64,12 +67,15 @@ def _wait_ready(client, name: str, version: str, timeout_s: float = 300.0) -> st
         if mv.status == "READY":
             return str(mv.version)
         if mv.status == "FAILED_REGISTRATION" or time.monotonic() > deadline:
-            raise RuntimeError(f"model {name!r} version {version}: registration {mv.status}: {mv.status_message}")
+            raise RuntimeError(
+                f"model {name!r} version {version}: registration {mv.status}: {mv.status_message}"
+            )
         time.sleep(0.5)
 
 
-def register_models(study: str, entries: Sequence[Registration], tracking_uri: str | None = None,
-                    client=None) -> dict[str, str]:
+def register_models(
+    study: str, entries: Sequence[Registration], tracking_uri: str | None = None, client=None
+) -> dict[str, str]:
     """Register each entry's model under ``study``; returns ``{run_id: version}``."""
     from mlflow.exceptions import MlflowException
 
@@ -84,8 +90,9 @@ def register_models(study: str, entries: Sequence[Registration], tracking_uri: s
         version = existing.get(e.run_id)
         if version is None:
             source, model_id = _model_source(client, e.run_id)
-            mv = client.create_model_version(study, source, run_id=e.run_id, tags={"run_id": e.run_id},
-                                             model_id=model_id)
+            mv = client.create_model_version(
+                study, source, run_id=e.run_id, tags={"run_id": e.run_id}, model_id=model_id
+            )
             version = _wait_ready(client, study, mv.version)
         versions[e.run_id] = str(version)
     for e in entries:
@@ -93,7 +100,9 @@ def register_models(study: str, entries: Sequence[Registration], tracking_uri: s
         for key, value in e.tags.items():
             if isinstance(value, float) and math.isnan(value):
                 continue
-            client.set_model_version_tag(study, version, key, f"{value:.4f}" if isinstance(value, float) else str(value))
+            client.set_model_version_tag(
+                study, version, key, f"{value:.4f}" if isinstance(value, float) else str(value)
+            )
         for alias in e.aliases:
             client.set_registered_model_alias(study, alias, version)
     # Aliases moved first, leftovers of an earlier, larger front removed after,
@@ -116,8 +125,12 @@ def version_by_alias(study: str, alias: str, tracking_uri: str | None = None, cl
         try:
             aliases = sorted(client.get_registered_model(study).aliases)
         except MlflowException:
-            raise ValueError(f"no registered model {study!r}; run `freqstudy pareto --study {study} --register`") from None
-        raise ValueError(f"model {study!r} has no alias {alias!r}; aliases: {', '.join(aliases) or '(none)'}") from None
+            raise ValueError(
+                f"no registered model {study!r}; run `freqstudy pareto --study {study} --register`"
+            ) from None
+        raise ValueError(
+            f"model {study!r} has no alias {alias!r}; aliases: {', '.join(aliases) or '(none)'}"
+        ) from None
     run_id = mv.run_id or mv.tags.get("run_id")
     return {"version": str(mv.version), "run_id": run_id, "tags": dict(mv.tags), "aliases": list(mv.aliases)}
 

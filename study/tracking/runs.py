@@ -1,7 +1,7 @@
 """One MLflow run per trial: params, per-epoch and final metrics, tags,
 figures, raw filters and the model.
 
-:func:`run_tracked_trial` wraps ``study.trial.run_trial``: it makes sure the
+:func:`run_tracked_trial` wraps ``study.engine.trial.run_trial``: it makes sure the
 experiment (= study) exists and is marked as model training (so the MLflow UI
 opens on its runs table), creates the run (nested under a study's parent run
 when given), logs the flattened config as params, sends each epoch's metrics
@@ -16,17 +16,15 @@ nodes log the same way.
 from __future__ import annotations
 
 import contextlib
-import functools
-import importlib.metadata
 import json
 import math
 import socket
-import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import mlflow
 import mlflow.pytorch
@@ -37,11 +35,12 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.models import infer_signature
 
 from models.spectral import radial_power_profile
-from study import figures
 from study.config import TrialConfig
+from study.engine.trial import DIVERGED, TrialResult, build_model, run_trial
 from study.files import write_text_atomic
 from study.metrics import (
     EPOCHS_COMPLETED,
+    MODEL_ARTIFACT,
     TAG_CODE_VERSION,
     TAG_DATA,
     TAG_FAILURE,
@@ -51,20 +50,22 @@ from study.metrics import (
     TAG_STATUS,
     TAG_STUDY,
 )
-from study.trial import DIVERGED, TrialResult, build_model, run_trial
+from study.reporting import figures_trial as figures
+from study.tracking.experiments import code_version, ensure_experiment
 
-# The experiment tag the MLflow UI reads to open an experiment on its runs
-# table (model training) rather than the GenAI traces overview.
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-EXPERIMENT_KIND_TRAINING = "custom_model_development"
 PARENT_RUN_TAG = "mlflow.parentRunId"
-MODEL_NAME = "model"
 MAX_BATCH_METRICS = 1000  # MLflow's limit per log_batch request
 MAX_BATCH_PARAMS = 100
 
 ARTIFACTS = (
-    "filters.png", "spectra.png", "radial_profile.png", "corruption_heatmap.png", "proportion_history.png",
-    "filters.npy", "config.yaml", "metrics.json",
+    "filters.png",
+    "spectra.png",
+    "radial_profile.png",
+    "corruption_heatmap.png",
+    "proportion_history.png",
+    "filters.npy",
+    "config.yaml",
+    "metrics.json",
 )
 
 
@@ -74,7 +75,7 @@ class TrackedTrial:
 
     Attributes:
         run_id: the MLflow run.
-        status: ``finished``, ``diverged`` or ``stopped`` (see ``study.trial``).
+        status: ``finished``, ``diverged`` or ``stopped`` (see ``study.engine.trial``).
         reason: one line when not finished.
         metrics: the final metrics as logged.
         result: the full ``TrialResult`` (model on the CPU, history).
@@ -87,43 +88,6 @@ class TrackedTrial:
     result: TrialResult | None = field(default=None, repr=False)
 
 
-@functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """``git describe --always --dirty`` of the checkout, else the package version."""
-    repo = Path(__file__).resolve().parents[2]
-    try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=repo,
-                             capture_output=True, text=True, timeout=10)
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        return importlib.metadata.version("freqstudy")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def ensure_experiment(client: MlflowClient, name: str) -> str:
-    """The id of experiment ``name``, created (marked as model training) if missing.
-
-    Safe against a concurrent creator: a lost race re-reads the winner's id.
-    """
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        try:
-            return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND_TRAINING})
-        except mlflow.exceptions.MlflowException:
-            exp = client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-    if exp.lifecycle_stage == "deleted":
-        raise ValueError(f"config tracking.experiment: {name!r} exists in the deleted state; restore it or pick another name")
-    if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND_TRAINING:
-        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING)
-    return exp.experiment_id
-
-
 def _param_value(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return ",".join(str(x) for x in v)
@@ -132,20 +96,24 @@ def _param_value(v: Any) -> str:
 
 def _chunks(items: list, size: int) -> Iterable[list]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int) -> None:
     """Finite metrics in as few ``log_batch`` requests as MLflow allows."""
     now = int(time.time() * 1000)
-    entries = [Metric(k, float(v), now, step) for k, v in metrics.items()
-               if isinstance(v, (int, float)) and math.isfinite(float(v))]
+    entries = [
+        Metric(k, float(v), now, step)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and math.isfinite(float(v))
+    ]
     for chunk in _chunks(entries, MAX_BATCH_METRICS):
         client.log_batch(run_id, metrics=chunk)
 
 
-def start_trial_run(client: MlflowClient, config: TrialConfig, *, parent_run_id: str | None,
-                    tags: Mapping[str, str] | None) -> str:
+def start_trial_run(
+    client: MlflowClient, config: TrialConfig, *, parent_run_id: str | None, tags: Mapping[str, str] | None
+) -> str:
     """Create the run with its tags and params; returns the run id."""
     experiment_id = ensure_experiment(client, config.tracking.experiment)
     run_tags = {
@@ -188,8 +156,8 @@ def run_tracked_trial(
         on_epoch: called with each epoch's metrics after they are logged.
         checkpoint_dir: checkpoints go to ``<checkpoint_dir>/<run_id>/``; None = none.
         resume_from: a checkpoint to continue from (a new run is created).
-        should_stop: see ``study.trial.run_trial``.
-        data: a ``study.trial.PreparedData`` to reuse.
+        should_stop: see ``study.engine.trial.run_trial``.
+        data: a ``study.engine.prepare.PreparedData`` to reuse.
 
     Returns:
         The run id, status, reason and final metrics. A diverged trial returns
@@ -205,8 +173,14 @@ def run_tracked_trial(
             on_epoch(row)
 
     try:
-        result = run_trial(config, report=report, should_stop=should_stop, data=data, resume_from=resume_from,
-                           checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / run_id)
+        result = run_trial(
+            config,
+            report=report,
+            should_stop=should_stop,
+            data=data,
+            resume_from=resume_from,
+            checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / run_id,
+        )
         client.set_tag(run_id, TAG_DATA, result.fingerprint)
         step = int(result.metrics.get(EPOCHS_COMPLETED, 0))
         # A final value the last epoch already logged at this step (val/clean_acc) is not sent twice.
@@ -219,17 +193,26 @@ def run_tracked_trial(
             log_model(result.model, run_id=run_id, tracking_uri=tracking_uri)
     except BaseException as e:
         reason = f"{type(e).__name__}: {e}".splitlines()[0][:500] if str(e) else type(e).__name__
-        _end_run(client, run_id, "failed", reason,
-                 mlflow_status="KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        _end_run(
+            client,
+            run_id,
+            "failed",
+            reason,
+            mlflow_status="KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED",
+        )
         raise
     if result.status == DIVERGED:
         _end_run(client, run_id, result.status, result.reason, mlflow_status="FAILED")
     else:
         _end_run(client, run_id, result.status, result.reason, mlflow_status="FINISHED")
-    return TrackedTrial(run_id=run_id, status=result.status, reason=result.reason, metrics=dict(result.metrics), result=result)
+    return TrackedTrial(
+        run_id=run_id, status=result.status, reason=result.reason, metrics=dict(result.metrics), result=result
+    )
 
 
-def _end_run(client: MlflowClient, run_id: str, status: str, reason: str | None, *, mlflow_status: str) -> None:
+def _end_run(
+    client: MlflowClient, run_id: str, status: str, reason: str | None, *, mlflow_status: str
+) -> None:
     tags = [RunTag(TAG_STATUS, status)]
     if reason:
         tags.append(RunTag(TAG_FAILURE, reason))
@@ -241,8 +224,10 @@ def _end_run(client: MlflowClient, run_id: str, status: str, reason: str | None,
 
 def metrics_document(config: TrialConfig, result: TrialResult) -> dict[str, Any]:
     """The ``metrics.json`` object: status, reason, final metrics and per-epoch history."""
+
     def clean(v: Any) -> Any:
         return v if not isinstance(v, float) or math.isfinite(v) else None
+
     return {
         "status": result.status,
         "reason": result.reason,
@@ -263,30 +248,51 @@ def write_artifacts(out: Path, config: TrialConfig, result: TrialResult) -> list
     the heatmap when corruptions were evaluated.
     """
     out.mkdir(parents=True, exist_ok=True)
-    written = [write_text_atomic(out / "config.yaml", config.to_yaml()),
-               write_text_atomic(out / "metrics.json", json.dumps(metrics_document(config, result), indent=2))]
+    written = [
+        write_text_atomic(out / "config.yaml", config.to_yaml()),
+        write_text_atomic(out / "metrics.json", json.dumps(metrics_document(config, result), indent=2)),
+    ]
     stats = result.filters
     if stats and np.isfinite(stats["weights"]).all():
         f = config.frequency
         np.save(out / "filters.npy", stats["weights"])
         written.append(out / "filters.npy")
-        written.append(figures.save_figure(figures.plot_filters(stats["weights"], stats["classes"], stats["alpha"]),
-                                           out / "filters.png"))
-        written.append(figures.save_figure(figures.plot_spectra(stats["weights"], stats["classes"], f.cutoff),
-                                           out / "spectra.png"))
+        written.append(
+            figures.save_figure(
+                figures.plot_filters(stats["weights"], stats["classes"], stats["alpha"]), out / "filters.png"
+            )
+        )
+        written.append(
+            figures.save_figure(
+                figures.plot_spectra(stats["weights"], stats["classes"], f.cutoff), out / "spectra.png"
+            )
+        )
         radii, profile = radial_power_profile(torch.from_numpy(stats["weights"]))
-        written.append(figures.save_figure(
-            figures.plot_radial_profile(radii.numpy(), np.nan_to_num(profile.numpy()), stats["classes"], f.cutoff),
-            out / "radial_profile.png"))
+        written.append(
+            figures.save_figure(
+                figures.plot_radial_profile(
+                    radii.numpy(), np.nan_to_num(profile.numpy()), stats["classes"], f.cutoff
+                ),
+                out / "radial_profile.png",
+            )
+        )
     if result.history:
         target = config.frequency.proportion if config.frequency.mode != "free" else None
-        written.append(figures.save_figure(
-            figures.plot_proportion_history(result.history, result.alpha_history, target), out / "proportion_history.png"))
+        written.append(
+            figures.save_figure(
+                figures.plot_proportion_history(result.history, result.alpha_history, target),
+                out / "proportion_history.png",
+            )
+        )
     acc = result.corruption_accuracy.get("test") or result.corruption_accuracy.get("val")
     if acc:
         split = "test" if result.corruption_accuracy.get("test") else "val"
-        written.append(figures.save_figure(figures.plot_corruption_heatmap(acc, title=f"{split} accuracy (%)"),
-                                           out / "corruption_heatmap.png"))
+        written.append(
+            figures.save_figure(
+                figures.plot_corruption_heatmap(acc, title=f"{split} accuracy (%)"),
+                out / "corruption_heatmap.png",
+            )
+        )
     return written
 
 
@@ -308,8 +314,14 @@ def log_model(model: torch.nn.Module, *, run_id: str, tracking_uri: str) -> None
     signature = infer_signature(x, y)
     requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
     with _tracking_uri(tracking_uri), mlflow.start_run(run_id=run_id, log_system_metrics=False):
-        mlflow.pytorch.log_model(model, name=MODEL_NAME, signature=signature, pip_requirements=requirements,
-                                 serialization_format="pt2", input_example=x)
+        mlflow.pytorch.log_model(
+            model,
+            name=MODEL_ARTIFACT,
+            signature=signature,
+            pip_requirements=requirements,
+            serialization_format="pt2",
+            input_example=x,
+        )
 
 
 @contextlib.contextmanager
@@ -341,7 +353,7 @@ def load_logged_model(run_id: str, tracking_uri: str) -> torch.nn.Module:
     with tempfile.TemporaryDirectory(prefix="freqstudy-model-") as tmp, _tracking_uri(tracking_uri):
         try:
             config = TrialConfig.from_yaml(client.download_artifacts(run_id, "config.yaml", tmp))
-            exported = mlflow.pytorch.load_model(f"runs:/{run_id}/{MODEL_NAME}", dst_path=tmp)
+            exported = mlflow.pytorch.load_model(f"runs:/{run_id}/{MODEL_ARTIFACT}", dst_path=tmp)
         except (mlflow.exceptions.MlflowException, OSError) as e:
             raise ValueError(f"run {run_id}: no loadable model and config ({e})".splitlines()[0]) from None
     model = build_model(config)

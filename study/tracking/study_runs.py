@@ -10,11 +10,12 @@ parent run however many drivers it took. Everything returned is plain Python.
 
 from __future__ import annotations
 
-import os
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from study import metrics as M
+from study.tracking.experiments import code_version, ensure_experiment
 
 ROLE_STUDY = "study"
 ROLE_TRIAL = "trial"
@@ -24,22 +25,6 @@ def _client(tracking_uri: str):
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri)
-
-
-def _experiment_id(client, study: str) -> str:
-    exp = client.get_experiment_by_name(study)
-    if exp is not None:
-        if exp.lifecycle_stage == "deleted":
-            raise ValueError(f"study {study}: its MLflow experiment is deleted; restore it or pick another name")
-        return exp.experiment_id
-    try:
-        return client.create_experiment(study, tags={M.TAG_STUDY: study})
-    except Exception:
-        # Another process created it between the lookup and the create.
-        exp = client.get_experiment_by_name(study)
-        if exp is None:
-            raise
-        return exp.experiment_id
 
 
 def find_study_run(tracking_uri: str, study: str) -> str | None:
@@ -57,15 +42,22 @@ def find_study_run(tracking_uri: str, study: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def start_study_run(tracking_uri: str, study: str, *, space_path: str, tags: Mapping[str, str],
-                    params: Mapping[str, Any], resume: bool) -> str:
+def start_study_run(
+    tracking_uri: str,
+    study: str,
+    *,
+    space_path: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, Any],
+    resume: bool,
+) -> str:
     """Create the parent run (or, with ``resume``, reopen the existing one).
 
     Args:
         tracking_uri: the MLflow server every trial logs to.
         study: study name = experiment name.
         space_path: the search-space YAML, logged as artifact ``space/<name>``.
-        tags: search settings and the code version (strings).
+        tags: search settings (strings); the code version is added here, as on every trial run.
         params: search settings as run params (logged once; a resumed run keeps its own).
         resume: reuse the parent run found by tags; a new study refuses an existing one.
 
@@ -75,13 +67,15 @@ def start_study_run(tracking_uri: str, study: str, *, space_path: str, tags: Map
     from mlflow.entities import Param, RunTag
 
     client = _client(tracking_uri)
-    experiment_id = _experiment_id(client, study)
+    experiment_id = ensure_experiment(client, study)
     existing = find_study_run(tracking_uri, study)
-    all_tags = {**tags, M.TAG_STUDY: study, M.TAG_ROLE: ROLE_STUDY}
+    all_tags = {**tags, M.TAG_STUDY: study, M.TAG_ROLE: ROLE_STUDY, M.TAG_CODE_VERSION: code_version()}
     if existing is not None:
         if not resume:
-            raise ValueError(f"study {study}: already exists in {tracking_uri} (parent run {existing}); "
-                             "continue it with --resume or pick another --study name")
+            raise ValueError(
+                f"study {study}: already exists in {tracking_uri} (parent run {existing}); "
+                "continue it with --resume or pick another --study name"
+            )
         client.update_run(existing, status="RUNNING")
         client.log_batch(existing, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
         _close_orphaned_trials(client, existing)
@@ -102,16 +96,27 @@ def _close_orphaned_trials(client, parent_run_id: str) -> None:
     from mlflow.entities import RunTag
 
     parent = client.get_run(parent_run_id)
-    for r in client.search_runs([parent.info.experiment_id], max_results=1000,
-                                filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and attributes.status = 'RUNNING'"):
-        client.log_batch(r.info.run_id, tags=[
-            RunTag(M.TAG_STATUS, "failed"),
-            RunTag(M.TAG_FAILURE, "the study driver stopped before this trial ended; --resume continued it in a new run"),
-        ])
+    for r in client.search_runs(
+        [parent.info.experiment_id],
+        max_results=1000,
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and attributes.status = 'RUNNING'",
+    ):
+        client.log_batch(
+            r.info.run_id,
+            tags=[
+                RunTag(M.TAG_STATUS, "failed"),
+                RunTag(
+                    M.TAG_FAILURE,
+                    "the study driver stopped before this trial ended; --resume continued it in a new run",
+                ),
+            ],
+        )
         client.set_terminated(r.info.run_id, status="KILLED")
 
 
-def finish_study_run(tracking_uri: str, run_id: str, *, counts: Mapping[str, float], status: str = "FINISHED") -> None:
+def finish_study_run(
+    tracking_uri: str, run_id: str, *, counts: Mapping[str, float], status: str = "FINISHED"
+) -> None:
     """Log the study's counts (``study/trials_finished`` ...) and close the run."""
     from mlflow.entities import Metric
 
@@ -119,49 +124,3 @@ def finish_study_run(tracking_uri: str, run_id: str, *, counts: Mapping[str, flo
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(f"study/{k}", float(v), now, 0) for k, v in counts.items()])
     client.set_terminated(run_id, status=status)
-
-
-def log_study_file(tracking_uri: str, run_id: str, path: str | os.PathLike, artifact_path: str | None = None) -> None:
-    _client(tracking_uri).log_artifact(run_id, str(path), artifact_path=artifact_path)
-
-
-def count_study_runs(tracking_uri: str, study: str) -> int:
-    """How many parent runs the study has (one, however often it was resumed)."""
-    client = _client(tracking_uri)
-    exp = client.get_experiment_by_name(study)
-    if exp is None:
-        return 0
-    return len(client.search_runs([exp.experiment_id], max_results=1000,
-                                  filter_string=f"tags.`{M.TAG_ROLE}` = '{ROLE_STUDY}'"))
-
-
-def trial_runs(tracking_uri: str, parent_run_id: str, *, with_artifacts: bool = False) -> list[dict[str, Any]]:
-    """The nested trial runs of a study, as
-    ``{run_id, status, start_time (ms), tags, metrics, params[, artifacts]}``.
-
-    ``artifacts`` (with ``with_artifacts``) lists the top-level artifact paths of each run.
-    """
-    client = _client(tracking_uri)
-    parent = client.get_run(parent_run_id)
-    out, token = [], None
-    while True:
-        page = client.search_runs(
-            [parent.info.experiment_id],
-            filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
-            max_results=1000, page_token=token,
-        )
-        for r in page:
-            row = {
-                "run_id": r.info.run_id,
-                "status": r.info.status,
-                "start_time": r.info.start_time,
-                "tags": dict(r.data.tags),
-                "metrics": dict(r.data.metrics),
-                "params": dict(r.data.params),
-            }
-            if with_artifacts:
-                row["artifacts"] = [a.path for a in client.list_artifacts(r.info.run_id)]
-            out.append(row)
-        token = page.token
-        if not token:
-            return out

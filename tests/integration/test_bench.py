@@ -10,7 +10,6 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -30,8 +29,13 @@ BLOCK_HEAVY = textwrap.dedent("""
 
 
 def run_bench(*args: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", BLOCK_HEAVY, "bench", "--quick", "--json", *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK_HEAVY, "bench", "--quick", "--json", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
 
@@ -44,19 +48,28 @@ def test_quick_bench_without_ray_or_mlflow_reports_every_section():
     assert math.isclose(train["ratio"], train["engine_img_s"] / train["baseline_img_s"], rel_tol=1e-9)
     # --compile: the engine again through torch.compile, compilation timed apart.
     assert train["compiled_img_s"] > 0 and train["compile_s"] > 0
-    assert math.isclose(train["compiled_ratio"], train["compiled_img_s"] / train["baseline_img_s"], rel_tol=1e-9)
+    assert math.isclose(
+        train["compiled_ratio"], train["compiled_img_s"] / train["baseline_img_s"], rel_tol=1e-9
+    )
     assert ev["img_s"] > 0
     assert math.isclose(ev["cifar10c_pass_s"], 760_000 / ev["img_s"], rel_tol=1e-9)
     # End to end: official-layout files read, moved to the device and counted per severity.
-    assert 0 < ev["from_disk_img_s"] and math.isclose(ev["cifar10c_pass_from_disk_s"], 760_000 / ev["from_disk_img_s"])
+    assert 0 < ev["from_disk_img_s"] and math.isclose(
+        ev["cifar10c_pass_from_disk_s"], 760_000 / ev["from_disk_img_s"]
+    )
     assert out["mfu"] is None  # MFU is a GPU figure
     assert out["orchestration"] is None  # Ray is "not installed" here: said, not crashed
     assert out["peak_memory_mb"] > 0
 
 
 def test_unknown_section_is_one_line_error():
-    proc = subprocess.run([sys.executable, "-m", "study.cli", "bench", "--only", "train,warp"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "study.cli", "bench", "--only", "train,warp"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "warp" in lines[0] and "allowed" in lines[0]
@@ -67,7 +80,9 @@ def test_engine_beats_plain_baseline_on_cuda():
     import torch
 
     if not torch.cuda.is_available():
-        pytest.skip("CUDA is not available on this machine: the GPU fast path is measured by `freqstudy bench` there")
+        pytest.skip(
+            "CUDA is not available on this machine: the GPU fast path is measured by `freqstudy bench` there"
+        )
     from study.bench import bench_train
 
     r = bench_train(torch.device("cuda"), width=64, batch_size=512, steps=10, warmup=3)

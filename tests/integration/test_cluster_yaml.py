@@ -49,7 +49,9 @@ def test_head_serves_mlflow_and_workers_autoscale_on_gpus(config):
     head = config["available_node_types"][config["head_node_type"]]
     assert head["resources"].get("GPU", 0) == 0
     workers = [t for name, t in config["available_node_types"].items() if name != config["head_node_type"]]
-    assert any(t["resources"].get("GPU", 0) >= 1 and t["max_workers"] > t.get("min_workers", 0) for t in workers)
+    assert any(
+        t["resources"].get("GPU", 0) >= 1 and t["max_workers"] > t.get("min_workers", 0) for t in workers
+    )
     start = "\n".join(config["head_start_ray_commands"])
     assert "mlflow server" in start and "--backend-store-uri" in start and "s3://" in start
     assert "--dashboard-host=127.0.0.1" in start

@@ -21,20 +21,50 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def corrupt_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "study.cli", "corrupt", *map(str, args)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "study.cli", "corrupt", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.slow
 def test_corrupt_val_split_then_rerun_is_a_no_op(subset_dir, tmp_path):
     out = tmp_path / "val-c"
-    args = ["--data-dir", subset_dir, "--split", "val", "--out", out, "--corruptions", "gaussian_noise,contrast",
-            "--severities", "1,3", "--limit", 6, "--seed", 4, "--workers", 1, "--val-fraction", 0.2, "--split-seed", 9]
+    args = [
+        "--data-dir",
+        subset_dir,
+        "--split",
+        "val",
+        "--out",
+        out,
+        "--corruptions",
+        "gaussian_noise,contrast",
+        "--severities",
+        "1,3",
+        "--limit",
+        6,
+        "--seed",
+        4,
+        "--workers",
+        1,
+        "--val-fraction",
+        0.2,
+        "--split-seed",
+        9,
+    ]
     r = corrupt_cli(*args)
     assert r.returncode == 0, r.stderr
     assert "2 corruptions x 2 severities x 6 val images" in r.stdout
     m = json.loads((out / "manifest.json").read_text())
-    assert m["source_name"] == "val" and m["seed"] == 4 and m["n"] == 6 and m["corruptions"] == ["gaussian_noise", "contrast"]
+    assert (
+        m["source_name"] == "val"
+        and m["seed"] == 4
+        and m["n"] == 6
+        and m["corruptions"] == ["gaussian_noise", "contrast"]
+    )
     d = load_cifar10(subset_dir)
     _, va = stratified_split(d.train_labels, 0.2, 9)
     assert np.array_equal(np.load(out / "labels.npy"), np.tile(d.train_labels[va][:6], 2))
@@ -60,10 +90,28 @@ def test_corrupt_rejects_bad_names_in_one_line(subset_dir, tmp_path):
 def test_killed_run_resumes_byte_identical_and_its_workers_exit(subset_dir, tmp_path):
     out = tmp_path / "test-c"
     names = "gaussian_noise,glass_blur,elastic_transform"
-    args = ["--data-dir", subset_dir, "--split", "test", "--out", out, "--corruptions", names,
-            "--limit", 400, "--seed", 3, "--workers", 2]
-    run = subprocess.Popen([sys.executable, "-m", "study.cli", "corrupt", *map(str, args)], cwd=REPO,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        "--data-dir",
+        subset_dir,
+        "--split",
+        "test",
+        "--out",
+        out,
+        "--corruptions",
+        names,
+        "--limit",
+        400,
+        "--seed",
+        3,
+        "--workers",
+        2,
+    ]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "study.cli", "corrupt", *map(str, args)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while not list(out.glob(".partial/*.done")) and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -81,7 +129,14 @@ def test_killed_run_resumes_byte_identical_and_its_workers_exit(subset_dir, tmp_
     assert r.returncode == 0, r.stderr
     assert not (out / ".partial").exists()
     d = load_cifar10(subset_dir)
-    ref = generate(d.test_images[:400], d.test_labels[:400], tmp_path / "ref", corruptions=names.split(","),
-                   seed=3, workers=1, progress=False)
+    ref = generate(
+        d.test_images[:400],
+        d.test_labels[:400],
+        tmp_path / "ref",
+        corruptions=names.split(","),
+        seed=3,
+        workers=1,
+        progress=False,
+    )
     for name in names.split(","):
         assert (out / f"{name}.npy").read_bytes() == (ref / f"{name}.npy").read_bytes(), name

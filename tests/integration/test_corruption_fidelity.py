@@ -35,8 +35,12 @@ PSNR_ATOL = 1.0  # dB, mean over images
 class _ArrayOnlyUnpickler(pickle.Unpickler):
     """Admits numpy's array reconstruction and nothing else (the batches are plain dicts of arrays)."""
 
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype")}
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
 
     def find_class(self, module, name):
         if (module, name) not in self._ALLOWED:
@@ -79,7 +83,9 @@ def _stats(out: np.ndarray, clean: np.ndarray) -> dict[str, float]:
         "mean_signed_diff": float((o - c).mean()),
         "std": float(o.std()),
         "frac_values_changed": float((out != clean).mean()),
-        "mean_psnr_db": float(np.mean(10 * np.log10(255.0 ** 2 / mse[changed]))) if changed.any() else float("nan"),
+        "mean_psnr_db": float(np.mean(10 * np.log10(255.0**2 / mse[changed])))
+        if changed.any()
+        else float("nan"),
     }
 
 
@@ -95,7 +101,9 @@ def test_deterministic_within_one_level(name, clean, reference_arrays):
     for s in SEVERITIES:
         out = corruptions.corrupt(name, clean[:100], s)
         diff = np.abs(out.astype(np.int16) - expected[s - 1].astype(np.int16))
-        assert diff.max() <= 1, f"{name} s{s}: {int((diff > 1).sum())} values differ by more than 1 (max {diff.max()})"
+        assert diff.max() <= 1, (
+            f"{name} s{s}: {int((diff > 1).sum())} values differ by more than 1 (max {diff.max()})"
+        )
 
 
 @pytest.mark.slow  # 500 images x 5 severities each: about 1 s per corruption, elastic ~4 s
@@ -112,8 +120,11 @@ def test_random_matches_in_distribution(name, clean, reference_stats, request):
             "mean_signed_diff": abs(got["mean_signed_diff"] - ref["mean_signed_diff"])
             <= SIGNED_ATOL + SIGNED_OF_MAD * ref["mean_abs_diff"],
             "std": abs(got["std"] / ref["std"] - 1) <= STD_RTOL,
-            "frac_values_changed": abs(got["frac_values_changed"] - ref["frac_values_changed"]) <= CHANGED_ATOL,
+            "frac_values_changed": abs(got["frac_values_changed"] - ref["frac_values_changed"])
+            <= CHANGED_ATOL,
             "mean_psnr_db": abs(got["mean_psnr_db"] - ref["mean_psnr_db"]) <= PSNR_ATOL,
         }
-        problems += [f"s{s} {k}: ours {got[k]:.4f}, reference {ref[k]:.4f}" for k, ok in checks.items() if not ok]
+        problems += [
+            f"s{s} {k}: ours {got[k]:.4f}, reference {ref[k]:.4f}" for k, ok in checks.items() if not ok
+        ]
     assert not problems, f"{name}: " + "; ".join(problems)

@@ -59,7 +59,9 @@ def test_real_validation_split_and_loader(subset_dir):
     xs = [x for x, _ in loader]
     assert len(xs) == len(tr) // 512
     x = torch.cat(xs)
-    assert abs(float(x.mean())) < 0.15 and abs(float(x.std()) - 1.0) < 0.15  # normalised by CIFAR-10 statistics
+    assert (
+        abs(float(x.mean())) < 0.15 and abs(float(x.std()) - 1.0) < 0.15
+    )  # normalised by CIFAR-10 statistics
 
 
 @pytest.mark.slow
@@ -72,5 +74,5 @@ def test_all_19_corruptions_on_real_images(subset_dir, frost_dir, tmp_path):
         x, y, sevs = load_corrupted(out, name)
         assert x.shape == (80, 32, 32, 3) and sevs == (1, 2, 3, 4, 5), name
         assert np.array_equal(y, np.tile(labels, 5))
-        change = [np.abs(x[i * 16:(i + 1) * 16].astype(np.int16) - clean).mean() for i in range(5)]
+        change = [np.abs(x[i * 16 : (i + 1) * 16].astype(np.int16) - clean).mean() for i in range(5)]
         assert all(c > 0.1 for c in change), (name, change)  # every severity changes the images

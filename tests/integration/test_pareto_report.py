@@ -33,11 +33,28 @@ def smoke(mlflow_server, subset_dir, tmp_path_factory):
     """A finished smoke study in the fixture server: ``(tracking_uri, study)``."""
     home = tmp_path_factory.mktemp("freqstudy-home")
     env = {**os.environ, "FREQSTUDY_HOME": str(home), "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "study.cli", "run", "--space", "smoke", "--study", STUDY,
-           "--num-trials", str(NUM_TRIALS), "--max-concurrent", "2",
-           "--data-dir", str(subset_dir), "--tracking-uri", mlflow_server.uri,
-           "--storage", str(home / "studies"),
-           "--set", "tracking.log_model=true"]  # the smoke space skips models; registering needs them
+    cmd = [
+        sys.executable,
+        "-m",
+        "study.cli",
+        "run",
+        "--space",
+        "smoke",
+        "--study",
+        STUDY,
+        "--num-trials",
+        str(NUM_TRIALS),
+        "--max-concurrent",
+        "2",
+        "--data-dir",
+        str(subset_dir),
+        "--tracking-uri",
+        mlflow_server.uri,
+        "--storage",
+        str(home / "studies"),
+        "--set",
+        "tracking.log_model=true",
+    ]  # the smoke space skips models; registering needs them
     out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, f"freqstudy run failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return mlflow_server.uri, STUDY
@@ -75,6 +92,7 @@ def brute_front(trials, keys=(M.VAL_CLEAN_ACC, M.VAL_CORRUPTION_ACC)):
         va = [a.data.metrics[k] for k in keys]
         vb = [b.data.metrics[k] for k in keys]
         return all(x >= y for x, y in zip(va, vb)) and any(x > y for x, y in zip(va, vb))
+
     return {t.info.run_id for t in trials if not any(dominates(o, t) for o in trials if o is not t)}
 
 
@@ -119,8 +137,9 @@ def test_champion_respects_max_clean_drop(smoke, capsys):
     # 0, a drop that admits only some trials, and one that admits all of them.
     drops = sorted({0.0, max(0.0, base_clean - cleans[0]) + 1.0, max(0.0, (base_clean - cleans[0]) / 2)})
     for drop in drops:
-        code, out, err = run_cli(capsys, "pareto", "--study", study, "--tracking-uri", uri, "--json",
-                                 "--max-clean-drop", str(drop))
+        code, out, err = run_cli(
+            capsys, "pareto", "--study", study, "--tracking-uri", uri, "--json", "--max-clean-drop", str(drop)
+        )
         assert code == 0, err
         champs = [r for r in json.loads(out) if r["champion"]]
         assert len(champs) == 1
@@ -138,8 +157,18 @@ def test_register_creates_versions_and_aliases_that_load(smoke, capsys):
     uri, study = smoke
     trials = complete_trials(uri, study)
     base_clean = baseline_of(trials).data.metrics[M.VAL_CLEAN_ACC]
-    code, out, err = run_cli(capsys, "pareto", "--study", study, "--tracking-uri", uri, "--json",
-                             "--register", "--max-clean-drop", "1.0")
+    code, out, err = run_cli(
+        capsys,
+        "pareto",
+        "--study",
+        study,
+        "--tracking-uri",
+        uri,
+        "--json",
+        "--register",
+        "--max-clean-drop",
+        "1.0",
+    )
     assert code == 0, err
     rows = json.loads(out)
     c = client(uri)
@@ -179,8 +208,16 @@ def test_unknown_study_or_metric_names_what_exists(smoke, capsys):
     assert code == 2 and out == ""
     assert err.count("\n") == 1
     assert "study 'no-such-study' not found; studies:" in err and study in err
-    code, out, err = run_cli(capsys, "pareto", "--study", study, "--tracking-uri", uri,
-                             "--objectives", "val/nope:max,val/clean_acc:max")
+    code, out, err = run_cli(
+        capsys,
+        "pareto",
+        "--study",
+        study,
+        "--tracking-uri",
+        uri,
+        "--objectives",
+        "val/nope:max,val/clean_acc:max",
+    )
     assert code == 2 and err.count("\n") == 1
     assert f"metric 'val/nope' not found in study '{study}'; metrics:" in err and M.VAL_CORRUPTION_ACC in err
     code, out, err = run_cli(capsys, "report", "--study", "no-such-study", "--tracking-uri", uri)
@@ -198,7 +235,13 @@ def test_report_is_self_contained_and_logged(smoke, capsys, tmp_path):
     images = re.findall(r'<img[^>]*src="([^"]+)"', page)
     assert len(images) == 5 and all(s.startswith("data:image/png;base64,") for s in images)
     pngs = sorted(p.name for p in out_dir.glob("*.png"))
-    assert pngs == ["alpha.png", "pareto.png", "per_corruption.png", "perturbation_gain.png", "proportion_accuracy.png"]
+    assert pngs == [
+        "alpha.png",
+        "pareto.png",
+        "per_corruption.png",
+        "perturbation_gain.png",
+        "proportion_accuracy.png",
+    ]
     assert all((out_dir / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     with open(out_dir / "trials.csv") as f:
         rows = list(csv.DictReader(f))
@@ -210,17 +253,22 @@ def test_report_is_self_contained_and_logged(smoke, capsys, tmp_path):
     assert {r["category"] for r in per} == {"noise", "blur", "digital"}
     assert {r["model"] for r in per} >= {"baseline", "pareto-1"}
     base = [r for r in rows if r["baseline"] == "True"]
-    assert len(base) == 1 and float(base[0][M.ROBUSTNESS_GAIN]) == pytest.approx(0.0, abs=1e-9) \
+    assert (
+        len(base) == 1
+        and float(base[0][M.ROBUSTNESS_GAIN]) == pytest.approx(0.0, abs=1e-9)
         and float(base[0][M.RELATIVE_MCE]) == pytest.approx(100.0, rel=1e-12)
+    )
     parent = [r for r in runs_of(uri, study) if r.data.tags.get(M.TAG_ROLE) == "study"][0]
     logged = {a.path for a in client(uri).list_artifacts(parent.info.run_id, "report")}
-    assert {f"report/{n}" for n in ["report.html", "trials.csv", "pareto.csv", "per_corruption.csv", *pngs]} <= logged
+    assert {
+        f"report/{n}" for n in ["report.html", "trials.csv", "pareto.csv", "per_corruption.csv", *pngs]
+    } <= logged
 
 
 def test_learned_alpha_is_per_filter(smoke, tmp_path):
-    from study.pareto import param_of, parse_objectives
-    from study.pareto_cmd import choose, trial_label
-    from study.report import learned_alpha
+    from study.reporting.report import learned_alpha
+    from study.selection.choice import choose, trial_label
+    from study.selection.choose import param_of, parse_objectives
     from study.tracking.queries import client_for, load_study
 
     uri, study = smoke

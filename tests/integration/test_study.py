@@ -23,15 +23,21 @@ from pathlib import Path
 import pytest
 
 from study import metrics as M
-from study.spaces import load_space
-from study.tracking.study_runs import count_study_runs, find_study_run, trial_runs
+from study.search.space_parser import load_space
+from study.tracking.study_runs import find_study_run
+from tests.support import count_study_runs, optuna_study, trial_runs
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {
-    "train.epochs": 1, "data.train_limit": 500, "train.batch_size": 128, "eval.corruption_limit": 5,
-    "eval.corruptions": ["gaussian_noise", "contrast"], "eval.severities": [1, 3], "eval.test": False,
+    "train.epochs": 1,
+    "data.train_limit": 500,
+    "train.batch_size": 128,
+    "eval.corruption_limit": 5,
+    "eval.corruptions": ["gaussian_noise", "contrast"],
+    "eval.severities": [1, 3],
+    "eval.test": False,
 }
 OBJECTIVES = (M.VAL_CLEAN_ACC, M.VAL_CORRUPTION_ACC)
 
@@ -71,10 +77,19 @@ def _tune_states(path: str) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_smoke_study_end_to_end(home, subset_dir, mlflow_server, tmp_path):
-    from study.tune import optuna_study, run_study
+    from study.search.tune import run_study
 
-    summary = run_study(_space(), study="smoke-e2e", data_dir=str(subset_dir), tracking_uri=mlflow_server.uri,
-                        storage=str(tmp_path / "studies"), num_trials=6, max_concurrent=2, cpus_per_trial=1, verbose=0)
+    summary = run_study(
+        _space(),
+        study="smoke-e2e",
+        data_dir=str(subset_dir),
+        tracking_uri=mlflow_server.uri,
+        storage=str(tmp_path / "studies"),
+        num_trials=6,
+        max_concurrent=2,
+        cpus_per_trial=1,
+        verbose=0,
+    )
     assert [t["status"] for t in summary.trials] == ["finished"] * 6
     assert sum(t["baseline"] for t in summary.trials) == 1
 
@@ -118,15 +133,26 @@ def test_two_nodes_one_server_and_a_failing_trial(home, subset_dir, mlflow_serve
     failed, while the rest finish."""
     from ray.cluster_utils import Cluster
 
-    from study.tune import FAIL_WHEN_ENV, optuna_study, run_study
+    from study.search.tune import run_study
+    from tests.support import fail_learned_mode
 
-    monkeypatch.setenv(FAIL_WHEN_ENV, "frequency.mode=learned")  # before the nodes start: workers inherit it
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)
     try:
-        summary = run_study(_space(), study="two-nodes", data_dir=str(subset_dir), tracking_uri=mlflow_server.uri,
-                            storage=str(tmp_path / "studies"), address=cluster.address, num_trials=4,
-                            max_concurrent=2, cpus_per_trial=1, max_failures=1, verbose=0)
+        summary = run_study(
+            _space(),
+            study="two-nodes",
+            data_dir=str(subset_dir),
+            tracking_uri=mlflow_server.uri,
+            storage=str(tmp_path / "studies"),
+            address=cluster.address,
+            num_trials=4,
+            max_concurrent=2,
+            cpus_per_trial=1,
+            max_failures=1,
+            verbose=0,
+            trial_fn=fail_learned_mode,
+        )
     finally:
         import ray
 
@@ -135,7 +161,9 @@ def test_two_nodes_one_server_and_a_failing_trial(home, subset_dir, mlflow_serve
 
     learned = [t for t in summary.trials if t["config"].get("frequency.mode") == "learned"]
     others = [t for t in summary.trials if t["config"].get("frequency.mode") != "learned"]
-    assert learned and others, "the seeded sampler should pick learned mode at least once in 3 searched trials"
+    assert learned and others, (
+        "the seeded sampler should pick learned mode at least once in 3 searched trials"
+    )
     assert all(t["status"] == "failed" and "injected failure" in t["error"] for t in learned)
     assert all(t["status"] == "finished" for t in others)
 
@@ -156,15 +184,35 @@ def test_two_nodes_one_server_and_a_failing_trial(home, subset_dir, mlflow_serve
 
 @pytest.mark.slow
 def test_killed_driver_resumes_without_rerunning_finished_trials(home, subset_dir, mlflow_server, tmp_path):
-    from study.tune import optuna_study, run_study
+    from study.search.tune import run_study
 
     storage = tmp_path / "studies"
     study = "resumed"
     path = str(storage / study)
     sets = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
-    cmd = [sys.executable, "-m", "study.cli", "run", "--space", "smoke", "--study", study,
-           "--data-dir", str(subset_dir), "--tracking-uri", mlflow_server.uri, "--storage", str(storage),
-           "--num-trials", "4", "--max-concurrent", "1", "--cpus-per-trial", "1", *sets]
+    cmd = [
+        sys.executable,
+        "-m",
+        "study.cli",
+        "run",
+        "--space",
+        "smoke",
+        "--study",
+        study,
+        "--data-dir",
+        str(subset_dir),
+        "--tracking-uri",
+        mlflow_server.uri,
+        "--storage",
+        str(storage),
+        "--num-trials",
+        "4",
+        "--max-concurrent",
+        "1",
+        "--cpus-per-trial",
+        "1",
+        *sets,
+    ]
     log = open(tmp_path / "driver.log", "w")
     driver = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -185,8 +233,15 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(home, subset_di
     time.sleep(3)  # Ray's reaper takes down the dead driver's local cluster
 
     resumed_at_ms = time.time() * 1000
-    summary = run_study(_space(), study=study, data_dir=str(subset_dir), tracking_uri=mlflow_server.uri,
-                        storage=str(storage), resume=True, verbose=0)
+    summary = run_study(
+        _space(),
+        study=study,
+        data_dir=str(subset_dir),
+        tracking_uri=mlflow_server.uri,
+        storage=str(storage),
+        resume=True,
+        verbose=0,
+    )
     assert len(summary.trials) == 4
     assert [t["status"] for t in summary.trials] == ["finished"] * 4
 
@@ -207,18 +262,33 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(home, subset_di
 
 
 def test_diverged_or_incomplete_trials_tell_the_searcher_worst_values():
-    from study.spaces import Objective
-    from study.tune import final_report
+    from study.objectives import Objective
+    from study.search.trials import final_report
 
     objectives = (Objective(M.VAL_CLEAN_ACC, "maximize", 0.0), Objective("val/error", "minimize", 100.0))
-    ok = final_report({M.VAL_CLEAN_ACC: 55.0, "val/error": 45.0, M.EPOCHS_COMPLETED: 3}, objectives,
-                      status="finished", run_id="r", epochs=3)
+    ok = final_report(
+        {M.VAL_CLEAN_ACC: 55.0, "val/error": 45.0, M.EPOCHS_COMPLETED: 3},
+        objectives,
+        status="finished",
+        run_id="r",
+        epochs=3,
+    )
     assert ok[M.VAL_CLEAN_ACC] == 55.0 and ok["val/error"] == 45.0 and ok["full_budget"] is True
-    bad = final_report({M.VAL_CLEAN_ACC: float("nan"), M.EPOCHS_COMPLETED: 1}, objectives,
-                       status="diverged", run_id="r", epochs=3)
+    bad = final_report(
+        {M.VAL_CLEAN_ACC: float("nan"), M.EPOCHS_COMPLETED: 1},
+        objectives,
+        status="diverged",
+        run_id="r",
+        epochs=3,
+    )
     assert bad[M.VAL_CLEAN_ACC] == 0.0 and bad["val/error"] == 100.0 and bad["full_budget"] is False
-    stopped = final_report({M.VAL_CLEAN_ACC: 40.0, "val/error": 60.0, M.EPOCHS_COMPLETED: 1}, objectives,
-                           status="stopped", run_id="r", epochs=3)
+    stopped = final_report(
+        {M.VAL_CLEAN_ACC: 40.0, "val/error": 60.0, M.EPOCHS_COMPLETED: 1},
+        objectives,
+        status="stopped",
+        run_id="r",
+        epochs=3,
+    )
     assert stopped["full_budget"] is False
 
 
@@ -228,12 +298,23 @@ def test_run_with_a_bad_space_fails_before_ray_starts(tmp_path, capsys):
     from study.cli import main
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text((REPO / "search_spaces" / "smoke.yaml").read_text().replace("frequency.perturbation:", "frequency.perturb:"))
+    bad.write_text(
+        (REPO / "search_spaces" / "smoke.yaml")
+        .read_text()
+        .replace("frequency.perturbation:", "frequency.perturb:")
+    )
     assert main(["run", "--space", str(bad), "--study", "bad", "--storage", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"freqstudy run: error: space {bad} line ") and "parameters[frequency.perturb]" in err
+    assert (
+        err.startswith(f"freqstudy run: error: space {bad} line ") and "parameters[frequency.perturb]" in err
+    )
     assert not ray.is_initialized()
-    assert main(["run", "--space", "smoke", "--study", "x", "--storage", str(tmp_path), "--set", "model.width=0"]) == 2
+    assert (
+        main(
+            ["run", "--space", "smoke", "--study", "x", "--storage", str(tmp_path), "--set", "model.width=0"]
+        )
+        == 2
+    )
     assert "model.width" in capsys.readouterr().err
 
 
@@ -244,7 +325,7 @@ def test_trials_without_a_reserved_gpu_never_pick_one(tmp_path, capsys):
     import ray
 
     from study.cli import main
-    from study.tune import device_for_resources
+    from study.search.trials import device_for_resources
 
     assert device_for_resources("auto", 0.0) == "cpu"
     assert device_for_resources("auto", 0.25) == "auto"
@@ -252,8 +333,21 @@ def test_trials_without_a_reserved_gpu_never_pick_one(tmp_path, capsys):
     assert device_for_resources("cpu", 1.0) == "cpu"
     with pytest.raises(ValueError, match=r"'cuda' with 0 GPUs per trial.*--gpus-per-trial"):
         device_for_resources("cuda", 0.0)
-    code = main(["run", "--space", "smoke", "--study", "gpu0", "--storage", str(tmp_path),
-                 "--set", "device=cuda", "--gpus-per-trial", "0"])
+    code = main(
+        [
+            "run",
+            "--space",
+            "smoke",
+            "--study",
+            "gpu0",
+            "--storage",
+            str(tmp_path),
+            "--set",
+            "device=cuda",
+            "--gpus-per-trial",
+            "0",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'cuda' with 0 GPUs per trial" in err[0]

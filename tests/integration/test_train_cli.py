@@ -24,9 +24,20 @@ from study.tracking.server import free_port, is_healthy, local_tracking_uri
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-QUICK = ["--set", "data.train_limit=1000", "--set", "train.batch_size=100", "--set", "data.download=false",
-         "--set", "eval.corruptions=[gaussian_noise,fog]", "--set", "eval.corruption_limit=20",
-         "--set", "eval.batch_size=500"]
+QUICK = [
+    "--set",
+    "data.train_limit=1000",
+    "--set",
+    "train.batch_size=100",
+    "--set",
+    "data.download=false",
+    "--set",
+    "eval.corruptions=[gaussian_noise,fog]",
+    "--set",
+    "eval.corruption_limit=20",
+    "--set",
+    "eval.batch_size=500",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +51,25 @@ def home(tmp_path_factory):
 
 def freqstudy(*args: str, home: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ, FREQSTUDY_HOME=str(home), PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "study.cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "study.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-@pytest.mark.parametrize("override, key", [
-    ("train.epochz=3", "train.epochz"),
-    ("train.epochs=three", "train.epochs"),
-    ("frequency.proportion=1.5", "frequency.proportion"),
-    ("frequency.mode=adaptive", "frequency.mode"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.epochz=3", "train.epochz"),
+        ("train.epochs=three", "train.epochs"),
+        ("frequency.proportion=1.5", "frequency.proportion"),
+        ("frequency.mode=adaptive", "frequency.mode"),
+    ],
+)
 def test_config_errors_exit_before_touching_data(override, key, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FREQSTUDY_HOME", str(tmp_path / "home"))
     missing = tmp_path / "no-data-here"
@@ -63,9 +83,25 @@ def test_config_errors_exit_before_touching_data(override, key, tmp_path, monkey
 
 def test_diverged_train_exits_nonzero_with_one_line_reason(mlflow_server, subset_dir, home, tmp_path):
     out = tmp_path / "result.json"
-    proc = freqstudy("train", "--data-dir", str(subset_dir), "--tracking-uri", mlflow_server.uri,
-                     "--set", "train.lr=1e6", "--set", "train.epochs=1", "--set", "model.width=8",
-                     "--set", "tracking.experiment=cli-diverged", "--output-json", str(out), *QUICK, home=home)
+    proc = freqstudy(
+        "train",
+        "--data-dir",
+        str(subset_dir),
+        "--tracking-uri",
+        mlflow_server.uri,
+        "--set",
+        "train.lr=1e6",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "model.width=8",
+        "--set",
+        "tracking.experiment=cli-diverged",
+        "--output-json",
+        str(out),
+        *QUICK,
+        home=home,
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]
     lines = [ln for ln in proc.stderr.splitlines() if "diverged" in ln]
     assert len(lines) == 1 and lines[0] == proc.stderr.strip().splitlines()[-1]
@@ -78,9 +114,25 @@ def test_diverged_train_exits_nonzero_with_one_line_reason(mlflow_server, subset
 
 def test_train_then_inspect(mlflow_server, subset_dir, home, tmp_path, capsys):
     out = tmp_path / "result.json"
-    proc = freqstudy("train", "--data-dir", str(subset_dir), "--tracking-uri", mlflow_server.uri,
-                     "--set", "train.epochs=1", "--set", "model.width=8", "--set", "frequency.mode=learned",
-                     "--set", "tracking.experiment=cli-train", "--output-json", str(out), *QUICK, home=home)
+    proc = freqstudy(
+        "train",
+        "--data-dir",
+        str(subset_dir),
+        "--tracking-uri",
+        mlflow_server.uri,
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "model.width=8",
+        "--set",
+        "frequency.mode=learned",
+        "--set",
+        "tracking.experiment=cli-train",
+        "--output-json",
+        str(out),
+        *QUICK,
+        home=home,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     run_id = result["run_id"]
@@ -138,8 +190,14 @@ def test_local_store_server_starts_and_stops(home, tmp_path, monkeypatch):
     # `freqstudy ui` serves the same store.
     port = free_port()
     env = dict(os.environ, FREQSTUDY_HOME=str(tmp_path / "own-home"), PYTHONPATH=str(REPO))
-    ui = subprocess.Popen([sys.executable, "-m", "study.cli", "ui", "--port", str(port)], cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "study.cli", "ui", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180

@@ -24,13 +24,21 @@ from mlflow import MlflowClient
 from study import metrics as M
 from study.config import TrialConfig
 from study.data import load_cifar10
-from study.evaluate import EvalSettings, clean_accuracy, eval_loader
+from study.engine.evaluate import EvalSettings, clean_accuracy, eval_loader
 from study.tracking import load_logged_model, run_tracked_trial
-from study.tracking.runs import ARTIFACTS, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING, PARENT_RUN_TAG
+from study.tracking.experiments import EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING
+from study.tracking.runs import ARTIFACTS, PARENT_RUN_TAG
 
 pytestmark = pytest.mark.integration
 
-EPOCH_KEYS = (M.TRAIN_LOSS, M.TRAIN_LR, M.VAL_CLEAN_ACC, M.FILTER_PROPORTION, M.FILTER_CENTROID, M.EPOCH_SECONDS)
+EPOCH_KEYS = (
+    M.TRAIN_LOSS,
+    M.TRAIN_LR,
+    M.VAL_CLEAN_ACC,
+    M.FILTER_PROPORTION,
+    M.FILTER_CENTROID,
+    M.EPOCH_SECONDS,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -44,9 +52,16 @@ def freqstudy_home(tmp_path_factory):
 
 def quick_config(subset_dir: Path, experiment: str, **flat) -> TrialConfig:
     base = {
-        "data.dir": str(subset_dir), "data.download": False, "data.train_limit": 1000,
-        "model.width": 16, "train.epochs": 2, "train.batch_size": 100, "train.lr": 0.1,
-        "eval.corruptions": ["gaussian_noise", "fog"], "eval.corruption_limit": 20, "eval.batch_size": 500,
+        "data.dir": str(subset_dir),
+        "data.download": False,
+        "data.train_limit": 1000,
+        "model.width": 16,
+        "train.epochs": 2,
+        "train.batch_size": 100,
+        "train.lr": 0.1,
+        "eval.corruptions": ["gaussian_noise", "fog"],
+        "eval.corruption_limit": 20,
+        "eval.batch_size": 500,
         "tracking.experiment": experiment,
     }
     base.update(flat)
@@ -69,8 +84,13 @@ def fixed_run(mlflow_server, subset_dir):
     experiment_id = client.create_experiment("it-fixed")
     parent = client.create_run(experiment_id, tags={M.TAG_ROLE: "study"}).info.run_id
     epochs_seen = []
-    tracked = run_tracked_trial(config, tracking_uri=mlflow_server.uri, parent_run_id=parent,
-                                tags={M.TAG_TRIAL_ID: "trial-7"}, on_epoch=epochs_seen.append)
+    tracked = run_tracked_trial(
+        config,
+        tracking_uri=mlflow_server.uri,
+        parent_run_id=parent,
+        tags={M.TAG_TRIAL_ID: "trial-7"},
+        on_epoch=epochs_seen.append,
+    )
     return config, tracked, epochs_seen, parent
 
 
@@ -107,9 +127,19 @@ def test_run_holds_params_tags_metrics_and_every_artifact(fixed_run, mlflow_serv
     assert M.FILTER_MEAN_ALPHA not in run.data.metrics  # not learned
 
     final = run.data.metrics
-    for key in (M.VAL_CLEAN_ACC, M.VAL_CORRUPTION_ACC, M.TEST_CLEAN_ACC, M.TEST_CORRUPTION_ACC,
-                "test/corruption/fog", "test/corruption/gaussian_noise/3", "test/severity/5",
-                "test/category/noise", "test/category/weather", "val/corruption/fog/1", M.PEAK_MEMORY_MB):
+    for key in (
+        M.VAL_CLEAN_ACC,
+        M.VAL_CORRUPTION_ACC,
+        M.TEST_CLEAN_ACC,
+        M.TEST_CORRUPTION_ACC,
+        "test/corruption/fog",
+        "test/corruption/gaussian_noise/3",
+        "test/severity/5",
+        "test/category/noise",
+        "test/category/weather",
+        "val/corruption/fog/1",
+        M.PEAK_MEMORY_MB,
+    ):
         assert key in final and math.isfinite(final[key]), key
         assert final[key] == pytest.approx(tracked.metrics[key], rel=1e-6), key
     assert final[M.EPOCHS_COMPLETED] == 2
@@ -120,7 +150,13 @@ def test_run_holds_params_tags_metrics_and_every_artifact(fixed_run, mlflow_serv
 
     names = {a.path for a in client.list_artifacts(tracked.run_id)}
     assert set(ARTIFACTS) <= names, set(ARTIFACTS) - names
-    for png in ("filters.png", "spectra.png", "radial_profile.png", "corruption_heatmap.png", "proportion_history.png"):
+    for png in (
+        "filters.png",
+        "spectra.png",
+        "radial_profile.png",
+        "corruption_heatmap.png",
+        "proportion_history.png",
+    ):
         data = Path(client.download_artifacts(tracked.run_id, png, str(tmp_path))).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, png
     filters = np.load(client.download_artifacts(tracked.run_id, "filters.npy", str(tmp_path)))
@@ -129,7 +165,9 @@ def test_run_holds_params_tags_metrics_and_every_artifact(fixed_run, mlflow_serv
     assert doc["status"] == "finished" and doc["reason"] is None and doc["epochs"] == 2
     assert doc["metrics"][M.TEST_CLEAN_ACC] == pytest.approx(final[M.TEST_CLEAN_ACC], rel=1e-6)
     assert [h["epoch"] for h in doc["history"]] == [1, 2]
-    logged_config = TrialConfig.from_yaml(client.download_artifacts(tracked.run_id, "config.yaml", str(tmp_path)))
+    logged_config = TrialConfig.from_yaml(
+        client.download_artifacts(tracked.run_id, "config.yaml", str(tmp_path))
+    )
     assert logged_config == config
 
 
@@ -152,7 +190,9 @@ def test_logged_model_reloads_and_reproduces_test_accuracy(fixed_run, mlflow_ser
 
 
 def test_learned_mode_logs_alpha_history(mlflow_server, subset_dir, tmp_path):
-    config = quick_config(subset_dir, "it-learned", **{"frequency.mode": "learned", "frequency.proportion_weight": 1.0})
+    config = quick_config(
+        subset_dir, "it-learned", **{"frequency.mode": "learned", "frequency.proportion_weight": 1.0}
+    )
     tracked = run_tracked_trial(config, tracking_uri=mlflow_server.uri)
     client = MlflowClient(mlflow_server.uri)
     assert tracked.status == "finished"
@@ -202,22 +242,35 @@ def test_exception_inside_trial_marks_run_failed_and_reraises(mlflow_server, sub
 
 @pytest.mark.slow
 def test_width16_learns_on_real_subset_in_three_epochs(mlflow_server, subset_dir):
-    config = quick_config(subset_dir, "it-learning", **{
-        "data.train_limit": None, "train.epochs": 3, "train.batch_size": 128, "train.lr": 0.1})
+    config = quick_config(
+        subset_dir,
+        "it-learning",
+        **{"data.train_limit": None, "train.epochs": 3, "train.batch_size": 128, "train.lr": 0.1},
+    )
     started = time.perf_counter()
     tracked = run_tracked_trial(config, tracking_uri=mlflow_server.uri)
     seconds = time.perf_counter() - started
-    print(f"width-16 ResNet-18, 3 epochs on {4660 - 466} subset images: "
-          f"test {tracked.metrics[M.TEST_CLEAN_ACC]:.1f}% in {seconds:.0f} s")
+    print(
+        f"width-16 ResNet-18, 3 epochs on {4660 - 466} subset images: "
+        f"test {tracked.metrics[M.TEST_CLEAN_ACC]:.1f}% in {seconds:.0f} s"
+    )
     assert tracked.status == "finished"
     assert tracked.metrics[M.TEST_CLEAN_ACC] >= 25.0
 
 
 @pytest.mark.slow
 def test_all_nineteen_corruptions_keep_extras_apart(mlflow_server, subset_dir, frost_dir, tmp_path):
-    config = quick_config(subset_dir, "it-all19", **{
-        "train.epochs": 1, "model.width": 8, "eval.corruptions": list(M.ALL_CORRUPTIONS), "eval.corruption_limit": 2,
-        "eval.frost_dir": str(frost_dir)})
+    config = quick_config(
+        subset_dir,
+        "it-all19",
+        **{
+            "train.epochs": 1,
+            "model.width": 8,
+            "eval.corruptions": list(M.ALL_CORRUPTIONS),
+            "eval.corruption_limit": 2,
+            "eval.frost_dir": str(frost_dir),
+        },
+    )
     tracked = run_tracked_trial(config, tracking_uri=mlflow_server.uri)
     final = MlflowClient(mlflow_server.uri).get_run(tracked.run_id).data.metrics
     for split in ("val", "test"):
@@ -226,5 +279,9 @@ def test_all_nineteen_corruptions_keep_extras_apart(mlflow_server, subset_dir, f
         assert final[f"{split}/corruption_acc"] == pytest.approx(np.mean(bench), rel=1e-6)
         assert final[f"{split}/extra_acc"] == pytest.approx(np.mean(extra), rel=1e-6)
         assert {f"{split}/category/{c}" for c in M.CATEGORIES} <= set(final)
-    heatmap = Path(MlflowClient(mlflow_server.uri).download_artifacts(tracked.run_id, "corruption_heatmap.png", str(tmp_path)))
+    heatmap = Path(
+        MlflowClient(mlflow_server.uri).download_artifacts(
+            tracked.run_id, "corruption_heatmap.png", str(tmp_path)
+        )
+    )
     assert heatmap.read_bytes()[:4] == b"\x89PNG"

@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from study.cifar10c import _worker_pool, ensure_corrupted_copy, generate, load_corrupted
+from study.cifar10c import ensure_corrupted_copy, generate, load_corrupted
+from study.cifar10c.generate import _worker_pool
 from study.corruptions import GENERATOR_VERSION, corrupt
 from study.metrics import ALL_CORRUPTIONS
 
@@ -34,31 +35,42 @@ def read(folder, name):
 
 def test_official_layout_severity_major_with_manifest(tmp_path, source):
     images, labels = source
-    out = generate(images, labels, tmp_path / "c", corruptions=FAST, severities=(2, 4), seed=5, workers=1, progress=False)
+    out = generate(
+        images, labels, tmp_path / "c", corruptions=FAST, severities=(2, 4), seed=5, workers=1, progress=False
+    )
     for name in FAST:
         arr = read(out, name)
         assert arr.dtype == np.uint8 and arr.shape == (2 * N, 32, 32, 3)
         for block, s in enumerate((2, 4)):
             rng = np.random.default_rng([5, ALL_CORRUPTIONS.index(name), s])  # the documented unit generator
-            assert np.array_equal(arr[block * N:(block + 1) * N], corrupt(name, images, s, rng))
+            assert np.array_equal(arr[block * N : (block + 1) * N], corrupt(name, images, s, rng))
     assert np.array_equal(np.load(out / "labels.npy"), np.tile(labels, 2))
     m = json.loads((out / "manifest.json").read_text())
     assert m["seed"] == 5 and m["n"] == N and m["severities"] == [2, 4] and m["source_name"] == "test"
     assert m["generator_version"] == GENERATOR_VERSION and m["corruptions"] == list(FAST)
     assert len(m["source_sha256"]) == 64 and m["source_sha256"] != m["labels_sha256"]
-    assert sorted(p.name for p in out.iterdir()) == ["brightness.npy", "gaussian_noise.npy", "labels.npy", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "brightness.npy",
+        "gaussian_noise.npy",
+        "labels.npy",
+        "manifest.json",
+    ]
 
 
 def test_same_seed_byte_identical_whatever_the_workers_different_seed_differs(tmp_path, source):
     images, labels = source
     kw = dict(corruptions=FAST, severities=(1, 5), progress=False)
     a = generate(images, labels, tmp_path / "a", seed=1, workers=1, **kw)
-    b = generate(images, labels, tmp_path / "b", seed=1, workers=2, **kw)  # spawned processes, memmapped source
+    b = generate(
+        images, labels, tmp_path / "b", seed=1, workers=2, **kw
+    )  # spawned processes, memmapped source
     c = generate(images, labels, tmp_path / "c", seed=2, workers=1, **kw)
     for name in FAST:
         assert (a / f"{name}.npy").read_bytes() == (b / f"{name}.npy").read_bytes()
     assert not np.array_equal(read(a, "gaussian_noise"), read(c, "gaussian_noise"))
-    assert np.array_equal(read(a, "brightness"), read(c, "brightness"))  # deterministic: the seed is irrelevant
+    assert np.array_equal(
+        read(a, "brightness"), read(c, "brightness")
+    )  # deterministic: the seed is irrelevant
     assert not (b / ".partial").exists()  # the workers' memmapped source and the partials are gone
 
 
@@ -70,7 +82,7 @@ def dead_run_partial(out, name, stem, blocks, marked):
     data = folder / f"{name}.{stem}.npy.tmp"
     mm = np.lib.format.open_memmap(data, mode="w+", dtype=np.uint8, shape=(len(blocks) * N, 32, 32, 3))
     for i, block in enumerate(blocks):
-        mm[i * N:(i + 1) * N] = block
+        mm[i * N : (i + 1) * N] = block
     del mm
     for s in marked:
         (folder / f"{name}.{stem}.s{s}.done").touch()
@@ -120,7 +132,9 @@ def test_a_live_runs_partial_is_left_alone_and_a_dead_runs_finished_one_is_publi
     with open(other) as f:
         fcntl.flock(f, fcntl.LOCK_EX)  # a live run filling it
         generate(images, labels, out, **kw)
-        assert (out / "brightness.npy").read_bytes() == (ref / "brightness.npy").read_bytes()  # our own partial
+        assert (out / "brightness.npy").read_bytes() == (
+            ref / "brightness.npy"
+        ).read_bytes()  # our own partial
         assert other.exists() and (out / ".partial" / "brightness.4242-0000beef.s1.done").exists()
     # That run died with every block marked but before its os.replace: published as it is.
     (out / "brightness.npy").unlink()
@@ -138,30 +152,59 @@ def test_concurrent_runs_into_one_folder(tmp_path, source):
         assert list(ex.map(lambda _: generate(images, labels, out, **kw), range(3))) == [out] * 3
     for name in FAST:
         assert (out / f"{name}.npy").read_bytes() == (ref / f"{name}.npy").read_bytes()
-    assert sorted(p.name for p in out.iterdir()) == ["brightness.npy", "gaussian_noise.npy", "labels.npy", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "brightness.npy",
+        "gaussian_noise.npy",
+        "labels.npy",
+        "manifest.json",
+    ]
 
 
 def test_workers_run_math_libraries_on_one_thread_and_the_env_is_restored(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     with _worker_pool(1) as pool:
-        seen = [pool.submit(os.getenv, k).result() for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")]
+        seen = [
+            pool.submit(os.getenv, k).result()
+            for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        ]
     assert seen == ["1", "1", "1"]
     assert os.environ["OMP_NUM_THREADS"] == "7" and "MKL_NUM_THREADS" not in os.environ
 
 
 def test_refuses_to_mix_copies(tmp_path, source):
     images, labels = source
-    out = generate(images, labels, tmp_path / "c", corruptions=("brightness",), severities=(1,), seed=0,
-                   workers=1, progress=False)
-    with pytest.raises(ValueError, match=r"different source, seed or generator version \(seed: folder 0, asked 1\)"):
-        generate(images, labels, out, corruptions=("gaussian_noise",), severities=(1,), seed=1, workers=1, progress=False)
+    out = generate(
+        images,
+        labels,
+        tmp_path / "c",
+        corruptions=("brightness",),
+        severities=(1,),
+        seed=0,
+        workers=1,
+        progress=False,
+    )
+    with pytest.raises(
+        ValueError, match=r"different source, seed or generator version \(seed: folder 0, asked 1\)"
+    ):
+        generate(
+            images,
+            labels,
+            out,
+            corruptions=("gaussian_noise",),
+            severities=(1,),
+            seed=1,
+            workers=1,
+            progress=False,
+        )
     other = images.copy()
     other[0, 0, 0, 0] ^= 1
     with pytest.raises(ValueError, match="source_sha256"):
         generate(other, labels, out, corruptions=("brightness",), severities=(1,), workers=1, progress=False)
     with pytest.raises(ValueError, match="severities"):
-        generate(images, labels, out, corruptions=("brightness",), severities=(1, 2), workers=1, progress=False)
+        generate(
+            images, labels, out, corruptions=("brightness",), severities=(1, 2), workers=1, progress=False
+        )
     official = tmp_path / "official"
     official.mkdir()
     np.save(official / "fog.npy", np.zeros((5, 32, 32, 3), np.uint8))
@@ -204,11 +247,19 @@ def test_load_official_layout_by_severity_and_limit(tmp_path):
 
 def test_load_generated_matches_what_was_written(tmp_path, source):
     images, labels = source
-    out = generate(images, labels, tmp_path / "c", corruptions=("brightness",), severities=(3, 5), workers=1, progress=False)
+    out = generate(
+        images,
+        labels,
+        tmp_path / "c",
+        corruptions=("brightness",),
+        severities=(3, 5),
+        workers=1,
+        progress=False,
+    )
     x, y, sevs = load_corrupted(out, "brightness", limit=4)
     assert sevs == (3, 5)
     full = read(out, "brightness")
-    assert np.array_equal(x, np.concatenate([full[:4], full[N:N + 4]]))
+    assert np.array_equal(x, np.concatenate([full[:4], full[N : N + 4]]))
     assert np.array_equal(y, np.concatenate([labels[:4], labels[:4]]))
     with pytest.raises(ValueError, match=r"severities \[1\] not in the file"):
         load_corrupted(out, "brightness", severities=[1])
@@ -241,9 +292,17 @@ def test_cache_reuses_complete_copies_and_keys_on_limit_and_seed(tmp_path, sourc
     assert os.stat(a / "brightness.npy").st_mtime_ns == stamp  # reused, not rewritten
     assert a.name.startswith("val-") and f"-v{GENERATOR_VERSION}-seed0-n{N}-s12" in a.name
     grown = ensure_corrupted_copy(images, labels, tmp_path, corruptions=FAST, seed=0, **kw)
-    assert grown == a and (a / "gaussian_noise.npy").exists() and os.stat(a / "brightness.npy").st_mtime_ns == stamp
-    limited = ensure_corrupted_copy(images, labels, tmp_path, corruptions=("brightness",), seed=0, limit=5, **kw)
+    assert (
+        grown == a
+        and (a / "gaussian_noise.npy").exists()
+        and os.stat(a / "brightness.npy").st_mtime_ns == stamp
+    )
+    limited = ensure_corrupted_copy(
+        images, labels, tmp_path, corruptions=("brightness",), seed=0, limit=5, **kw
+    )
     assert limited != a and load_corrupted(limited, "brightness")[0].shape == (10, 32, 32, 3)
-    assert np.array_equal(load_corrupted(limited, "brightness")[0], load_corrupted(a, "brightness", limit=5)[0])
+    assert np.array_equal(
+        load_corrupted(limited, "brightness")[0], load_corrupted(a, "brightness", limit=5)[0]
+    )
     reseeded = ensure_corrupted_copy(images, labels, tmp_path, corruptions=("brightness",), seed=1, **kw)
     assert reseeded not in (a, limited)

@@ -3,6 +3,8 @@ dotted form both ways, YAML files and ``--set`` overrides."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from study.config import TrialConfig, known_keys, parse_overrides
@@ -23,51 +25,67 @@ def test_defaults_are_the_full_recipe():
     assert c.eval.corruption_limit is None and len(c.eval.corruptions) == 19
 
 
-@pytest.mark.parametrize("flat, key", [
-    ({"train.learning_rate": 0.1}, "train.learning_rate"),
-    ({"frequency.sigma": 0.1}, "frequency.sigma"),
-    ({"optimiser.lr": 0.1}, "optimiser"),
-    ({"seeds": 1}, "seeds"),
-])
+@pytest.mark.parametrize(
+    "flat, key",
+    [
+        ({"train.learning_rate": 0.1}, "train.learning_rate"),
+        ({"frequency.sigma": 0.1}, "frequency.sigma"),
+        ({"optimiser.lr": 0.1}, "optimiser"),
+        ({"seeds": 1}, "seeds"),
+    ],
+)
 def test_unknown_key_is_named(flat, key):
     message = error_of(TrialConfig.from_flat, flat)
     assert key in message and "unknown key" in message
 
 
-@pytest.mark.parametrize("flat, key", [
-    ({"train.epochs": "ten"}, "train.epochs"),
-    ({"train.epochs": 2.5}, "train.epochs"),
-    ({"train.lr": "fast"}, "train.lr"),
-    ({"train.nesterov": "yes"}, "train.nesterov"),
-    ({"model.width": True}, "model.width"),
-    ({"eval.corruptions": 3}, "eval.corruptions"),
-    ({"train": 5}, "train"),
-])
+@pytest.mark.parametrize(
+    "flat, key",
+    [
+        ({"train.epochs": "ten"}, "train.epochs"),
+        ({"train.epochs": 2.5}, "train.epochs"),
+        ({"train.lr": "fast"}, "train.lr"),
+        ({"train.nesterov": "yes"}, "train.nesterov"),
+        ({"model.width": True}, "model.width"),
+        ({"eval.corruptions": 3}, "eval.corruptions"),
+        ({"train": 5}, "train"),
+    ],
+)
 def test_wrong_type_is_named(flat, key):
     message = error_of(TrialConfig.from_flat, flat)
     assert message.startswith(f"config {key}")
 
 
-@pytest.mark.parametrize("flat, key, allowed", [
-    ({"frequency.proportion": 1.5}, "frequency.proportion", "[0.0, 1.0]"),
-    ({"frequency.perturbation": -0.1}, "frequency.perturbation", "[0.0"),
-    ({"frequency.mode": "adaptive"}, "frequency.mode", "free, fixed, learned"),
-    ({"train.lr": 0.0}, "train.lr", "(0.0"),
-    ({"train.epochs": 0}, "train.epochs", ">= 1"),
-    ({"model.stem_kernel": 4}, "model.stem_kernel", "3, 5, 7"),
-    ({"data.val_fraction": 1.0}, "data.val_fraction", "(0.0, 1.0)"),
-    ({"eval.corruptions": ["fog", "rain"]}, "eval.corruptions", "gaussian_noise"),
-    ({"eval.severities": [0]}, "eval.severities", "1..5"),
-    ({"frequency.cutoff": 1.4}, "frequency.cutoff", ""),  # at k=3 no bin is above 0.943: empty high band
-])
+@pytest.mark.parametrize(
+    "flat, key, allowed",
+    [
+        ({"frequency.proportion": 1.5}, "frequency.proportion", "[0.0, 1.0]"),
+        ({"frequency.perturbation": -0.1}, "frequency.perturbation", "[0.0"),
+        ({"frequency.mode": "adaptive"}, "frequency.mode", "free, fixed, learned"),
+        ({"train.lr": 0.0}, "train.lr", "(0.0"),
+        ({"train.epochs": 0}, "train.epochs", ">= 1"),
+        ({"model.stem_kernel": 4}, "model.stem_kernel", "3, 5, 7"),
+        ({"data.val_fraction": 1.0}, "data.val_fraction", "(0.0, 1.0)"),
+        ({"eval.corruptions": ["fog", "rain"]}, "eval.corruptions", "gaussian_noise"),
+        ({"eval.severities": [0]}, "eval.severities", "1..5"),
+        ({"frequency.cutoff": 1.4}, "frequency.cutoff", ""),  # at k=3 no bin is above 0.943: empty high band
+    ],
+)
 def test_out_of_range_is_named_with_what_is_allowed(flat, key, allowed):
     message = error_of(TrialConfig.from_flat, flat)
     assert message.startswith(f"config {key}") and allowed in message
 
 
 def test_flat_round_trip_covers_every_key():
-    c = TrialConfig.from_flat({"frequency.mode": "learned", "frequency.proportion_weight": 0.5,
-                               "eval.corruptions": ["fog", "frost"], "data.train_limit": 100, "seed": 3})
+    c = TrialConfig.from_flat(
+        {
+            "frequency.mode": "learned",
+            "frequency.proportion_weight": 0.5,
+            "eval.corruptions": ["fog", "frost"],
+            "data.train_limit": 100,
+            "seed": 3,
+        }
+    )
     flat = c.to_flat()
     assert set(flat) == set(known_keys())
     assert TrialConfig.from_flat(flat) == c
@@ -76,9 +94,13 @@ def test_flat_round_trip_covers_every_key():
 
 def test_yaml_file_and_overrides(tmp_path):
     path = tmp_path / "trial.yaml"
-    path.write_text("model:\n  width: 32\nfrequency:\n  mode: fixed\n  proportion: 0.25\ntrain:\n  epochs: 5\n")
-    c = TrialConfig.from_yaml(path, ["train.epochs=7", "frequency.cutoff=0.8", "eval.corruptions=[fog,frost]",
-                                     "data.train_limit=null"])
+    path.write_text(
+        "model:\n  width: 32\nfrequency:\n  mode: fixed\n  proportion: 0.25\ntrain:\n  epochs: 5\n"
+    )
+    c = TrialConfig.from_yaml(
+        path,
+        ["train.epochs=7", "frequency.cutoff=0.8", "eval.corruptions=[fog,frost]", "data.train_limit=null"],
+    )
     assert c.model.width == 32 and c.frequency.mode == "fixed" and c.frequency.proportion == 0.25
     assert c.train.epochs == 7 and c.frequency.cutoff == 0.8
     assert c.eval.corruptions == ("fog", "frost") and c.data.train_limit is None
@@ -104,7 +126,7 @@ def test_replace_changes_only_named_keys():
     assert (d.train.epochs, d.model.width) == (2, 16)
     assert d.frequency == c.frequency and c.train.epochs != 2  # frozen original untouched
     assert "train.epoc" in error_of(c.replace, **{"train.epoc": 2})
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         c.train.epochs = 3  # frozen
 
 

@@ -55,9 +55,12 @@ def test_registry_names_and_partition():
 
 
 def test_import_is_lazy():
-    code = ("import sys, study.corruptions; "
-            "bad = [m for m in ('PIL', 'study.corruptions.noise', 'study.corruptions.blur', 'ray', 'mlflow') if m in sys.modules]; "
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, study.corruptions; "
+        "bad = [m for m in ('PIL', 'study.corruptions.noise', 'study.corruptions.blur', 'ray', 'mlflow') "
+        "if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -114,13 +117,16 @@ def test_bad_name_lists_allowed():
         corruptions.corrupt("gaussian", _images(2), 1)
 
 
-@pytest.mark.parametrize("images, match", [
-    (np.zeros((2, 32, 32, 3), dtype=np.float32), "uint8"),
-    (np.zeros((32, 32, 3), dtype=np.uint8), r"\(N, 32, 32, 3\)"),
-    (np.zeros((2, 28, 28, 3), dtype=np.uint8), r"\(N, 32, 32, 3\)"),
-    (np.zeros((2, 3, 32, 32), dtype=np.uint8), r"\(N, 32, 32, 3\)"),
-    ([[0]], "numpy array"),
-])
+@pytest.mark.parametrize(
+    "images, match",
+    [
+        (np.zeros((2, 32, 32, 3), dtype=np.float32), "uint8"),
+        (np.zeros((32, 32, 3), dtype=np.uint8), r"\(N, 32, 32, 3\)"),
+        (np.zeros((2, 28, 28, 3), dtype=np.uint8), r"\(N, 32, 32, 3\)"),
+        (np.zeros((2, 3, 32, 32), dtype=np.uint8), r"\(N, 32, 32, 3\)"),
+        ([[0]], "numpy array"),
+    ],
+)
 def test_bad_images(images, match):
     with pytest.raises(ValueError, match=match):
         corruptions.corrupt("contrast", images, 1)
@@ -147,8 +153,9 @@ def test_gaussian_blur_is_scipys_bit_for_bit(sigma, mode):
 def test_correlate2d_matches_scipy_reflect101():
     rng = np.random.default_rng(2)
     x, k = rng.random((2, 32, 32, 3)), rng.random((5, 3))
-    np.testing.assert_allclose(_ops.correlate2d(x, k), ndimage.correlate(x, k[None, :, :, None], mode="mirror"),
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        _ops.correlate2d(x, k), ndimage.correlate(x, k[None, :, :, None], mode="mirror"), rtol=0, atol=1e-12
+    )
 
 
 def test_cv2_gaussian_kernel_closed_form():
@@ -160,7 +167,7 @@ def test_cv2_gaussian_kernel_closed_form():
 
 def _brute_motion(img, radius, sigma, angle):
     offsets = _ops.motion_blur_offsets(radius, np.array([angle]))[0]
-    k = np.exp(-np.arange(len(offsets)) ** 2 / (2 * sigma ** 2))
+    k = np.exp(-(np.arange(len(offsets)) ** 2) / (2 * sigma**2))
     k /= k.sum()
     out = np.zeros_like(img)
     h, w = img.shape[:2]
@@ -198,7 +205,8 @@ def test_imagemagick_motion_blur_keeps_flat_images_and_quantises():
 
 
 def test_imagemagick_motion_blur_floors_after_q16_rounding():
-    # 8-bit grayscale layers as snow passes them: Q16 rounding first, then floor(q / 257), never rounding to 8 bits.
+    # 8-bit grayscale layers as snow passes them: Q16 rounding first, then floor(q / 257),
+    # never rounding to 8 bits.
     layers = np.random.default_rng(6).integers(0, 256, size=(3, 32, 32)).astype(np.uint8)
     angles = np.array([-135.0, -90.0, -50.0])
     q = np.floor(_ops.motion_blur(layers.astype(np.float64) * 257, 10, 4, angles) + 0.5)
@@ -212,10 +220,11 @@ def test_clipped_zoom_matches_scipy_zoom(z):
     img = np.random.default_rng(5).random((32, 32, 3))
     ch = int(np.ceil(32 / z))
     top = (32 - ch) // 2
-    zoomed = ndimage.zoom(img[top:top + ch, top:top + ch], (z, z, 1), order=1)
+    zoomed = ndimage.zoom(img[top : top + ch, top : top + ch], (z, z, 1), order=1)
     trim = (zoomed.shape[0] - 32) // 2
-    np.testing.assert_allclose(_ops.clipped_zoom(img[None], z)[0], zoomed[trim:trim + 32, trim:trim + 32],
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        _ops.clipped_zoom(img[None], z)[0], zoomed[trim : trim + 32, trim : trim + 32], rtol=0, atol=1e-12
+    )
 
 
 def test_hsv_matches_colorsys_and_round_trips():
@@ -229,7 +238,10 @@ def test_hsv_matches_colorsys_and_round_trips():
 
 
 def _shot_level_probabilities(k: int, photons: int) -> np.ndarray:
-    """Brute force: P(output level) for input level k, summing the Poisson pmf over counts far into the tail."""
+    """Brute force: P(output level) for input level k.
+
+    Sums the Poisson pmf over counts far into the tail.
+    """
     from scipy import stats
 
     counts = np.arange(photons * 3 + 200)
@@ -244,15 +256,16 @@ def test_shot_noise_table_is_the_exact_poisson_distribution(severity):
     bounds, levels, _ = noise.shot_noise_table(photons)
     width = len(levels) // 256
     for k in (0, 1, 2, 60, 128, 200, 254, 255):
-        row_bounds = np.minimum(bounds[k * width:(k + 1) * width], 1.0)
+        row_bounds = np.minimum(bounds[k * width : (k + 1) * width], 1.0)
         probs = np.diff(row_bounds, prepend=0.0)
-        got = np.bincount(levels[k * width:(k + 1) * width], weights=probs, minlength=256)
+        got = np.bincount(levels[k * width : (k + 1) * width], weights=probs, minlength=256)
         np.testing.assert_allclose(got, _shot_level_probabilities(k, photons), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("k, severity", [(3, 1), (128, 1), (128, 5), (250, 3)])
 def test_shot_noise_draws_follow_the_poisson_levels(k, severity):
-    # 300k draws of one input level against the exact level probabilities (chi-square, bins with >= 20 expected).
+    # 300k draws of one input level against the exact level probabilities
+    # (chi-square, bins with >= 20 expected).
     images = np.full((100, 32, 32, 3), k, dtype=np.uint8)
     out = noise.shot_noise(images, severity, np.random.default_rng(0))
     observed = np.bincount(out.ravel(), minlength=256)
@@ -288,7 +301,9 @@ def test_glass_shuffle_equals_the_sequential_swaps():
 @pytest.mark.parametrize("size", [30, 27, 20, 32, 40])
 def test_box_resize_equals_pillow_per_image(size):
     x = _images(4)
-    expected = np.stack([np.asarray(Image.fromarray(i).resize((size, size), Image.Resampling.BOX)) for i in x])
+    expected = np.stack(
+        [np.asarray(Image.fromarray(i).resize((size, size), Image.Resampling.BOX)) for i in x]
+    )
     np.testing.assert_array_equal(box_resize(x, size), expected)
 
 
@@ -298,7 +313,7 @@ def test_severity_params_error_names_the_corruption():
 
 
 def test_time_corruptions_reports_rates_per_corruption():
-    from study.corruptions import timing
+    from study.bench import corruption_timing as timing
 
     images = _images(4)
     results = timing.time_corruptions(images, names=("contrast", "gaussian_noise"), repeats=2)
@@ -312,7 +327,7 @@ def test_time_corruptions_reports_rates_per_corruption():
 
 
 def test_load_real_images_tiles_the_subset(subset_dir):
-    from study.corruptions import timing
+    from study.bench import corruption_timing as timing
 
     images = timing.load_real_images(subset_dir, 600)  # the test batch holds 500: the rest from data_batch_1
     assert images.shape == (600, 32, 32, 3) and images.dtype == np.uint8

@@ -17,20 +17,29 @@ import numpy as np
 import pytest
 import torch
 
-from study.data import (
-    CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, download_cifar10, extract_archive, fingerprint,
-    load_cifar10, read_batch, stratified_split,
+from study.data.cifar10 import (
+    download_cifar10,
+    extract_archive,
+    fingerprint,
+    load_cifar10,
+    read_batch,
+    stratified_split,
 )
+from study.data.loader import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader
 
 N_PER_BATCH = 20
 
 
 def label_images(labels: np.ndarray) -> np.ndarray:
     """``(N, 32, 32, 3)`` uint8 images whose every value encodes the label (10 + 20*label)."""
-    return np.broadcast_to((10 + 20 * labels).astype(np.uint8)[:, None, None, None], (len(labels), 32, 32, 3)).copy()
+    return np.broadcast_to(
+        (10 + 20 * labels).astype(np.uint8)[:, None, None, None], (len(labels), 32, 32, 3)
+    ).copy()
 
 
-def write_batch(path: Path, images: np.ndarray, labels: np.ndarray, *, bytes_keys: bool, protocol: int = 4) -> None:
+def write_batch(
+    path: Path, images: np.ndarray, labels: np.ndarray, *, bytes_keys: bool, protocol: int = 4
+) -> None:
     """One batch in the official layout: rows R(1024) G(1024) B(1024)."""
     data = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
     k = (lambda s: s.encode()) if bytes_keys else (lambda s: s)
@@ -120,10 +129,14 @@ def test_truncated_batch_names_the_file(tmp_path):
 
 def test_bad_contents_are_refused_naming_the_file(tmp_path):
     folder = write_cifar(tmp_path)
-    (folder / "data_batch_2").write_bytes(pickle.dumps({"data": np.zeros((3, 100), np.uint8), "labels": [0, 1, 2]}))
+    (folder / "data_batch_2").write_bytes(
+        pickle.dumps({"data": np.zeros((3, 100), np.uint8), "labels": [0, 1, 2]})
+    )
     with pytest.raises(ValueError, match=r"data_batch_2.*\(N, 3072\)"):
         load_cifar10(tmp_path)
-    (folder / "data_batch_2").write_bytes(pickle.dumps({"data": np.zeros((3, 3072), np.uint8), "labels": [0, 1, 12]}))
+    (folder / "data_batch_2").write_bytes(
+        pickle.dumps({"data": np.zeros((3, 3072), np.uint8), "labels": [0, 1, 12]})
+    )
     with pytest.raises(ValueError, match=r"data_batch_2.*labels must be in 0..9"):
         load_cifar10(tmp_path)
     (folder / "data_batch_2").write_bytes(pickle.dumps([1, 2, 3]))
@@ -196,7 +209,9 @@ def test_download_from_a_local_server_then_offline_error(tmp_path):
         server.shutdown()
         server.server_close()
     with pytest.raises(FileNotFoundError, match=r"could not download.*offline/cifar-10-batches-py"):
-        download_cifar10(tmp_path / "offline", url=f"http://127.0.0.1:{port}/gone.tar.gz", md5=md5, timeout_s=5)
+        download_cifar10(
+            tmp_path / "offline", url=f"http://127.0.0.1:{port}/gone.tar.gz", md5=md5, timeout_s=5
+        )
 
 
 def test_stratified_split_properties():
@@ -249,8 +264,15 @@ def test_crops_are_windows_of_the_reflect_padded_image_and_labels_follow():
             assert x.shape == (16, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
             for img, lab in zip(denormalise(x), y.numpy()):
                 padded = np.pad(images[lab], ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-                hits = [(dy, dx, f) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1) for f in (0, 1)
-                        if np.array_equal(img, (lambda w: w[:, ::-1] if f else w)(padded[dy:dy + 32, dx:dx + 32]))]
+                hits = [
+                    (dy, dx, f)
+                    for dy in range(2 * pad + 1)
+                    for dx in range(2 * pad + 1)
+                    for f in (0, 1)
+                    if np.array_equal(
+                        img, (lambda w: w[:, ::-1] if f else w)(padded[dy : dy + 32, dx : dx + 32])
+                    )
+                ]
                 assert hits, f"sample labelled {lab} is no window of its padded image"
                 seen_offsets.add(hits[0][:2])
                 seen.append(lab)
@@ -305,14 +327,18 @@ def test_order_is_seeded_per_epoch_and_eval_is_plain():
     assert all(x.is_contiguous(memory_format=torch.channels_last) for x, _ in batches)
     x = torch.cat([x for x, _ in batches])
     assert torch.equal(torch.cat([y for _, y in batches]), torch.arange(70))
-    expected = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)) \
-        / torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+    expected = (
+        torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+        - torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
+    ) / torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
     assert torch.allclose(x, expected, atol=1e-5)
 
 
 def test_loader_rejects_bad_input():
     with pytest.raises(ValueError, match="uint8"):
-        DeviceLoader(np.zeros((4, 32, 32, 3), np.float32), np.zeros(4), batch_size=2, device="cpu", train=True)
+        DeviceLoader(
+            np.zeros((4, 32, 32, 3), np.float32), np.zeros(4), batch_size=2, device="cpu", train=True
+        )
     with pytest.raises(ValueError, match="labels"):
         DeviceLoader(np.zeros((4, 32, 32, 3), np.uint8), np.zeros(3), batch_size=2, device="cpu", train=True)
     with pytest.raises(ValueError, match="batch_size"):
@@ -330,5 +356,7 @@ def test_loader_on_cuda_matches_the_window_rule():
         assert x.is_cuda and y.is_cuda and x.is_contiguous(memory_format=torch.channels_last)
         for img, lab in zip(denormalise(x.cpu()), y.cpu().numpy()):
             padded = np.pad(images[lab], ((4, 4), (4, 4), (0, 0)), mode="reflect")
-            assert any(np.array_equal(img, w) or np.array_equal(img, w[:, ::-1])
-                       for w in (padded[dy:dy + 32, dx:dx + 32] for dy in range(9) for dx in range(9)))
+            assert any(
+                np.array_equal(img, w) or np.array_equal(img, w[:, ::-1])
+                for w in (padded[dy : dy + 32, dx : dx + 32] for dy in range(9) for dx in range(9))
+            )

@@ -15,16 +15,28 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from study import metrics as M
 from study.config import TrialConfig
 from study.data import DeviceLoader
-from study.evaluate import EvalSettings, correct_predictions, eval_loader
-from study.trial import build_model, run_trial, train_epoch
-
+from study.engine.evaluate import EvalSettings, correct_predictions, eval_loader
+from study.engine.trial import build_model, run_trial, train_epoch
 from tests.unit.test_trial import tiny, write_cifar
 
 # Operators whose result the host must read on a CUDA device: a scalar read
 # (.item(), float(), bool(), if tensor:), data-dependent output sizes, and
 # boolean-mask indexing (a hidden nonzero).
-SYNCING_OPS = {"_local_scalar_dense", "item", "is_nonzero", "equal", "nonzero", "masked_select", "unique",
-               "_unique", "_unique2", "unique_consecutive", "unique_dim", "bincount", "repeat_interleave"}
+SYNCING_OPS = {
+    "_local_scalar_dense",
+    "item",
+    "is_nonzero",
+    "equal",
+    "nonzero",
+    "masked_select",
+    "unique",
+    "_unique",
+    "_unique2",
+    "unique_consecutive",
+    "unique_dim",
+    "bincount",
+    "repeat_interleave",
+}
 
 
 class SyncProbe(TorchDispatchMode):
@@ -39,7 +51,8 @@ class SyncProbe(TorchDispatchMode):
         if name in SYNCING_OPS:
             self.seen[name] += 1
         elif name in ("index", "index_put", "index_put_") and any(
-                i is not None and i.dtype == torch.bool for i in args[1]):
+            i is not None and i.dtype == torch.bool for i in args[1]
+        ):
             self.seen[f"{name} with a bool mask"] += 1
         return func(*args, **(kwargs or {}))
 
@@ -74,9 +87,16 @@ def _batches(n: int = 64) -> tuple[np.ndarray, np.ndarray]:
 def test_an_epoch_and_an_evaluation_never_wait_for_the_device(mode, sigma):
     """The trial's epoch (augmentation, bf16 autocast, channels_last, fused SGD,
     proportion loss, perturbation) and its evaluation dispatch no syncing operator."""
-    config = TrialConfig.from_flat({"model.width": 8, "frequency.mode": mode, "frequency.perturbation": sigma,
-                                    "frequency.proportion_weight": 0.1 if mode == "learned" else 0.0,
-                                    "train.batch_size": 16, "device": "cpu"})
+    config = TrialConfig.from_flat(
+        {
+            "model.width": 8,
+            "frequency.mode": mode,
+            "frequency.perturbation": sigma,
+            "frequency.proportion_weight": 0.1 if mode == "learned" else 0.0,
+            "train.batch_size": 16,
+            "device": "cpu",
+        }
+    )
     images, labels = _batches()
     model = build_model(config).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, fused=True)
@@ -88,7 +108,9 @@ def test_an_epoch_and_an_evaluation_never_wait_for_the_device(mode, sigma):
     assert seen == 64 and loss_sum.dim() == 0
     assert not probe.seen, f"host syncs inside the epoch: {dict(probe.seen)}"
 
-    settings = EvalSettings(device=torch.device("cpu"), batch_size=24, channels_last=True, amp_dtype=torch.bfloat16)
+    settings = EvalSettings(
+        device=torch.device("cpu"), batch_size=24, channels_last=True, amp_dtype=torch.bfloat16
+    )
     model.eval()
     with SyncProbe() as probe:
         correct = correct_predictions(model, eval_loader(images, labels, settings), settings)
@@ -109,8 +131,14 @@ def test_compiled_trial_gives_the_eager_trials_numbers(tmp_path, monkeypatch):
     # One step per epoch (160 training images, batch 128). The first step sees the
     # same weights and draws; after it, rounding differences flip a few ReLUs near
     # zero (~1e-3 of a gradient's norm), which grows with every further step.
-    flat = {"frequency.mode": "learned", "frequency.perturbation": 0.2, "frequency.proportion_weight": 0.1,
-            "train.epochs": 2, "train.batch_size": 128, "eval.test": True}
+    flat = {
+        "frequency.mode": "learned",
+        "frequency.perturbation": 0.2,
+        "frequency.proportion_weight": 0.1,
+        "train.epochs": 2,
+        "train.batch_size": 128,
+        "eval.test": True,
+    }
     eager = run_trial(tiny(data_dir, **flat))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -125,7 +153,9 @@ def test_compiled_trial_gives_the_eager_trials_numbers(tmp_path, monkeypatch):
     moved_eager, moved_compiled = eager.alpha_history[0] - 0.5, compiled.alpha_history[0] - 0.5
     assert np.linalg.norm(moved_compiled - moved_eager) <= 0.05 * np.linalg.norm(moved_eager)
     for key in (M.VAL_CLEAN_ACC, M.TEST_CLEAN_ACC):
-        assert abs(compiled.metrics[key] - eager.metrics[key]) <= 100 / 39 + 1e-6  # one image at most (val 39, test 50)
+        assert (
+            abs(compiled.metrics[key] - eager.metrics[key]) <= 100 / 39 + 1e-6
+        )  # one image at most (val 39, test 50)
 
 
 def test_cuda_devices_come_back_indexed_for_set_device(monkeypatch):
@@ -134,7 +164,7 @@ def test_cuda_devices_come_back_indexed_for_set_device(monkeypatch):
     here: availability and the current index are stood in for at torch.cuda.)"""
     from torch.cuda._utils import _get_device_index  # what set_device runs first
 
-    from study.trial import resolve_device
+    from study.engine.device import resolve_device
 
     with pytest.raises(ValueError, match="specified index"):
         _get_device_index(torch.device("cuda"))  # the failure being guarded against
@@ -146,12 +176,15 @@ def test_cuda_devices_come_back_indexed_for_set_device(monkeypatch):
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
     assert _get_device_index(resolve_device("cuda")) == 2
     assert resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(ValueError, match=r"^config device: 'cuda:3', but this process sees 3 GPU\(s\); allowed here: cuda:0 to cuda:2"):
+    with pytest.raises(
+        ValueError,
+        match=r"^config device: 'cuda:3', but this process sees 3 GPU\(s\); allowed here: cuda:0 to cuda:2",
+    ):
         resolve_device("cuda:3")
 
 
 def test_cuda_without_cuda_is_a_one_line_error_naming_the_field(monkeypatch):
-    from study.trial import resolve_device
+    from study.engine.device import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu")

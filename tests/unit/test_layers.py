@@ -1,5 +1,13 @@
-"""The pure layers load neither Ray nor MLflow: checked in a fresh interpreter, module by module."""
+"""The layers point one way.
 
+Statically, over every import statement (module level and inside functions):
+``models`` imports nothing from ``study``; only ``study.search.tune`` imports
+Ray; only ``study.tracking`` imports MLflow; the import graph of ``study`` has
+no cycles. Dynamically, in a fresh interpreter: the pure modules load neither
+Ray nor MLflow.
+"""
+
+import ast
 import importlib.util
 import json
 import subprocess
@@ -9,25 +17,57 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PURE = ["models", "models.spectral", "models.stem", "models.resnet", "study.config", "study.metrics", "study.pareto"]
+PURE = [
+    "models",
+    "models.spectral",
+    "models.stem",
+    "models.resnet",
+    "study.config",
+    "study.metrics",
+    "study.objectives",
+    "study.selection.pareto",
+    "study.selection.choose",
+    "study.selection.choice",
+    "study.analysis.outcomes",
+    "study.analysis.paired",
+    "study.analysis.fourier",
+    "study.search.spaces",
+    "study.search.space_parser",
+    "study.search.trials",
+    "study.search.summary",
+    "study.engine.trial",
+    "study.data",
+    "study.cifar10c",
+    "study.bench",
+    "study.cli",
+]
 HEAVY = ("ray", "mlflow")
 
-PROBE = """
+PROBE = f"""
 import importlib, json, sys
-found = {}
+found = {{}}
 for name in sys.argv[1:]:
     importlib.import_module(name)
-    found[name] = sorted(m for m in sys.modules if m.split(".")[0] in %r)
+    found[name] = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})
 print(json.dumps(found))
-""" % (HEAVY,)
+"""
 
 
 @pytest.fixture(scope="module")
 def loaded() -> dict:
     """Module name -> heavy modules in sys.modules right after importing it (cumulative, in order)."""
-    present = [name for name in PURE if (ROOT / (name.replace(".", "/") + ".py")).exists() or (ROOT / name).is_dir()]
+    present = [
+        name
+        for name in PURE
+        if (ROOT / (name.replace(".", "/") + ".py")).exists() or (ROOT / name.replace(".", "/")).is_dir()
+    ]
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, *present], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", PROBE, *present],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -44,5 +84,94 @@ def test_the_probe_can_see_heavy_imports():
     if importlib.util.find_spec("mlflow") is None:
         pytest.skip("mlflow is not installed, so the probe cannot be shown to detect it")
     probe = PROBE.replace("importlib.import_module(name)", "importlib.import_module(name); import mlflow")
-    out = subprocess.run([sys.executable, "-c", probe, "json"], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", probe, "json"], capture_output=True, text=True, timeout=120, check=True
+    )
     assert "mlflow" in json.loads(out.stdout.strip().splitlines()[-1])["json"]
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports() -> dict[str, set[str]]:
+    """Module -> every module it names in an import statement (absolute names)."""
+    out: dict[str, set[str]] = {}
+    for top in ("models", "study"):
+        for path in (ROOT / top).rglob("*.py"):
+            name = _module_name(path)
+            found: set[str] = set()
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    found.update(a.name for a in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    found.add(node.module)
+                    # ``from study.search import tune`` names the module study.search.tune.
+                    found.update(f"{node.module}.{a.name}" for a in node.names)
+            out[name] = found
+    return out
+
+
+IMPORTS = _imports()
+
+
+def _importers(prefix: str) -> set[str]:
+    return {
+        m for m, names in IMPORTS.items() if any(n == prefix or n.startswith(prefix + ".") for n in names)
+    }
+
+
+def test_models_import_nothing_from_study():
+    assert not {m for m in _importers("study") if m.startswith("models")}
+
+
+def test_only_the_tune_module_imports_ray():
+    assert _importers("ray") == {"study.search.tune"}
+
+
+def test_only_tracking_imports_mlflow():
+    offenders = {m for m in _importers("mlflow") if not m.startswith("study.tracking")}
+    assert not offenders, offenders
+    assert _importers("mlflow"), "the scan sees no MLflow importer at all"
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One cycle of a directed graph as a path of nodes (first == last), or [] when there is none."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(m: str, path: list[str]) -> list[str]:
+        state[m] = 1
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                return path[path.index(n) :] + [n]
+            if state.get(n) is None:
+                found = visit(n, path + [n])
+                if found:
+                    return found
+        state[m] = 2
+        return []
+
+    for m in sorted(graph):
+        if state.get(m) is None:
+            found = visit(m, [m])
+            if found:
+                return found
+    return []
+
+
+def test_the_import_graph_of_study_has_no_cycles():
+    modules = {m for m in IMPORTS if m.startswith("study")}
+    graph = {m: {n for n in IMPORTS[m] if n in modules and n != m} for m in modules}
+    # A package's __init__ re-exporting its own modules is not a cycle through them.
+    graph = {m: {n for n in deps if not n.startswith(m + ".")} for m, deps in graph.items()}
+    cycle = find_cycle(graph)
+    assert not cycle, " -> ".join(cycle)
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) == []

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from study import metrics as M
-from study import pareto as P
-from study.pareto import (
+from study.selection import choose as P
+from study.selection.choose import (
     Objective,
     choose_champion,
     crowding_distance,
@@ -119,9 +119,14 @@ def test_crowding_of_a_line_is_the_neighbour_gap():
 
 
 def test_parse_objectives():
-    assert parse_objectives(None) == (Objective(M.VAL_CLEAN_ACC, "max"), Objective(M.VAL_CORRUPTION_ACC, "max"))
+    assert parse_objectives(None) == (
+        Objective(M.VAL_CLEAN_ACC, "max"),
+        Objective(M.VAL_CORRUPTION_ACC, "max"),
+    )
     assert parse_objectives("val/clean_acc:max, system/peak_memory_mb:MIN") == (
-        Objective("val/clean_acc", "max"), Objective("system/peak_memory_mb", "min"))
+        Objective("val/clean_acc", "max"),
+        Objective("system/peak_memory_mb", "min"),
+    )
     with pytest.raises(ValueError, match="'best' of 'val/clean_acc' is not one of max, min"):
         parse_objectives("val/clean_acc:best")
     with pytest.raises(ValueError, match="repeats"):
@@ -131,18 +136,42 @@ def test_parse_objectives():
 # -- trial records ------------------------------------------------------------------
 
 
-def trial(run_id, clean, corr, *, status="finished", done=2, epochs=2, mode="fixed", sigma=0.0,
-          baseline=False, test_clean=None, test_corr=None):
+def trial(
+    run_id,
+    clean,
+    corr,
+    *,
+    status="finished",
+    done=2,
+    epochs=2,
+    mode="fixed",
+    sigma=0.0,
+    baseline=False,
+    test_clean=None,
+    test_corr=None,
+):
     tags = {M.TAG_STATUS: status, M.TAG_ROLE: "trial"}
     if baseline:
         tags[M.TAG_BASELINE] = "true"
-    metrics = {M.VAL_CLEAN_ACC: clean, M.VAL_CORRUPTION_ACC: corr, M.EPOCHS_COMPLETED: float(done),
-               M.TEST_CLEAN_ACC: clean if test_clean is None else test_clean,
-               M.TEST_CORRUPTION_ACC: corr if test_corr is None else test_corr,
-               M.corruption_key("test", "fog"): corr, M.corruption_key("test", "snow"): corr}
+    metrics = {
+        M.VAL_CLEAN_ACC: clean,
+        M.VAL_CORRUPTION_ACC: corr,
+        M.EPOCHS_COMPLETED: float(done),
+        M.TEST_CLEAN_ACC: clean if test_clean is None else test_clean,
+        M.TEST_CORRUPTION_ACC: corr if test_corr is None else test_corr,
+        M.corruption_key("test", "fog"): corr,
+        M.corruption_key("test", "snow"): corr,
+    }
     metrics = {k: v for k, v in metrics.items() if v is not None}
     params = {"train.epochs": str(epochs), "frequency.mode": mode, "frequency.perturbation": str(sigma)}
-    return {"run_id": run_id, "name": run_id, "params": params, "metrics": metrics, "tags": tags, "start_time": 0}
+    return {
+        "run_id": run_id,
+        "name": run_id,
+        "params": params,
+        "metrics": metrics,
+        "tags": tags,
+        "start_time": 0,
+    }
 
 
 def test_only_full_budget_finished_trials_are_chosen():
@@ -201,8 +230,10 @@ def test_gains_use_test_metrics_against_baseline():
 
 
 def test_pure_module_imports_neither_ray_nor_mlflow():
-    code = ("import sys, study.pareto, study.pareto_cmd, study.report, study.figures_study; "
-            "print(any(m.split('.')[0] in ('ray', 'mlflow') for m in sys.modules))")
+    code = (
+        "import sys, study.selection.choose, study.selection.choice, study.reporting.report, study.reporting.figures_study; "
+        "print(any(m.split('.')[0] in ('ray', 'mlflow') for m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -226,28 +257,43 @@ def test_report_renders_offline_self_contained(tmp_path):
     """The report from plain records (no MLflow): every figure inline, no URL."""
     import re
 
-    from study.pareto_cmd import choose, format_table, pareto_rows
-    from study.report import write_report
+    from study.reporting.report import write_report
+    from study.cli.pareto import format_table
+    from study.selection.choice import choose, pareto_rows
 
-    trials = [trial("base", 90, 60, mode="free", baseline=True), trial("a", 88, 70, sigma=0.2),
-              trial("b", 85, 75, mode="learned", sigma=0.4), trial("stopped", 99, 99, done=1)]
+    trials = [
+        trial("base", 90, 60, mode="free", baseline=True),
+        trial("a", 88, 70, sigma=0.2),
+        trial("b", 85, 75, mode="learned", sigma=0.4),
+        trial("stopped", 99, 99, done=1),
+    ]
     trials[2]["metrics"][M.FILTER_MEAN_ALPHA] = 0.7
     choice = choose(study_runs(trials), P.parse_objectives(None), 3.0)
     assert choice.champion.run_id == "a"
     rows = pareto_rows(choice)
-    assert [(r["run_id"], r["aliases"]) for r in rows] == [("b", ["pareto-1"]), ("a", ["pareto-2", "champion"]),
-                                                           ("base", ["pareto-3"])]
+    assert [(r["run_id"], r["aliases"]) for r in rows] == [
+        ("b", ["pareto-1"]),
+        ("a", ["pareto-2", "champion"]),
+        ("base", ["pareto-3"]),
+    ]
     table = format_table(choice, rows)
     assert "excluded: 1 stopped early" in table and "champion: a (within 3 points" in table
     written = write_report(choice, tmp_path, alpha={"b": np.array([0.2, 0.9, 0.7])})
-    assert {p.name for p in written} >= {"report.html", "trials.csv", "pareto.csv", "per_corruption.csv", "pareto.png"}
+    assert {p.name for p in written} >= {
+        "report.html",
+        "trials.csv",
+        "pareto.csv",
+        "per_corruption.csv",
+        "pareto.png",
+    }
     page = (tmp_path / "report.html").read_text()
     assert not re.search(r"https?://", page)
     assert page.count('src="data:image/png;base64,') == 5
 
 
 def test_no_complete_trial_gives_an_empty_set_not_a_crash(tmp_path):
-    from study.pareto_cmd import choose, pareto_figure, pareto_rows
+    from study.reporting.figures_study import pareto_figure
+    from study.selection.choice import choose, pareto_rows
 
     trials = [trial("x", 90, 60, done=1), trial("y", 80, 70, status="failed")]
     choice = choose(study_runs(trials), P.parse_objectives(None), None)

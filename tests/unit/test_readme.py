@@ -7,9 +7,9 @@ import re
 import shlex
 
 import pytest
-
 from conftest import REPO
-from study.cli import HANDLERS, build_parser
+
+from study.cli import COMMANDS, build_parser
 
 README = (REPO / "README.md").read_text()
 
@@ -51,11 +51,11 @@ def freqstudy_examples() -> list[str]:
 
 @pytest.mark.parametrize("command", freqstudy_examples())
 def test_every_freqstudy_example_parses(command):
-    argv = shlex.split(command.replace("$(hostname -I | cut -d\" \" -f1)", "10.0.0.1"))[1:]
+    argv = shlex.split(command.replace('$(hostname -I | cut -d" " -f1)', "10.0.0.1"))[1:]
     args = build_parser().parse_args(argv)
     assert args.command == argv[0]
 
 
 def test_examples_cover_every_subcommand():
     used = {shlex.split(c)[1] for c in freqstudy_examples()}
-    assert set(HANDLERS) <= used, used  # every subcommand has an example
+    assert set(COMMANDS) <= used, used  # every subcommand has an example

@@ -8,7 +8,6 @@ from models.resnet import ResNet18, build_resnet18
 from models.stem import FrequencyStem
 
 
-
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -35,8 +34,14 @@ def test_forward_shapes_and_the_stem_kernel(k):
 
 def test_build_passes_every_frequency_setting_to_the_stem():
     model = build_resnet18(
-        width=16, stem_kernel=5, mode="learned", proportion=0.3, cutoff=0.7, threshold=0.4,
-        perturbation=0.2, proportion_weight=1.5,
+        width=16,
+        stem_kernel=5,
+        mode="learned",
+        proportion=0.3,
+        cutoff=0.7,
+        threshold=0.4,
+        perturbation=0.2,
+        proportion_weight=1.5,
     )
     stem = model.stem
     assert (stem.out_channels, stem.kernel_size, stem.mode) == (16, 5, "learned")
@@ -74,7 +79,9 @@ def test_channels_last_and_bf16_autocast():
     x = torch.randn(2, 3, 32, 32)
     reference = model(x)
     model = model.to(memory_format=torch.channels_last)
-    torch.testing.assert_close(model(x.contiguous(memory_format=torch.channels_last)), reference, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        model(x.contiguous(memory_format=torch.channels_last)), reference, atol=1e-4, rtol=1e-4
+    )
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x)
     # The body runs in bf16; the classifier head stays float32 so close logits never tie.
@@ -82,7 +89,10 @@ def test_channels_last_and_bf16_autocast():
     torch.testing.assert_close(out, reference, atol=0.1, rtol=0.05)
 
 
-@pytest.mark.parametrize(("kwargs", "name"), [({"width": 0}, "width"), ({"num_classes": 0}, "num_classes"), ({"stem_kernel": 4}, "kernel_size")])
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [({"width": 0}, "width"), ({"num_classes": 0}, "num_classes"), ({"stem_kernel": 4}, "kernel_size")],
+)
 def test_bad_arguments_are_named(kwargs, name):
     with pytest.raises(ValueError, match=name):
         ResNet18(**kwargs)

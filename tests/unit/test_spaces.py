@@ -13,9 +13,9 @@ import optuna
 import pytest
 
 from study.config import TrialConfig, known_keys
-from study.spaces import (
-    BASELINE_FLAG, REPO_SPACES, define_by_run, load_space, make_sampler, parse_space, resolve_space_path,
-)
+from study.search.samplers import define_by_run, make_sampler
+from study.search.space_parser import load_space, parse_space, resolve_space_path
+from study.search.spaces import BASELINE_FLAG, REPO_SPACES
 
 SHIPPED = sorted(REPO_SPACES.glob("*.yaml"))
 VALID = """\
@@ -70,11 +70,15 @@ def _error(text: str) -> str:
 
 def test_unknown_parameter_key_names_file_line_and_key():
     msg = _error(VALID.replace("frequency.perturbation: {type", "frequency.perturbaton: {type"))
-    assert re.match(r"space bad\.yaml line 10: parameters\[frequency\.perturbaton\]: not a trial-config key", msg)
+    assert re.match(
+        r"space bad\.yaml line 10: parameters\[frequency\.perturbaton\]: not a trial-config key", msg
+    )
 
 
 def test_unknown_fixed_key_and_bad_fixed_value():
-    assert "line 6: fixed[model.widht]: not a trial-config key" in _error(VALID.replace("model.width", "model.widht"))
+    assert "line 6: fixed[model.widht]: not a trial-config key" in _error(
+        VALID.replace("model.width", "model.widht")
+    )
     msg = _error(VALID.replace("model.width: 8", "model.width: -3"))
     assert "fixed[model.width]" in msg and "positive" in msg
 
@@ -86,30 +90,49 @@ def test_out_of_range_bound_names_key_and_value():
 
 def test_cross_key_problem_is_found_by_combining_bounds():
     # r_c = 0.95 leaves the high band empty at k = 3 (radii 0, 0.667, 0.943) but not at k = 7.
-    text = VALID + "  model.stem_kernel: {type: choice, choices: [3, 7]}\n" \
-                   "  frequency.cutoff: {type: uniform, low: 0.3, high: 0.95}\n"
+    text = (
+        VALID + "  model.stem_kernel: {type: choice, choices: [3, 7]}\n"
+        "  frequency.cutoff: {type: uniform, low: 0.3, high: 0.95}\n"
+    )
     msg = _error(text)
     assert "parameters[frequency.cutoff]" in msg and "model.stem_kernel=3" in msg
 
 
 def test_condition_must_refer_to_an_earlier_parameter():
     text = VALID.replace("when: {frequency.mode: [learned]}", "when: {model.width: [8]}")
-    assert "parameters[frequency.proportion_weight].when.model.width: a condition must refer to a parameter declared above" in _error(text)
+    assert (
+        "parameters[frequency.proportion_weight].when.model.width: "
+        "a condition must refer to a parameter declared above" in _error(text)
+    )
     text = VALID.replace("when: {frequency.mode: [learned]}", "when: {frequency.mode: [lerned]}")
     assert "'lerned' is not a choice of frequency.mode" in _error(text)
 
 
-@pytest.mark.parametrize("change, expected", [
-    (("type: uniform", "type: normal"), "parameters[frequency.perturbation].type: 'normal' is not one of uniform"),
-    (("low: 0.0, high: 0.5", "low: 0.5, high: 0.1"), "high 0.1 must be greater than low 0.5"),
-    (("low: 0.01, high: 1.0", "low: 0.0, high: 1.0"), "must be > 0 for a loguniform parameter"),
-    (("name: tpe", "name: cmaes"), "sampler.name: 'cmaes' is not one of tpe, nsga2, random, grid"),
-    (("direction: maximize}\n  - {metric: val/corruption_acc", "direction: maximize}\n  - {metric: test/corruption_acc"),
-     "objectives must be val/ metrics"),
-    (("model.width: 8", "model.width: 8\n  tracking.uri: http://x"), "fixed[tracking.uri]: set by freqstudy run"),
-    (("sampler:", "samplr:"), "samplr: unknown section"),
-    (("fixed:\n  model.width: 8", "fixed:\n  frequency.mode: fixed"), "also set under fixed"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (
+            ("type: uniform", "type: normal"),
+            "parameters[frequency.perturbation].type: 'normal' is not one of uniform",
+        ),
+        (("low: 0.0, high: 0.5", "low: 0.5, high: 0.1"), "high 0.1 must be greater than low 0.5"),
+        (("low: 0.01, high: 1.0", "low: 0.0, high: 1.0"), "must be > 0 for a loguniform parameter"),
+        (("name: tpe", "name: cmaes"), "sampler.name: 'cmaes' is not one of tpe, nsga2, random, grid"),
+        (
+            (
+                "direction: maximize}\n  - {metric: val/corruption_acc",
+                "direction: maximize}\n  - {metric: test/corruption_acc",
+            ),
+            "objectives must be val/ metrics",
+        ),
+        (
+            ("model.width: 8", "model.width: 8\n  tracking.uri: http://x"),
+            "fixed[tracking.uri]: set by freqstudy run",
+        ),
+        (("sampler:", "samplr:"), "samplr: unknown section"),
+        (("fixed:\n  model.width: 8", "fixed:\n  frequency.mode: fixed"), "also set under fixed"),
+    ],
+)
 def test_bad_fields_fail_with_the_problem(change, expected):
     assert expected in _error(VALID.replace(*change))
 
@@ -171,7 +194,12 @@ def test_with_fixed_validates_and_refuses_searched_keys():
 def test_importing_spaces_loads_neither_ray_nor_mlflow():
     import subprocess
 
-    code = "import sys, study.spaces; print(any(m in sys.modules for m in ('ray', 'mlflow')))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[2], check=True).stdout.strip()
+    code = "import sys, study.search.spaces, study.search.space_parser; print(any(m in sys.modules for m in ('ray', 'mlflow')))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+    ).stdout.strip()
     assert out == "False"

@@ -73,7 +73,9 @@ def test_valid_cutoffs_agree_with_brute_force():
 
 
 def test_check_cutoff_messages_name_the_working_cutoffs():
-    with pytest.raises(ValueError, match=r"leaves the high band empty for k=3; cutoffs that work for k=3: \(0, 0\.943\)"):
+    with pytest.raises(
+        ValueError, match=r"leaves the high band empty for k=3; cutoffs that work for k=3: \(0, 0\.943\)"
+    ):
         spectral.check_cutoff(3, 0.95)
     for bad in (0.0, -0.1, math.sqrt(2), 2.0, math.nan, math.inf, "0.5", None):
         with pytest.raises(ValueError, match="cutoffs that work for k=5"):
@@ -120,15 +122,22 @@ def test_power_spectra_match_brute_force_and_parseval():
         w = torch.randn(5, 3, k, k, generator=gen, dtype=torch.float64)
         power = spectral.power_spectrum(w)
         np.testing.assert_allclose(power.numpy(), brute_power(w.numpy()), rtol=1e-10, atol=1e-10)
-        np.testing.assert_allclose(power.sum((1, 2)).numpy(), k * k * (w**2).sum((1, 2, 3)).numpy(), rtol=1e-12)
+        np.testing.assert_allclose(
+            power.sum((1, 2)).numpy(), k * k * (w**2).sum((1, 2, 3)).numpy(), rtol=1e-12
+        )
         for size in (k, 16, 32, 33):
             padded = spectral.padded_power_spectrum(w, size)
             assert padded.shape == (5, size, size)
             np.testing.assert_allclose(
-                padded.numpy(), np.fft.fftshift(brute_power(w.numpy(), size), axes=(-2, -1)), rtol=1e-10, atol=1e-10
+                padded.numpy(),
+                np.fft.fftshift(brute_power(w.numpy(), size), axes=(-2, -1)),
+                rtol=1e-10,
+                atol=1e-10,
             )
             # Parseval: Σ_bins P = N² Σ w².
-            np.testing.assert_allclose(padded.sum((1, 2)).numpy(), size**2 * (w**2).sum((1, 2, 3)).numpy(), rtol=1e-12)
+            np.testing.assert_allclose(
+                padded.sum((1, 2)).numpy(), size**2 * (w**2).sum((1, 2, 3)).numpy(), rtol=1e-12
+            )
 
 
 def test_ratio_centroid_and_proportion_match_brute_force():
@@ -151,7 +160,9 @@ def test_ratio_centroid_and_proportion_match_brute_force():
                 assert classes.dtype == torch.int64
                 np.testing.assert_array_equal(classes.numpy(), expected)
                 valid = ~np.isnan(ratio)
-                assert spectral.frequency_proportion(w, cutoff, tau) == pytest.approx((ratio[valid] >= tau).mean())
+                assert spectral.frequency_proportion(w, cutoff, tau) == pytest.approx(
+                    (ratio[valid] >= tau).mean()
+                )
 
 
 def test_no_energy_anywhere_gives_nan_proportion():
@@ -199,7 +210,7 @@ def test_dft_basis_gives_the_fft_and_band_limits_like_ifft(k):
     coeffs = v.reshape(4, 3, k * k) @ basis  # (O, C, 2k²)
     spectrum = torch.fft.fft2(v).reshape(4, 3, k * k)
     torch.testing.assert_close(coeffs[..., : k * k], spectrum.real, rtol=0, atol=1e-12)
-    torch.testing.assert_close(coeffs[..., k * k:], -spectrum.imag, rtol=0, atol=1e-12)
+    torch.testing.assert_close(coeffs[..., k * k :], -spectrum.imag, rtol=0, atol=1e-12)
     # Any real per-bin gains, Hermitian-symmetric or not: the real part of the inverse.
     gains = torch.rand(4, 1, k * k, dtype=torch.float64, generator=gen)
     limited = ((coeffs * gains.repeat(1, 1, 2)) @ basis.T / k**2).reshape(4, 3, k, k)

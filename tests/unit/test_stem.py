@@ -14,7 +14,6 @@ from models.stem import FrequencyStem, count_low_filters
 PROPORTIONS = [i / 10 for i in range(11)] + [1 / 3, 0.55, 0.97]
 
 
-
 def sgd_steps(stem: FrequencyStem, steps: int, *, lr: float = 0.5, seed: int = 0) -> None:
     """A few SGD steps on a random regression target through the stem's forward."""
     gen = torch.Generator().manual_seed(seed)
@@ -40,7 +39,9 @@ def test_fixed_mode_measures_exactly_round_p_o_over_o(k):
             sgd_steps(stem, 3)
             assert stem.measured_proportion() == expected, (p, cutoff, "after SGD")
             classes = spectral.classify_filters(stem.effective_weight().detach(), cutoff)
-            assert torch.equal(classes, (torch.arange(out) < round(p * out)).long())  # the first round(p·O) are low
+            assert torch.equal(
+                classes, (torch.arange(out) < round(p * out)).long()
+            )  # the first round(p·O) are low
 
 
 @pytest.mark.parametrize("k", [3, 5, 7])
@@ -53,7 +54,8 @@ def test_fixed_projection_is_idempotent_real_and_band_limited(k):
         stem.weight.copy_(once)
     twice = stem.effective_weight().detach()
     torch.testing.assert_close(twice, once, atol=1e-6, rtol=1e-5)
-    # The discarded band carries (numerically) nothing, and the imaginary part that Re() drops is rounding only.
+    # The discarded band carries (numerically) nothing, and the imaginary part
+    # that Re() drops is rounding only.
     low, high = spectral.band_masks(k, 0.6)
     power = spectral.power_spectrum(once)
     assert power[:8][:, high].max() < 1e-10 * power[:8].sum()
@@ -123,7 +125,9 @@ def test_large_sigma_clips_power_at_zero_and_stays_real():
     stem = FrequencyStem(out_channels=8, mode="fixed", kernel_size=7, cutoff=0.7, perturbation=3.0).train()
     w = stem.forward_weight().detach()
     assert torch.isfinite(w).all()
-    factor = spectral.power_spectrum(w.double()) / spectral.power_spectrum(stem.effective_weight().detach().double())
+    factor = spectral.power_spectrum(w.double()) / spectral.power_spectrum(
+        stem.effective_weight().detach().double()
+    )
     assert (factor.nan_to_num(1.0) < 1e-8).any()  # some bins were zeroed by max(0, ·)
 
 
@@ -173,7 +177,11 @@ def test_proportion_loss_value_and_zero_outside_learned_mode():
         stem.alpha_logits.copy_(torch.tensor([0.0, 1.0, -2.0, 4.0]))
     expected = 3.0 * (torch.sigmoid(stem.alpha_logits).mean() - 0.2) ** 2
     torch.testing.assert_close(stem.proportion_loss(), expected)
-    for kwargs in ({"mode": "learned", "proportion_weight": 0.0}, {"mode": "fixed", "proportion_weight": 3.0}, {}):
+    for kwargs in (
+        {"mode": "learned", "proportion_weight": 0.0},
+        {"mode": "fixed", "proportion_weight": 3.0},
+        {},
+    ):
         loss = FrequencyStem(**kwargs).proportion_loss()
         assert loss.shape == () and loss.item() == 0.0
 
@@ -190,7 +198,9 @@ def test_bf16_autocast_and_channels_last_give_the_fp32_result():
     x = torch.randn(2, 3, 16, 16)
     reference = stem(x)
     assert stem.effective_weight().dtype == torch.float32
-    torch.testing.assert_close(stem(x.contiguous(memory_format=torch.channels_last)), reference, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        stem(x.contiguous(memory_format=torch.channels_last)), reference, atol=1e-5, rtol=1e-5
+    )
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = stem(x)
     assert out.dtype == torch.bfloat16
@@ -249,7 +259,9 @@ def test_constructor_rejects_bad_arguments_naming_them(kwargs, name):
 def test_effective_weight_is_the_fft_definition(mode, k):
     """The stem's matrix form equals ``Re(IDFT(g ⊙ s ⊙ DFT(V)))`` computed with torch.fft."""
     torch.manual_seed(k)
-    stem = FrequencyStem(out_channels=12, kernel_size=k, mode=mode, proportion=0.4, cutoff=0.6, perturbation=0.5)
+    stem = FrequencyStem(
+        out_channels=12, kernel_size=k, mode=mode, proportion=0.4, cutoff=0.6, perturbation=0.5
+    )
     if mode == "learned":
         with torch.no_grad():
             stem.alpha_logits.normal_()

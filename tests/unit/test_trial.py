@@ -15,14 +15,21 @@ import torch
 from torch import nn
 
 from study import metrics as M
-from study.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, restore_optimizer
 from study.config import TrialConfig
 from study.data import CIFAR10_MEAN, CIFAR10_STD
-from study.evaluate import EvalSettings, clean_accuracy, corrupted_accuracy, eval_loader
-from study.trial import build_model, build_optimizer, lr_factor, run_trial
+from study.engine.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, restore_optimizer
+from study.engine.evaluate import EvalSettings, clean_accuracy, corrupted_accuracy, eval_loader
+from study.engine.trial import build_model, build_optimizer, lr_factor, run_trial
 
-PER_EPOCH = {"epoch", M.TRAIN_LOSS, M.TRAIN_LR, M.VAL_CLEAN_ACC, M.FILTER_PROPORTION, M.FILTER_CENTROID,
-             M.EPOCH_SECONDS}
+PER_EPOCH = {
+    "epoch",
+    M.TRAIN_LOSS,
+    M.TRAIN_LR,
+    M.VAL_CLEAN_ACC,
+    M.FILTER_PROPORTION,
+    M.FILTER_CENTROID,
+    M.EPOCH_SECONDS,
+}
 
 
 def write_cifar(root: Path, *, per_batch: int = 40, n_test: int = 50, seed: int = 0) -> Path:
@@ -54,9 +61,18 @@ def home(tmp_path, monkeypatch):
 
 
 def tiny(data_dir: Path, **flat) -> TrialConfig:
-    base = {"data.dir": str(data_dir), "data.download": False, "data.val_fraction": 0.2,
-            "model.width": 8, "train.epochs": 2, "train.batch_size": 32, "train.lr": 0.05,
-            "eval.corruptions": [], "eval.batch_size": 64, "device": "cpu"}
+    base = {
+        "data.dir": str(data_dir),
+        "data.download": False,
+        "data.val_fraction": 0.2,
+        "model.width": 8,
+        "train.epochs": 2,
+        "train.batch_size": 32,
+        "train.lr": 0.05,
+        "eval.corruptions": [],
+        "eval.batch_size": 64,
+        "device": "cpu",
+    }
     base.update(flat)
     return TrialConfig.from_flat(base)
 
@@ -99,8 +115,15 @@ def learned_result(data_dir, tmp_path_factory):
     rows = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FREQSTUDY_HOME", str(tmp_path_factory.mktemp("home")))
-        config = tiny(data_dir, **{"frequency.mode": "learned", "frequency.perturbation": 0.2,
-                                   "frequency.proportion_weight": 0.5, "train.checkpoint_min_seconds": 0.0})
+        config = tiny(
+            data_dir,
+            **{
+                "frequency.mode": "learned",
+                "frequency.perturbation": 0.2,
+                "frequency.proportion_weight": 0.5,
+                "train.checkpoint_min_seconds": 0.0,
+            },
+        )
         result = run_trial(config, report=rows.append, checkpoint_dir=ckpt, keep_checkpoints=None)
     return config, result, rows, ckpt
 
@@ -113,14 +136,18 @@ def test_trial_reports_each_epoch_and_ends_with_final_metrics(learned_result):
         assert PER_EPOCH | {M.FILTER_MEAN_ALPHA} == set(row)
         assert all(math.isfinite(v) for v in row.values())
         assert 0 <= row[M.VAL_CLEAN_ACC] <= 100 and 0 <= row[M.FILTER_PROPORTION] <= 1
-    assert rows[-1][M.TRAIN_LR] == pytest.approx(config.train.lr * lr_factor(
-        9, total_steps=10, schedule="onecycle", warmup_fraction=config.train.warmup_fraction))
+    assert rows[-1][M.TRAIN_LR] == pytest.approx(
+        config.train.lr
+        * lr_factor(9, total_steps=10, schedule="onecycle", warmup_fraction=config.train.warmup_fraction)
+    )
     assert without_time(result.history) == without_time(rows)
     assert result.metrics[M.EPOCHS_COMPLETED] == 2 and result.metrics[M.PEAK_MEMORY_MB] > 0
     assert result.metrics[M.VAL_CLEAN_ACC] == pytest.approx(rows[-1][M.VAL_CLEAN_ACC])
     assert 0 <= result.metrics[M.TEST_CLEAN_ACC] <= 100
     assert result.alpha_history.shape == (2, 8)
-    assert result.alpha_history.mean(axis=1) == pytest.approx([r[M.FILTER_MEAN_ALPHA] for r in rows], rel=1e-6)
+    assert result.alpha_history.mean(axis=1) == pytest.approx(
+        [r[M.FILTER_MEAN_ALPHA] for r in rows], rel=1e-6
+    )
     assert not result.model.training and next(result.model.parameters()).device.type == "cpu"
     assert len(result.fingerprint) == 16
 
@@ -156,7 +183,9 @@ def test_huge_learning_rate_is_a_diverged_result(data_dir):
 
 def test_fixed_mode_measures_its_target_every_epoch(data_dir):
     rows = []
-    result = run_trial(tiny(data_dir, **{"frequency.mode": "fixed", "frequency.proportion": 0.25}), report=rows.append)
+    result = run_trial(
+        tiny(data_dir, **{"frequency.mode": "fixed", "frequency.proportion": 0.25}), report=rows.append
+    )
     assert [r[M.FILTER_PROPORTION] for r in rows] == [0.25, 0.25]  # round(0.25 * 8) / 8
     assert M.FILTER_MEAN_ALPHA not in rows[0] and result.alpha_history is None
 
@@ -175,7 +204,11 @@ def test_only_the_newest_checkpoint_is_kept_by_default(data_dir, tmp_path):
 def test_checkpoints_wait_for_their_interval_but_the_last_epoch_always_gets_one(data_dir, tmp_path):
     every = {"train.epochs": 3, "train.checkpoint_min_seconds": 0.0}
     run_trial(tiny(data_dir, **every), checkpoint_dir=tmp_path / "a", keep_checkpoints=None)
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["epoch-0001.pt", "epoch-0002.pt", "epoch-0003.pt"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "epoch-0001.pt",
+        "epoch-0002.pt",
+        "epoch-0003.pt",
+    ]
     hourly = {"train.epochs": 3, "train.checkpoint_min_seconds": 3600.0}
     run_trial(tiny(data_dir, **hourly), checkpoint_dir=tmp_path / "b", keep_checkpoints=None)
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["epoch-0003.pt"]
@@ -242,10 +275,16 @@ def test_clean_and_corrupted_accuracy_match_brute_force(tmp_path):
     settings = EvalSettings(device=torch.device("cpu"), batch_size=7)  # batches straddle severities
     pred = brute_force_predictions(model, images)
     hits = (pred == labels).reshape(5, n)
-    got = corrupted_accuracy(model, tmp_path, corruptions=["fog"], severities=[1, 2, 3, 4, 5], limit=None,
-                             settings=settings)
+    got = corrupted_accuracy(
+        model, tmp_path, corruptions=["fog"], severities=[1, 2, 3, 4, 5], limit=None, settings=settings
+    )
     assert got == {("fog", s): pytest.approx(100 * hits[s - 1].mean()) for s in range(1, 6)}
-    limited = corrupted_accuracy(model, tmp_path, corruptions=["fog"], severities=[2, 5], limit=10, settings=settings)
-    assert limited == {("fog", 2): pytest.approx(100 * hits[1, :10].mean()), ("fog", 5): pytest.approx(100 * hits[4, :10].mean())}
+    limited = corrupted_accuracy(
+        model, tmp_path, corruptions=["fog"], severities=[2, 5], limit=10, settings=settings
+    )
+    assert limited == {
+        ("fog", 2): pytest.approx(100 * hits[1, :10].mean()),
+        ("fog", 5): pytest.approx(100 * hits[4, :10].mean()),
+    }
     clean = clean_accuracy(model, eval_loader(images[:n], labels[:n], settings), settings)
     assert clean == pytest.approx(100 * hits[0].mean())

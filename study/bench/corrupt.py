@@ -1,0 +1,76 @@
+"""Benchmark: CIFAR-10-C generation speed against the original generator."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from study.cifar10c.generate import generate
+from study.metrics import ALL_CORRUPTIONS, SEVERITIES
+
+# Reference: the original generator, single process, 10,000 test images x 19 x 5 in ~19 minutes.
+REFERENCE_IMAGES_PER_S = 10_000 * 19 * 5 / (19 * 60)
+
+
+def synthetic_images(n: int, seed: int = 0) -> np.ndarray:
+    """``(n, 32, 32, 3)`` uint8 images with smooth structure and texture, so filters do real work."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (n, 8, 8, 3)).astype(np.float32)
+    smooth = coarse.repeat(4, axis=1).repeat(4, axis=2)  # (n, 8, 8, 3) -> (n, 32, 32, 3)
+    return np.clip(smooth + rng.normal(0, 12, smooth.shape), 0, 255).astype(np.uint8)
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its waited-for children."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def bench_corruption_generation(n_images: int, workers: int, quick: bool) -> dict:
+    """Time generating all 19 corruptions x 5 severities of ``n_images`` synthetic images.
+
+    Args:
+        n_images: clean images (capped at 200 when ``quick``).
+        workers: processes, as for ``generate`` (0 = one per core).
+        quick: a small run, well under a minute.
+
+    Returns:
+        ``images_per_s`` (corrupted images written per wall second, all 95
+        units), the reference's figure beside it and their ratio, the
+        projected seconds for the full 10,000 test images, and
+        ``images_per_cpu_s`` (per CPU second of this process and its workers).
+    """
+    n = min(n_images, 200) if quick else n_images
+    images = synthetic_images(n)
+    labels = np.arange(n, dtype=np.int64) % 10
+    root = Path(tempfile.mkdtemp(prefix="freqstudy-bench-corrupt-"))
+    try:
+        cpu0 = _cpu_seconds()
+        t0 = time.perf_counter()
+        # Frost textures are found as study.corruptions resolves them ($FREQSTUDY_FROST_DIR, cache, download).
+        generate(images, labels, root / "c", workers=workers, source_name="bench", progress=False)
+        seconds = time.perf_counter() - t0
+        cpu_seconds = _cpu_seconds() - cpu0
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    units = len(ALL_CORRUPTIONS) * len(SEVERITIES)
+    rate = n * units / seconds
+    return {
+        "n_images": n,
+        "workers": workers or os.cpu_count(),
+        "units": units,
+        "seconds": seconds,
+        "images_per_s": rate,
+        # CPU time of this process and its (joined) workers: robust to other load on a shared machine.
+        "cpu_seconds": cpu_seconds,
+        "images_per_cpu_s": n * units / cpu_seconds,
+        "reference_images_per_s": REFERENCE_IMAGES_PER_S,
+        "speedup_vs_reference": rate / REFERENCE_IMAGES_PER_S,
+        "projected_full_test_seconds": 10_000 * units / rate,
+    }

@@ -1,0 +1,485 @@
+"""Generate a CIFAR-10-C copy of any image set in the official layout.
+
+The work is cut into (corruption, severity) units, each with its own
+generator ``default_rng([seed, index in ALL_CORRUPTIONS, severity])``: the
+bytes do not depend on the worker count or the order units run in. Units run
+in spawned processes (math libraries on one thread each) that read the source
+through a memory-mapped ``.npy`` and write their block straight into a
+preallocated, memory-mapped partial file of their corruption under
+``.partial/``, then drop a marker for the block. A run holds an ``flock`` on
+each partial it fills and publishes it with ``os.replace`` once every block
+is marked, so a partial file is never read as whole; the next run resumes a
+dead run's partial (its lock is gone) from its markers, and deletes the dead
+run's leftovers; concurrent runs into one folder each fill their own. The
+layout itself is ``study.cifar10c.layout``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import json
+import multiprocessing
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from study.cifar10c.layout import LABELS, MANIFEST, check_corruptions, check_severities, read_manifest
+from study.corruptions import GENERATOR_VERSION, corrupt
+from study.files import digest, write_atomic, write_text_atomic
+from study.metrics import ALL_CORRUPTIONS, SEVERITIES
+
+PARTIAL = ".partial"  # per-run files being filled, until each is published as <corruption>.npy
+PARTIAL_SUFFIX = (
+    ".npy.tmp"  # .partial/<corruption>.<pid>-<hex><suffix>; .partial/<...>.s<k>.done marks a block
+)
+SOURCE = "source"  # .partial/source.<pid>-<hex>.npy: the clean images, mapped by the workers
+# Unlocked temporaries (labels, manifest) live milliseconds; one this much older than a run is a dead run's.
+STALE_TMP_S = 60.0
+# Math-library thread counts, read when a process starts; 1 in workers, which already fill the cores.
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# Manifest fields that identify a copy; a folder holding another value for any of them is refused.
+IDENTITY = ("source_sha256", "labels_sha256", "generator_version", "seed", "n", "severities")
+
+
+def check_source(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    images = np.ascontiguousarray(images)
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
+        raise ValueError(f"images: expected uint8 (N, 32, 32, 3), got {images.dtype} {images.shape}")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels: expected shape ({images.shape[0]},), got {labels.shape}")
+    if images.shape[0] == 0:
+        raise ValueError("images: empty; nothing to corrupt")
+    return images, labels
+
+
+def _claim(out: Path, identity: dict) -> dict:
+    """The folder's manifest, written now if absent; ``ValueError`` if it belongs to another copy."""
+    manifest = read_manifest(out)
+    if manifest is None:
+        foreign = sorted(p.name for p in out.glob("*.npy"))
+        if foreign:
+            raise ValueError(
+                f"{out}: holds {', '.join(foreign[:3])} but no {MANIFEST} (an official CIFAR-10-C folder?); "
+                "generate into an empty folder"
+            )
+        manifest = {**identity, "corruptions": []}
+        write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1))
+        return manifest
+    differ = [k for k in IDENTITY if manifest.get(k) != identity[k]]
+    if differ:
+        detail = "; ".join(f"{k}: folder {manifest.get(k)!r}, asked {identity[k]!r}" for k in differ)
+        raise ValueError(
+            f"{out}: holds a CIFAR-10-C copy of a different source, seed or generator version ({detail}); "
+            "use another folder or delete this one"
+        )
+    return manifest
+
+
+def _is_whole(path: Path, rows: int) -> bool:
+    """Whether ``path`` is a readable uint8 ``(rows, 32, 32, 3)`` ``.npy`` (header check, no data read)."""
+    try:
+        a = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return False
+    return a.dtype == np.uint8 and a.shape == (rows, 32, 32, 3)
+
+
+def _marker(data: Path, severity: int) -> Path:
+    """The empty file that says severity ``severity``'s block of the partial ``data`` is written."""
+    return data.with_name(f"{data.name.removesuffix(PARTIAL_SUFFIX)}.s{severity}.done")
+
+
+def _try_lock(path: Path) -> int | None:
+    """An fd holding an exclusive ``flock`` on ``path``; None if another process holds it or the file is gone.
+
+    The lock must be on the file ``path`` names now: a partial that its owner
+    published (renamed) between our ``open`` and ``flock`` is not ours to touch.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.stat(path).st_ino == os.fstat(fd).st_ino:
+            return fd
+    except (BlockingIOError, FileNotFoundError):
+        pass
+    os.close(fd)
+    return None
+
+
+@contextlib.contextmanager
+def _folder_lock(out: Path):
+    """Exclusive ``flock`` on the output folder while partials are scanned, adopted, created or swept.
+
+    A partial is created and locked inside this section, so a scan never sees
+    one in the instant between its creation and its lock and takes it for stale.
+    """
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@dataclass
+class _Partial:
+    """One corruption's output being filled by this run.
+
+    ``data`` is ``.partial/<name>.<pid>-<hex>.npy.tmp``, a whole-size uint8
+    ``(S*N, 32, 32, 3)`` ``.npy``; ``fd`` holds an exclusive ``flock`` on it for
+    as long as this run owns it (the kernel drops it if the run dies, which is
+    how the next run knows it may resume or delete the file); ``done`` holds
+    the severities whose blocks are written and marked.
+    """
+
+    name: str
+    data: Path
+    fd: int
+    done: set[int] = field(default_factory=set)
+
+    def release(self) -> None:
+        os.close(self.fd)
+
+
+def _discard(data: Path, fd: int) -> None:
+    """Delete a dead run's partial and its markers (we hold its lock), then let go of it."""
+    for m in data.parent.glob(f"{data.name.removesuffix(PARTIAL_SUFFIX)}.s*.done"):
+        m.unlink(missing_ok=True)
+    data.unlink(missing_ok=True)
+    os.close(fd)
+
+
+def _create_partial(folder: Path, name: str, rows: int) -> _Partial:
+    """A new, locked, preallocated (sparse) partial for ``name`` in ``folder``."""
+    data = folder / f"{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
+    fd = os.open(data, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else can hold it
+    # Header and full length now (a sparse file): workers only ever map and fill it.
+    blank = np.lib.format.open_memmap(data, mode="w+", dtype=np.uint8, shape=(rows, 32, 32, 3))
+    del blank  # unmaps it
+    return _Partial(name, data, fd)
+
+
+def _open_partials(out: Path, names: Sequence[str], sevs: Sequence[int], n: int) -> dict[str, _Partial]:
+    """Lock one partial per corruption of ``names`` not yet published: a dead run's, resumed, or a new one.
+
+    Under the folder lock: a partial whose lock can be taken belongs to a run
+    that has died. It is resumed (its marked severities kept) when it is a
+    readable file of the right shape for a corruption still to do; one of
+    another corruption asked for later is left for that run; anything else
+    (unreadable, already published, a duplicate, or a dead run's source copy)
+    is deleted, with markers whose partial is gone. Partials locked by live
+    runs are left alone; a corruption they are filling gets its own partial
+    here too (the outputs are byte-identical, the last ``os.replace`` wins).
+    """
+    rows = len(sevs) * n
+    folder = out / PARTIAL
+    partials: dict[str, _Partial] = {}
+    with _folder_lock(out):
+        folder.mkdir(exist_ok=True)  # under the lock: a finishing run removes it under the lock when empty
+        published = {c for c in ALL_CORRUPTIONS if _is_whole(out / f"{c}.npy", rows)}
+        # Most-marked first, so a duplicate that loses is the one with less work in it.
+        found = sorted(
+            folder.glob(f"*{PARTIAL_SUFFIX}"),
+            key=lambda p: -len(list(folder.glob(f"{p.name.removesuffix(PARTIAL_SUFFIX)}.s*.done"))),
+        )
+        for data in found:
+            fd = _try_lock(data)
+            if fd is None:
+                continue  # a live run's
+            name = data.name.split(".", 1)[0]
+            if (
+                name in ALL_CORRUPTIONS
+                and name not in published
+                and name not in partials
+                and _is_whole(data, rows)
+            ):
+                if name in names:
+                    partials[name] = _Partial(name, data, fd, {s for s in sevs if _marker(data, s).exists()})
+                else:
+                    os.close(fd)
+            else:
+                _discard(data, fd)
+        for source in folder.glob(f"{SOURCE}.*.npy"):
+            fd = _try_lock(source)
+            if fd is not None:
+                _discard(source, fd)
+        for m in folder.glob("*.done"):
+            if not m.with_name(f"{m.name.rsplit('.', 2)[0]}{PARTIAL_SUFFIX}").exists():
+                m.unlink(missing_ok=True)  # its partial was published or discarded
+        for name in names:
+            if name not in partials and name not in published:
+                partials[name] = _create_partial(folder, name, rows)
+    return partials
+
+
+def _sweep_atomic_temporaries(out: Path, started: float) -> None:
+    """Delete ``study.files`` temporaries in ``out`` that a killed run left behind.
+
+    These are small (labels, manifest), unlocked, and live for milliseconds
+    while a run writes them; one last modified ``STALE_TMP_S`` before this run
+    started is safe to call dead without knowing its writer.
+    """
+    for tmp in out.glob("*.tmp"):
+        try:
+            if tmp.is_file() and tmp.stat().st_mtime < started - STALE_TMP_S:
+                tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _publish(out: Path, partial: _Partial) -> None:
+    """``os.replace`` a fully marked partial onto ``<name>.npy``, drop its markers, release its lock."""
+    os.replace(partial.data, out / f"{partial.name}.npy")
+    for s in partial.done:
+        _marker(partial.data, s).unlink(missing_ok=True)
+    partial.release()
+
+
+def _corrupt_unit(
+    images: np.ndarray, name: str, severity: int, seed: int, frost_dir: str | None
+) -> np.ndarray:
+    """``(N, 32, 32, 3)`` uint8 -> the same corrupted at one severity, with the unit's own generator."""
+    rng = np.random.default_rng([seed, ALL_CORRUPTIONS.index(name), severity])
+    out = corrupt(name, images, severity, rng, frost_dir=frost_dir)
+    if out.dtype != np.uint8 or out.shape != images.shape:
+        raise ValueError(
+            f"corruption {name} severity {severity}: returned {out.dtype} {out.shape}, "
+            f"expected uint8 {images.shape}"
+        )
+    return out
+
+
+def _fill_unit(
+    images: np.ndarray, data: str, block: int, name: str, severity: int, seed: int, frost_dir: str | None
+) -> None:
+    """Corrupt ``images`` at one severity into rows ``block*N:(block+1)*N`` of the partial, then mark it.
+
+    No ``msync``: once written, the pages are in the shared page cache, so the
+    block survives this process being killed; the marker comes after the
+    write, so a marked block is always whole. (Power loss is not covered, as
+    with the atomic renames elsewhere, which do not fsync either.)
+    """
+    n = images.shape[0]
+    result = _corrupt_unit(images, name, severity, seed, frost_dir)
+    target = np.load(data, mmap_mode="r+")  # (S*N, 32, 32, 3) uint8 map of the partial
+    target[block * n : (block + 1) * n] = result
+    del target
+    _marker(Path(data), severity).touch()
+
+
+@functools.lru_cache(maxsize=1)
+def _source_images(source: str) -> np.ndarray:
+    """The clean ``(N, 32, 32, 3)`` uint8 images, read once per worker process."""
+    return np.array(np.load(source, mmap_mode="r"))
+
+
+def _run_unit(
+    source: str, data: str, block: int, name: str, severity: int, seed: int, frost_dir: str | None
+) -> tuple[str, int, float]:
+    """``_fill_unit`` on the memory-mapped source, in a worker.
+
+    Top level so that spawned workers can unpickle it. Returns ``(name, severity, seconds)``.
+    """
+    t0 = time.perf_counter()
+    _fill_unit(_source_images(source), data, block, name, severity, seed, frost_dir)
+    return name, severity, time.perf_counter() - t0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker when the run that started it dies.
+
+    A pool worker whose parent is killed would otherwise finish its unit and
+    then wait on the task queue forever, holding a core of a shared machine.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def _worker_pool(n_workers: int):
+    """A spawn ``ProcessPoolExecutor`` whose workers run their math libraries on one thread each.
+
+    The workers already fill the cores; a BLAS/OpenMP pool per worker on top
+    would oversubscribe them. The libraries read ``THREAD_ENV`` when a process
+    starts, and the executor may start workers at any ``submit``, so the
+    variables are set for the pool's whole life and restored after it (the
+    parent's own libraries were loaded long before and are unaffected).
+    """
+    saved = {k: os.environ.get(k) for k in THREAD_ENV}
+    os.environ.update({k: "1" for k in THREAD_ENV})
+    try:
+        ctx = multiprocessing.get_context("spawn")  # fork is unsafe under torch/Ray threads
+        with ProcessPoolExecutor(
+            max_workers=n_workers, mp_context=ctx, initializer=_exit_with_parent, initargs=(os.getpid(),)
+        ) as pool:
+            yield pool
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def completed(
+    out_dir: str | os.PathLike, corruptions: Iterable[str], severities: Iterable[int], n: int
+) -> bool:
+    """Whether ``out_dir`` holds whole files for every corruption (and the labels) at these severities."""
+    out = Path(out_dir)
+    sevs = check_severities(severities)
+    rows = len(sevs) * n
+    manifest = read_manifest(out) if out.is_dir() else None
+    if manifest is None or manifest.get("severities") != list(sevs):
+        return False
+    try:
+        labels = np.load(out / LABELS, mmap_mode="r")
+    except (OSError, ValueError):
+        return False
+    return labels.shape == (rows,) and all(
+        _is_whole(out / f"{c}.npy", rows) for c in check_corruptions(corruptions)
+    )
+
+
+def generate(
+    images: np.ndarray,
+    labels: np.ndarray,
+    out_dir: str | os.PathLike,
+    *,
+    corruptions: Iterable[str] = ALL_CORRUPTIONS,
+    severities: Iterable[int] = SEVERITIES,
+    seed: int = 0,
+    workers: int = 0,
+    frost_dir: str | os.PathLike | None = None,
+    source_name: str = "test",
+    progress: bool = True,
+) -> Path:
+    """Write a CIFAR-10-C copy of ``images`` into ``out_dir`` in the official layout.
+
+    Args:
+        images: ``(N, 32, 32, 3)`` uint8 clean images.
+        labels: ``(N,)`` integer labels.
+        out_dir: created if absent; may hold an unfinished copy of the same
+            source, seed and version, which is resumed.
+        corruptions: names from ``ALL_CORRUPTIONS``.
+        severities: subset of 1..5.
+        seed: random corruptions follow it; files are byte-identical for a seed.
+        workers: processes; 0 = ``os.cpu_count()``, 1 = in this process.
+        frost_dir: folder with the frost textures (frost corruption).
+        source_name: recorded in the manifest (``test``, ``val``...).
+        progress: show a progress bar over units.
+
+    Returns:
+        ``out_dir`` as a ``Path``.
+
+    Raises:
+        ValueError: bad arguments, or ``out_dir`` belongs to another source, seed
+            or generator version, or holds official files.
+    """
+    started = time.time()
+    images, labels = check_source(images, labels)
+    names, sevs = check_corruptions(corruptions), check_severities(severities)
+    if workers < 0:
+        raise ValueError(f"workers: {workers} must be >= 0 (0 = one per core)")
+    n = images.shape[0]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    identity = {
+        "source_sha256": digest(images),
+        "labels_sha256": digest(labels),
+        "generator_version": GENERATOR_VERSION,
+        "seed": int(seed),
+        "n": n,
+        "severities": list(sevs),
+        "source_name": source_name,
+    }
+    with _folder_lock(out):
+        # Under the lock: a concurrent run must not see our labels.npy between its
+        # manifest check and its scan for foreign files.
+        _claim(out, identity)
+    _sweep_atomic_temporaries(out, started)
+    if not (out / LABELS).exists():
+        repeated = np.tile(labels, len(sevs))  # (S*N,), repeated per severity
+        write_atomic(out / LABELS, lambda f: np.save(f, repeated))
+    partials = _open_partials(out, names, sevs, n)
+    # Corruption-major, so each corruption's file is published as soon as its severities are in.
+    pending = [(c, s) for c in names if c in partials for s in sevs if s not in partials[c].done]
+    frost = None if frost_dir is None else str(frost_dir)
+    n_workers = min(workers or os.cpu_count() or 1, max(len(pending), 1))
+    bar = tqdm(total=len(pending), desc=f"CIFAR-10-C {source_name}", unit="unit", disable=not progress)
+    source: tuple[Path, int] | None = None  # the workers' copy of the images, and our lock on it
+
+    def finish(c: str, s: int) -> None:
+        partials[c].done.add(s)
+        if partials[c].done == set(sevs):
+            _publish(out, partials.pop(c))
+        bar.update(1)
+
+    try:
+        for c in [c for c, p in partials.items() if p.done == set(sevs)]:
+            _publish(out, partials.pop(c))  # a dead run wrote every block but died before publishing
+        if n_workers <= 1:
+            for c, s in pending:
+                _fill_unit(images, str(partials[c].data), sevs.index(s), c, s, int(seed), frost)
+                finish(c, s)
+        elif pending:
+            # Workers map the source from disk instead of receiving it pickled per task. It is
+            # locked like a partial, so that a concurrent run's sweep leaves it alone.
+            with _folder_lock(out):
+                path = out / PARTIAL / f"{SOURCE}.{os.getpid()}-{uuid.uuid4().hex[:8]}.npy"
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                source = (path, fd)
+            np.save(path, images)
+            with _worker_pool(n_workers) as pool:
+                futures = {
+                    pool.submit(
+                        _run_unit, str(path), str(partials[c].data), sevs.index(s), c, s, int(seed), frost
+                    )
+                    for c, s in pending
+                }
+                try:
+                    while futures:
+                        done, futures = wait(futures, return_when=FIRST_COMPLETED)  # publish as they finish
+                        for f in done:
+                            c, s, _ = f.result()  # re-raises a worker's error here
+                            finish(c, s)
+                except BaseException:
+                    pool.shutdown(cancel_futures=True)  # don't run the queued units first
+                    raise
+    finally:
+        bar.close()
+        if source is not None:
+            source[0].unlink(missing_ok=True)
+            os.close(source[1])
+        for p in partials.values():
+            p.release()  # unfinished (an error, an interrupt): the next run resumes it
+    with_files = [c for c in ALL_CORRUPTIONS if _is_whole(out / f"{c}.npy", len(sevs) * n)]
+    # Files on disk are the truth; the list is for people reading the manifest.
+    manifest = {**identity, "corruptions": with_files}
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1))
+    with _folder_lock(out):
+        try:
+            (out / PARTIAL).rmdir()
+        except OSError:
+            pass  # partials of a concurrent run, or of corruptions a later run may ask for
+    return out

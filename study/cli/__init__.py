@@ -1,0 +1,58 @@
+"""The ``freqstudy`` command: the table of subcommands and error handling.
+
+Each subcommand is one module of this package that owns its flags
+(``add_arguments(parser)``) and its action (``run(args) -> exit status``),
+importing heavy libraries inside ``run``, so ``freqstudy bench`` needs neither
+Ray nor MLflow and ``freqstudy --help`` is instant. Errors that a user can fix
+(``ValueError``, ``FileNotFoundError``) end the command with one line on
+stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module in this package, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("train", "train and evaluate one trial, tracked in MLflow (no Ray)"),
+    "inspect": ("inspect", "print the first-layer frequency make-up of a logged model"),
+    "ui": ("ui", "serve the local MLflow store for browsing"),
+    "corrupt": ("corrupt", "generate a CIFAR-10-C copy of the test set or the validation split"),
+    "run": ("run", "run a study: Ray Tune trials, Optuna multi-objective search"),
+    "pareto": ("pareto", "the study's Pareto set; optionally register the models"),
+    "report": ("report", "the study report: HTML, CSV and PNGs"),
+    "bench": ("bench", "performance benchmarks (torch and numpy only)"),
+}
+
+
+def _module(name: str):
+    return importlib.import_module(f"study.cli.{COMMANDS[name][0]}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="freqstudy",
+        description="Frequency-domain robustness studies of CNN first-layer filters.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        _module(name).add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(_module(args.command).run(args) or 0)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"freqstudy {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"freqstudy {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""``freqstudy bench``: performance benchmarks, each beside a baseline in the same run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+SECTIONS = ("train", "eval", "corrupt", "corruptions", "orchestration")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    p.add_argument("--quick", action="store_true", help="small sizes, under a minute on a CPU")
+    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--compile", action="store_true", help="also time the engine under torch.compile (train.compile=true)"
+    )
+    p.add_argument("--only", help="comma-separated sections: " + ",".join(SECTIONS))
+
+
+def run(args: argparse.Namespace) -> int:
+    only = {s.strip() for s in args.only.split(",")} if args.only else None
+    allowed = set(SECTIONS)
+    if only and not only <= allowed:
+        raise ValueError(
+            f"bench --only: {', '.join(sorted(only - allowed))} unknown; allowed {', '.join(sorted(allowed))}"
+        )
+    log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
+    from study.bench import run_bench
+
+    result = run_bench(device=args.device, quick=args.quick, only=only, compile=args.compile, log=log)
+    if args.json:
+        print(
+            json.dumps(result, default=lambda v: None if isinstance(v, float) and math.isnan(v) else float(v))
+        )
+    return 0

@@ -1,0 +1,159 @@
+"""``freqstudy pareto``: a study's Pareto set as a table or JSON, the champion
+under ``--max-clean-drop``, the Pareto figure on the study's parent run, and
+with ``--register`` every Pareto model in the Model Registry."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from study import metrics as M
+from study.selection import choose as P
+from study.selection.choice import Choice, choose, pareto_rows, trial_label
+
+PARETO_ARTIFACTS = "pareto"  # artifact folder on the parent run
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study", required=True)
+    p.add_argument("--tracking-uri")
+    p.add_argument("--objectives", help="METRIC:max,METRIC:max; default: the validation objectives")
+    p.add_argument("--max-clean-drop", type=float, metavar="POINTS")
+    p.add_argument("--register", action="store_true")
+    p.add_argument("--json", action="store_true")
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
+    """The Pareto set as an aligned text table plus a few summary lines."""
+    objs = [o.metric for o in choice.result.objectives]
+    cols: list[tuple[str, Any]] = [
+        ("#", lambda r: r["position"]),
+        ("trial", lambda r: r["trial"]),
+        ("mode", lambda r: r["mode"]),
+        ("p", lambda r: _fmt(r["proportion"]) if r["mode"] != "free" else "-"),
+        ("cutoff", lambda r: _fmt(r["cutoff"]) if r["mode"] != "free" else "-"),
+        ("σ", lambda r: _fmt(r["perturbation"])),
+        ("λ", lambda r: _fmt(r["proportion_weight"]) if r["mode"] == "learned" else "-"),
+        ("p̂", lambda r: _fmt(r[M.FILTER_PROPORTION])),
+    ]
+    cols += [(f"{o.metric}:{o.short}", lambda r, k=o.metric: _fmt(r[k])) for o in choice.result.objectives]
+    for key, name in ((M.TEST_CLEAN_ACC, "test clean"), (M.TEST_CORRUPTION_ACC, "test C10-C")):
+        if key not in objs:
+            cols.append((name, lambda r, k=key: _fmt(r[k])))
+    cols += [
+        ("gain", lambda r: _fmt(r[M.ROBUSTNESS_GAIN])),
+        ("clean drop", lambda r: _fmt(r[M.CLEAN_DROP])),
+        ("rel mCE", lambda r: _fmt(r[M.RELATIVE_MCE], 1)),
+        ("aliases", lambda r: ",".join(r["aliases"]) or "-"),
+    ]
+    cells = [[h for h, _ in cols]] + [[str(f(r)) for _, f in cols] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    base = choice.baseline
+    base_txt = (
+        (
+            f"{trial_label(base)} ({M.VAL_CLEAN_ACC} {_fmt(P.metric_of(base, M.VAL_CLEAN_ACC))}, "
+            f"{M.VAL_CORRUPTION_ACC} {_fmt(P.metric_of(base, M.VAL_CORRUPTION_ACC))})"
+        )
+        if base
+        else "none found"
+    )
+    complete = len(choice.result.candidates)
+    lines += [
+        "",
+        f"study {choice.study}: {len(choice.trials)} trials, {complete} chosen from, "
+        f"{len(rows)} on the front; {choice.result.describe_excluded()}",
+        f"baseline: {base_txt}; gains are test-split points against it",
+    ]
+    if choice.champion is not None:
+        limit = (
+            f"within {choice.max_clean_drop:g} points of the baseline's {M.VAL_CLEAN_ACC}"
+            if choice.max_clean_drop is not None
+            else "no --max-clean-drop: the most robust"
+        )
+        lines.append(f"champion: {trial_label(choice.champion.trial)} ({limit})")
+    elif choice.max_clean_drop is not None:
+        lines.append(
+            f"champion: none within {choice.max_clean_drop:g} points of the baseline's {M.VAL_CLEAN_ACC}"
+        )
+    return "\n".join(lines)
+
+
+def registrations(choice: Choice, rows: list[dict[str, Any]]):
+    from study.tracking.registry import Registration
+
+    keep = (
+        M.ROBUSTNESS_GAIN,
+        M.CLEAN_DROP,
+        M.RELATIVE_MCE,
+        "val_" + M.ROBUSTNESS_GAIN,
+        "val_" + M.CLEAN_DROP,
+    )
+    out = []
+    for r in rows:
+        tags = {k: r[k] for k in keep if r.get(k) is not None}
+        tags.update(
+            {
+                "trial": r["trial"],
+                "mode": r["mode"],
+                "pareto_position": r["position"],
+                M.TAG_STUDY: choice.study,
+            }
+        )
+        out.append(Registration(run_id=r["run_id"], aliases=tuple(r["aliases"]), tags=tags))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from study.reporting.figures_study import pareto_figure
+    from study.reporting.figures_trial import save_figure
+    from study.tracking.queries import client_for, load_study, log_files
+    from study.tracking.server import local_tracking_uri
+
+    objectives = P.parse_objectives(args.objectives)
+    P.check_max_clean_drop(args.max_clean_drop)  # before any server is started
+    with local_tracking_uri(args.tracking_uri) as uri:
+        client = client_for(uri)
+        choice = choose(load_study(args.study, client=client), objectives, args.max_clean_drop)
+        rows = pareto_rows(choice)
+        if args.register and rows:
+            from study.tracking.registry import register_models
+
+            versions = register_models(choice.study, registrations(choice, rows), client=client)
+            for r in rows:
+                r["version"] = versions[r["run_id"]]
+        if choice.parent is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                png = save_figure(pareto_figure(choice), Path(tmp) / "pareto.png")
+                js = Path(tmp) / "pareto.json"
+                js.write_text(json.dumps(rows, indent=1))
+                log_files(choice.parent["run_id"], [png, js], PARETO_ARTIFACTS, client=client)
+        else:
+            print(
+                f"freqstudy pareto: note: study {choice.study!r} has no parent run; figure not logged",
+                file=sys.stderr,
+            )
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(format_table(choice, rows))
+        if args.register and rows:
+            print(
+                f"registered {len(rows)} versions of model {choice.study!r}; "
+                f"load one with models:/{choice.study}@champion or @pareto-1"
+            )
+    return 0

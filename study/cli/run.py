@@ -1,0 +1,51 @@
+"""``freqstudy run``: validate a search space, run or resume the study, print the summary."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", required=True, help="search space YAML (a path or a name in search_spaces/)")
+    p.add_argument("--study", required=True, help="study name (= MLflow experiment)")
+    p.add_argument("--num-trials", type=int)
+    p.add_argument("--max-concurrent", type=int)
+    p.add_argument("--cpus-per-trial", type=float)
+    p.add_argument("--gpus-per-trial", type=float)
+    p.add_argument("--data-dir")
+    p.add_argument("--tracking-uri")
+    p.add_argument("--storage", help="study storage folder or URI")
+    p.add_argument("--address", help="Ray cluster address; default: a local Ray")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted study")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a fixed trial-config key for every trial (repeatable)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from study.config import parse_overrides
+    from study.search.space_parser import load_space
+    from study.search.summary import format_summary
+    from study.search.tune import run_study
+
+    space = load_space(args.space).with_fixed(parse_overrides(args.overrides or []))
+    summary = run_study(
+        space,
+        study=args.study,
+        data_dir=args.data_dir,
+        tracking_uri=args.tracking_uri,
+        storage=args.storage,
+        address=args.address,
+        resume=args.resume,
+        num_trials=args.num_trials,
+        max_concurrent=args.max_concurrent,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+    )
+    print(format_summary(summary, space))
+    return 0 if summary.count("failed") < len(summary.trials) else 1

@@ -1,0 +1,373 @@
+"""One trial: build the network from a config, train it, evaluate it clean and
+corrupted, and report through a callback. No Ray and no MLflow in here.
+
+The same function runs from ``freqstudy train`` and from a Ray Tune worker;
+the caller decides where the per-epoch metrics go (``report``), whether to
+stop early (``should_stop``) and where checkpoints live. Training data sits on
+the device as uint8 and is augmented there (``study.data.loader.DeviceLoader``); the
+loss is summed on the device and read once per epoch, so a non-finite loss is
+caught at the epoch end without a host sync per step and ends the trial as
+*diverged*, a result rather than an exception. On the CPU the trial is seeded
+and deterministic, and a trial resumed from a checkpoint reproduces the
+uninterrupted one exactly. Objectives come from the validation split and its
+corrupted copy only; test numbers are reported, never selected on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.resnet import build_resnet18
+from study.config import TrialConfig
+from study.data.loader import DeviceLoader
+from study.engine.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    restore_optimizer,
+    restore_rng_state,
+    save_checkpoint,
+)
+from study.engine.device import (
+    amp_dtype_for,
+    deterministic,
+    peak_memory_mb,
+    peak_memory_reserved_mb,
+    resolve_device,
+    seed_everything,
+    uses_channels_last,
+)
+from study.engine.evaluate import EvalSettings, clean_accuracy, corrupted_accuracy, eval_loader
+from study.engine.filters import filter_statistics
+from study.engine.prepare import PreparedData, prepare_data
+from study.metrics import (
+    EPOCH_SECONDS,
+    EPOCHS_COMPLETED,
+    FILTER_CENTROID,
+    FILTER_MEAN_ALPHA,
+    FILTER_PROPORTION,
+    PEAK_MEMORY_MB,
+    PEAK_MEMORY_RESERVED_MB,
+    TRAIN_LOSS,
+    TRAIN_LR,
+    VAL_CLEAN_ACC,
+    summarize,
+)
+
+FINISHED = "finished"
+DIVERGED = "diverged"
+STOPPED = "stopped"  # should_stop() asked for it; evaluated, but short of the epoch budget
+
+Report = Callable[[dict[str, float]], None]
+
+
+# -- data ---------------------------------------------------------------------------
+
+
+def build_model(config: TrialConfig) -> nn.Module:
+    """The ResNet-18 of the config (its stem in the configured frequency mode)."""
+    m = config.model
+    return build_resnet18(
+        width=m.width, stem_kernel=m.stem_kernel, num_classes=m.num_classes, frequency=config.frequency
+    )
+
+
+def build_optimizer(model: nn.Module, config: TrialConfig, device: torch.device) -> torch.optim.SGD:
+    """SGD with momentum; weight decay on weight matrices and kernels only, never on
+    BatchNorm parameters, biases or the alpha logits (all 1-D)."""
+    t = config.train
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.SGD(
+        groups,
+        lr=t.lr,
+        momentum=t.momentum,
+        nesterov=t.nesterov and t.momentum > 0,
+        fused=device.type == "cuda" or None,
+    )
+
+
+def lr_factor(step: int, *, total_steps: int, schedule: str, warmup_fraction: float) -> float:
+    """Multiplier of the peak learning rate at optimiser step ``step`` (0-based).
+
+    ``onecycle``: linear warm-up over ``warmup_fraction`` of the steps, then a
+    cosine down to 0; ``cosine``: cosine from the peak at step 0.
+    """
+    warm = round(warmup_fraction * total_steps) if schedule == "onecycle" else 0
+    if step < warm:
+        return (step + 1) / warm
+    progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def train_epoch(
+    model: nn.Module,
+    train_model: nn.Module,
+    loader: DeviceLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    criterion: nn.Module,
+    amp: torch.dtype | None,
+) -> tuple[torch.Tensor, int]:
+    """One pass over ``loader``: forward, loss (+ the stem's proportion loss), step.
+
+    Args:
+        model: the network (its ``stem`` gives the proportion loss).
+        train_model: what runs the forward pass: ``model`` or its ``torch.compile`` wrapper.
+        amp: autocast dtype, or None.
+
+    Returns:
+        ``(loss_sum, seen)``: the summed loss as a 0-d tensor still on the device
+        (reading it is the caller's one host sync) and the number of images.
+    """
+    model.train()
+    device_type = next(model.parameters()).device.type
+    loss_sum = torch.zeros((), device=next(model.parameters()).device)
+    seen = 0
+    for x, y in loader:
+        with torch.autocast(device_type=device_type, dtype=amp) if amp else contextlib.nullcontext():
+            logits = train_model(x)
+        loss = criterion(logits.float(), y) + model.stem.proportion_loss()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.detach() * y.shape[0]
+        seen += y.shape[0]
+    return loss_sum, seen
+
+
+@dataclass
+class TrialResult:
+    """What a trial leaves behind.
+
+    Attributes:
+        status: ``finished``, ``diverged`` (non-finite loss; no final evaluation)
+            or ``stopped`` (``should_stop`` said so; evaluated after fewer epochs).
+        reason: one line when not finished, else None.
+        metrics: final metrics: ``val/...`` and ``test/...`` from ``metrics.summarize``,
+            ``epochs_completed``, peak memory (MiB).
+        history: the per-epoch metric dicts, in order (as reported).
+        model: the trained network, eval mode, on the CPU.
+        alpha_history: (E, O) alpha after each epoch in learned mode, else None.
+        fingerprint: the data fingerprint.
+        corruption_accuracy: ``{"val": {(name, severity): %}, "test": {...}}``.
+        filters: :func:`filter_statistics` of the final model.
+    """
+
+    status: str
+    reason: str | None
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    model: nn.Module
+    alpha_history: np.ndarray | None
+    fingerprint: str
+    corruption_accuracy: dict[str, dict[tuple[str, int], float]] = field(default_factory=dict)
+    filters: dict[str, Any] = field(default_factory=dict)
+
+
+def run_trial(
+    config: TrialConfig,
+    *,
+    report: Report | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume_from: str | Path | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    data: PreparedData | None = None,
+    keep_checkpoints: int | None = 1,
+) -> TrialResult:
+    """Train and evaluate one configuration.
+
+    Args:
+        config: the trial.
+        report: called once per epoch with ``epoch`` and the per-epoch keys of
+            ``study.metrics`` (train/loss, train/lr, val/clean_acc, filters/proportion,
+            filters/centroid, filters/mean_alpha in learned mode, train/epoch_seconds).
+        checkpoint_dir: where ``epoch-NNNN.pt`` go every ``train.checkpoint_every``
+            epochs once ``train.checkpoint_min_seconds`` have passed since the
+            last one, and after the last epoch; None = no checkpoints.
+        resume_from: a checkpoint file; training continues at the epoch after it.
+        should_stop: asked after each epoch; True ends training there (status ``stopped``).
+        data: already prepared data (else :func:`prepare_data` is called).
+        keep_checkpoints: newest checkpoints kept in ``checkpoint_dir`` (a full
+            ResNet-18 one is ~90 MB); None keeps all.
+
+    Exceptions other than divergence propagate to the caller, which records them.
+    """
+    device = resolve_device(config.device)
+    with deterministic(device.type == "cpu"):
+        return _run(config, device, report, checkpoint_dir, resume_from, should_stop, data, keep_checkpoints)
+
+
+def _run(
+    config, device, report, checkpoint_dir, resume_from, should_stop, data, keep_checkpoints
+) -> TrialResult:
+    t = config.train
+    amp = amp_dtype_for(config, device)
+    channels_last = uses_channels_last(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.set_device(device)  # cuda:N: initialise CUDA there before touching its stats
+        torch.cuda.reset_peak_memory_stats(device)
+    seed_everything(config.seed)
+    data = data or prepare_data(config)
+
+    model = build_model(config).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, config, device)
+    loader = DeviceLoader(
+        data.train_images,
+        data.train_labels,
+        batch_size=t.batch_size,
+        device=device,
+        train=True,
+        augment=config.data.augment,
+        seed=config.seed,
+        channels_last=channels_last,
+    )
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"config train.batch_size: {t.batch_size} "
+            f"is larger than the {len(data.train_labels)} training images"
+        )
+    total_steps = steps_per_epoch * t.epochs
+    factor = partial(
+        lr_factor, total_steps=total_steps, schedule=t.schedule, warmup_fraction=t.warmup_fraction
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    settings = EvalSettings(
+        device=device, batch_size=config.eval.batch_size, channels_last=channels_last, amp_dtype=amp
+    )
+    val_loader = eval_loader(data.val_images, data.val_labels, settings)
+    criterion = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
+
+    history: list[dict[str, float]] = []
+    alphas: list[np.ndarray] = []
+    start = 1
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from)
+        model.load_state_dict(ckpt["model"])
+        restore_optimizer(optimizer, ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        history = list(ckpt["history"])
+        alphas = [np.asarray(a) for a in ckpt["extra"].get("alpha_history", [])]
+        start = ckpt["epoch"] + 1
+        restore_rng_state(ckpt["rng"], device)
+    if t.compile:
+        # A reused Ray worker compiles one new model per trial; without a reset it
+        # reaches dynamo's recompile limit and silently falls back to eager.
+        torch._dynamo.reset()
+    train_model = torch.compile(model) if t.compile else model
+
+    status, reason = FINISHED, None
+    last_checkpoint = time.perf_counter()
+    for epoch in range(start, t.epochs + 1):
+        started = time.perf_counter()
+        loader.set_epoch(epoch)
+        loss_sum, seen = train_epoch(model, train_model, loader, optimizer, scheduler, criterion, amp)
+        mean_loss = float((loss_sum / seen).item())  # the epoch's one host sync
+        if not math.isfinite(mean_loss):
+            status, reason = (
+                DIVERGED,
+                f"training loss became non-finite ({mean_loss}) in epoch {epoch} at lr {t.lr:g}",
+            )
+            break
+        model.eval()
+        stats = filter_statistics(model)
+        row = {
+            "epoch": epoch,
+            TRAIN_LOSS: mean_loss,
+            TRAIN_LR: t.lr * factor(epoch * steps_per_epoch - 1),  # of the epoch's last step
+            VAL_CLEAN_ACC: clean_accuracy(model, val_loader, settings),
+            FILTER_PROPORTION: stats["proportion"],
+            FILTER_CENTROID: stats["centroid"],
+        }
+        if stats["alpha"] is not None:
+            row[FILTER_MEAN_ALPHA] = float(stats["alpha"].mean())
+            alphas.append(stats["alpha"])
+        row[EPOCH_SECONDS] = time.perf_counter() - started
+        history.append(row)
+        if (
+            checkpoint_dir is not None
+            and t.checkpoint_every
+            and (
+                epoch == t.epochs
+                or (
+                    epoch % t.checkpoint_every == 0
+                    and time.perf_counter() - last_checkpoint >= t.checkpoint_min_seconds
+                )
+            )
+        ):
+            last_checkpoint = time.perf_counter()
+            save_checkpoint(
+                checkpoint_path(checkpoint_dir, epoch),
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                epoch=epoch,
+                history=history,
+                extra={"alpha_history": [a.tolist() for a in alphas]},
+            )
+            if keep_checkpoints is not None:
+                for old in sorted(Path(checkpoint_dir).glob("epoch-*.pt"))[: -max(1, keep_checkpoints)]:
+                    old.unlink(missing_ok=True)
+        if report is not None:
+            report(dict(row))
+        if should_stop is not None and epoch < t.epochs and should_stop():
+            status, reason = STOPPED, f"stopped after epoch {epoch} of {t.epochs}"
+            break
+
+    model.eval()
+    metrics: dict[str, float] = {}
+    accuracy: dict[str, dict[tuple[str, int], float]] = {}
+    if status != DIVERGED:
+        metrics, accuracy = _final_evaluation(model, config, data, settings, val_loader)
+    metrics[EPOCHS_COMPLETED] = float(len(history))
+    metrics[PEAK_MEMORY_MB] = peak_memory_mb(device)
+    if device.type == "cuda":
+        metrics[PEAK_MEMORY_RESERVED_MB] = peak_memory_reserved_mb(device)
+    model = model.to("cpu", memory_format=torch.contiguous_format).eval()
+    return TrialResult(
+        status=status,
+        reason=reason,
+        metrics=metrics,
+        history=history,
+        model=model,
+        alpha_history=np.stack(alphas) if alphas else None,
+        fingerprint=data.fingerprint,
+        corruption_accuracy=accuracy,
+        filters=filter_statistics(model) if status != DIVERGED else {},
+    )
+
+
+def _final_evaluation(model, config, data, settings, val_loader):
+    ev = config.eval
+    kw = dict(
+        corruptions=ev.corruptions, severities=ev.severities, limit=ev.corruption_limit, settings=settings
+    )
+    accuracy = {
+        "val": corrupted_accuracy(model, data.val_corrupted_dir, **kw) if data.val_corrupted_dir else {}
+    }
+    metrics = summarize("val", clean_accuracy(model, val_loader, settings), accuracy["val"])
+    if ev.test:
+        accuracy["test"] = (
+            corrupted_accuracy(model, data.test_corrupted_dir, **kw) if data.test_corrupted_dir else {}
+        )
+        test_clean = clean_accuracy(
+            model, eval_loader(data.test_images, data.test_labels, settings), settings
+        )
+        metrics.update(summarize("test", test_clean, accuracy["test"]))
+    return metrics, accuracy

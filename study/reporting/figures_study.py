@@ -1,0 +1,288 @@
+"""Figures of a whole study: the Pareto front, frequency proportion against
+clean and corruption accuracy (the paper's central figure), perturbation
+strength against robustness gain, per-corruption accuracy of the baseline and
+the Pareto models, and learned alpha distributions.
+
+Pure functions of numpy arrays and plain mappings that return a matplotlib
+``Figure`` built without pyplot (no global backend, no display); write them
+with ``study.figures.save_figure``. Accuracies are in percent, gains in
+points, proportions in [0, 1], sigma is the perturbation strength.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from study import metrics as M
+from study.metrics import ALL_CORRUPTIONS, EXTRA_CORRUPTIONS
+from study.selection import choose as P
+
+# Points closer than this in proportion are averaged into one point of a line:
+# measured p-hat of a width-w layer moves in steps of 1/w.
+PROPORTION_BIN = 0.02
+CATEGORY_COLOURS = {"noise": "tab:red", "blur": "tab:blue", "weather": "tab:green", "digital": "tab:purple"}
+
+
+def plot_pareto(
+    values: np.ndarray,
+    proportion: np.ndarray,
+    on_front: np.ndarray,
+    *,
+    labels: Sequence[str],
+    baseline: int | None = None,
+    others: np.ndarray | None = None,
+) -> Figure:
+    """All chosen-from trials on the first two objectives, the front highlighted.
+
+    Args:
+        values: (n, >=2) objective values of the complete trials; columns 0 and 1 are drawn.
+        proportion: (n,) measured frequency proportion p-hat (NaN: unknown, grey).
+        on_front: (n,) bool, rank-1 trials.
+        labels: axis labels (the objective metric names, with direction).
+        baseline: row index of the baseline trial, marked with a star.
+        others: (k, 2) trials left out (stopped early, failed), drawn as small crosses.
+    """
+    fig = Figure(figsize=(6.4, 4.8))
+    ax = fig.add_subplot(1, 1, 1)
+    values = np.asarray(values, dtype=float)
+    values = values.reshape(len(proportion), values.shape[-1] if values.ndim == 2 else 2)
+    on_front = np.asarray(on_front, dtype=bool)
+    proportion = np.asarray(proportion, dtype=float)
+    if others is not None and len(others):
+        ax.scatter(
+            others[:, 0], others[:, 1], marker="x", s=14, c="0.6", label="not chosen from (incomplete)"
+        )
+    known = ~np.isnan(proportion)
+    sc = None
+    if known.any():
+        sc = ax.scatter(
+            values[known, 0],
+            values[known, 1],
+            c=proportion[known],
+            cmap="viridis",
+            vmin=0.0,
+            vmax=1.0,
+            s=np.where(on_front[known], 70, 24),
+            edgecolors=np.where(on_front[known], "k", "none"),
+            linewidths=1.2,
+            zorder=3,
+        )
+    if (~known).any():
+        ax.scatter(
+            values[~known, 0],
+            values[~known, 1],
+            c="0.7",
+            s=np.where(on_front[~known], 70, 24),
+            edgecolors=np.where(on_front[~known], "k", "none"),
+            zorder=3,
+            label="p-hat unknown",
+        )
+    if on_front.any() and values.shape[1] >= 2:
+        order = np.argsort(values[on_front, 0])
+        ax.plot(
+            values[on_front, 0][order],
+            values[on_front, 1][order],
+            "k-",
+            lw=1,
+            alpha=0.6,
+            label="Pareto front",
+            zorder=2,
+        )
+    if baseline is not None:
+        ax.scatter(
+            [values[baseline, 0]],
+            [values[baseline, 1]],
+            marker="*",
+            s=260,
+            c="tab:red",
+            edgecolors="k",
+            zorder=4,
+            label="baseline",
+        )
+    if sc is not None:
+        fig.colorbar(sc, ax=ax, label="frequency proportion p-hat")
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1] if len(labels) > 1 else "")
+    ax.set_title("Pareto front (outlined) among complete trials")
+    return _finish(fig, ax)
+
+
+def _finish(fig: Figure, ax, legend_title: str | None = None) -> Figure:
+    """Grid, a legend when anything is labelled, tight layout: the end of every scatter plot here."""
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=8, title=legend_title)
+    fig.tight_layout()
+    return fig
+
+
+def _binned_means(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of y over x rounded to PROPORTION_BIN, for the finite pairs, by x."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    if not ok.any():
+        return np.array([]), np.array([])
+    keys = np.round(x[ok] / PROPORTION_BIN) * PROPORTION_BIN
+    uniq = np.unique(keys)
+    return uniq, np.array([y[ok][keys == k].mean() for k in uniq])
+
+
+def plot_proportion_accuracy(
+    proportion: np.ndarray, clean: np.ndarray, corruption: np.ndarray, categories: Mapping[str, np.ndarray]
+) -> Figure:
+    """Frequency proportion against accuracy: clean, corruption mean, and one
+    line per corruption category (noise, blur, weather, digital).
+
+    Args:
+        proportion: (n,) measured p-hat of each trial.
+        clean, corruption: (n,) accuracies, percent.
+        categories: category -> (n,) mean accuracy over its benchmark corruptions.
+    """
+    fig = Figure(figsize=(7.0, 4.8))
+    ax = fig.add_subplot(1, 1, 1)
+    p = np.asarray(proportion, dtype=float)
+    series = [("clean", clean, "k", "-"), ("corruption mean", corruption, "tab:orange", "--")]
+    series += [(cat, acc, CATEGORY_COLOURS.get(cat, None), "-") for cat, acc in categories.items()]
+    for name, acc, colour, style in series:
+        acc = np.asarray(acc, dtype=float)
+        ax.scatter(p, acc, s=10, color=colour, alpha=0.25)
+        xs, ys = _binned_means(p, acc)
+        if len(xs):
+            ax.plot(xs, ys, linestyle=style, marker="o", ms=4, color=colour, label=name)
+    ax.set_xlabel("frequency proportion p-hat (share of low-frequency first-layer filters)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_title("Frequency proportion vs clean and corruption accuracy")
+    return _finish(fig, ax)
+
+
+def plot_perturbation_gain(sigma: np.ndarray, gain: np.ndarray, modes: Sequence[str]) -> Figure:
+    """Perturbation strength sigma against robustness gain over the baseline
+    (points), one colour and one mean line per first-layer mode."""
+    fig = Figure(figsize=(6.4, 4.6))
+    ax = fig.add_subplot(1, 1, 1)
+    sigma, gain = np.asarray(sigma, dtype=float), np.asarray(gain, dtype=float)
+    modes = np.asarray(list(modes), dtype=object)
+    for i, mode in enumerate(sorted(set(modes.tolist()))):
+        sel = (modes == mode) & np.isfinite(sigma) & np.isfinite(gain)
+        if not sel.any():
+            continue
+        colour = f"C{i}"
+        ax.scatter(sigma[sel], gain[sel], s=18, color=colour, alpha=0.5)
+        xs = np.unique(sigma[sel])
+        ax.plot(xs, [gain[sel][sigma[sel] == x].mean() for x in xs], "-o", ms=4, color=colour, label=mode)
+    ax.axhline(0.0, color="0.5", lw=0.8)
+    ax.set_xlabel("perturbation strength sigma")
+    ax.set_ylabel("robustness gain over baseline (points)")
+    ax.set_title("Power-spectrum perturbation vs robustness gain")
+    return _finish(fig, ax, legend_title="mode")
+
+
+def plot_per_corruption(accuracy: Mapping[str, Mapping[str, float]]) -> Figure:
+    """Grouped bars: accuracy (percent, mean over severities) per corruption
+    for each model (the baseline first, then the Pareto models); extras last.
+
+    Args:
+        accuracy: model label -> {corruption name -> percent}.
+    """
+    names = [c for c in ALL_CORRUPTIONS if any(c in acc for acc in accuracy.values())]
+    models = list(accuracy)
+    fig = Figure(figsize=(max(6.0, 0.55 * len(names) * max(1, len(models)) ** 0.5 + 2), 4.8))
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(1, len(models))
+    x = np.arange(len(names))
+    for i, label in enumerate(models):
+        vals = [accuracy[label].get(c, np.nan) for c in names]
+        ax.bar(x - 0.4 + width * (i + 0.5), vals, width, label=label, color="0.35" if i == 0 else f"C{i - 1}")
+    if any(c in EXTRA_CORRUPTIONS for c in names):
+        first_extra = min(i for i, c in enumerate(names) if c in EXTRA_CORRUPTIONS)
+        ax.axvline(first_extra - 0.5, color="k", lw=0.8, ls=":")
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(
+        "Per-corruption accuracy, baseline vs Pareto models"
+        + ("\n(extras right of the dotted rule)" if any(c in EXTRA_CORRUPTIONS for c in names) else ""),
+        fontsize=10,
+    )
+    ax.grid(axis="y", alpha=0.3)
+    if models:
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_alpha_distributions(alpha: Mapping[str, np.ndarray]) -> Figure:
+    """Distribution of the learned per-filter gains alpha in [0, 1] (1 = all
+    low band) of each learned trial, as box plots with the points over them.
+
+    Args:
+        alpha: trial label -> (O,) alpha values; an empty mapping draws a note.
+    """
+    labels = list(alpha)
+    fig = Figure(figsize=(max(5.0, 0.5 * len(labels) + 2), 4.4))
+    ax = fig.add_subplot(1, 1, 1)
+    if not labels:
+        ax.text(0.5, 0.5, "no learned-mode trials with alpha values", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    data = [np.asarray(alpha[k], dtype=float).ravel() for k in labels]
+    ax.boxplot(data, showfliers=False)
+    rng = np.random.default_rng(0)  # jitter only, fixed so the figure is reproducible
+    for i, d in enumerate(data, start=1):
+        ax.scatter(i + rng.uniform(-0.15, 0.15, len(d)), d, s=6, alpha=0.5, color="tab:blue")
+    ax.set_xticks(np.arange(1, len(labels) + 1))
+    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_ylabel("alpha (low-band gain)")
+    ax.set_title("Learned alpha per first-layer filter")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def pareto_figure(choice) -> Figure:
+    """The Pareto figure of a choice (all complete trials, front, baseline, p-hat colour)."""
+    cands = choice.result.candidates
+    objs = choice.result.objectives
+    values = np.array([[c.objectives[o.metric] for o in objs] for c in cands], dtype=float).reshape(
+        len(cands), len(objs)
+    )
+    if values.shape[1] == 1:  # one objective: draw it against robustness so the figure still reads
+        values = np.column_stack([values[:, 0], [P.metric_of(c.trial, P.ROBUSTNESS_METRIC) for c in cands]])
+        labels = [f"{objs[0].metric} ({objs[0].short})", P.ROBUSTNESS_METRIC]
+    else:
+        labels = [f"{o.metric} ({o.short})" for o in objs[:2]]
+    chosen = {c.run_id for c in cands}
+    others = (
+        np.array(
+            [
+                [P.metric_of(t, o.metric) for o in objs[:2]]
+                for t in choice.trials
+                if t["run_id"] not in chosen
+            ],
+            dtype=float,
+        ).reshape(-1, 2)
+        if len(objs) >= 2
+        else None
+    )
+    if others is not None:
+        others = others[np.isfinite(others).all(axis=1)]
+    base_idx = next(
+        (
+            i
+            for i, c in enumerate(cands)
+            if choice.baseline is not None and c.run_id == choice.baseline["run_id"]
+        ),
+        None,
+    )
+    return plot_pareto(
+        values,
+        np.array([P.metric_of(c.trial, M.FILTER_PROPORTION) for c in cands]),
+        np.array([c.rank == 1 for c in cands]),
+        labels=labels,
+        baseline=base_idx,
+        others=others,
+    )

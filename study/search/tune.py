@@ -1,0 +1,344 @@
+"""Studies: Ray Tune runs the trials, Optuna chooses the points, MLflow keeps them.
+
+``run_study`` turns a validated search space (``study.search.spaces``) into a
+``tune.Tuner`` whose searcher is ``OptunaSearch`` over the space's
+define-by-run function, with every objective and direction at once, behind a
+``ConcurrencyLimiter``. Each trial is one call of a trial function
+(``study.search.trials.tracked_trial`` unless a benchmark or test passes its
+own) inside a Ray worker, which talks to Tune through ``_TuneRuntime``: it
+logs its own nested MLflow run straight to the tracking server (so trials on
+other nodes work), reports to Tune once per epoch with a
+checkpoint, and reports the objectives last. Trial 0 is the study's baseline
+(free mode, sigma = 0). A trial that raises is retried from its last checkpoint
+up to ``max_failures`` times and then recorded as failed; the study goes on.
+A diverged trial is told to Optuna with each objective at its ``worst`` value
+(0 for a maximised accuracy): it finished, and its region is bad, which is what
+the sampler should learn. ``--resume`` restores the Tune experiment (searcher
+state included) and never re-runs finished trials. This is the only module
+that imports Ray.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from study import metrics as M
+from study.config import TrialConfig, default_home
+from study.search.samplers import define_by_run, make_sampler
+from study.search.spaces import BASELINE_FLAG, SearchSpace
+from study.search.summary import StudySummary
+from study.search.trials import (
+    TrialContext,
+    TrialFunction,
+    cap_gpu_memory,
+    device_for_resources,
+    tracked_trial,
+    trial_config,
+)
+
+DEFAULT_MAX_FAILURES = (
+    2  # retries of a crashed trial (from its last checkpoint) before it is recorded as failed
+)
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# Tune's strict check wants every objective in every report; ours are computed
+# once, after the last epoch, so the per-epoch reports carry training metrics only.
+STRICT_METRIC_ENV = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
+
+
+def experiment_path(storage: str | None, study: str) -> str:
+    """Where Tune keeps the study: ``<storage>/<study>`` (a folder or a URI)."""
+    root = storage or str(default_home() / "studies")
+    if "://" in root:
+        return root.rstrip("/") + "/" + study
+    return str(Path(root).expanduser().resolve() / study)
+
+
+def make_searcher(space: SearchSpace, *, max_concurrent: int) -> ConcurrencyLimiter:
+    """OptunaSearch over the space (all objectives at once), baseline enqueued first."""
+    searcher = OptunaSearch(
+        space=define_by_run(space),
+        metric=space.metrics,
+        mode=space.modes,
+        sampler=make_sampler(space),
+        # An enqueued (user-specified) first trial: GridSampler then leaves it out
+        # of the grid, and the define-by-run function marks trial 0 as the baseline.
+        points_to_evaluate=[{}],
+    )
+    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+
+
+class _TuneRuntime:
+    """The study as a trial sees it (``study.search.trials.TrialRuntime``), backed by Ray Tune."""
+
+    def __init__(self) -> None:
+        ctx = tune.get_context()
+        self.trial_id, self.trial_name = ctx.get_trial_id(), ctx.get_trial_name()
+        # Node id, not IP: the nodes of one machine (a local test cluster) share an IP.
+        self.node_tags = {
+            M.TAG_NODE: ray.get_runtime_context().get_node_id(),
+            "freqstudy.node_ip": ray.util.get_node_ip_address(),
+        }
+
+    def report(self, metrics: Mapping[str, Any], checkpoint_dir: str | None = None) -> None:
+        checkpoint = None if checkpoint_dir is None else tune.Checkpoint.from_directory(checkpoint_dir)
+        tune.report(dict(metrics), checkpoint=checkpoint)
+
+    def restore(self, into: Path) -> Path | None:
+        previous = tune.get_checkpoint()
+        return None if previous is None else Path(previous.to_directory(str(into)))
+
+
+def _run_trial_in_worker(config: dict[str, Any], context: TrialContext, trial_fn: TrialFunction) -> None:
+    """The Tune function trainable: the study's trial function, then its final report."""
+    runtime = _TuneRuntime()
+    is_baseline = bool(config.get(BASELINE_FLAG))
+    cfg = trial_config(config, context, trial_name=f"{context.study}-{runtime.trial_name}")
+    cap_gpu_memory(context.gpus_per_trial)
+    started = time.perf_counter()
+    final = trial_fn(cfg, context, runtime, is_baseline)
+    final["trial_seconds"] = time.perf_counter() - started
+    final[BASELINE_FLAG] = is_baseline
+    tune.report(final)
+
+
+def _trainable(context: TrialContext, trial_fn: TrialFunction, cpus: float, gpus: float):
+    resources = {"cpu": cpus, "gpu": gpus} if gpus else {"cpu": cpus}
+    return tune.with_resources(
+        tune.with_parameters(_run_trial_in_worker, context=context, trial_fn=trial_fn), resources
+    )
+
+
+def run_study(
+    space: SearchSpace,
+    *,
+    study: str,
+    data_dir: str | None = None,
+    tracking_uri: str | None = None,
+    storage: str | None = None,
+    address: str | None = None,
+    resume: bool = False,
+    num_trials: int | None = None,
+    max_concurrent: int | None = None,
+    cpus_per_trial: float | None = None,
+    gpus_per_trial: float | None = None,
+    max_failures: int = DEFAULT_MAX_FAILURES,
+    verbose: int = 1,
+    trial_fn: TrialFunction = tracked_trial,
+    tracking: bool = True,
+) -> StudySummary:
+    """Run (or, with ``resume``, continue) a study; returns what happened to every trial.
+
+    Args:
+        space: a validated search space (``study.spaces.load_space``).
+        study: study name: MLflow experiment and Tune experiment folder.
+        data_dir: folder holding ``cifar-10-batches-py/`` (sets ``data.dir`` for every trial).
+        tracking_uri: MLflow server; None starts the local one for the study's duration.
+        storage: folder or URI for Tune's experiment state; default ``<FREQSTUDY_HOME>/studies``.
+            Several nodes need storage they all reach (NFS or a bucket).
+        address: a Ray cluster to join; None starts a local Ray on this machine's cores.
+        num_trials, max_concurrent, cpus_per_trial, gpus_per_trial: override the space's defaults.
+        max_failures: retries of a crashed trial before it is recorded as failed.
+        trial_fn: what runs in each worker (``study.search.trials.TrialFunction``); benchmarks
+            and tests pass their own.
+        tracking: False runs without MLflow (benchmarks of the orchestration alone).
+    """
+    if not STUDY_NAME.match(study):
+        raise ValueError(
+            f"--study {study!r}: use letters, digits, '_', '.', '-' (up to 100, starting alphanumeric)"
+        )
+    if resume and any(v is not None for v in (num_trials, max_concurrent, cpus_per_trial, gpus_per_trial)):
+        print(
+            "freqstudy run: note: --resume continues with the study's original trial count, "
+            "concurrency and resources; the flags given now are ignored"
+        )
+    num_trials = space.num_trials if num_trials is None else num_trials
+    max_concurrent = space.max_concurrent if max_concurrent is None else max_concurrent
+    cpus = cpus_per_trial if cpus_per_trial is not None else space.cpus
+    gpus = gpus_per_trial if gpus_per_trial is not None else space.gpus
+    _check_positive(num_trials=num_trials, max_concurrent=max_concurrent, cpus_per_trial=cpus)
+    if gpus < 0:
+        raise ValueError(f"--gpus-per-trial {gpus}: must be >= 0")
+    fixed = dict(space.fixed)
+    baseline = space.baseline_flat()
+    if "device" not in {p.key for p in space.parameters}:
+        for flat in (fixed, baseline):
+            flat["device"] = device_for_resources(str(flat.get("device", "auto")), gpus)
+    if data_dir:
+        fixed["data.dir"] = baseline["data.dir"] = str(Path(data_dir).expanduser().resolve())
+    base_cfg = TrialConfig.from_flat(fixed)
+    TrialConfig.from_flat(baseline)
+
+    path = experiment_path(storage, study)
+    exists = tune.Tuner.can_restore(path)
+    if resume and not exists:
+        raise ValueError(f"--resume: no study {study!r} at {path}; start it without --resume")
+    if not resume and exists:
+        raise ValueError(
+            f"study {study!r} already exists at {path}; continue it with --resume or pick another --study"
+        )
+
+    os.environ[STRICT_METRIC_ENV] = "1"
+    started = time.perf_counter()
+    if tracking:
+        from study.engine.prepare import prepare_data
+        from study.tracking.server import local_tracking_uri
+
+        prepare_data(base_cfg)  # warm the data and corrupted-copy caches once, not per trial
+        uri_context = local_tracking_uri(tracking_uri)
+    else:
+        uri_context = contextlib.nullcontext(None)
+
+    with uri_context as uri:
+        parent_run_id = None
+        if tracking:
+            from study.tracking.study_runs import start_study_run
+
+            parent_run_id = start_study_run(
+                uri,
+                study,
+                space_path=space.path,
+                resume=resume,
+                tags={
+                    "freqstudy.space": Path(space.path).name,
+                    "freqstudy.sampler": space.sampler.name,
+                    "freqstudy.experiment_path": path,
+                },
+                params={
+                    "study.space": space.path,
+                    "study.num_trials": num_trials,
+                    "study.max_concurrent": max_concurrent,
+                    "study.cpus_per_trial": cpus,
+                    "study.gpus_per_trial": gpus,
+                    "study.max_failures": max_failures,
+                    "study.sampler": space.sampler.name,
+                    "study.sampler_seed": space.sampler.seed,
+                    "study.objectives": ",".join(f"{o.metric}:{o.short}" for o in space.objectives),
+                    "study.parameters": ",".join(p.key for p in space.parameters),
+                },
+            )
+        if address and uri and re.match(r"^https?://(127\.|localhost|\[::1\])", uri):
+            print(
+                f"freqstudy run: warning: tracking URI {uri} is a loopback address; trials on other "
+                "machines cannot reach it (pass --tracking-uri with the head node's address)"
+            )
+        context = TrialContext(
+            study=study,
+            fixed=fixed,
+            baseline=baseline,
+            objectives=space.objectives,
+            tracking_uri=uri,
+            parent_run_id=parent_run_id,
+            gpus_per_trial=gpus,
+        )
+        setup_seconds = time.perf_counter() - started
+        ray_started_at = time.perf_counter()
+        started_ray = _init_ray(address)
+        ray_start_seconds = time.perf_counter() - ray_started_at
+        try:
+            trainable = _trainable(context, trial_fn, cpus, gpus)
+            if resume:
+                tuner = tune.Tuner.restore(
+                    path, trainable=trainable, resume_unfinished=True, resume_errored=True
+                )
+            else:
+                storage_path, name = path.rsplit("/", 1) if "://" in path else (str(Path(path).parent), study)
+                tuner = tune.Tuner(
+                    trainable,
+                    tune_config=tune.TuneConfig(
+                        search_alg=make_searcher(space, max_concurrent=max_concurrent),
+                        num_samples=num_trials,
+                        reuse_actors=True,
+                    ),
+                    run_config=tune.RunConfig(
+                        name=name,
+                        storage_path=storage_path,
+                        verbose=verbose,
+                        failure_config=tune.FailureConfig(max_failures=max_failures),
+                        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    ),
+                )
+            results = tuner.fit()
+        finally:
+            if started_ray:
+                ray.shutdown()
+        summary = StudySummary(
+            study=study,
+            experiment_path=path,
+            tracking_uri=uri if tracking else None,
+            parent_run_id=parent_run_id,
+            wall_seconds=time.perf_counter() - started,
+            ray_start_seconds=ray_start_seconds,
+            setup_seconds=setup_seconds,
+        )
+        for r in results:
+            summary.trials.append(_trial_record(r))
+        if tracking:
+            from study.tracking.study_runs import finish_study_run
+
+            finish_study_run(
+                uri,
+                parent_run_id,
+                counts={
+                    "trials_finished": summary.count("finished"),
+                    "trials_diverged": summary.count("diverged"),
+                    "trials_failed": summary.count("failed"),
+                    "trials_total": len(summary.trials),
+                },
+            )
+    return summary
+
+
+def _trial_record(result) -> dict[str, Any]:
+    metrics = dict(result.metrics or {})
+    config = dict(result.config or {})
+    if result.error is not None:
+        status = "failed"
+    else:
+        status = str(metrics.get("trial_status", "unknown"))
+    return {
+        "trial_id": metrics.get("trial_id") or config.get("trial_id"),
+        "status": status,
+        "baseline": bool(config.get(BASELINE_FLAG)),
+        "config": {k: v for k, v in config.items() if k != BASELINE_FLAG},
+        "metrics": metrics,
+        "full_budget": bool(metrics.get("full_budget")),
+        "error": None if result.error is None else str(result.error).strip().splitlines()[-1][:300],
+        "path": result.path,
+    }
+
+
+def _init_ray(address: str | None) -> bool:
+    """Join or start Ray; True when this call started it (and must shut it down).
+
+    Workers get the folder holding this package on PYTHONPATH: a driver started
+    from elsewhere with an uninstalled checkout would otherwise leave them unable
+    to import ``study`` (an installed package is found either way).
+    """
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")  # set for a driver submitted as a Ray job
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    runtime_env = {"env_vars": {"PYTHONPATH": path}}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env)
+    return True
+
+
+def _check_positive(**values: float) -> None:
+    for name, v in values.items():
+        if v is None or v <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} {v}: must be > 0")

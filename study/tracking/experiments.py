@@ -1,0 +1,65 @@
+"""What every freqstudy run shares in MLflow: its experiment (one per study),
+and the version of the code that wrote it."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import subprocess
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+
+from study import metrics as M
+
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+# Opens the UI on the runs table rather than MLflow 3's GenAI overview.
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """``git describe --always --dirty`` of the checkout, else the package version."""
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        return importlib.metadata.version("freqstudy")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def ensure_experiment(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name`` (a study), created (marked as model training) if missing.
+
+    Safe against a concurrent creator: a lost race re-reads the winner's id.
+    """
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        try:
+            return client.create_experiment(
+                name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND_TRAINING, M.TAG_STUDY: name}
+            )
+        except mlflow.exceptions.MlflowException:
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if exp.lifecycle_stage == "deleted":
+        raise ValueError(
+            f"config tracking.experiment: {name!r} exists in the deleted state; "
+            "restore it or pick another name"
+        )
+    if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND_TRAINING:
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING)
+    return exp.experiment_id

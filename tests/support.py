@@ -1,0 +1,94 @@
+"""What several tests need and production does not: reading a study back out of
+MLflow and out of Tune's saved searcher, and a trial function that fails on
+purpose. Ray workers import this module as ``tests.support`` (the repository
+root is on their path), so a failing trial runs the real failure path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from study import metrics as M
+
+
+def _client(tracking_uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def count_study_runs(tracking_uri: str, study: str) -> int:
+    """How many parent runs the study has (one, however often it was resumed)."""
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(study)
+    if exp is None:
+        return 0
+    return len(
+        client.search_runs(
+            [exp.experiment_id], max_results=1000, filter_string=f"tags.`{M.TAG_ROLE}` = 'study'"
+        )
+    )
+
+
+def trial_runs(
+    tracking_uri: str, parent_run_id: str, *, with_artifacts: bool = False
+) -> list[dict[str, Any]]:
+    """The nested trial runs of a study.
+
+    Each is ``{run_id, status, start_time, tags, metrics, params[, artifacts]}``.
+    """
+    client = _client(tracking_uri)
+    parent = client.get_run(parent_run_id)
+    out, token = [], None
+    while True:
+        page = client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+            max_results=1000,
+            page_token=token,
+        )
+        for r in page:
+            row = {
+                "run_id": r.info.run_id,
+                "status": r.info.status,
+                "start_time": r.info.start_time,
+                "tags": dict(r.data.tags),
+                "metrics": dict(r.data.metrics),
+                "params": dict(r.data.params),
+            }
+            if with_artifacts:
+                row["artifacts"] = [a.path for a in client.list_artifacts(r.info.run_id)]
+            out.append(row)
+        token = page.token
+        if not token:
+            return out
+
+
+def optuna_study(path: str):
+    """The Optuna study the searcher of a Tune experiment saved (its values per trial)."""
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    limiter = ConcurrencyLimiter(OptunaSearch(), max_concurrent=1)
+    limiter.restore_from_dir(path)
+    return limiter.searcher._ot_study  # Ray keeps no public accessor for it
+
+
+def fail_learned_mode(cfg, context, runtime, is_baseline):
+    """The real tracked trial, except that every learned-mode trial raises after its
+    first epoch (on every retry), before that epoch's checkpoint reaches the study."""
+    from study.search.trials import tracked_trial
+
+    class FailingRuntime:
+        def __init__(self, inner):
+            self.inner = inner
+            self.trial_id, self.trial_name, self.node_tags = inner.trial_id, inner.trial_name, inner.node_tags
+
+        def report(self, metrics, checkpoint_dir=None):
+            if cfg.frequency.mode == "learned":
+                raise RuntimeError("injected failure: frequency.mode=learned")
+            self.inner.report(metrics, checkpoint_dir)
+
+        def restore(self, into):
+            return self.inner.restore(into)
+
+    return tracked_trial(cfg, context, FailingRuntime(runtime), is_baseline)
