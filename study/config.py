@@ -143,10 +143,19 @@ class EvalConfig:
     frost_dir: str | None = None  # frost textures; default: the ones shipped in the package
     corruption_seed: int = 0  # seed of the generated corrupted copies (shared by a study)
     test: bool = True  # also report test metrics (never used for selection)
+    # Fourier heat map (study.analysis.fourier) on the first N test images: 514 forward passes
+    # over them (514·N images, ~0.7 of a CIFAR-10-C pass for N = 1000); 0 = off.
+    fourier_images: int = 0
+    fourier_eps: float = 4.0  # L2 norm of the basis image in [0, 1] pixel units (Yin et al.'s CIFAR value)
 
     def __post_init__(self) -> None:
         if self.corruption_limit is not None and self.corruption_limit < 1:
             _fail("eval.corruption_limit", f"{self.corruption_limit} must be >= 1 or null")
+        if self.fourier_images < 0:
+            _fail("eval.fourier_images", f"{self.fourier_images} must be >= 0 (0 = no Fourier heat map)")
+        if self.fourier_images > 0 and not self.test:
+            _fail("eval.fourier_images", "the heat map is measured on test images; it needs eval.test: true")
+        _check_range("eval.fourier_eps", self.fourier_eps, 0.0, math.inf, lo_open=True, hi_open=True)
         if self.batch_size < 1:
             _fail("eval.batch_size", f"{self.batch_size} must be >= 1")
         for name in self.corruptions:

@@ -24,13 +24,14 @@ import io
 import json
 import re
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 import numpy as np
 
-from study.metrics import ALL_CORRUPTIONS, SEVERITIES, summarize as _summarize
+from study.metrics import ALL_CORRUPTIONS, SEVERITIES
+from study.metrics import summarize as _summarize
 
 OUTCOMES_ARTIFACT = "outcomes.npz"
 SPLITS: tuple[str, ...] = ("val", "test")
@@ -63,7 +64,8 @@ def parse_key(key: str) -> tuple[str, str | None, int | None]:
     if (len(parts) == 3 and parts[0] in SPLITS and _NAME.match(parts[1]) and parts[1] != "clean"
             and parts[2].isdigit() and int(parts[2]) in SEVERITIES and str(int(parts[2])) == parts[2]):
         return parts[0], parts[1], int(parts[2])
-    raise ValueError(f"outcomes: bad key {key!r} (expected <val|test>/clean or <val|test>/<corruption>/<1-5>)")
+    raise ValueError(f"outcomes: bad key {key!r} "
+                     "(expected <val|test>/clean or <val|test>/<corruption>/<1-5>)")
 
 
 def _key_order(key: str) -> tuple:
@@ -122,7 +124,8 @@ class Outcomes:
             for field, value in fp.items():
                 # bool is an int subclass but would not survive JSON as an int.
                 if not isinstance(field, str) or isinstance(value, bool) or not isinstance(value, (str, int)):
-                    raise ValueError(f"outcomes: fingerprint field {split}/{field!r} must map a str to a str or int")
+                    raise ValueError(f"outcomes: fingerprint field {split}/{field!r} "
+                                     "must map a str to a str or int")
             fingerprints[split] = MappingProxyType(dict(fp))
         splits = {parse_key(k)[0] for k in arrays}
         for split in sorted(splits | set(fingerprints), key=SPLITS.index):
@@ -134,7 +137,8 @@ class Outcomes:
             if "n" in fingerprints[split] and fingerprints[split]["n"] != n:
                 raise ValueError(f"outcomes: fingerprint {split}/n is {fingerprints[split]['n']!r} "
                                  f"but {clean_key(split)!r} has {n} images")
-            lengths = {k: len(a) for k, a in arrays.items() if k.startswith(split + "/") and k != clean_key(split)}
+            lengths = {k: len(a) for k, a in arrays.items()
+                       if k.startswith(split + "/") and k != clean_key(split)}
             if lengths:
                 first, length = next(iter(lengths.items()))
                 for k, m in lengths.items():
@@ -212,7 +216,8 @@ def _entry(npz, name: str, kinds: str, ndim: int) -> np.ndarray:
     try:
         arr = npz[name]
     except ValueError as exc:  # numpy refuses object arrays when allow_pickle=False
-        raise ValueError(f"outcomes: entry {name!r} is not a plain array ({str(exc).splitlines()[0]})") from None
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"outcomes: entry {name!r} is not a plain array ({reason})") from None
     except Exception as exc:  # a corrupt member: one line, naming it
         raise ValueError(f"outcomes: entry {name!r} is unreadable ({type(exc).__name__})") from None
     if arr.dtype.kind not in kinds or arr.ndim != ndim:
@@ -261,7 +266,8 @@ def decode(data: bytes) -> Outcomes:
         raise ValueError("outcomes: entry 'lengths' has a negative length")
     nbytes = (lengths.astype(np.int64) + 7) // 8
     if int(nbytes.sum()) != len(packed):
-        raise ValueError(f"outcomes: entry 'packed' has {len(packed)} bytes, the lengths need {int(nbytes.sum())}")
+        raise ValueError(f"outcomes: entry 'packed' has {len(packed)} bytes, "
+                         f"the lengths need {int(nbytes.sum())}")
     arrays: dict[str, np.ndarray] = {}
     start = 0
     for key, length, nb in zip(keys.tolist(), lengths.tolist(), nbytes.tolist()):
@@ -297,19 +303,24 @@ def check_comparable(a: Outcomes, b: Outcomes, split: str) -> tuple[str, ...]:
     """
     for name, o in (("a", a), ("b", b)):
         if split not in o.fingerprints:
-            raise ValueError(f"outcomes: split {split!r} missing in {name} (has {', '.join(o.splits) or 'none'})")
+            have = ", ".join(o.splits) or "none"
+            raise ValueError(f"outcomes: split {split!r} missing in {name} (has {have})")
     fa, fb = a.fingerprints[split], b.fingerprints[split]
     diffs = [f"{f} {fa.get(f, '<missing>')!r} vs {fb.get(f, '<missing>')!r}"
-             for f in sorted(set(fa) | set(fb)) if fa.get(f, None) != fb.get(f, None) or (f in fa) != (f in fb)]
+             for f in sorted(set(fa) | set(fb)) if (f in fa) != (f in fb) or fa.get(f) != fb.get(f)]
     if diffs:
         raise ValueError(f"outcomes: not the same {split} images: {'; '.join(diffs)}")
     ka, kb = a.keys(split), b.keys(split)
     only_a, only_b = [k for k in ka if k not in kb], [k for k in kb if k not in ka]
     if only_a or only_b:
         def show(keys):
-            return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "") if keys else "none"
-        raise ValueError(f"outcomes: different {split} keys: only in a: {show(only_a)}; only in b: {show(only_b)}")
+            if not keys:
+                return "none"
+            return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
+        raise ValueError(f"outcomes: different {split} keys: "
+                         f"only in a: {show(only_a)}; only in b: {show(only_b)}")
     for k in ka:
         if len(a.arrays[k]) != len(b.arrays[k]):
-            raise ValueError(f"outcomes: {k!r} has {len(a.arrays[k])} images in a but {len(b.arrays[k])} in b")
+            raise ValueError(f"outcomes: {k!r} has {len(a.arrays[k])} images in a "
+                             f"but {len(b.arrays[k])} in b")
     return ka

@@ -18,6 +18,10 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train and evaluate one trial, tracked in MLflow (no Ray)"),
     "inspect": ("inspect", "print the first-layer frequency make-up of a logged model"),
+    "fourier": (
+        "fourier",
+        "the Fourier heat map of a logged model: error per frequency under a Fourier-basis perturbation",
+    ),
     "ui": ("ui", "serve the local MLflow store for browsing"),
     "corrupt": ("corrupt", "generate a CIFAR-10-C copy of the test set or the validation split"),
     "run": ("run", "run a study: Ray Tune trials, Optuna multi-objective search"),

@@ -6,7 +6,9 @@ exactly the training normalisation). Inference runs under
 ``torch.inference_mode`` (with bf16 autocast when asked); correct-prediction
 counts stay on the device and come back to the host once per call, so a
 CIFAR-10-C sweep of 19 corruptions x 5 severities costs 19 host syncs, not
-one per batch. Accuracies are percent.
+one per batch. The per-image outcomes (correct or not) come back with them, so a
+trial keeps every image's result without evaluating anything twice.
+Accuracies are percent.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def clean_accuracy(model: torch.nn.Module, loader: DeviceLoader, settings: EvalS
     return float(correct.float().mean().item()) * 100.0
 
 
-def corrupted_accuracy(
+def corrupted_outcomes(
     model: torch.nn.Module,
     directory: str | os.PathLike,
     *,
@@ -91,8 +93,8 @@ def corrupted_accuracy(
     severities: Iterable[int],
     limit: int | None,
     settings: EvalSettings,
-) -> dict[tuple[str, int], float]:
-    """Accuracy on each (corruption, severity) of a CIFAR-10-C folder.
+) -> dict[tuple[str, int], np.ndarray]:
+    """Whether each image of each (corruption, severity) of a CIFAR-10-C folder is classified correctly.
 
     Args:
         directory: official layout (``<name>.npy`` severity-major and ``labels.npy``),
@@ -102,21 +104,40 @@ def corrupted_accuracy(
         limit: images per corruption and severity (the first ``limit``), or None for all.
 
     Returns:
-        ``{(name, severity): percent}``.
+        ``{(name, severity): (n,) bool}`` on the host; row ``i`` is the corrupted
+        version of source image ``i``. One device-to-host copy per corruption.
     """
     severities = tuple(int(s) for s in severities)
-    out: dict[tuple[str, int], float] = {}
+    out: dict[tuple[str, int], np.ndarray] = {}
     for name in corruptions:
         images, labels, sevs = load_corrupted(directory, name, severities=severities, limit=limit)
-        correct = correct_predictions(model, eval_loader(images, labels, settings), settings)
-        # Rows are severity-major blocks of equal size: (S*n,) severity of each row.
-        per_row = np.repeat(np.asarray(sevs, dtype=np.int64), len(labels) // max(len(sevs), 1))
-        sev_t = torch.as_tensor(per_row, device=settings.device)
-        # Per-severity hits and totals, on the device; one transfer per corruption.
-        hits = torch.bincount(sev_t, weights=correct.float(), minlength=6)
-        total = torch.bincount(sev_t, minlength=6)
-        counts = torch.stack([hits, total.to(hits.dtype)]).cpu().numpy()
-        for s in severities:
-            if counts[1, s] > 0:
-                out[(name, s)] = float(counts[0, s] / counts[1, s] * 100.0)
+        correct = correct_predictions(model, eval_loader(images, labels, settings), settings).cpu().numpy()
+        n = len(labels) // max(len(sevs), 1)
+        # Rows are severity-major blocks of equal size n.
+        for k, s in enumerate(sevs):
+            out[(name, s)] = correct[k * n : (k + 1) * n]
     return out
+
+
+def corrupted_accuracy(
+    model: torch.nn.Module,
+    directory: str | os.PathLike,
+    *,
+    corruptions: Iterable[str],
+    severities: Iterable[int],
+    limit: int | None,
+    settings: EvalSettings,
+) -> dict[tuple[str, int], float]:
+    """Accuracy (percent) on each (corruption, severity) of a CIFAR-10-C folder: ``{(name, severity): %}``.
+
+    See :func:`corrupted_outcomes` for the arguments.
+    """
+    outcomes = corrupted_outcomes(
+        model, directory, corruptions=corruptions, severities=severities, limit=limit, settings=settings
+    )
+    return accuracy_of(outcomes)
+
+
+def accuracy_of(outcomes: dict[tuple[str, int], np.ndarray]) -> dict[tuple[str, int], float]:
+    """``{(name, severity): (n,) bool}`` -> ``{(name, severity): percent}`` (empty sets left out)."""
+    return {k: float(v.mean() * 100.0) for k, v in outcomes.items() if len(v)}

@@ -29,7 +29,17 @@ import torch
 from torch import nn
 
 from models.resnet import build_resnet18
+from study.analysis.fourier import (
+    FOURIER_ERROR_HIGH,
+    FOURIER_ERROR_LOW,
+    FOURIER_ERROR_MIDDLE,
+    band_errors,
+    fourier_heatmap,
+)
+from study.analysis.outcomes import Outcomes, clean_key, corrupted_key
 from study.config import TrialConfig
+from study.corruptions import GENERATOR_VERSION
+from study.data.cifar10 import fingerprint
 from study.data.loader import DeviceLoader
 from study.engine.checkpoint import (
     checkpoint_path,
@@ -47,7 +57,14 @@ from study.engine.device import (
     seed_everything,
     uses_channels_last,
 )
-from study.engine.evaluate import EvalSettings, clean_accuracy, corrupted_accuracy, eval_loader
+from study.engine.evaluate import (
+    EvalSettings,
+    accuracy_of,
+    clean_accuracy,
+    correct_predictions,
+    corrupted_outcomes,
+    eval_loader,
+)
 from study.engine.filters import filter_statistics
 from study.engine.prepare import PreparedData, prepare_data
 from study.metrics import (
@@ -164,6 +181,10 @@ class TrialResult:
         fingerprint: the data fingerprint.
         corruption_accuracy: ``{"val": {(name, severity): %}, "test": {...}}``.
         filters: :func:`filter_statistics` of the final model.
+        outcomes: per-image correctness on every evaluated image set
+            (``study.analysis.outcomes.Outcomes``); None when diverged.
+        fourier: (32, 32) Fourier heat map (percent error, fftshift layout) on the first
+            ``eval.fourier_images`` test images, or None (off, or diverged).
     """
 
     status: str
@@ -175,6 +196,8 @@ class TrialResult:
     fingerprint: str
     corruption_accuracy: dict[str, dict[tuple[str, int], float]] = field(default_factory=dict)
     filters: dict[str, Any] = field(default_factory=dict)
+    outcomes: Outcomes | None = None
+    fourier: np.ndarray | None = None
 
 
 def run_trial(
@@ -333,8 +356,10 @@ def _run(
     model.eval()
     metrics: dict[str, float] = {}
     accuracy: dict[str, dict[tuple[str, int], float]] = {}
+    outcomes = None
     if status != DIVERGED:
-        metrics, accuracy = _final_evaluation(model, config, data, settings, val_loader)
+        metrics, accuracy, outcomes = _final_evaluation(model, config, data, settings, val_loader)
+    fourier = _fourier_evaluation(model, config, data, settings, metrics) if status != DIVERGED else None
     metrics[EPOCHS_COMPLETED] = float(len(history))
     metrics[PEAK_MEMORY_MB] = peak_memory_mb(device)
     if device.type == "cuda":
@@ -350,24 +375,75 @@ def _run(
         fingerprint=data.fingerprint,
         corruption_accuracy=accuracy,
         filters=filter_statistics(model) if status != DIVERGED else {},
+        outcomes=outcomes,
+        fourier=fourier,
     )
 
 
+def _fourier_evaluation(model, config, data, settings, metrics) -> np.ndarray | None:
+    """The Fourier heat map of the trained model, when ``eval.fourier_images`` asks for one.
+
+    Measured on the first ``eval.fourier_images`` test images (all of them when the test
+    split is smaller) at ``eval.fourier_eps``, with the evaluation's device, batch size,
+    memory layout and autocast, and the signs' default seed, so every trial of a study
+    sees the same images and signs. Adds the band means (``fourier/error_low``,
+    ``fourier/error_middle``, ``fourier/error_high``) to ``metrics``.
+
+    Returns:
+        (32, 32) percent error, fftshift layout; None when off (0 images, or no test split).
+    """
+    ev = config.eval
+    n = min(ev.fourier_images, len(data.test_labels)) if ev.test else 0
+    if n <= 0:
+        return None
+    heatmap = fourier_heatmap(
+        model,
+        data.test_images[:n],
+        data.test_labels[:n],
+        ev.fourier_eps,
+        batch_size=settings.batch_size,
+        device=settings.device,
+        amp_dtype=settings.amp_dtype,
+        channels_last=settings.channels_last,
+    )
+    bands = band_errors(heatmap)
+    metrics[FOURIER_ERROR_LOW] = bands["low"]
+    metrics[FOURIER_ERROR_MIDDLE] = bands["middle"]
+    metrics[FOURIER_ERROR_HIGH] = bands["high"]
+    return heatmap
+
+
 def _final_evaluation(model, config, data, settings, val_loader):
+    """Final metrics and per-image outcomes of the validation split (and the test set when on)."""
     ev = config.eval
     kw = dict(
         corruptions=ev.corruptions, severities=ev.severities, limit=ev.corruption_limit, settings=settings
     )
-    accuracy = {
-        "val": corrupted_accuracy(model, data.val_corrupted_dir, **kw) if data.val_corrupted_dir else {}
-    }
-    metrics = summarize("val", clean_accuracy(model, val_loader, settings), accuracy["val"])
+    arrays: dict[str, np.ndarray] = {}
+    fingerprints: dict[str, dict[str, str | int]] = {}
+    accuracy: dict[str, dict[tuple[str, int], float]] = {}
+    metrics: dict[str, float] = {}
+    splits = [("val", data.val_images, data.val_labels, data.val_corrupted_dir, val_loader)]
     if ev.test:
-        accuracy["test"] = (
-            corrupted_accuracy(model, data.test_corrupted_dir, **kw) if data.test_corrupted_dir else {}
-        )
-        test_clean = clean_accuracy(
-            model, eval_loader(data.test_images, data.test_labels, settings), settings
-        )
-        metrics.update(summarize("test", test_clean, accuracy["test"]))
-    return metrics, accuracy
+        test_loader = eval_loader(data.test_images, data.test_labels, settings)
+        splits.append(("test", data.test_images, data.test_labels, data.test_corrupted_dir, test_loader))
+    for split, images, labels, corrupted_dir, loader in splits:
+        clean = correct_predictions(model, loader, settings).cpu().numpy()
+        corrupted = corrupted_outcomes(model, corrupted_dir, **kw) if corrupted_dir else {}
+        accuracy[split] = accuracy_of(corrupted)
+        clean_acc = float(clean.mean() * 100.0) if len(clean) else math.nan
+        metrics.update(summarize(split, clean_acc, accuracy[split]))
+        arrays[clean_key(split)] = clean
+        arrays.update({corrupted_key(split, name, sev): v for (name, sev), v in corrupted.items()})
+        official = corrupted_dir is not None and split == "test" and ev.cifar10c_dir is not None
+        fingerprints[split] = {
+            "source": fingerprint(images, labels),  # the clean images and labels of this split
+            "n": len(labels),
+            "corruption_limit": ev.corruption_limit or 0,
+            # Official files were made once, unseeded; generated copies follow the seed and version.
+            "corrupted_copy": "none"
+            if corrupted_dir is None
+            else ("official" if official else f"generated-v{GENERATOR_VERSION}"),
+            "corruption_seed": -1 if official or corrupted_dir is None else ev.corruption_seed,
+        }
+    return metrics, accuracy, Outcomes(arrays=arrays, fingerprints=fingerprints)

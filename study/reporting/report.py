@@ -35,6 +35,11 @@ from study.selection.choice import Choice, aliases_of, pareto_rows, trial_label
 REPORT_ARTIFACTS = "report"  # artifact folder on the parent run
 ALPHA_ARTIFACT = "alpha.npy"  # (O,) learned alpha of a learned-mode trial, when the trial logged it
 METRICS_ARTIFACT = "metrics.json"  # its "alpha_history" is (epochs, O) in learned mode
+# The "Frequency sensitivity" section: the trials' Fourier heat maps (study.analysis.fourier).
+FOURIER_ARTIFACT = "fourier_heatmap.npy"  # = study.analysis.fourier.FOURIER_HEATMAP_NPY (no torch here)
+FOURIER_FIGURE = "fourier_heatmaps.png"
+FOURIER_METRICS = ("fourier/error_low", "fourier/error_middle", "fourier/error_high")
+MAX_FOURIER_PANELS = 7  # the baseline and the first 6 Pareto models: a wider figure stops being legible
 
 
 # -- rows -----------------------------------------------------------------------------
@@ -61,11 +66,7 @@ def trial_rows(choice: Choice) -> list[dict[str, Any]]:
             "baseline": base is not None and base["run_id"] == t["run_id"],
             "pareto_rank": ranks.get(t["run_id"], ""),
             "aliases": " ".join(aliases.get(t["run_id"], [])),
-            "mode": P.param_of(t, "frequency.mode", ""),
-            "proportion": P.float_param(t, "frequency.proportion"),
-            "cutoff": P.float_param(t, "frequency.cutoff"),
-            "perturbation": P.float_param(t, "frequency.perturbation"),
-            "proportion_weight": P.float_param(t, "frequency.proportion_weight"),
+            **P.frequency_of(t),
             "stem_kernel": P.param_of(t, "model.stem_kernel", ""),
             "epochs": P.param_of(t, "train.epochs", ""),
             M.EPOCHS_COMPLETED: P.metric_of(t, M.EPOCHS_COMPLETED),
@@ -196,6 +197,75 @@ def _alpha_from_artifacts(run_id: str, client, workdir: Path, download) -> np.nd
     return last if last.size and np.isfinite(last).all() else None
 
 
+def fourier_models(choice: Choice) -> list[tuple[str, dict[str, Any]]]:
+    """``(name, trial)`` of the baseline (``baseline``) and the Pareto models (``pareto-1``...),
+    in report order, each trial once (a baseline on the front keeps the name ``baseline``)."""
+    models = ([("baseline", choice.baseline)] if choice.baseline else []) + [
+        (f"pareto-{i}", c.trial) for i, c in enumerate(choice.result.front, start=1)
+    ]
+    seen: set[str] = set()
+    out = []
+    for name, t in models:
+        if t["run_id"] not in seen:
+            seen.add(t["run_id"])
+            out.append((name, t))
+    return out
+
+
+def fourier_maps(choice: Choice, client, workdir: Path) -> dict[str, np.ndarray]:
+    """The Fourier heat maps that the baseline and the Pareto models logged, by their names
+    in :func:`fourier_models` (at most ``MAX_FOURIER_PANELS``); models without one are left out.
+
+    Each map is the trial's ``fourier_heatmap.npy`` artifact, loaded without pickle; a file
+    that is not a square 2-D float array is skipped.
+    """
+    from study.tracking.queries import download_artifact
+
+    out: dict[str, np.ndarray] = {}
+    for name, t in fourier_models(choice):
+        if len(out) == MAX_FOURIER_PANELS:
+            break
+        path = download_artifact(t["run_id"], FOURIER_ARTIFACT, workdir / t["run_id"], client=client)
+        if path is None:
+            continue
+        try:
+            heatmap = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            continue
+        if heatmap.ndim == 2 and heatmap.shape[0] == heatmap.shape[1] and heatmap.dtype.kind == "f":
+            out[name] = heatmap
+    return out
+
+
+def fourier_figure(choice: Choice, maps: dict[str, np.ndarray]) -> tuple[bytes, str] | None:
+    """The section's figure and caption (None without maps): every map on one colour scale,
+    and below each its difference from the baseline's map."""
+    from study.reporting.fourier_figures import heatmap_grid_png
+
+    shapes = {m.shape for m in maps.values()}
+    if not maps or len(shapes) != 1:
+        return None
+    reference = "baseline" if "baseline" in maps else next(iter(maps))
+    trials = dict(fourier_models(choice))
+    who = "; ".join(f"{name}: {trial_label(trials[name])}" for name in maps if name in trials)
+    note = (
+        "" if reference == "baseline" else f" The baseline logged no map: differences are from {reference}."
+    )
+    omitted = len(fourier_models(choice)) - len(maps)
+    caption = (
+        f"Fourier heat maps (Yin et al. 2019): test error (%) when each image gets a ±ε Fourier basis "
+        f"image of one frequency; DC at the centre, axes in cycles/pixel. Top: all maps on one colour "
+        f"scale; bottom: each map minus the {reference}'s, in points (red: more error). {who}."
+        f"{note}"
+        + (
+            f" {omitted} model(s) without a map or beyond the first {MAX_FOURIER_PANELS} are not shown."
+            if omitted
+            else ""
+        )
+    )
+    return heatmap_grid_png(maps, reference), caption
+
+
 # -- writing --------------------------------------------------------------------------
 
 
@@ -240,8 +310,13 @@ def render_html(
     rows: list[dict[str, Any]],
     pareto: list[dict[str, Any]],
     pngs: dict[str, tuple[bytes, str]],
+    fourier: tuple[bytes, str] | None = None,
 ) -> str:
-    """The report page; every figure inline as a data: URI."""
+    """The report page; every figure inline as a data: URI.
+
+    ``fourier``: the "Frequency sensitivity" figure and caption (:func:`fourier_figure`);
+    None: the section says that no map was logged.
+    """
     e = html.escape
     base = choice.baseline
     complete = [r for r in rows if r["pareto_rank"] != ""]
@@ -310,15 +385,46 @@ Gains are test-split points against the baseline; relative mCE = 100 · Σ<sub>c
 {_html_table(pareto, pareto_cols)}
 <h2>Figures</h2>
 {figs}
+{_fourier_section(choice, fourier)}
 <h2>Against the baseline (complete trials)</h2>
 {_html_table(complete, gain_cols)}
 </body></html>
 """
 
 
-def write_report(choice: Choice, out: Path, alpha: dict[str, np.ndarray]) -> list[Path]:
+def _fourier_section(choice: Choice, fourier: tuple[bytes, str] | None) -> str:
+    """The "Frequency sensitivity" section: the maps' figure and the band means, or one sentence."""
+    e = html.escape
+    if fourier is None:
+        return (
+            "<h2>Frequency sensitivity</h2>\n<p>Neither the baseline nor any Pareto model logged a Fourier "
+            "heat map (a trial measures one when <code>eval.fourier_images</code> &gt; 0).</p>"
+        )
+    data, caption = fourier
+    rows = [
+        {"model": name, "trial": trial_label(t), **{k: P.metric_of(t, k) for k in FOURIER_METRICS}}
+        for name, t in fourier_models(choice)
+        if any(k in t["metrics"] for k in FOURIER_METRICS)
+    ]
+    cols = [("model", "model"), ("trial", "trial")] + [
+        (k, f"{k.split('_')[-1]}-band error %") for k in FOURIER_METRICS
+    ]
+    return (
+        f'<h2>Frequency sensitivity</h2>\n<figure><img alt="{e(FOURIER_FIGURE)}" '
+        f'src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+        f"<figcaption>{e(caption)}</figcaption></figure>\n" + (_html_table(rows, cols) if rows else "")
+    )
+
+
+def write_report(
+    choice: Choice, out: Path, alpha: dict[str, np.ndarray], fourier: dict[str, np.ndarray] | None = None
+) -> list[Path]:
     """Write ``report.html``, ``trials.csv``, ``pareto.csv``, ``per_corruption.csv``
-    and the PNGs into ``out``; returns the paths."""
+    and the PNGs into ``out``; returns the paths.
+
+    ``fourier``: the Fourier heat maps of :func:`fourier_maps`; with any, the figure
+    ``fourier_heatmaps.png`` is written and shown under "Frequency sensitivity".
+    """
     from study.reporting.figures_trial import save_figure
 
     out.mkdir(parents=True, exist_ok=True)
@@ -357,5 +463,10 @@ def write_report(choice: Choice, out: Path, alpha: dict[str, np.ndarray]) -> lis
         )
     )
     written.append(write_bytes_atomic(out / "per_corruption.csv", _csv_bytes(per_rows)))
-    written.append(write_bytes_atomic(out / "report.html", render_html(choice, rows, pareto, pngs).encode()))
+    fourier_png = fourier_figure(choice, fourier) if fourier else None
+    if fourier_png is not None:
+        written.append(write_bytes_atomic(out / FOURIER_FIGURE, fourier_png[0]))
+    written.append(
+        write_bytes_atomic(out / "report.html", render_html(choice, rows, pareto, pngs, fourier_png).encode())
+    )
     return written

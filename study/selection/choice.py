@@ -84,11 +84,7 @@ def pareto_rows(choice: Choice) -> list[dict[str, Any]]:
             "aliases": aliases.get(c.run_id, []),
             "champion": choice.champion is not None and choice.champion.run_id == c.run_id,
             "baseline": choice.baseline is not None and choice.baseline["run_id"] == c.run_id,
-            "mode": P.param_of(t, "frequency.mode"),
-            "proportion": P.float_param(t, "frequency.proportion"),
-            "cutoff": P.float_param(t, "frequency.cutoff"),
-            "perturbation": P.float_param(t, "frequency.perturbation"),
-            "proportion_weight": P.float_param(t, "frequency.proportion_weight"),
+            **P.frequency_of(t),
             "stem_kernel": P.param_of(t, "model.stem_kernel"),
             M.FILTER_PROPORTION: P.metric_of(t, M.FILTER_PROPORTION),
         }

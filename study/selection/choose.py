@@ -11,6 +11,7 @@ along for the table and never used for choosing.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from models.stem import FrequencySettings
 from study import metrics as M
 from study.objectives import Objective
 from study.selection.pareto import crowding_distance, non_dominated_ranks
@@ -104,6 +106,17 @@ def metric_of(trial: Trial, key: str) -> float:
 def param_of(trial: Trial, key: str, default: Any = None) -> Any:
     """A trial's flattened config param (MLflow params are strings), or default."""
     return trial.get("params", {}).get(key, default)
+
+
+def frequency_of(trial: Trial) -> dict[str, Any]:
+    """The trial's frequency settings (every ``FrequencySettings`` field, by name): strings
+    as logged, numbers as float (NaN when absent). Rows and tables take them from here, so
+    a new setting reaches them without edits."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(FrequencySettings):
+        key = f"frequency.{f.name}"
+        out[f.name] = param_of(trial, key, "") if f.type in (str, "str") else float_param(trial, key)
+    return out
 
 
 def float_param(trial: Trial, key: str) -> float:

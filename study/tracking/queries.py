@@ -146,3 +146,24 @@ def log_files(
     client = client or client_for(tracking_uri)
     for p in paths:
         client.log_artifact(run_id, str(p), artifact_path)
+
+
+def load_outcomes(run_id: str, tracking_uri: str | None = None, client=None):
+    """A run's per-image outcomes (``study.analysis.outcomes.Outcomes``), or None when it has none.
+
+    The file is decoded without pickle; a malformed one is a one-line ``ValueError`` naming the run.
+    """
+    import tempfile
+
+    from study.analysis.outcomes import OUTCOMES_ARTIFACT, decode
+
+    client = client or client_for(tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="freqstudy-outcomes-") as tmp:
+        path = download_artifact(run_id, OUTCOMES_ARTIFACT, tmp, client=client)
+        if path is None:
+            return None
+        data = path.read_bytes()
+    try:
+        return decode(data)
+    except ValueError as e:
+        raise ValueError(f"run {run_id}: {OUTCOMES_ARTIFACT}: {e}") from None

@@ -35,9 +35,12 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.models import infer_signature
 
 from models.spectral import radial_power_profile
+from study.analysis.fourier import FOURIER_HEATMAP_NPY, FOURIER_HEATMAP_PNG
+from study.analysis.outcomes import OUTCOMES_ARTIFACT
+from study.analysis.outcomes import encode as encode_outcomes
 from study.config import TrialConfig
 from study.engine.trial import DIVERGED, TrialResult, build_model, run_trial
-from study.files import write_text_atomic
+from study.files import write_bytes_atomic, write_text_atomic
 from study.metrics import (
     EPOCHS_COMPLETED,
     MODEL_ARTIFACT,
@@ -51,6 +54,7 @@ from study.metrics import (
     TAG_STUDY,
 )
 from study.reporting import figures_trial as figures
+from study.reporting.fourier_figures import heatmap_png
 from study.tracking.experiments import code_version, ensure_experiment
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
@@ -67,6 +71,10 @@ ARTIFACTS = (
     "config.yaml",
     "metrics.json",
 )
+# ...and, for every trial that was evaluated (not diverged):
+OUTCOMES_ARTIFACTS = (OUTCOMES_ARTIFACT,)
+# ...and, when the config asks for the Fourier heat map (eval.fourier_images > 0) and it was measured:
+FOURIER_ARTIFACTS = (FOURIER_HEATMAP_NPY, FOURIER_HEATMAP_PNG)
 
 
 @dataclass
@@ -243,15 +251,20 @@ def metrics_document(config: TrialConfig, result: TrialResult) -> dict[str, Any]
 def write_artifacts(out: Path, config: TrialConfig, result: TrialResult) -> list[Path]:
     """Write the trial's artifacts into ``out``; returns the paths written.
 
-    ``config.yaml`` and ``metrics.json`` always; the filter figures, ``filters.npy``
+    ``config.yaml`` and ``metrics.json`` always; ``outcomes.npz`` when the trial was
+    evaluated; the filter figures, ``filters.npy``
     and the history figure when the weights are finite (not after divergence);
-    the heatmap when corruptions were evaluated.
+    the heatmap when corruptions were evaluated; the Fourier heat map (``.npy``, float64
+    (32, 32) percent error in fftshift layout, and its figure) when it was measured.
     """
     out.mkdir(parents=True, exist_ok=True)
     written = [
         write_text_atomic(out / "config.yaml", config.to_yaml()),
         write_text_atomic(out / "metrics.json", json.dumps(metrics_document(config, result), indent=2)),
     ]
+    if result.outcomes is not None:
+        # Which image each evaluation got right: what paired intervals and tests are computed from.
+        written.append(write_bytes_atomic(out / OUTCOMES_ARTIFACT, encode_outcomes(result.outcomes)))
     stats = result.filters
     if stats and np.isfinite(stats["weights"]).all():
         f = config.frequency
@@ -293,6 +306,12 @@ def write_artifacts(out: Path, config: TrialConfig, result: TrialResult) -> list
                 out / "corruption_heatmap.png",
             )
         )
+    if result.fourier is not None:
+        fourier = np.asarray(result.fourier, dtype=np.float64)
+        np.save(out / FOURIER_HEATMAP_NPY, fourier, allow_pickle=False)
+        written.append(out / FOURIER_HEATMAP_NPY)
+        title = f"error (%) under a Fourier-basis perturbation, ε = {config.eval.fourier_eps:g}"
+        written.append(write_bytes_atomic(out / FOURIER_HEATMAP_PNG, heatmap_png(fourier, title)))
     return written
 
 

@@ -23,6 +23,7 @@ def test_defaults_are_the_full_recipe():
     assert (c.model.width, c.model.stem_kernel, c.frequency.mode) == (64, 3, "free")
     assert c.frequency.perturbation == 0.0 and c.train.epochs >= 30 and c.seed == 0
     assert c.eval.corruption_limit is None and len(c.eval.corruptions) == 19
+    assert (c.eval.fourier_images, c.eval.fourier_eps) == (0, 4.0)  # the Fourier heat map is off
 
 
 @pytest.mark.parametrize(
@@ -68,6 +69,11 @@ def test_wrong_type_is_named(flat, key):
         ({"data.val_fraction": 1.0}, "data.val_fraction", "(0.0, 1.0)"),
         ({"eval.corruptions": ["fog", "rain"]}, "eval.corruptions", "gaussian_noise"),
         ({"eval.severities": [0]}, "eval.severities", "1..5"),
+        ({"eval.fourier_images": -1}, "eval.fourier_images", ">= 0"),
+        ({"eval.fourier_images": 10, "eval.test": False}, "eval.fourier_images", "eval.test: true"),
+        ({"eval.fourier_eps": 0.0}, "eval.fourier_eps", "(0.0, inf)"),
+        ({"eval.fourier_eps": float("inf")}, "eval.fourier_eps", "(0.0, inf)"),
+        ({"eval.fourier_eps": float("nan")}, "eval.fourier_eps", "(0.0, inf)"),
         ({"frequency.cutoff": 1.4}, "frequency.cutoff", ""),  # at k=3 no bin is above 0.943: empty high band
     ],
 )
