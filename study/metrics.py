@@ -62,6 +62,8 @@ PEAK_MEMORY_RESERVED_MB = "system/peak_memory_reserved_mb"
 
 # Against the study's baseline (points, and percent for mCE).
 ROBUSTNESS_GAIN = "robustness_gain"
+# Paired gains with intervals, logged on each trial run: gain/<split>/robustness_ci_low, ...
+GAIN_PREFIX = "gain/"
 CLEAN_DROP = "clean_drop"
 RELATIVE_MCE = "relative_mce"
 

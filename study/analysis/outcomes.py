@@ -61,11 +61,19 @@ def parse_key(key: str) -> tuple[str, str | None, int | None]:
     parts = key.split("/") if isinstance(key, str) else []
     if len(parts) == 2 and parts[0] in SPLITS and parts[1] == "clean":
         return parts[0], None, None
-    if (len(parts) == 3 and parts[0] in SPLITS and _NAME.match(parts[1]) and parts[1] != "clean"
-            and parts[2].isdigit() and int(parts[2]) in SEVERITIES and str(int(parts[2])) == parts[2]):
+    if (
+        len(parts) == 3
+        and parts[0] in SPLITS
+        and _NAME.match(parts[1])
+        and parts[1] != "clean"
+        and parts[2].isdigit()
+        and int(parts[2]) in SEVERITIES
+        and str(int(parts[2])) == parts[2]
+    ):
         return parts[0], parts[1], int(parts[2])
-    raise ValueError(f"outcomes: bad key {key!r} "
-                     "(expected <val|test>/clean or <val|test>/<corruption>/<1-5>)")
+    raise ValueError(
+        f"outcomes: bad key {key!r} (expected <val|test>/clean or <val|test>/<corruption>/<1-5>)"
+    )
 
 
 def _key_order(key: str) -> tuple:
@@ -124,8 +132,9 @@ class Outcomes:
             for field, value in fp.items():
                 # bool is an int subclass but would not survive JSON as an int.
                 if not isinstance(field, str) or isinstance(value, bool) or not isinstance(value, (str, int)):
-                    raise ValueError(f"outcomes: fingerprint field {split}/{field!r} "
-                                     "must map a str to a str or int")
+                    raise ValueError(
+                        f"outcomes: fingerprint field {split}/{field!r} must map a str to a str or int"
+                    )
             fingerprints[split] = MappingProxyType(dict(fp))
         splits = {parse_key(k)[0] for k in arrays}
         for split in sorted(splits | set(fingerprints), key=SPLITS.index):
@@ -135,10 +144,13 @@ class Outcomes:
                 raise ValueError(f"outcomes: split {split!r} lacks {clean_key(split)!r}")
             n = len(arrays[clean_key(split)])
             if "n" in fingerprints[split] and fingerprints[split]["n"] != n:
-                raise ValueError(f"outcomes: fingerprint {split}/n is {fingerprints[split]['n']!r} "
-                                 f"but {clean_key(split)!r} has {n} images")
-            lengths = {k: len(a) for k, a in arrays.items()
-                       if k.startswith(split + "/") and k != clean_key(split)}
+                raise ValueError(
+                    f"outcomes: fingerprint {split}/n is {fingerprints[split]['n']!r} "
+                    f"but {clean_key(split)!r} has {n} images"
+                )
+            lengths = {
+                k: len(a) for k, a in arrays.items() if k.startswith(split + "/") and k != clean_key(split)
+            }
             if lengths:
                 first, length = next(iter(lengths.items()))
                 for k, m in lengths.items():
@@ -152,10 +164,12 @@ class Outcomes:
     def __eq__(self, other) -> bool:
         if not isinstance(other, Outcomes):
             return NotImplemented
-        return (list(self.arrays) == list(other.arrays)
-                and all(np.array_equal(a, other.arrays[k]) for k, a in self.arrays.items())
-                and {s: dict(f) for s, f in self.fingerprints.items()}
-                == {s: dict(f) for s, f in other.fingerprints.items()})
+        return (
+            list(self.arrays) == list(other.arrays)
+            and all(np.array_equal(a, other.arrays[k]) for k, a in self.arrays.items())
+            and {s: dict(f) for s, f in self.fingerprints.items()}
+            == {s: dict(f) for s, f in other.fingerprints.items()}
+        )
 
     __hash__ = None  # type: ignore[assignment]  # arrays are not hashable
 
@@ -221,8 +235,10 @@ def _entry(npz, name: str, kinds: str, ndim: int) -> np.ndarray:
     except Exception as exc:  # a corrupt member: one line, naming it
         raise ValueError(f"outcomes: entry {name!r} is unreadable ({type(exc).__name__})") from None
     if arr.dtype.kind not in kinds or arr.ndim != ndim:
-        raise ValueError(f"outcomes: entry {name!r} has dtype {arr.dtype} and {arr.ndim} dims, "
-                         f"expected kind {kinds!r} with {ndim}")
+        raise ValueError(
+            f"outcomes: entry {name!r} has dtype {arr.dtype} and {arr.ndim} dims, "
+            f"expected kind {kinds!r} with {ndim}"
+        )
     return arr
 
 
@@ -266,13 +282,14 @@ def decode(data: bytes) -> Outcomes:
         raise ValueError("outcomes: entry 'lengths' has a negative length")
     nbytes = (lengths.astype(np.int64) + 7) // 8
     if int(nbytes.sum()) != len(packed):
-        raise ValueError(f"outcomes: entry 'packed' has {len(packed)} bytes, "
-                         f"the lengths need {int(nbytes.sum())}")
+        raise ValueError(
+            f"outcomes: entry 'packed' has {len(packed)} bytes, the lengths need {int(nbytes.sum())}"
+        )
     arrays: dict[str, np.ndarray] = {}
     start = 0
     for key, length, nb in zip(keys.tolist(), lengths.tolist(), nbytes.tolist()):
         parse_key(key)
-        chunk = packed[start:start + nb]
+        chunk = packed[start : start + nb]
         start += nb
         bits = np.unpackbits(chunk)
         if bits[length:].any():
@@ -306,21 +323,28 @@ def check_comparable(a: Outcomes, b: Outcomes, split: str) -> tuple[str, ...]:
             have = ", ".join(o.splits) or "none"
             raise ValueError(f"outcomes: split {split!r} missing in {name} (has {have})")
     fa, fb = a.fingerprints[split], b.fingerprints[split]
-    diffs = [f"{f} {fa.get(f, '<missing>')!r} vs {fb.get(f, '<missing>')!r}"
-             for f in sorted(set(fa) | set(fb)) if (f in fa) != (f in fb) or fa.get(f) != fb.get(f)]
+    diffs = [
+        f"{f} {fa.get(f, '<missing>')!r} vs {fb.get(f, '<missing>')!r}"
+        for f in sorted(set(fa) | set(fb))
+        if (f in fa) != (f in fb) or fa.get(f) != fb.get(f)
+    ]
     if diffs:
         raise ValueError(f"outcomes: not the same {split} images: {'; '.join(diffs)}")
     ka, kb = a.keys(split), b.keys(split)
     only_a, only_b = [k for k in ka if k not in kb], [k for k in kb if k not in ka]
     if only_a or only_b:
+
         def show(keys):
             if not keys:
                 return "none"
             return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-        raise ValueError(f"outcomes: different {split} keys: "
-                         f"only in a: {show(only_a)}; only in b: {show(only_b)}")
+
+        raise ValueError(
+            f"outcomes: different {split} keys: only in a: {show(only_a)}; only in b: {show(only_b)}"
+        )
     for k in ka:
         if len(a.arrays[k]) != len(b.arrays[k]):
-            raise ValueError(f"outcomes: {k!r} has {len(a.arrays[k])} images in a "
-                             f"but {len(b.arrays[k])} in b")
+            raise ValueError(
+                f"outcomes: {k!r} has {len(a.arrays[k])} images in a but {len(b.arrays[k])} in b"
+            )
     return ka

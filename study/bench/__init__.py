@@ -9,22 +9,55 @@ same model and batch size; (2) evaluation images/s and the implied time for a
 full CIFAR-10-C + clean pass (15 x 5 x 10,000 + 10,000 = 760,000 images);
 (3) model FLOPs utilisation on a GPU from 3.33 GFLOP per trained image;
 (4) peak memory; (5) CIFAR-10-C generation images/s; (6) per-trial
-orchestration overhead of a Ray study (only where Ray is installed).
+orchestration overhead of a Ray study (only where Ray is installed); (7) the
+cost of a Fourier heat map in perturbed images/s beside the evaluation rate.
 
 Needs only torch, numpy and the project: data are random uint8 images, so it
-runs on a bare GPU machine with no dataset and no network.
+runs on a bare GPU machine with no dataset and no network. A section that
+cannot run here (Ray missing, say) is reported as skipped with its reason, in
+the JSON too, and the other sections keep their results.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
-from study.bench.engine import bench_eval, bench_train, mfu
+from study.bench.engine import bench_eval, bench_fourier, bench_train, mfu
 from study.engine.device import peak_memory_mb, peak_memory_reserved_mb, resolve_device
+
+SKIPPED = "skipped"  # a section that could not run: {"skipped": "<one-line reason>"} in the JSON
+
+
+class SectionSkipped(Exception):
+    """A section cannot run here; the message is the reason, as the JSON gives it."""
+
+
+@contextlib.contextmanager
+def _section(out: dict[str, Any], name: str, log) -> Iterator[None]:
+    """Run one section; if it raises, record ``out[name] = {"skipped": reason}``, log it, go on.
+
+    A bench is a set of independent measurements: one that cannot run here
+    (no Ray, no frost textures, a full disk, out of memory) must not cost the
+    others their results.
+    """
+    try:
+        yield
+    except Exception as e:
+        text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        reason = text if isinstance(e, SectionSkipped) else f"{type(e).__name__}: {text}".rstrip(": ")
+        out[name] = {SKIPPED: reason[:300]}
+        log(f"{name}: skipped: {reason}")
+
+
+def skipped_sections(result: dict[str, Any]) -> list[str]:
+    """The sections of a ``run_bench`` result that were skipped."""
+    return [k for k, v in result.items() if isinstance(v, dict) and SKIPPED in v]
 
 
 def run_bench(
@@ -35,13 +68,17 @@ def run_bench(
     compile: bool = False,
     log=print,
 ) -> dict[str, Any]:
-    """Run the sections asked for; returns the JSON object ``freqstudy bench --json`` prints."""
+    """Run the sections asked for; returns the JSON object ``freqstudy bench --json`` prints.
+
+    A section that cannot run is ``{"skipped": "<reason>"}`` in the result (and
+    logged); the other sections run and keep their results.
+    """
     dev = resolve_device(device or "auto", field="bench --device")
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.cuda.set_device(dev)
         torch.cuda.reset_peak_memory_stats(dev)
-    sections = only or {"train", "eval", "corrupt", "corruptions", "orchestration"}
+    sections = only or {"train", "eval", "fourier", "corrupt", "corruptions", "orchestration"}
     gpu = dev.type == "cuda"
     out: dict[str, Any] = {
         "device": str(dev),
@@ -52,83 +89,105 @@ def run_bench(
     if gpu:
         out["device_name"] = torch.cuda.get_device_name(dev)
     if "train" in sections:
-        if gpu:
-            kw = dict(width=64, batch_size=512, steps=20 if quick else 60, warmup=5 if quick else 10)
-        else:
-            kw = dict(
-                width=16 if quick else 64, batch_size=64 if quick else 128, steps=4 if quick else 6, warmup=1
-            )
-        log(
-            f"train: width {kw['width']}, batch {kw['batch_size']}, {kw['steps']} timed steps"
-            f"{' (and compiled: minutes to compile)' if compile else ''} ..."
-        )
-        out["train"] = bench_train(dev, compile=compile, **kw)
-        tr = out["train"]
-        log(
-            f"train: engine {tr['engine_img_s']:,.0f} img/s, baseline {tr['baseline_img_s']:,.0f} img/s, "
-            f"ratio {tr['ratio']:.2f}"
-        )
-        if compile:
+        with _section(out, "train", log):
+            if gpu:
+                kw = dict(width=64, batch_size=512, steps=20 if quick else 60, warmup=5 if quick else 10)
+            else:
+                kw = dict(
+                    width=16 if quick else 64,
+                    batch_size=64 if quick else 128,
+                    steps=4 if quick else 6,
+                    warmup=1,
+                )
             log(
-                f"train: compiled engine {tr['compiled_img_s']:,.0f} img/s, ratio {tr['compiled_ratio']:.2f} "
-                f"(compiled in {tr['compile_s']:.0f} s)"
+                f"train: width {kw['width']}, batch {kw['batch_size']}, {kw['steps']} timed steps"
+                f"{' (and compiled: minutes to compile)' if compile else ''} ..."
             )
-        # MFU of the fastest engine measured (compiled when asked for and faster).
-        best = max(tr["engine_img_s"], tr.get("compiled_img_s") or 0.0)
-        out["mfu"] = mfu(dev, best, tr["width"])
-        if out["mfu"] and out["mfu"]["mfu"] is not None:
-            log(f"mfu: {out['mfu']['mfu']:.1%} of {out['mfu']['peak_tflops']:.0f} TFLOP/s bf16")
+            out["train"] = bench_train(dev, compile=compile, **kw)
+            tr = out["train"]
+            log(
+                f"train: engine {tr['engine_img_s']:,.0f} img/s, baseline {tr['baseline_img_s']:,.0f} img/s, "
+                f"ratio {tr['ratio']:.2f}"
+            )
+            if compile:
+                log(
+                    f"train: compiled engine {tr['compiled_img_s']:,.0f} img/s, "
+                    f"ratio {tr['compiled_ratio']:.2f} (compiled in {tr['compile_s']:.0f} s)"
+                )
+            # MFU of the fastest engine measured (compiled when asked for and faster).
+            best = max(tr["engine_img_s"], tr.get("compiled_img_s") or 0.0)
+            out["mfu"] = mfu(dev, best, tr["width"])
+            if out["mfu"] and out["mfu"]["mfu"] is not None:
+                log(f"mfu: {out['mfu']['mfu']:.1%} of {out['mfu']['peak_tflops']:.0f} TFLOP/s bf16")
     if "eval" in sections:
-        if gpu:
-            kw = dict(
-                width=64,
-                batch_size=5000,
-                n_images=50_000 if quick else 200_000,
-                disk_corruptions=2 if quick else 4,
-                disk_n=10_000,
+        with _section(out, "eval", log):
+            if gpu:
+                kw = dict(
+                    width=64,
+                    batch_size=5000,
+                    n_images=50_000 if quick else 200_000,
+                    disk_corruptions=2 if quick else 4,
+                    disk_n=10_000,
+                )
+            else:
+                kw = dict(
+                    width=16 if quick else 64,
+                    batch_size=500,
+                    n_images=1000 if quick else 2000,
+                    disk_corruptions=1 if quick else 2,
+                    disk_n=100 if quick else 200,
+                )
+            log(
+                f"eval: width {kw['width']}, batch {kw['batch_size']}, "
+                f"{kw['n_images']:,} images on the device, then "
+                f"{kw['disk_corruptions']} CIFAR-10-C files of 5 x {kw['disk_n']:,} from disk ..."
             )
-        else:
-            kw = dict(
-                width=16 if quick else 64,
-                batch_size=500,
-                n_images=1000 if quick else 2000,
-                disk_corruptions=1 if quick else 2,
-                disk_n=100 if quick else 200,
+            out["eval"] = ev = bench_eval(dev, **kw)
+            log(
+                f"eval: {ev['img_s']:,.0f} img/s on the device "
+                f"(CIFAR-10-C + clean pass {ev['cifar10c_pass_s']:.1f} s); "
+                f"{ev['from_disk_img_s']:,.0f} img/s from disk (pass {ev['cifar10c_pass_from_disk_s']:.1f} s)"
             )
-        log(
-            f"eval: width {kw['width']}, batch {kw['batch_size']}, "
-            f"{kw['n_images']:,} images on the device, then "
-            f"{kw['disk_corruptions']} CIFAR-10-C files of 5 x {kw['disk_n']:,} from disk ..."
-        )
-        out["eval"] = ev = bench_eval(dev, **kw)
-        log(
-            f"eval: {ev['img_s']:,.0f} img/s on the device "
-            f"(CIFAR-10-C + clean pass {ev['cifar10c_pass_s']:.1f} s); "
-            f"{ev['from_disk_img_s']:,.0f} img/s from disk (pass {ev['cifar10c_pass_from_disk_s']:.1f} s)"
-        )
+    if "fourier" in sections:
+        with _section(out, "fourier", log):
+            # Width 64 on a CPU would take minutes for even a few images (514 forwards each).
+            if gpu:
+                kw = dict(width=64, n_images=1000 if quick else 2000, batch_size=2000, eval_images=50_000)
+            else:
+                kw = dict(width=16, n_images=16, batch_size=500, eval_images=1000)
+            log(
+                f"fourier: heat map of width {kw['width']} on {kw['n_images']:,} images "
+                f"(514 x {kw['n_images']:,} forwards), batch {kw['batch_size']}, beside evaluation ..."
+            )
+            out["fourier"] = fo = bench_fourier(dev, **kw)
+            log(
+                f"fourier: {fo['images_per_s']:,.0f} perturbed img/s beside {fo['eval_img_s']:,.0f} img/s "
+                f"evaluation (ratio {fo['ratio']:.2f}); a 1000-image map takes {fo['map_s_1000']:.1f} s"
+            )
     if "corrupt" in sections:
-        from study.bench.corrupt import bench_corruption_generation
+        with _section(out, "corrupt", log):
+            from study.bench.corrupt import bench_corruption_generation
 
-        n = 200 if quick else 2000
-        log(f"corrupt: all 19 corruptions x 5 severities on {n} images ...")
-        out["corrupt"] = bench_corruption_generation(n_images=n, workers=0, quick=quick)
-        log(f"corrupt: {json.dumps(out['corrupt'], default=float)}")
+            n = 200 if quick else 2000
+            log(f"corrupt: all 19 corruptions x 5 severities on {n} images ...")
+            out["corrupt"] = bench_corruption_generation(n_images=n, workers=0, quick=quick)
+            log(f"corrupt: {json.dumps(out['corrupt'], default=float)}")
     if "corruptions" in sections:
-        from study.bench.corrupt import synthetic_images
-        from study.bench.corruption_timing import time_corruptions
+        with _section(out, "corruptions", log):
+            from study.bench.corrupt import synthetic_images
+            from study.bench.corruption_timing import time_corruptions
 
-        n = 50 if quick else 200
-        log(f"corruptions: each of the 19 at 5 severities on {n} images, one process ...")
-        out["corruptions"] = time_corruptions(synthetic_images(n), repeats=1 if quick else 2)
-        slowest = min(out["corruptions"].items(), key=lambda kv: kv[1]["images_per_cpu_s"])
-        log(f"corruptions: slowest {slowest[0]} at {slowest[1]['images_per_cpu_s']:,.0f} images/CPU-s")
+            n = 50 if quick else 200
+            log(f"corruptions: each of the 19 at 5 severities on {n} images, one process ...")
+            out["corruptions"] = time_corruptions(synthetic_images(n), repeats=1 if quick else 2)
+            slowest = min(out["corruptions"].items(), key=lambda kv: kv[1]["images_per_cpu_s"])
+            log(f"corruptions: slowest {slowest[0]} at {slowest[1]['images_per_cpu_s']:,.0f} images/CPU-s")
     if "orchestration" in sections:
-        try:
-            from study.bench.orchestration import bench_orchestration  # Ray, through study.search
-        except ImportError as e:
-            out["orchestration"] = None
-            log(f"orchestration: skipped (Ray is not importable here: {e})")
-        else:
+        with _section(out, "orchestration", log):
+            try:
+                from study.bench.orchestration import bench_orchestration  # Ray, through study.search
+            except ImportError as e:
+                raise SectionSkipped(f"Ray is not importable here ({e})") from None
             log("orchestration: a study of tiny trials on local Ray ...")
             out["orchestration"] = bench_orchestration(n_trials=4 if quick else 12, quick=quick)
             log(f"orchestration: {json.dumps(out['orchestration'], default=float)}")

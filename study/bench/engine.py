@@ -259,6 +259,61 @@ def bench_eval(
     return out
 
 
+def bench_fourier(
+    device: torch.device, *, width: int, n_images: int, batch_size: int, eval_images: int
+) -> dict[str, float]:
+    """Cost of a Fourier heat map (``study.analysis.fourier.fourier_heatmap``) beside evaluation.
+
+    Times one map over ``n_images`` random images (514 frequencies: ``514 · n_images``
+    perturbed images, perturbation, clipping and normalisation on the device included)
+    and, on the same model, batch size and precision, the clean evaluation rate of
+    :func:`bench_eval` over ``eval_images`` images. ``images_per_s`` is perturbed images
+    per second; ``ratio`` = ``images_per_s / eval_img_s`` (1.0: a map costs exactly
+    514 evaluations of its images); ``map_s_1000`` is the implied time of the
+    1000-image map the GPU search spaces ask for (``eval.fourier_images: 1000``).
+    """
+    from study.analysis.fourier import conjugate_pairs, fourier_heatmap
+
+    images, labels = _random_images(n_images, seed=2)
+    config = _config(width, 128, device)
+    model = build_model(config).to(device).eval()
+    channels_last = uses_channels_last(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    amp = amp_dtype_for(config, device)
+    frequencies = len(conjugate_pairs(32))
+    # Warm-up at the map's batch shapes (cudnn autotune, allocator): whole groups of frequencies
+    # and the last, partial group (see fourier._error_counts).
+    if n_images <= batch_size:
+        group = batch_size // n_images
+        shapes = {group * n_images, (frequencies % group or group) * n_images}
+    else:
+        shapes = {batch_size, n_images % batch_size or batch_size}
+    with torch.inference_mode(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        for b in shapes:
+            x = torch.zeros(b, 3, 32, 32, device=device)
+            model(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
+    _sync(device)
+    t0 = time.perf_counter()
+    fourier_heatmap(
+        model, images, labels, 4.0, batch_size=batch_size, amp_dtype=amp, channels_last=channels_last
+    )  # ends with the one host read of the counts
+    seconds = time.perf_counter() - t0
+    images_per_s = frequencies * n_images / seconds
+    eval_img_s = bench_eval(device, width=width, batch_size=batch_size, n_images=eval_images)["img_s"]
+    return {
+        "images_per_s": images_per_s,
+        "eval_img_s": eval_img_s,
+        "ratio": images_per_s / eval_img_s,
+        "map_s": seconds,
+        "map_s_1000": frequencies * 1000 / images_per_s,
+        "images": n_images,
+        "frequencies": frequencies,
+        "width": width,
+        "batch_size": batch_size,
+    }
+
+
 def _eval_from_disk(model: nn.Module, settings: EvalSettings, n_files: int, n: int) -> float:
     """Images/s of ``corrupted_accuracy`` over ``n_files`` official-layout files of 5 x ``n`` images."""
     names = BENCHMARK_CORRUPTIONS[:n_files]

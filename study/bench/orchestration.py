@@ -75,6 +75,7 @@ def bench_orchestration(n_trials: int = 8, quick: bool = False) -> dict[str, Any
             verbose=0,
             trial_fn=functools.partial(synthetic_trial, seconds=trial_seconds),
             tracking=False,
+            console=False,
         )
     compute = sum(float(t["metrics"].get("trial_seconds", 0.0)) for t in summary.trials)
     n = max(1, len(summary.trials))

@@ -5,14 +5,19 @@ Each subcommand is one module of this package that owns its flags
 importing heavy libraries inside ``run``, so ``freqstudy bench`` needs neither
 Ray nor MLflow and ``freqstudy --help`` is instant. Errors that a user can fix
 (``ValueError``, ``FileNotFoundError``) end the command with one line on
-stderr and exit status 2.
+stderr and exit status 2. A command with ``--json`` prints exactly one JSON
+document on stdout (``study.cli.output``): everything else it, its libraries or
+its subprocesses write goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
+
+from study.cli.output import json_mode
 
 # name -> (module in this package, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -26,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "corrupt": ("corrupt", "generate a CIFAR-10-C copy of the test set or the validation split"),
     "run": ("run", "run a study: Ray Tune trials, Optuna multi-objective search"),
     "pareto": ("pareto", "the study's Pareto set; optionally register the models"),
+    "compare": ("compare", "two runs image by image: differences with intervals and p-values"),
     "report": ("report", "the study report: HTML, CSV and PNGs"),
     "bench": ("bench", "performance benchmarks (torch and numpy only)"),
 }
@@ -48,8 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # --json: one JSON document on stdout; everything else (Ray, libraries, subprocesses) on stderr.
+    quiet = json_mode() if getattr(args, "json", False) else contextlib.nullcontext()
     try:
-        return int(_module(args.command).run(args) or 0)
+        with quiet:
+            return int(_module(args.command).run(args) or 0)
     except (ValueError, FileNotFoundError) as e:
         print(f"freqstudy {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -13,9 +13,10 @@ one JSON document.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
+
+from study.cli.output import print_json
 
 DEFAULT_IMAGES = 500
 DEFAULT_EPS = 4.0
@@ -104,19 +105,21 @@ def run(args: argparse.Namespace) -> int:
     from study.analysis.fourier import band_errors, clean_error, conjugate_pairs, fourier_heatmap
     from study.engine.device import resolve_device, uses_channels_last
     from study.tracking import load_logged_model, local_tracking_uri
-    from study.tracking.queries import client_for
+    from study.tracking.queries import client_for, run_params
 
     device = resolve_device(args.device, field="fourier --device")
     with local_tracking_uri(args.tracking_uri) as uri:
+        # The run's params and the test images first: a flag that does not fit them is an
+        # error before the model download (and its progress output) starts.
+        params = run_params(args.run_id, client=client_for(uri))
+        source = "given" if args.data_dir else "the run's data.dir"
+        images, labels = _test_split(args.data_dir or params.get("data.dir"), source)
+        if args.images > len(labels):
+            raise ValueError(
+                f"--images {args.images}: the test set has {len(labels)} images; allowed 1..{len(labels)}"
+            )
+        images, labels = images[: args.images], labels[: args.images]
         model = load_logged_model(args.run_id, uri)
-        params = dict(client_for(uri).get_run(args.run_id).data.params)
-    source = "given" if args.data_dir else "the run's data.dir"
-    images, labels = _test_split(args.data_dir or params.get("data.dir"), source)
-    if args.images > len(labels):
-        raise ValueError(
-            f"--images {args.images}: the test set has {len(labels)} images; allowed 1..{len(labels)}"
-        )
-    images, labels = images[: args.images], labels[: args.images]
 
     precision = params.get("precision", "auto")
     amp = torch.bfloat16 if precision == "bf16" or (precision == "auto" and device.type == "cuda") else None
@@ -160,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
             "bands": {k: finite(v) for k, v in bands.items()},
             "clean_error": finite(clean),
         }
-        print(json.dumps(doc))
+        print_json(doc)
         return 0
     print(
         f"run {args.run_id}: Fourier heat map, ε = {args.eps:g}, the first {len(labels)} test images, "

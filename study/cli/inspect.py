@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from study.cli.output import print_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
         model = load_logged_model(args.run_id, uri)
     info = describe_filters(model)
     if args.json:
-        print(json.dumps(info))
+        print_json(info)
         return 0
     print(
         f"run {args.run_id}: mode {info['mode']}, cutoff r_c={info['cutoff']:g}, "

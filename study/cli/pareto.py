@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from study import metrics as M
+from study.cli.output import print_json
 from study.selection import choose as P
 from study.selection.choice import Choice, choose, pareto_rows, trial_label
 
@@ -24,6 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri")
     p.add_argument("--objectives", help="METRIC:max,METRIC:max; default: the validation objectives")
     p.add_argument("--max-clean-drop", type=float, metavar="POINTS")
+    p.add_argument(
+        "--significant",
+        action="store_true",
+        help="the champion needs a validation robustness-gain interval above 0",
+    )
     p.add_argument("--register", action="store_true")
     p.add_argument("--json", action="store_true")
 
@@ -34,6 +40,15 @@ def _fmt(v: Any, digits: int = 2) -> str:
     if isinstance(v, float):
         return f"{v:.{digits}f}"
     return str(v)
+
+
+def _with_ci(value: Any, ci: Any, digits: int = 2) -> str:
+    """``+1.23 [-0.40, +2.85]``: a point and its interval; the point alone without one."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if not ci or ci[0] is None or ci[1] is None:
+        return _fmt(value, digits)
+    return f"{value:+.{digits}f} [{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
 
 
 def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
@@ -54,8 +69,9 @@ def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
         if key not in objs:
             cols.append((name, lambda r, k=key: _fmt(r[k])))
     cols += [
-        ("gain", lambda r: _fmt(r[M.ROBUSTNESS_GAIN])),
-        ("clean drop", lambda r: _fmt(r[M.CLEAN_DROP])),
+        ("gain [95% CI]", lambda r: _with_ci(r[M.ROBUSTNESS_GAIN], r.get("robustness_gain_ci"))),
+        ("p", lambda r: _fmt(r.get("robustness_gain_p"), 3)),
+        ("clean drop [95% CI]", lambda r: _with_ci(r[M.CLEAN_DROP], r.get("clean_drop_ci"))),
         ("rel mCE", lambda r: _fmt(r[M.RELATIVE_MCE], 1)),
         ("aliases", lambda r: ",".join(r["aliases"]) or "-"),
     ]
@@ -77,8 +93,11 @@ def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
         "",
         f"study {choice.study}: {len(choice.trials)} trials, {complete} chosen from, "
         f"{len(rows)} on the front; {choice.result.describe_excluded()}",
-        f"baseline: {base_txt}; gains are test-split points against it",
+        f"baseline: {base_txt}; gains are test-split points against it, with 95% paired-bootstrap "
+        "intervals over test images",
     ]
+    if not choice.gains:
+        lines.append("intervals: none (the baseline has no per-image outcomes to pair with)")
     if choice.champion is not None:
         limit = (
             f"within {choice.max_clean_drop:g} points of the baseline's {M.VAL_CLEAN_ACC}"
@@ -86,10 +105,21 @@ def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
             else "no --max-clean-drop: the most robust"
         )
         lines.append(f"champion: {trial_label(choice.champion.trial)} ({limit})")
+    elif choice.significant:
+        within = (
+            f" within {choice.max_clean_drop:g} points of the baseline's {M.VAL_CLEAN_ACC}"
+            if choice.max_clean_drop is not None
+            else ""
+        )
+        lines.append(
+            "champion: none: no Pareto trial's validation robustness-gain interval lies above 0" + within
+        )
     elif choice.max_clean_drop is not None:
         lines.append(
             f"champion: none within {choice.max_clean_drop:g} points of the baseline's {M.VAL_CLEAN_ACC}"
         )
+    if choice.significant and choice.champion is not None:
+        lines.append("  (its validation robustness-gain interval lies above 0: --significant)")
     return "\n".join(lines)
 
 
@@ -121,6 +151,7 @@ def registrations(choice: Choice, rows: list[dict[str, Any]]):
 def run(args: argparse.Namespace) -> int:
     from study.reporting.figures_study import pareto_figure
     from study.reporting.figures_trial import save_figure
+    from study.tracking.gains import log_gains, study_outcomes
     from study.tracking.queries import client_for, load_study, log_files
     from study.tracking.server import local_tracking_uri
 
@@ -128,7 +159,12 @@ def run(args: argparse.Namespace) -> int:
     P.check_max_clean_drop(args.max_clean_drop)  # before any server is started
     with local_tracking_uri(args.tracking_uri) as uri:
         client = client_for(uri)
-        choice = choose(load_study(args.study, client=client), objectives, args.max_clean_drop)
+        study_runs = load_study(args.study, client=client)
+        outcomes = study_outcomes(study_runs, client=client)
+        choice = choose(
+            study_runs, objectives, args.max_clean_drop, outcomes=outcomes, significant=args.significant
+        )
+        log_gains(choice, client=client)  # every trial's gain and interval, sortable in the UI
         rows = pareto_rows(choice)
         if args.register and rows:
             from study.tracking.registry import register_models
@@ -148,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     if args.json:
-        print(json.dumps(rows, indent=1))
+        print_json(rows, indent=1)
     else:
         print(format_table(choice, rows))
         if args.register and rows:

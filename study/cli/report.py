@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.reporting.report import REPORT_ARTIFACTS, learned_alpha, write_report
+    from study.reporting.report import REPORT_ARTIFACTS, fourier_maps, learned_alpha, write_report
     from study.selection.choice import choose
     from study.selection.choose import parse_objectives
     from study.tracking.queries import client_for, load_study, log_files
@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
         choice = choose(load_study(args.study, client=client), parse_objectives(None), None)
         with tempfile.TemporaryDirectory(prefix="freqstudy-report-") as tmp:
             alpha = learned_alpha(choice, client, Path(tmp))
-        written = write_report(choice, out, alpha)
+            fourier = fourier_maps(choice, client, Path(tmp))
+        written = write_report(choice, out, alpha, fourier)
         if choice.parent is not None:
             log_files(choice.parent["run_id"], written, REPORT_ARTIFACTS, client=client)
             where = f"; logged to parent run {choice.parent['run_id']} under {REPORT_ARTIFACTS}/"

@@ -1,4 +1,9 @@
-"""``freqstudy run``: validate a search space, run or resume the study, print the summary."""
+"""``freqstudy run``: validate a search space, run or resume the study, print the summary.
+
+The console is one compact view of the trials (``study.search.console``): refreshed in
+place on a terminal, plain lines otherwise, a line as each trial ends, then the summary.
+``--verbose`` brings back Ray's own output and MLflow's per-run links.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", help="study storage folder or URI")
     p.add_argument("--address", help="Ray cluster address; default: a local Ray")
     p.add_argument("--resume", action="store_true", help="continue an interrupted study")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also Ray's output (per-trial boxes, workers' output, log lines) and MLflow's per-run links",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -46,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
+        verbose=1 if args.verbose else 0,
     )
     print(format_summary(summary, space))
     return 0 if summary.count("failed") < len(summary.trials) else 1

@@ -26,6 +26,7 @@ HEADLINE_PREFIXES = (
     "test/category/",
     "test/severity/",
     "epochs_completed",
+    "fourier/",
     "system/",
 )
 

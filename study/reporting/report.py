@@ -6,10 +6,12 @@ Contents: (1) frequency proportion against clean and corruption accuracy with
 one line per corruption category, the paper's central figure; (2) perturbation
 strength against robustness gain; (3) per-corruption accuracy of the baseline
 and the Pareto models; (4) learned alpha distributions; (5) robustness gain,
-clean drop and relative mCE of every complete trial against the baseline; and
-the Pareto figure and table. Choosing uses the validation objectives
-(``study.pareto_cmd.choose``); the descriptive figures show test numbers,
-which are reported, never chosen on.
+clean drop and relative mCE of every complete trial against the baseline;
+(6) "Frequency sensitivity": the Fourier heat maps of the baseline and the
+Pareto models (when their trials measured them) on one colour scale, with
+their differences from the baseline's; and the Pareto figure and table.
+Choosing uses the validation objectives (``study.pareto_cmd.choose``); the
+descriptive figures show test numbers, which are reported, never chosen on.
 """
 
 from __future__ import annotations

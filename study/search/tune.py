@@ -16,18 +16,26 @@ A diverged trial is told to Optuna with each objective at its ``worst`` value
 the sampler should learn. ``--resume`` restores the Tune experiment (searcher
 state included) and never re-runs finished trials. This is the only module
 that imports Ray.
+
+The console is ``study.search.console``, fed by a Tune ``Callback`` here:
+one compact view of the trials and a line as each ends. Ray's own output
+(configuration box, per-trial boxes and tables, log lines, workers' output),
+Optuna's log and MLflow's per-run links are off unless ``verbose``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import optuna
 import ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
@@ -35,6 +43,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from study import metrics as M
 from study.config import TrialConfig, default_home
+from study.search.console import StudyConsole
 from study.search.samplers import define_by_run, make_sampler
 from study.search.spaces import BASELINE_FLAG, SearchSpace
 from study.search.summary import StudySummary
@@ -54,6 +63,16 @@ STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # Tune's strict check wants every objective in every report; ours are computed
 # once, after the last epoch, so the per-epoch reports carry training metrics only.
 STRICT_METRIC_ENV = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
+# Tune's documented switches for a quiet driver (``verbose=0``), set for the study's duration:
+QUIET_TUNE_ENV = {
+    # The legacy output engine prints nothing at verbose 0; the new one still prints its
+    # configuration box, the experiment path, a TensorBoard hint and a final table.
+    "RAY_AIR_NEW_OUTPUT": "0",
+    # A crashed trial is one console line; its traceback stays in error.txt in its trial folder.
+    "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
+    # Every epoch checkpoints by design; Tune would warn about the snapshots that follow.
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
 
 
 def experiment_path(storage: str | None, study: str) -> str:
@@ -112,6 +131,91 @@ def _run_trial_in_worker(config: dict[str, Any], context: TrialContext, trial_fn
     tune.report(final)
 
 
+class _ConsoleCallback(tune.Callback):
+    """Tune's trial events, forwarded to the study's console (``study.search.console``).
+
+    Tune stores its callbacks with the experiment; this one holds only the
+    console's plain state, and ``--resume`` puts a fresh one in its place.
+    """
+
+    def __init__(self, console: StudyConsole) -> None:
+        self.console = console
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.console.started(trial.trial_id, dict(trial.config or {}))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.console.result(trial.trial_id, result)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.console.ended(trial.trial_id, dict(trial.last_result or {}))
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.console.retrying(trial.trial_id, _error_line(trial))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.console.failed(trial.trial_id, _error_line(trial))
+
+    def on_step_end(self, iteration, trials, **info):
+        self.console.refresh()
+
+
+def _error_line(trial) -> str | None:
+    """The last line of the trial's latest error (its ``error.txt``), as the summary shows it."""
+    try:
+        with open(trial.error_file) as f:
+            lines = [line.strip() for line in f.read().splitlines() if line.strip()]
+    except (OSError, TypeError):
+        return None
+    return lines[-1][:300] if lines else None
+
+
+@contextlib.contextmanager
+def _quiet(verbose: int, extra_env: Mapping[str, str]):
+    """Ray, Tune and Optuna as quiet as the console wants them, for the study's duration.
+
+    ``verbose=0``: Tune's quiet switches (``QUIET_TUNE_ENV``), the ``ray`` logger at
+    ERROR (no token or start notices, no snapshot warnings, no INFO lines) and
+    Optuna at WARNING. ``extra_env`` (MLflow's link switch) applies either way.
+    Everything is put back afterwards.
+    """
+    env = {**(QUIET_TUNE_ENV if not verbose else {}), **extra_env}
+    saved_env = {k: os.environ.get(k) for k in env}
+    ray_logger = logging.getLogger("ray")
+    saved_ray_level = ray_logger.level
+    saved_optuna = optuna.logging.get_verbosity()
+    os.environ.update(env)
+    if not verbose:
+        ray_logger.setLevel(logging.ERROR)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        ray_logger.setLevel(saved_ray_level)
+        optuna.logging.set_verbosity(saved_optuna)
+
+
+def _use_output(tuner: tune.Tuner, callback: _ConsoleCallback | None, verbose: int) -> None:
+    """Give a restored Tuner this driver's console and verbosity.
+
+    ``Tuner.restore`` brings back the run config the study started with (its
+    callbacks and verbosity) and takes no new one; it is reached through the
+    Tuner's internals, and left alone if a Ray version moves them.
+    """
+    internal = getattr(tuner, "_local_tuner", None)
+    run_config = internal.get_run_config() if internal is not None else None
+    if run_config is None:
+        return
+    kept = [c for c in (run_config.callbacks or []) if not isinstance(c, _ConsoleCallback)]
+    run_config.callbacks = kept + ([callback] if callback is not None else [])
+    run_config.verbose = verbose
+
+
 def _trainable(context: TrialContext, trial_fn: TrialFunction, cpus: float, gpus: float):
     resources = {"cpu": cpus, "gpu": gpus} if gpus else {"cpu": cpus}
     return tune.with_resources(
@@ -133,9 +237,10 @@ def run_study(
     cpus_per_trial: float | None = None,
     gpus_per_trial: float | None = None,
     max_failures: int = DEFAULT_MAX_FAILURES,
-    verbose: int = 1,
+    verbose: int = 0,
     trial_fn: TrialFunction = tracked_trial,
     tracking: bool = True,
+    console: bool = True,
 ) -> StudySummary:
     """Run (or, with ``resume``, continue) a study; returns what happened to every trial.
 
@@ -149,9 +254,13 @@ def run_study(
         address: a Ray cluster to join; None starts a local Ray on this machine's cores.
         num_trials, max_concurrent, cpus_per_trial, gpus_per_trial: override the space's defaults.
         max_failures: retries of a crashed trial before it is recorded as failed.
+        verbose: 0 = the compact console only; 1 = also Ray's output (per-trial boxes and
+            tables, workers' output, log lines), Optuna's log and MLflow's per-run links;
+            2 = Tune's per-result boxes too.
         trial_fn: what runs in each worker (``study.search.trials.TrialFunction``); benchmarks
             and tests pass their own.
         tracking: False runs without MLflow (benchmarks of the orchestration alone).
+        console: False prints nothing of the trials (benchmarks); the console otherwise.
     """
     if not STUDY_NAME.match(study):
         raise ValueError(
@@ -160,7 +269,8 @@ def run_study(
     if resume and any(v is not None for v in (num_trials, max_concurrent, cpus_per_trial, gpus_per_trial)):
         print(
             "freqstudy run: note: --resume continues with the study's original trial count, "
-            "concurrency and resources; the flags given now are ignored"
+            "concurrency and resources; the flags given now are ignored",
+            file=sys.stderr,
         )
     num_trials = space.num_trials if num_trials is None else num_trials
     max_concurrent = space.max_concurrent if max_concurrent is None else max_concurrent
@@ -190,16 +300,27 @@ def run_study(
 
     os.environ[STRICT_METRIC_ENV] = "1"
     started = time.perf_counter()
+    links_env: dict[str, str] = {}
     if tracking:
         from study.engine.prepare import prepare_data
+        from study.tracking import run_links_env
         from study.tracking.server import local_tracking_uri
 
+        links_env = run_links_env(show=verbose > 0)  # MLflow's per-run links, for the driver and workers
         prepare_data(base_cfg)  # warm the data and corrupted-copy caches once, not per trial
         uri_context = local_tracking_uri(tracking_uri)
     else:
         uri_context = contextlib.nullcontext(None)
+    view = StudyConsole(
+        study,
+        [o.metric for o in space.objectives],
+        base_cfg.train.epochs,
+        num_trials,
+        live=None if not verbose else False,  # Ray's own lines would break a redrawn block
+    )
+    callback = _ConsoleCallback(view) if console else None
 
-    with uri_context as uri:
+    with uri_context as uri, _quiet(verbose, links_env):
         parent_run_id = None
         if tracking:
             from study.tracking.study_runs import start_study_run
@@ -230,7 +351,8 @@ def run_study(
         if address and uri and re.match(r"^https?://(127\.|localhost|\[::1\])", uri):
             print(
                 f"freqstudy run: warning: tracking URI {uri} is a loopback address; trials on other "
-                "machines cannot reach it (pass --tracking-uri with the head node's address)"
+                "machines cannot reach it (pass --tracking-uri with the head node's address)",
+                file=sys.stderr,
             )
         context = TrialContext(
             study=study,
@@ -243,14 +365,22 @@ def run_study(
         )
         setup_seconds = time.perf_counter() - started
         ray_started_at = time.perf_counter()
-        started_ray = _init_ray(address)
+        started_ray = _init_ray(address, verbose=verbose, env=links_env)
         ray_start_seconds = time.perf_counter() - ray_started_at
+        if console:
+            view.begin(
+                f"study {study}: {'resumed, ' if resume else ''}{num_trials} trials, "
+                f"{max_concurrent} at a time, {cpus:g} CPU{'' if cpus == 1 else 's'}"
+                f"{f' and {gpus:g} GPU' if gpus else ''} each; objectives "
+                + ", ".join(f"{o.metric} ({o.short})" for o in space.objectives)
+            )
         try:
             trainable = _trainable(context, trial_fn, cpus, gpus)
             if resume:
                 tuner = tune.Tuner.restore(
                     path, trainable=trainable, resume_unfinished=True, resume_errored=True
                 )
+                _use_output(tuner, callback, verbose)
             else:
                 storage_path, name = path.rsplit("/", 1) if "://" in path else (str(Path(path).parent), study)
                 tuner = tune.Tuner(
@@ -264,12 +394,14 @@ def run_study(
                         name=name,
                         storage_path=storage_path,
                         verbose=verbose,
+                        callbacks=[callback] if callback is not None else [],
                         failure_config=tune.FailureConfig(max_failures=max_failures),
                         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     ),
                 )
             results = tuner.fit()
         finally:
+            view.close()
             if started_ray:
                 ray.shutdown()
         summary = StudySummary(
@@ -318,23 +450,26 @@ def _trial_record(result) -> dict[str, Any]:
     }
 
 
-def _init_ray(address: str | None) -> bool:
+def _init_ray(address: str | None, *, verbose: int = 0, env: Mapping[str, str] | None = None) -> bool:
     """Join or start Ray; True when this call started it (and must shut it down).
 
     Workers get the folder holding this package on PYTHONPATH: a driver started
     from elsewhere with an uninstalled checkout would otherwise leave them unable
-    to import ``study`` (an installed package is found either way).
+    to import ``study`` (an installed package is found either way), and ``env``.
+    Unless ``verbose``, the workers' output stays in Ray's log files instead of
+    reaching the driver's console, and the ``ray`` logger shows errors only.
     """
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")  # set for a driver submitted as a Ray job
     root = str(Path(__file__).resolve().parents[1])
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    runtime_env = {"env_vars": {"PYTHONPATH": path}}
+    runtime_env = {"env_vars": {"PYTHONPATH": path, **(env or {})}}
+    output = {"log_to_driver": bool(verbose), "logging_level": logging.INFO if verbose else logging.ERROR}
     if address:
-        ray.init(address=address, runtime_env=runtime_env)
+        ray.init(address=address, runtime_env=runtime_env, **output)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env)
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env, **output)
     return True
 
 

@@ -8,11 +8,14 @@ rows for people and for JSON. Objectives are validation metrics unless
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from study import metrics as M
+from study.analysis.outcomes import Outcomes
+from study.analysis.paired import Gain, gain_interval
+from study.objectives import Objective
 from study.selection import choose as P
 
 
@@ -27,19 +30,55 @@ class Choice:
     baseline: dict[str, Any] | None
     champion: P.Candidate | None
     max_clean_drop: float | None
+    # run_id -> split -> gain against the baseline with intervals (when outcomes were given).
+    gains: Mapping[str, Mapping[str, Gain]] = field(default_factory=dict)
+    significant: bool = False  # the champion had to have a validation gain interval above 0
 
 
 def choose(
-    study_runs: dict[str, Any], objectives: Sequence[P.Objective], max_clean_drop: float | None
+    study_runs: dict[str, Any],
+    objectives: Sequence[Objective],
+    max_clean_drop: float | None,
+    *,
+    outcomes: Mapping[str, Outcomes] | None = None,
+    significant: bool = False,
+    seed: int = 0,
 ) -> Choice:
-    """Sort a loaded study (``queries.load_study``) and pick its champion."""
+    """Sort a loaded study (``queries.load_study``), compare its trials with the
+    baseline image by image, and pick its champion.
+
+    Args:
+        study_runs: from ``study.tracking.queries.load_study``.
+        objectives: validation metrics to sort on.
+        max_clean_drop: points of validation clean accuracy the champion may lose.
+        outcomes: run_id -> per-image outcomes; with the baseline's among them,
+            every complete trial gets its gains with 95% intervals (test: reported;
+            val: the one ``significant`` may choose on).
+        significant: the champion must have a validation robustness-gain interval
+            above 0 (needs outcomes); None when no Pareto trial has one.
+        seed: of the bootstrap and permutation draws.
+    """
     study, trials = study_runs["study"], study_runs["trials"]
     if not trials:
         raise ValueError(f"study {study!r} has no trial runs yet")
     P.check_metrics(study, trials, [o.metric for o in objectives])
     result = P.sort_trials(trials, objectives)
     baseline = P.find_baseline(trials)
-    champion = P.choose_champion(result, baseline, max_clean_drop)
+    gains = gains_against_baseline(result, baseline, outcomes or {}, seed=seed)
+    if significant and baseline is None:
+        raise ValueError("--significant: the study has no finished baseline trial to measure gains against")
+    if significant and baseline["run_id"] not in (outcomes or {}):
+        raise ValueError(
+            f"--significant: the baseline run {baseline['run_id']} has no per-image outcomes (outcomes.npz)"
+        )
+
+    def is_significant(c: P.Candidate) -> bool:
+        g = gains.get(c.run_id, {}).get("val")
+        return g is not None and g.robustness_gain.ci_low > 0
+
+    champion = P.choose_champion(
+        result, baseline, max_clean_drop, eligible=is_significant if significant else None
+    )
     return Choice(
         study=study,
         parent=study_runs["parent"],
@@ -48,7 +87,75 @@ def choose(
         baseline=baseline,
         champion=champion,
         max_clean_drop=max_clean_drop,
+        gains=gains,
+        significant=significant,
     )
+
+
+def gains_against_baseline(
+    result: P.ParetoResult,
+    baseline: dict[str, Any] | None,
+    outcomes: Mapping[str, Outcomes],
+    *,
+    seed: int = 0,
+) -> dict[str, dict[str, Gain]]:
+    """run_id -> split -> :class:`~study.analysis.paired.Gain` for every complete trial
+    whose outcomes are comparable with the baseline's on that split (others are left out)."""
+    if baseline is None or baseline["run_id"] not in outcomes:
+        return {}
+    base = outcomes[baseline["run_id"]]
+    out: dict[str, dict[str, Gain]] = {}
+    for c in result.candidates:
+        mine = outcomes.get(c.run_id)
+        if mine is None:
+            continue
+        for split in base.splits:
+            if split not in mine.splits:
+                continue
+            try:
+                out.setdefault(c.run_id, {})[split] = gain_interval(base, mine, split, seed=seed)
+            except ValueError:
+                continue  # evaluated on other images, or no benchmark corruption: no paired gain
+    return out
+
+
+def gain_fields(gains: Mapping[str, Gain]) -> dict[str, Any]:
+    """Row fields of one trial's gains: ``robustness_gain_ci``, ``clean_drop_ci``,
+    ``relative_mce_ci`` (two-element lists, points / percent), ``robustness_gain_p``,
+    ``clean_drop_p`` for the test split, and the same with a ``val_`` prefix."""
+    out: dict[str, Any] = {}
+    for split, prefix in (("test", ""), ("val", "val_")):
+        g = gains.get(split)
+        for name in ("robustness_gain", "clean_drop", "relative_mce"):
+            d = None if g is None else getattr(g, name)
+            if name == "relative_mce" and d is not None:
+                interval = [d.ci_low + 100.0, d.ci_high + 100.0]  # an interval of the ratio itself
+            else:
+                interval = None if d is None else [d.ci_low, d.ci_high]
+            out[f"{prefix}{name}_ci"] = None if interval is None else [_clean(float(v)) for v in interval]
+            if name != "relative_mce":
+                out[f"{prefix}{name}_p"] = None if d is None else _clean(float(d.p_value))
+    return out
+
+
+def gain_metrics(gains: Mapping[str, Gain]) -> dict[str, float]:
+    """MLflow metrics of one trial's gains, so the runs table sorts by an interval's bound:
+    ``gain/<split>/robustness`` (+ ``_ci_low``, ``_ci_high``, ``_p``), ``gain/<split>/clean_drop``
+    (same), ``gain/<split>/relative_mce`` (+ bounds)."""
+    out: dict[str, float] = {}
+    for split, g in gains.items():
+        for name, d, value, shift in (
+            ("robustness", g.robustness_gain, g.robustness_gain.diff, 0.0),
+            ("clean_drop", g.clean_drop, g.clean_drop.diff, 0.0),
+            ("relative_mce", g.relative_mce, g.relative_mce.b, 100.0),
+        ):
+            base = f"{M.GAIN_PREFIX}{split}/{name}"
+            out[base] = value
+            out[base + "_ci_low"] = d.ci_low + shift
+            out[base + "_ci_high"] = d.ci_high + shift
+            if name != "relative_mce":
+                out[base + "_p"] = d.p_value
+    return {k: float(v) for k, v in out.items() if math.isfinite(v)}
 
 
 def trial_label(trial: dict[str, Any]) -> str:
@@ -93,5 +200,7 @@ def pareto_rows(choice: Choice) -> list[dict[str, Any]]:
             row.setdefault(key, P.metric_of(t, key))
         row.update(P.trial_gains(t, choice.baseline))
         row["crowding_distance"] = c.crowding
+        row["replicates"] = 1
+        row.update(gain_fields(choice.gains.get(c.run_id, {})))
         rows.append({k: _clean(v) for k, v in row.items()})
     return rows

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -250,16 +250,20 @@ def sort_trials(trials: Sequence[Trial], objectives: Sequence[Objective]) -> Par
 
 
 def choose_champion(
-    result: ParetoResult, baseline: Trial | None, max_clean_drop: float | None
+    result: ParetoResult,
+    baseline: Trial | None,
+    max_clean_drop: float | None,
+    eligible: Callable[[Candidate], bool] | None = None,
 ) -> Candidate | None:
     """The most robust Pareto trial whose validation clean accuracy is within
-    ``max_clean_drop`` points of the baseline's (no limit when None).
+    ``max_clean_drop`` points of the baseline's (no limit when None), among those
+    ``eligible`` says may be chosen (e.g. a significant robustness gain).
 
     With the default objectives this is also the most robust of all complete
     trials within the limit: anything dominating it would be at least as
     robust and at least as clean. None when no Pareto trial qualifies.
     """
-    front = result.front
+    front = tuple(c for c in result.front if eligible is None or eligible(c))
     if max_clean_drop is None:
         return front[0] if front else None
     check_max_clean_drop(max_clean_drop)

@@ -2,7 +2,28 @@
 server (``server``), one run per trial (``runs``). Study-level queries and the
 model registry live beside them."""
 
-from study.tracking.runs import TrackedTrial, load_logged_model, run_tracked_trial
-from study.tracking.server import local_tracking_uri
+import os
 
-__all__ = ["TrackedTrial", "load_logged_model", "local_tracking_uri", "run_tracked_trial"]
+# MLflow prints "🏃 View run ... / 🧪 View experiment ..." on stdout whenever a run ends (MLflow's
+# documented switch below turns that off); freqstudy's commands say where their runs are
+# themselves. Off unless the environment says otherwise; `freqstudy run --verbose` turns them on.
+RUN_LINKS_ENV = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+os.environ.setdefault(RUN_LINKS_ENV, "true")
+
+from study.tracking.runs import TrackedTrial, load_logged_model, run_tracked_trial  # noqa: E402
+from study.tracking.server import local_tracking_uri  # noqa: E402
+
+
+def run_links_env(*, show: bool) -> dict[str, str]:
+    """The environment that shows (or hides) MLflow's per-run links, for a process and its workers."""
+    return {RUN_LINKS_ENV: "false" if show else "true"}
+
+
+__all__ = [
+    "RUN_LINKS_ENV",
+    "TrackedTrial",
+    "load_logged_model",
+    "local_tracking_uri",
+    "run_links_env",
+    "run_tracked_trial",
+]

@@ -135,6 +135,18 @@ def download_artifact(
     return Path(client.download_artifacts(run_id, path, str(dst)))
 
 
+def run_params(run_id: str, tracking_uri: str | None = None, client=None) -> dict[str, str]:
+    """A run's params (the flattened trial config as logged); a one-line ``ValueError``
+    when the server has no such run."""
+    from mlflow.exceptions import MlflowException
+
+    client = client or client_for(tracking_uri)
+    try:
+        return dict(client.get_run(run_id).data.params)
+    except MlflowException:
+        raise ValueError(f"run {run_id}: not found at {client.tracking_uri}") from None
+
+
 def log_files(
     run_id: str,
     paths: Iterable[str | os.PathLike],
@@ -167,3 +179,21 @@ def load_outcomes(run_id: str, tracking_uri: str | None = None, client=None):
         return decode(data)
     except ValueError as e:
         raise ValueError(f"run {run_id}: {OUTCOMES_ARTIFACT}: {e}") from None
+
+
+def run_in_study(run_id: str, study: str, tracking_uri: str | None = None, client=None, what: str = "run"):
+    """The run ``run_id`` as a dict, checked to belong to ``study``; one-line ``ValueError`` otherwise."""
+    from mlflow.exceptions import MlflowException
+
+    client = client or client_for(tracking_uri)
+    exp = client.get_experiment_by_name(study)
+    if exp is None:
+        names = list_studies(client)
+        raise ValueError(f"--study {study!r} not found; studies: {', '.join(names) if names else '(none)'}")
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise ValueError(f"{what} {run_id}: no such run in {client.tracking_uri}") from None
+    if run.info.experiment_id != exp.experiment_id:
+        raise ValueError(f"{what} {run_id}: belongs to another experiment, not study {study!r}")
+    return _run_to_dict(run)

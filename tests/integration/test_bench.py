@@ -62,6 +62,16 @@ def test_quick_bench_without_ray_or_mlflow_reports_every_section():
     assert out["peak_memory_mb"] > 0
 
 
+@pytest.mark.slow
+def test_fourier_section_gives_the_map_cost_beside_evaluation():
+    fo = run_bench("--device", "cpu", "--only", "fourier")["fourier"]
+    assert fo["images_per_s"] > 0 and fo["eval_img_s"] > 0 and fo["frequencies"] == 514
+    assert math.isclose(fo["ratio"], fo["images_per_s"] / fo["eval_img_s"], rel_tol=1e-9)
+    # Perturbed images per second: 514 forward passes over each of the map's images.
+    assert math.isclose(fo["images_per_s"], 514 * fo["images"] / fo["map_s"], rel_tol=1e-9)
+    assert math.isclose(fo["map_s_1000"], 514_000 / fo["images_per_s"], rel_tol=1e-9)
+
+
 def test_unknown_section_is_one_line_error():
     proc = subprocess.run(
         [sys.executable, "-m", "study.cli", "bench", "--only", "train,warp"],

@@ -22,8 +22,15 @@ from study.metrics import ALL_CORRUPTIONS, SEVERITIES
 
 
 def fingerprint(n: int, limit: int = 0, source: str = "ab12", **extra) -> dict:
-    return {"source": source, "n": n, "corruption_limit": limit, "corruption_seed": 0,
-            "corruptions": ",".join(ALL_CORRUPTIONS), "severities": "1,2,3,4,5", **extra}
+    return {
+        "source": source,
+        "n": n,
+        "corruption_limit": limit,
+        "corruption_seed": 0,
+        "corruptions": ",".join(ALL_CORRUPTIONS),
+        "severities": "1,2,3,4,5",
+        **extra,
+    }
 
 
 def full_outcomes(rng: np.random.Generator, sizes=(("val", 5000, 5000), ("test", 10000, 10000))) -> Outcomes:
@@ -100,19 +107,22 @@ def test_refuses_object_arrays():
         decode(npz_bytes(**ent))
 
 
-@pytest.mark.parametrize("change, match", [
-    (lambda e: e.pop("packed"), "missing"),
-    (lambda e: e.update(extra=np.zeros(1)), "unexpected"),
-    (lambda e: e.update(format=np.array("something/9")), "'format'"),
-    (lambda e: e.update(packed=e["packed"][:-1]), "'packed'"),
-    (lambda e: e.update(packed=e["packed"].astype(np.int16)), "'packed'"),
-    (lambda e: e.update(lengths=e["lengths"][:-1]), "'lengths'"),
-    (lambda e: e.update(lengths=e["lengths"].astype(float)), "'lengths'"),
-    (lambda e: e.update(fingerprints=np.array("{not json")), "'fingerprints'"),
-    (lambda e: e.update(fingerprints=np.array('{"test": {"n": [1]}}')), "fingerprint field"),
-    (lambda e: e.update(keys=np.array(["test/clean", "test/fog/9", *e["keys"][2:]])), "test/fog/9"),
-    (lambda e: e.update(keys=np.array(["test/clean"] * len(e["keys"]))), "duplicates"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda e: e.pop("packed"), "missing"),
+        (lambda e: e.update(extra=np.zeros(1)), "unexpected"),
+        (lambda e: e.update(format=np.array("something/9")), "'format'"),
+        (lambda e: e.update(packed=e["packed"][:-1]), "'packed'"),
+        (lambda e: e.update(packed=e["packed"].astype(np.int16)), "'packed'"),
+        (lambda e: e.update(lengths=e["lengths"][:-1]), "'lengths'"),
+        (lambda e: e.update(lengths=e["lengths"].astype(float)), "'lengths'"),
+        (lambda e: e.update(fingerprints=np.array("{not json")), "'fingerprints'"),
+        (lambda e: e.update(fingerprints=np.array('{"test": {"n": [1]}}')), "fingerprint field"),
+        (lambda e: e.update(keys=np.array(["test/clean", "test/fog/9", *e["keys"][2:]])), "test/fog/9"),
+        (lambda e: e.update(keys=np.array(["test/clean"] * len(e["keys"]))), "duplicates"),
+    ],
+)
 def test_refuses_malformed(change, match):
     ent = entries_of(small())
     change(ent)
@@ -135,20 +145,30 @@ def test_refuses_non_zero_padding_and_garbage():
         decode(buf.getvalue())
 
 
-@pytest.mark.parametrize("arrays, fps, match", [
-    ({"test/clean": np.zeros(3)}, {"test": {}}, "bool"),
-    ({"test/clean": np.zeros((2, 2), bool)}, {"test": {}}, "1-D"),
-    ({"train/clean": np.zeros(3, bool)}, {"test": {}}, "train/clean"),
-    ({"test/fog/0": np.zeros(3, bool), "test/clean": np.zeros(3, bool)}, {"test": {}}, "test/fog/0"),
-    ({"test/clean": np.zeros(3, bool)}, {}, "no fingerprint"),
-    ({"test/fog/1": np.zeros(3, bool)}, {"test": {}}, "lacks 'test/clean'"),
-    ({"test/clean": np.zeros(3, bool), "test/fog/1": np.zeros(4, bool)}, {"test": {}}, "more than"),
-    ({"test/clean": np.zeros(5, bool), "test/fog/1": np.zeros(4, bool), "test/snow/2": np.zeros(3, bool)},
-     {"test": {}}, "test/snow/2"),
-    ({"test/clean": np.zeros(3, bool)}, {"test": {"n": 4}}, "test/n"),
-    ({"test/clean": np.zeros(3, bool)}, {"test": {"flag": True}}, "flag"),
-    ({"test/clean": np.zeros(3, bool)}, {"test": {"nested": {"a": 1}}}, "nested"),
-])
+@pytest.mark.parametrize(
+    "arrays, fps, match",
+    [
+        ({"test/clean": np.zeros(3)}, {"test": {}}, "bool"),
+        ({"test/clean": np.zeros((2, 2), bool)}, {"test": {}}, "1-D"),
+        ({"train/clean": np.zeros(3, bool)}, {"test": {}}, "train/clean"),
+        ({"test/fog/0": np.zeros(3, bool), "test/clean": np.zeros(3, bool)}, {"test": {}}, "test/fog/0"),
+        ({"test/clean": np.zeros(3, bool)}, {}, "no fingerprint"),
+        ({"test/fog/1": np.zeros(3, bool)}, {"test": {}}, "lacks 'test/clean'"),
+        ({"test/clean": np.zeros(3, bool), "test/fog/1": np.zeros(4, bool)}, {"test": {}}, "more than"),
+        (
+            {
+                "test/clean": np.zeros(5, bool),
+                "test/fog/1": np.zeros(4, bool),
+                "test/snow/2": np.zeros(3, bool),
+            },
+            {"test": {}},
+            "test/snow/2",
+        ),
+        ({"test/clean": np.zeros(3, bool)}, {"test": {"n": 4}}, "test/n"),
+        ({"test/clean": np.zeros(3, bool)}, {"test": {"flag": True}}, "flag"),
+        ({"test/clean": np.zeros(3, bool)}, {"test": {"nested": {"a": 1}}}, "nested"),
+    ],
+)
 def test_outcomes_validation(arrays, fps, match):
     with pytest.raises(ValueError, match=match):
         Outcomes(arrays, fps)
@@ -173,16 +193,23 @@ def test_summarize_matches_the_means():
     assert acc["test/corruption/fog"] == pytest.approx(100 * np.mean(fog))
     bench = [o.arrays[k].mean() for k in o.keys("test") if "fog" in k or "gaussian" in k]
     assert acc["test/corruption_acc"] == pytest.approx(100 * np.mean(bench))
-    assert acc["test/extra_acc"] == pytest.approx(100 * np.mean([o.arrays["test/speckle_noise/1"].mean(),
-                                                                 o.arrays["test/speckle_noise/3"].mean()]))
+    assert acc["test/extra_acc"] == pytest.approx(
+        100 * np.mean([o.arrays["test/speckle_noise/1"].mean(), o.arrays["test/speckle_noise/3"].mean()])
+    )
 
 
 def test_comparable_returns_keys_in_order():
     a, b = small(np.random.default_rng(1)), small(np.random.default_rng(2))
     keys = check_comparable(a, b, "test")
     assert keys[0] == "test/clean"
-    assert keys[1:] == ("test/gaussian_noise/1", "test/gaussian_noise/3", "test/fog/1", "test/fog/3",
-                        "test/speckle_noise/1", "test/speckle_noise/3")
+    assert keys[1:] == (
+        "test/gaussian_noise/1",
+        "test/gaussian_noise/3",
+        "test/fog/1",
+        "test/fog/3",
+        "test/speckle_noise/1",
+        "test/speckle_noise/3",
+    )
 
 
 def test_comparable_names_the_differing_field():

@@ -40,6 +40,7 @@ def clean_only(x: np.ndarray) -> Outcomes:
 
 # --- calibration -----------------------------------------------------------------------------------
 
+
 def calibrate_clean(mu_a: float, mu_b: float, *, n=400, sims=1000, sd=1.5, seed=0) -> tuple[float, float]:
     """(coverage of the true clean_acc difference, rate of p < 0.05) over ``sims`` comparisons."""
     rng = np.random.default_rng(seed)
@@ -48,18 +49,22 @@ def calibrate_clean(mu_a: float, mu_b: float, *, n=400, sims=1000, sd=1.5, seed=
     for s in range(sims):
         z = rng.normal(0, sd, n)
         xa, xb = rng.random(n) < expit(mu_a - z), rng.random(n) < expit(mu_b - z)
-        d, = P.compare_runs(clean_only(xa), clean_only(xb), statistics=["clean_acc"], n_resamples=999, seed=s)
+        (d,) = P.compare_runs(
+            clean_only(xa), clean_only(xb), statistics=["clean_acc"], n_resamples=999, seed=s
+        )
         cover += d.ci_low <= truth <= d.ci_high
         reject += d.p_value < 0.05
     return cover / sims, reject / sims
 
 
+@pytest.mark.slow
 def test_calibration_clean_acc_with_a_true_difference():
     # ~4 points true difference; n = 400 images, 1000 comparisons (coverage SE 0.7 points).
     coverage, _ = calibrate_clean(1.5, 1.8, seed=1)
     assert 0.93 <= coverage <= 0.97, coverage
 
 
+@pytest.mark.slow
 def test_calibration_clean_acc_without_a_difference():
     coverage, false_positive = calibrate_clean(1.5, 1.5, seed=2)
     assert 0.93 <= coverage <= 0.97, coverage
@@ -76,8 +81,9 @@ def calibrate_corruption(mu_a: float, mu_b: float, *, n=200, sims=1000, seed=0) 
     """
     keys = [(c, s) for c in BENCHMARK_CORRUPTIONS for s in SEVERITIES]
     beta = np.array([0.5 - 0.4 * s + 0.1 * (i % 5) for i, (c, s) in enumerate(keys)])
-    truth = 100 * np.mean([expected_acc(mu_b + b, math.sqrt(2)) - expected_acc(mu_a + b, math.sqrt(2))
-                           for b in beta])
+    truth = 100 * np.mean(
+        [expected_acc(mu_b + b, math.sqrt(2)) - expected_acc(mu_a + b, math.sqrt(2)) for b in beta]
+    )
     corruption_of = np.array([BENCHMARK_CORRUPTIONS.index(c) for c, _ in keys])
     rng = np.random.default_rng(seed)
     cover = reject = 0
@@ -90,13 +96,20 @@ def calibrate_corruption(mu_a: float, mu_b: float, *, n=200, sims=1000, seed=0) 
         latent = beta[:, None] - rng.normal(0, 1, n)[None, :] - rng.normal(0, 1, (15, n))[corruption_of]
         xa = rng.random(latent.shape) < expit(mu_a + latent)
         xb = rng.random(latent.shape) < expit(mu_b + latent)
-        d, = P.compare_runs(outcomes(xa), outcomes(xb), statistics=["corruption_acc"], n_resamples=999,
-                            n_permutations=199, seed=s)
+        (d,) = P.compare_runs(
+            outcomes(xa),
+            outcomes(xb),
+            statistics=["corruption_acc"],
+            n_resamples=999,
+            n_permutations=199,
+            seed=s,
+        )
         cover += d.ci_low <= truth <= d.ci_high
         reject += d.p_value < 0.05
     return cover / sims, reject / sims
 
 
+@pytest.mark.slow
 def test_calibration_corruption_acc():
     # 199 sign flips: alpha * (B + 1) = 10 is an integer, so the permutation test's size is exact.
     coverage, _ = calibrate_corruption(0.0, 0.1, seed=3)
@@ -106,8 +119,9 @@ def test_calibration_corruption_acc():
     assert 0.03 <= false_positive <= 0.07, false_positive
 
 
-def calibrate_groups(mu_a: float, mu_b: float, *, reps=3, tau=0.1, nu=0.5, n=400, sims=1000, sd=1.5,
-                     seed=0) -> tuple[float, float]:
+def calibrate_groups(
+    mu_a: float, mu_b: float, *, reps=3, tau=0.1, nu=0.5, n=400, sims=1000, sd=1.5, seed=0
+) -> tuple[float, float]:
     """(coverage, p < 0.05 rate) of compare_groups' clean_acc difference between two
     configurations of ``reps`` seeds each.
 
@@ -127,12 +141,13 @@ def calibrate_groups(mu_a: float, mu_b: float, *, reps=3, tau=0.1, nu=0.5, n=400
             return clean_only(rng.random(n) < expit(mu + rng.normal(0, tau) + rng.normal(0, nu, n) - z))
 
         a, b = [run(mu_a) for _ in range(reps)], [run(mu_b) for _ in range(reps)]
-        d, = P.compare_groups(a, b, statistics=["clean_acc"], n_resamples=999, seed=s)
+        (d,) = P.compare_groups(a, b, statistics=["clean_acc"], n_resamples=999, seed=s)
         cover += d.ci_low <= truth <= d.ci_high
         reject += d.p_value < 0.05
     return cover / sims, reject / sims
 
 
+@pytest.mark.slow
 def test_calibration_groups_of_three_seeds():
     # Band 92-98%, wider than the single-run 93-97%: with 3 seeds the run-level variance is
     # estimated from 3 values, which a percentile interval cannot fully allow for. Measured
@@ -147,6 +162,7 @@ def test_calibration_groups_of_three_seeds():
 
 
 # --- brute force -----------------------------------------------------------------------------------
+
 
 def percentile_interval(dist: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
     alpha = (1 - confidence) / 2
@@ -204,19 +220,27 @@ def test_brute_force_intervals_and_points():
     c = diffs["corruption_acc"]
     assert (c.ci_low, c.ci_high) == pytest.approx((lo, hi), abs=1e-12, rel=0)
     assert c.n_images == length
+
     # relative_mce: ratio of summed errors, both arrays resampled with the same images.
     def summed_error(run):
-        return np.sum([1 - np.mean([run.arrays[f"test/{c}/{s}"] for s in (1, 3, 5)], axis=0)
-                       for c in BENCHMARK_CORRUPTIONS], axis=0)
+        return np.sum(
+            [
+                1 - np.mean([run.arrays[f"test/{c}/{s}"] for s in (1, 3, 5)], axis=0)
+                for c in BENCHMARK_CORRUPTIONS
+            ],
+            axis=0,
+        )
 
     ea, eb = summed_error(a), summed_error(b)
-    dist = hand_bootstrap(lambda i: np.mean(eb[i], axis=-1) / np.mean(ea[i], axis=-1) * 100 - 100,
-                          length, 999, 42)
+    dist = hand_bootstrap(
+        lambda i: np.mean(eb[i], axis=-1) / np.mean(ea[i], axis=-1) * 100 - 100, length, 999, 42
+    )
     lo, hi = percentile_interval(dist)
     c = diffs["relative_mce"]
     assert (c.ci_low, c.ci_high) == pytest.approx((lo, hi), abs=1e-12, rel=0)
     # Point values agree with study.metrics on the summarised accuracies.
     from study.analysis.outcomes import summarize
+
     sa, sb = summarize(a, "test"), summarize(b, "test")
     assert c.a == 100.0 and c.b == pytest.approx(M.relative_mce(sb, sa, "test"), rel=1e-12)
     for name in ("corruption_acc", "extra_acc", "category/noise", "corruption/fog"):
@@ -241,16 +265,21 @@ def test_statistics_names_and_tests():
 
 def test_mcnemar_and_sign_flip_p_values():
     a, b = stored_pair(n=300, length=200)
-    d, = P.compare_runs(a, b, statistics=["corruption/fog/3"], per_severity=True, n_resamples=99)
+    (d,) = P.compare_runs(a, b, statistics=["corruption/fog/3"], per_severity=True, n_resamples=99)
     xa, xb = a.arrays["test/fog/3"], b.arrays["test/fog/3"]
     k, m = int(np.sum(xb & ~xa)), int(np.sum(xa ^ xb))
     assert d.p_value == stats.binomtest(k, m, 0.5).pvalue
     # Leaving out zero differences does not change the sign-flip p: with 10 images, 4 of them
     # tied, both versions are exact (2^10 and 2^6 flips) and must agree exactly.
     diff = np.array([0.4, -0.2, 0.6, 0.8, 0.0, 0.2, 0.0, 0.4, 0.0, 0.0])
-    full = stats.permutation_test((diff,), lambda x, axis: np.sum(x, axis=axis), permutation_type="samples",
-                                  n_resamples=5000, vectorized=True).pvalue
-    assert P._sign_flip_p(diff, 5000, 0) == pytest.approx(full, rel=1e-12)
+    full = stats.permutation_test(
+        (diff,),
+        lambda x, axis: np.sum(x, axis=axis),
+        permutation_type="samples",
+        n_resamples=5000,
+        vectorized=True,
+    ).pvalue
+    assert P.sign_flip_p(diff, 5000, 0) == pytest.approx(full, rel=1e-12)
 
 
 def test_identical_runs():
@@ -266,7 +295,7 @@ def test_seed_reproducibility():
     other = P.compare_runs(a, b, n_resamples=199, n_permutations=99, seed=8)
     assert [(d.ci_low, d.ci_high) for d in one] != [(d.ci_low, d.ci_high) for d in other]
     # A statistic's interval does not depend on which others were asked for.
-    alone, = P.compare_runs(a, b, statistics=["category/blur"], n_resamples=199, n_permutations=99, seed=7)
+    (alone,) = P.compare_runs(a, b, statistics=["category/blur"], n_resamples=199, n_permutations=99, seed=7)
     assert alone == {d.name: d for d in one}["category/blur"]
 
 
@@ -286,6 +315,7 @@ def test_different_images_refused():
 
 
 # --- groups ----------------------------------------------------------------------------------------
+
 
 def test_groups_of_one_equal_compare_runs():
     a, b = stored_pair()
@@ -313,7 +343,7 @@ def test_two_level_brute_force():
     n = 3000
     z = rng.normal(0, 1.5, n)
     a, b = replicate_group(1.5, 2, n, z, rng), replicate_group(1.6, 3, n, z, rng)
-    d, = P.compare_groups(a, b, statistics=["clean_acc"], n_resamples=999, seed=9)
+    (d,) = P.compare_groups(a, b, statistics=["clean_acc"], n_resamples=999, seed=9)
 
     def level(group):
         s = np.stack([o.arrays["test/clean"] for o in group]).astype(float)
@@ -353,8 +383,14 @@ def test_group_summary():
     assert s.ci_low < s.mean < s.ci_high
     # One run: the interval is scipy's percentile bootstrap of its accuracy, same seed.
     x = group[0].arrays["test/clean"].astype(float)
-    res = stats.bootstrap((x,), lambda v, axis: np.mean(v, axis=axis) * 100.0, n_resamples=999,
-                          method="percentile", batch=P.resample_batch(n, 999), rng=np.random.default_rng(2))
+    res = stats.bootstrap(
+        (x,),
+        lambda v, axis: np.mean(v, axis=axis) * 100.0,
+        n_resamples=999,
+        method="percentile",
+        batch=P.resample_batch(n, 999),
+        rng=np.random.default_rng(2),
+    )
     one = P.group_summary(group[0], n_resamples=999, seed=2)["clean_acc"]
     assert (one.ci_low, one.ci_high) == pytest.approx(tuple(res.confidence_interval), abs=1e-12, rel=0)
     a, _ = stored_pair(n=300, length=200)
@@ -370,8 +406,10 @@ def test_group_summary_calibration():
     cover = 0
     for s in range(500):
         z = rng.normal(0, sd, n)
-        group = [clean_only(rng.random(n) < expit(1.5 + rng.normal(0, tau) + rng.normal(0, nu, n) - z))
-                 for _ in range(3)]
+        group = [
+            clean_only(rng.random(n) < expit(1.5 + rng.normal(0, tau) + rng.normal(0, nu, n) - z))
+            for _ in range(3)
+        ]
         g = P.group_summary(group, statistics=["clean_acc"], n_resamples=499, seed=s)["clean_acc"]
         cover += g.ci_low <= truth <= g.ci_high
     assert 0.92 <= cover / 500 <= 0.98, cover / 500
@@ -380,8 +418,17 @@ def test_group_summary_calibration():
 def test_gain_interval():
     a, b = stored_pair(n=400, length=300)
     g = P.gain_interval(a, b, n_resamples=199, n_permutations=99, seed=1)
-    by = {d.name: d for d in P.compare_runs(a, b, statistics=["clean_acc", "corruption_acc", "relative_mce"],
-                                             n_resamples=199, n_permutations=99, seed=1)}
+    by = {
+        d.name: d
+        for d in P.compare_runs(
+            a,
+            b,
+            statistics=["clean_acc", "corruption_acc", "relative_mce"],
+            n_resamples=199,
+            n_permutations=99,
+            seed=1,
+        )
+    }
     assert g.robustness_gain.name == M.ROBUSTNESS_GAIN
     assert g.robustness_gain.diff == by["corruption_acc"].diff
     assert g.robustness_gain.p_value == by["corruption_acc"].p_value
@@ -391,6 +438,7 @@ def test_gain_interval():
     assert g.relative_mce.b == by["relative_mce"].b
     # Point values agree with study.metrics.gains on the summarised accuracies.
     from study.analysis.outcomes import summarize
+
     ref = M.gains(summarize(b, "test"), summarize(a, "test"), "test")
     assert g.robustness_gain.diff == pytest.approx(ref[M.ROBUSTNESS_GAIN])
     assert g.clean_drop.diff == pytest.approx(ref[M.CLEAN_DROP])
@@ -401,3 +449,37 @@ def test_gain_interval():
     assert gg.robustness_gain.diff == pytest.approx(g.robustness_gain.diff)
     with pytest.raises(ValueError, match="not available"):
         P.gain_interval(clean_only(a.arrays["test/clean"]), clean_only(b.arrays["test/clean"]))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sign_flip_p_equals_scipys_permutation_test(seed):
+    """Exactly where both enumerate every sign vector, and within Monte Carlo error where both sample."""
+    from scipy import stats
+
+    from study.analysis.paired import sign_flip_p
+
+    rng = np.random.default_rng(seed)
+    d = rng.integers(-1, 2, size=11).astype(float) + rng.normal(0, 0.01, 11) * (seed == 2)
+    nz = d[d != 0]
+
+    def total(x, axis=-1):
+        return np.sum(x, axis=axis)
+
+    exact = stats.permutation_test(
+        (nz,), total, permutation_type="samples", vectorized=True, n_resamples=10_000, alternative="two-sided"
+    ).pvalue
+    assert sign_flip_p(d, 10_000, seed) == pytest.approx(min(1.0, exact), abs=1e-12)
+    big = rng.normal(0.05, 1.0, size=400)
+    ref = stats.permutation_test(
+        (big,),
+        total,
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=4000,
+        alternative="two-sided",
+        rng=np.random.default_rng(seed),
+    ).pvalue
+    ours = sign_flip_p(big, 4000, seed)
+    # Each two-sided p is twice a one-sided share q of 4000 draws: both carry sd 2*sqrt(q(1-q)/B).
+    q = ref / 2
+    assert abs(ours - ref) < 4 * np.sqrt(2) * 2 * np.sqrt(q * (1 - q) / 4000) + 2 / 4000

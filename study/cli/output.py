@@ -1,0 +1,70 @@
+"""``--json`` output: exactly one JSON document on stdout, everything else on stderr.
+
+A command in ``--json`` mode runs inside :func:`json_mode`: for the duration
+of its work, file descriptor 1 is pointed at stderr (``os.dup2``), so writes by
+Python, C libraries, Ray and any subprocess started meanwhile all land on
+stderr, and ``sys.stdout`` is pointed at ``sys.stderr`` as well (for callers
+that replaced it, such as pytest's capture). The command hands its document to
+:func:`print_json`, which holds it; once stdout is restored, the document is
+written there, and nothing else. A command that fails prints no document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+_held: list[str] | None = None  # the document of the --json command now running, once printed
+
+
+def print_json(document: Any, **dumps_kwargs: Any) -> None:
+    """Print ``document`` as JSON: held until the end of :func:`json_mode`, else at once."""
+    text = json.dumps(document, **dumps_kwargs)
+    if _held is None:
+        print(text, flush=True)
+        return
+    if _held:
+        raise RuntimeError("a --json command prints exactly one JSON document")
+    _held.append(text)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to stdout (fd 1 and ``sys.stdout``) to stderr for the block."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no fd 1 (a detached process): Python-level redirection only
+        saved = None
+    if saved is not None:
+        os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+@contextlib.contextmanager
+def json_mode() -> Iterator[None]:
+    """Run a ``--json`` command: all output but its one document goes to stderr."""
+    global _held
+    _held = []
+    try:
+        with stdout_to_stderr():
+            yield
+        for text in _held:
+            sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    finally:
+        _held = None

@@ -1,0 +1,301 @@
+"""The study's console: one compact view of the trials, without Ray.
+
+``study.search.tune`` forwards Tune's trial events here (start, each result,
+end, retry, failure). On a terminal the view is a short block — a header line
+and one row per running trial: configuration in short, status, epoch/epochs,
+the objectives, p̂, elapsed — redrawn in place; when stdout is not a terminal
+(a log file, a pipe) it is plain lines at events only: a trial's start, its
+progress at most once per ``progress_every_s``, its end. Either way each trial
+that ends leaves one line with its objectives, and the end summary
+(``study.search.summary.format_summary``) follows the view.
+
+The formatting functions are pure (values in, strings out); :class:`StudyConsole`
+keeps the state and writes to ``sys.stdout`` as it is at each write, so it
+pickles (Tune stores its callbacks with the experiment).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from study import metrics as M
+from study.search.spaces import BASELINE_FLAG
+
+# Short names of the usual searched keys; any other key shows its last dotted part.
+SHORT_KEYS = {
+    "frequency.mode": "",
+    "frequency.proportion": "p",
+    "frequency.perturbation": "σ",
+    "frequency.cutoff": "r_c",
+    "frequency.proportion_weight": "λ",
+    "frequency.threshold": "τ",
+    "model.stem_kernel": "k",
+    "train.lr": "lr",
+}
+ACTIVE = ("pending", "running", "retrying")
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def short_value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    if isinstance(v, (list, tuple)):
+        return ",".join(short_value(x) for x in v)
+    return str(v)
+
+
+def short_config(config: Mapping[str, Any]) -> str:
+    """``fixed p=0.527 σ=0.212 lr=0.0692``; ``baseline`` for the study's baseline trial."""
+    if config.get(BASELINE_FLAG):
+        return "baseline"
+    known = list(SHORT_KEYS)
+    keys = sorted(
+        (k for k in config if k != BASELINE_FLAG),
+        key=lambda k: (known.index(k) if k in known else len(known), k),
+    )
+    parts = []
+    for key in keys:
+        name = SHORT_KEYS.get(key, key.rsplit(".", 1)[-1])
+        parts.append(short_value(config[key]) if not name else f"{name}={short_value(config[key])}")
+    return " ".join(parts) or "-"
+
+
+def metric_text(value: Any, digits: int = 2) -> str:
+    if not _number(value) or not math.isfinite(value):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def elapsed_text(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, s = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {s:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+@dataclass
+class TrialRow:
+    """What the console shows of one trial."""
+
+    trial_id: str
+    config: str
+    epochs: int
+    started: float
+    status: str = "running"
+    epoch: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    ended: float | None = None
+    attempts: int = 1
+    error: str | None = None
+    last_line: float = 0.0  # when its last plain progress line was written
+
+
+def trial_line(row: TrialRow, objectives: Sequence[str], now: float) -> str:
+    """One plain line: ``trial 3848fd60 finished  baseline  epoch 2/2  val/clean_acc 15.58 ...  13 s``."""
+    parts = [f"trial {row.trial_id} {row.status:<8}", row.config, f"epoch {row.epoch}/{row.epochs}"]
+    parts += [f"{o} {metric_text(row.metrics.get(o))}" for o in objectives]
+    parts.append(f"p̂ {metric_text(row.metrics.get(M.FILTER_PROPORTION), 3)}")
+    parts.append(elapsed_text((row.ended or now) - row.started))
+    line = "  ".join(parts)
+    if row.error:
+        line += f"  error: {row.error}"
+    return line
+
+
+def table(rows: Sequence[TrialRow], objectives: Sequence[str], now: float) -> list[str]:
+    """Aligned rows (with a header) for the live view."""
+    head = ["trial", "config", "status", "epoch", *objectives, "p̂", "elapsed"]
+    cells = [head]
+    for r in rows:
+        cells.append(
+            [
+                r.trial_id,
+                r.config,
+                r.status if r.attempts == 1 else f"{r.status} ({r.attempts})",
+                f"{r.epoch}/{r.epochs}",
+                *(metric_text(r.metrics.get(o)) for o in objectives),
+                metric_text(r.metrics.get(M.FILTER_PROPORTION), 3),
+                elapsed_text(now - r.started),
+            ]
+        )
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+
+
+class StudyConsole:
+    """The study's console (see the module docstring).
+
+    Args:
+        study: the study's name, for the header.
+        objectives: the objective metrics, shown for every trial.
+        epochs: the trials' training epochs (a trial whose config sets ``train.epochs`` shows its own).
+        num_trials: how many trials the study runs, for the header.
+        live: redraw a block in place (a terminal); None = when stdout is a terminal.
+        progress_every_s: without ``live``, the least time between two progress lines of a trial.
+    """
+
+    def __init__(
+        self,
+        study: str,
+        objectives: Sequence[str],
+        epochs: int,
+        num_trials: int,
+        *,
+        live: bool | None = None,
+        progress_every_s: float = 10.0,
+    ) -> None:
+        self.study = study
+        self.objectives = tuple(objectives)
+        self.epochs = epochs
+        self.num_trials = num_trials
+        self.live = live
+        self.progress_every_s = progress_every_s
+        self.rows: dict[str, TrialRow] = {}
+        self.began = time.monotonic()
+        self._drawn = 0  # lines of the live block on screen now
+        self._last_draw = 0.0
+
+    # -- output -------------------------------------------------------------------------
+
+    def _is_live(self) -> bool:
+        if self.live is None:
+            try:
+                self.live = sys.stdout.isatty()
+            except (AttributeError, ValueError):
+                self.live = False
+        return self.live
+
+    def _write(self, lines: Sequence[str]) -> None:
+        """Lines that stay (above the live block, which is redrawn after them)."""
+        out = sys.stdout
+        if self._is_live():
+            out.write(self._erase() + "".join(line + "\n" for line in lines) + self._block())
+        else:
+            out.write("".join(line + "\n" for line in lines))
+        out.flush()
+
+    def _erase(self) -> str:
+        drawn, self._drawn = self._drawn, 0
+        return f"\x1b[{drawn}F\x1b[J" if drawn else ""
+
+    def _block(self) -> str:
+        now = time.monotonic()
+        self._last_draw = now
+        active = [r for r in self.rows.values() if r.status in ACTIVE]
+        lines = [self.header(now)]
+        if active:
+            lines += ["  " + line for line in table(active, self.objectives, now)]
+        width = max(20, shutil.get_terminal_size((120, 24)).columns - 1)
+        lines = [line[:width] for line in lines]
+        self._drawn = len(lines)
+        return "".join(line + "\n" for line in lines)
+
+    def refresh(self, *, min_interval_s: float = 1.0) -> None:
+        """Redraw the live block (elapsed times move); at most once per ``min_interval_s``."""
+        if not self._is_live() or time.monotonic() - self._last_draw < min_interval_s:
+            return
+        sys.stdout.write(self._erase() + self._block())
+        sys.stdout.flush()
+
+    def close(self) -> None:
+        """Take the live block off the screen before the summary is printed."""
+        if self._is_live() and self._drawn:
+            sys.stdout.write(self._erase())
+            sys.stdout.flush()
+
+    # -- state --------------------------------------------------------------------------
+
+    def header(self, now: float) -> str:
+        counts = {}
+        for r in self.rows.values():
+            counts[r.status] = counts.get(r.status, 0) + 1
+        done = sum(v for k, v in counts.items() if k not in ACTIVE)
+        running = sum(v for k, v in counts.items() if k in ACTIVE)
+        detail = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()) if k not in ACTIVE)
+        return (
+            f"study {self.study}: {done}/{self.num_trials} trials done"
+            f"{f' ({detail})' if detail else ''}, {running} running, {elapsed_text(now - self.began)}"
+        )
+
+    def begin(self, text: str) -> None:
+        """The study's opening line."""
+        self._write([text])
+
+    def _row(self, trial_id: str, config: Mapping[str, Any] | None = None) -> TrialRow:
+        row = self.rows.get(trial_id)
+        if row is None:
+            config = config or {}
+            epochs = config.get("train.epochs", self.epochs)
+            row = TrialRow(
+                trial_id=trial_id,
+                config=short_config(config),
+                epochs=int(epochs) if _number(epochs) else self.epochs,
+                started=time.monotonic(),
+            )
+            self.rows[trial_id] = row
+        return row
+
+    def _update(self, row: TrialRow, metrics: Mapping[str, Any]) -> None:
+        for k, v in metrics.items():
+            if _number(v):
+                row.metrics[k] = float(v)
+        if _number(metrics.get(M.EPOCHS_COMPLETED)):
+            row.epoch = int(metrics[M.EPOCHS_COMPLETED])
+
+    def started(self, trial_id: str, config: Mapping[str, Any]) -> None:
+        """A trial started (or restarted after a crash, or continues on ``--resume``)."""
+        row = self.rows.get(trial_id)
+        if row is not None and row.status == "retrying":
+            row.status = "running"
+            self._write([])
+            return
+        row = self._row(trial_id, config)
+        row.status = "running"
+        self._write([] if self._is_live() else [f"trial {row.trial_id} {'started':<8}  {row.config}"])
+
+    def result(self, trial_id: str, metrics: Mapping[str, Any]) -> None:
+        """A trial reported (once per epoch, and its final report)."""
+        row = self._row(trial_id)
+        self._update(row, metrics)
+        now = time.monotonic()
+        if self._is_live():
+            self.refresh(min_interval_s=0.0)
+        elif "trial_status" not in metrics and now - row.last_line >= self.progress_every_s:
+            row.last_line = now
+            self._write([trial_line(row, self.objectives, now)])
+
+    def ended(self, trial_id: str, metrics: Mapping[str, Any]) -> None:
+        """A trial completed: finished, diverged or stopped (``trial_status`` of its final report)."""
+        row = self._row(trial_id)
+        self._update(row, metrics)
+        row.status = str(metrics.get("trial_status") or "finished")
+        row.ended = time.monotonic()
+        self._write([trial_line(row, self.objectives, row.ended)])
+
+    def retrying(self, trial_id: str, error: str | None) -> None:
+        """A trial crashed and is retried from its last checkpoint."""
+        row = self._row(trial_id)
+        row.status = "retrying"
+        row.attempts += 1
+        line = f"trial {row.trial_id} crashed ({error or 'see the Tune experiment folder'}); retrying"
+        self._write([line])
+
+    def failed(self, trial_id: str, error: str | None) -> None:
+        """A trial crashed for good (retries spent)."""
+        row = self._row(trial_id)
+        row.status = "failed"
+        row.error = error or "see the Tune experiment folder"
+        row.ended = time.monotonic()
+        self._write([trial_line(row, self.objectives, row.ended)])

@@ -1,0 +1,41 @@
+"""A study's per-image outcomes in, its paired gains out to MLflow: each trial's
+gain against the baseline and its interval bounds become metrics of its run,
+so the MLflow runs table can be sorted by a lower bound."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mlflow.entities import Metric
+
+from study.analysis.outcomes import Outcomes
+from study.tracking.queries import client_for, load_outcomes
+
+
+def study_outcomes(
+    study_runs: dict[str, Any], tracking_uri: str | None = None, client=None
+) -> dict[str, Outcomes]:
+    """run_id -> outcomes of every trial run that has them (FINISHED runs only)."""
+    client = client or client_for(tracking_uri)
+    out: dict[str, Outcomes] = {}
+    for t in study_runs["trials"]:
+        if t.get("status") != "FINISHED":
+            continue
+        o = load_outcomes(t["run_id"], client=client)
+        if o is not None:
+            out[t["run_id"]] = o
+    return out
+
+
+def log_gains(choice, tracking_uri: str | None = None, client=None) -> int:
+    """Log ``study.selection.choice.gain_metrics`` on each trial run; returns how many runs got them."""
+    from study.selection.choice import gain_metrics
+
+    client = client or client_for(tracking_uri)
+    now = int(time.time() * 1000)
+    for run_id, gains in choice.gains.items():
+        metrics = [Metric(k, v, now, 0) for k, v in gain_metrics(gains).items()]
+        if metrics:
+            client.log_batch(run_id, metrics=metrics)
+    return len(choice.gains)
