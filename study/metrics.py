@@ -162,6 +162,10 @@ TAG_STUDY = "freqstudy.study"  # study name (= experiment name)
 TAG_ROLE = "freqstudy.role"  # "study" for the parent run, "trial" for each trial run
 TAG_BASELINE = "freqstudy.baseline"  # "true" on the study's baseline trial (free mode, sigma = 0)
 TAG_TRIAL_ID = "freqstudy.trial_id"  # Ray Tune trial id (absent for `freqstudy train`)
+# A configuration run at several seeds (``replicates: R``): every replicate's run carries the
+# configuration id (the Tune id of its first replicate) and its index 0..R-1 (seed = base + index).
+TAG_CONFIG_ID = "freqstudy.config_id"
+TAG_REPLICATE = "freqstudy.replicate"
 TAG_STATUS = "freqstudy.status"  # finished | diverged | failed | stopped
 TAG_FAILURE = "freqstudy.failure_reason"  # one line, when not finished
 TAG_MODE = "freqstudy.mode"  # frequency.mode of the trial

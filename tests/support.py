@@ -81,7 +81,7 @@ def fail_learned_mode(cfg, context, runtime, is_baseline):
     class FailingRuntime:
         def __init__(self, inner):
             self.inner = inner
-            self.trial_id, self.trial_name, self.node_tags = inner.trial_id, inner.trial_name, inner.node_tags
+            self.trial_id, self.trial_name, self.tags = inner.trial_id, inner.trial_name, inner.tags
 
         def report(self, metrics, checkpoint_dir=None):
             if cfg.frequency.mode == "learned":

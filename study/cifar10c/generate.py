@@ -12,16 +12,24 @@ is marked, so a partial file is never read as whole; the next run resumes a
 dead run's partial (its lock is gone) from its markers, and deletes the dead
 run's leftovers; concurrent runs into one folder each fill their own. The
 layout itself is ``study.cifar10c.layout``.
+
+A spawned worker first re-runs the main module's top-level code. Called from a
+plain script's top level with no ``if __name__ == "__main__":`` guard (a
+trial started from a notebook-style script), workers would start the pool
+again and die; the units then run in this process instead, with one note on
+stderr saying what to add for parallel workers.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import fcntl
 import functools
 import json
 import multiprocessing
 import os
+import sys
 import threading
 import time
 import uuid
@@ -315,6 +323,74 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _is_main_test(test: ast.expr) -> bool:
+    """Whether ``test`` is ``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = (test.left, test.comparators[0])
+    return any(isinstance(a, ast.Name) and a.id == "__name__" for a in sides) and any(
+        isinstance(a, ast.Constant) and a.value == "__main__" for a in sides
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _main_guards(filename: str) -> tuple[tuple[int, int], ...] | None:
+    """Line ranges of the ``if __name__ == "__main__":`` blocks' bodies in ``filename``; None: unreadable."""
+    try:
+        tree = ast.parse(Path(filename).read_text(encoding="utf-8"), filename)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    return tuple(
+        (node.body[0].lineno, node.body[-1].end_lineno or node.body[-1].lineno)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and _is_main_test(node.test)
+    )
+
+
+def spawn_reruns_caller() -> bool:
+    """Whether spawned workers would re-run the code that is calling us now.
+
+    A spawned process imports the main module again (as ``__mp_main__``) before
+    it runs anything, except a package's ``__main__`` (``python -m pkg``) and
+    an interactive session, a notebook or ``python -c``, which have no file to
+    re-run. If the main module's top-level code is on the stack here, outside
+    any ``if __name__ == "__main__":`` block, each worker would run it again
+    and start processes while it is still bootstrapping, which multiprocessing
+    refuses. A file that cannot be read back counts as unguarded.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        return False
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    if spec_name is not None and (spec_name == "__main__" or spec_name.endswith(".__main__")):
+        return False
+    if spec_name is None and not getattr(main, "__file__", None):
+        return False
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:
+        return False  # not called from the main module's top level: a worker's re-run will not call us
+    guards = _main_guards(frame.f_code.co_filename)
+    return guards is None or not any(lo <= frame.f_lineno <= hi for lo, hi in guards)
+
+
+_NOTED_IN_PROCESS = False
+
+
+def _note_in_process() -> None:
+    global _NOTED_IN_PROCESS
+    if not _NOTED_IN_PROCESS:
+        _NOTED_IN_PROCESS = True
+        print(
+            "freqstudy: note: generating corruptions in this process, not in worker processes: "
+            'the script has no `if __name__ == "__main__":` guard around its code (spawned '
+            "workers would re-run it); add one for parallel workers",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 @contextlib.contextmanager
 def _worker_pool(n_workers: int):
     """A spawn ``ProcessPoolExecutor`` whose workers run their math libraries on one thread each.
@@ -383,10 +459,11 @@ def generate(
         corruptions: names from ``ALL_CORRUPTIONS``.
         severities: subset of 1..5.
         seed: random corruptions follow it; files are byte-identical for a seed.
-        workers: processes; 0 = ``os.cpu_count()``, 1 = in this process.
+        workers: processes; 0 = ``os.cpu_count()``, 1 = in this process (also when called
+            from a script's top level without a ``__main__`` guard; see the module docstring).
         frost_dir: folder with the frost textures (frost corruption).
         source_name: recorded in the manifest (``test``, ``val``...).
-        progress: show a progress bar over units.
+        progress: show a progress bar over units on a terminal, else one line when work starts.
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -425,7 +502,19 @@ def generate(
     pending = [(c, s) for c in names if c in partials for s in sevs if s not in partials[c].done]
     frost = None if frost_dir is None else str(frost_dir)
     n_workers = min(workers or os.cpu_count() or 1, max(len(pending), 1))
-    bar = tqdm(total=len(pending), desc=f"CIFAR-10-C {source_name}", unit="unit", disable=not progress)
+    if n_workers > 1 and spawn_reruns_caller():
+        _note_in_process()
+        n_workers = 1
+    # A bar on a terminal; in a log file, one plain line instead of a stream of carriage returns.
+    terminal = progress and sys.stderr.isatty()
+    bar = tqdm(total=len(pending), desc=f"CIFAR-10-C {source_name}", unit="unit", disable=not terminal)
+    if progress and not terminal and pending:
+        print(
+            f"CIFAR-10-C {source_name}: generating {len(pending)} corruption x severity blocks "
+            f"of {n} images ...",
+            file=sys.stderr,
+            flush=True,
+        )
     source: tuple[Path, int] | None = None  # the workers' copy of the images, and our lock on it
 
     def finish(c: str, s: int) -> None:

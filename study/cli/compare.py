@@ -5,13 +5,19 @@ accuracy, the corruption mean, each category and corruption, relative mCE) is
 compared image by image as B − A with a 95% paired-bootstrap interval over
 source images and a p-value (``study.analysis.paired``). Runs evaluated on
 different images are refused with one line saying what differs.
+
+A run that is one replicate of a configuration (``replicates: R``) stands for
+its whole configuration: the means over its replicates are compared, with a
+two-level bootstrap (seeds, then images); ``--single-runs`` compares the two
+runs alone.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
+
+from study.cli.output import print_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,11 +29,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-severity", action="store_true", help="also each corruption at each severity")
     p.add_argument("--confidence", type=float, default=0.95, help="of the intervals, in (0, 1)")
     p.add_argument("--seed", type=int, default=0, help="of the bootstrap and permutation draws")
+    p.add_argument(
+        "--single-runs",
+        action="store_true",
+        help="compare the two runs alone, not the configurations they replicate",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
 
 
 def _finite(v: float) -> float | None:
     return v if isinstance(v, float) and math.isfinite(v) else None
+
+
+def _replicates_of(run_id: str, members) -> list[str]:
+    """The run ids of the configuration ``run_id`` replicates (itself alone when not replicated)."""
+    for runs in members.values():
+        ids = [t["run_id"] for t in runs]
+        if run_id in ids:
+            return ids
+    return [run_id]
 
 
 def format_table(rows: list[dict], run_a: str, run_b: str, split: str, confidence: float) -> str:
@@ -57,33 +77,37 @@ def format_table(rows: list[dict], run_a: str, run_b: str, split: str, confidenc
 def run(args: argparse.Namespace) -> int:
     if not 0.0 < args.confidence < 1.0:
         raise ValueError(f"--confidence {args.confidence}: allowed (0, 1), e.g. 0.95")
-    from study.analysis.paired import compare_runs
-    from study.tracking.queries import client_for, load_outcomes, run_in_study
+    from study.analysis.paired import compare_groups, compare_runs
+    from study.selection.configurations import group_configurations
+    from study.tracking.queries import client_for, load_outcomes, load_study, run_in_study
     from study.tracking.server import local_tracking_uri
 
     with local_tracking_uri(args.tracking_uri) as uri:
         client = client_for(uri)
-        outcomes = {}
         for flag, run_id in (("RUN_A", args.run_a), ("RUN_B", args.run_b)):
             run_in_study(run_id, args.study, client=client, what=flag)
-            o = load_outcomes(run_id, client=client)
-            if o is None:
-                raise ValueError(
-                    f"{flag} {run_id}: no per-image outcomes (outcomes.npz); it diverged, failed, or was "
-                    "logged by a freqstudy without them"
-                )
-            if args.split not in o.splits:
-                raise ValueError(f"{flag} {run_id}: no {args.split} outcomes; it has {', '.join(o.splits)}")
-            outcomes[flag] = o
+        _, members = group_configurations(load_study(args.study, client=client)["trials"])
+        groups = {}
+        for flag, run_id in (("RUN_A", args.run_a), ("RUN_B", args.run_b)):
+            group = []
+            for rid in [run_id] if args.single_runs else _replicates_of(run_id, members):
+                o = load_outcomes(rid, client=client)
+                if o is None:
+                    raise ValueError(
+                        f"{flag} {rid}: no per-image outcomes (outcomes.npz); it diverged, failed, or was "
+                        "logged by a freqstudy without them"
+                    )
+                if args.split not in o.splits:
+                    raise ValueError(f"{flag} {rid}: no {args.split} outcomes; it has {', '.join(o.splits)}")
+                group.append(o)
+            groups[flag] = group
+    a, b = groups["RUN_A"], groups["RUN_B"]
+    kw = dict(confidence=args.confidence, seed=args.seed, per_severity=args.per_severity)
     try:
-        diffs = compare_runs(
-            outcomes["RUN_A"],
-            outcomes["RUN_B"],
-            args.split,
-            confidence=args.confidence,
-            seed=args.seed,
-            per_severity=args.per_severity,
-        )
+        if len(a) == 1 and len(b) == 1:
+            diffs = compare_runs(a[0], b[0], args.split, **kw)
+        else:
+            diffs = compare_groups(a, b, args.split, **kw)
     except ValueError as e:
         raise ValueError(
             f"{args.run_a} and {args.run_b} were not evaluated on the same images: {e}"
@@ -108,11 +132,17 @@ def run(args: argparse.Namespace) -> int:
             "split": args.split,
             "run_a": args.run_a,
             "run_b": args.run_b,
+            "replicates": [len(a), len(b)],
             "confidence": args.confidence,
             "seed": args.seed,
             "differences": rows,
         }
-        print(json.dumps(doc))
+        print_json(doc)
     else:
         print(format_table(rows, args.run_a, args.run_b, args.split, args.confidence))
+        if len(a) > 1 or len(b) > 1:
+            print(
+                f"configurations: A over {len(a)} replicates, B over {len(b)}; intervals from a two-level "
+                "bootstrap (seeds, then images)"
+            )
     return 0

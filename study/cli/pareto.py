@@ -190,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         if args.register and rows:
             print(
                 f"registered {len(rows)} versions of model {choice.study!r}; "
-                f"load one with models:/{choice.study}@champion or @pareto-1"
+                f"load one with study.tracking.load_registered_model({choice.study!r}, 'champion') "
+                "(or 'pareto-1', ...)"
             )
     return 0

@@ -34,6 +34,7 @@ def plot_pareto(
     labels: Sequence[str],
     baseline: int | None = None,
     others: np.ndarray | None = None,
+    intervals: np.ndarray | None = None,
 ) -> Figure:
     """All chosen-from trials on the first two objectives, the front highlighted.
 
@@ -44,6 +45,8 @@ def plot_pareto(
         labels: axis labels (the objective metric names, with direction).
         baseline: row index of the baseline trial, marked with a star.
         others: (k, 2) trials left out (stopped early, failed), drawn as small crosses.
+        intervals: (n, 2, 2) each trial's interval [low, high] of the two drawn values
+            (NaN: none), drawn as horizontal and vertical error bars.
     """
     fig = Figure(figsize=(6.4, 4.8))
     ax = fig.add_subplot(1, 1, 1)
@@ -55,6 +58,21 @@ def plot_pareto(
         ax.scatter(
             others[:, 0], others[:, 1], marker="x", s=14, c="0.6", label="not chosen from (incomplete)"
         )
+    if intervals is not None and len(values) and values.shape[1] >= 2:
+        iv = np.asarray(intervals, dtype=float).reshape(len(values), 2, 2)
+        has = np.isfinite(iv).all(axis=(1, 2)) & np.isfinite(values[:, :2]).all(axis=1)
+        if has.any():
+            ax.errorbar(
+                values[has, 0],
+                values[has, 1],
+                xerr=_yerr(values[:, 0], iv[:, 0])[:, has],
+                yerr=_yerr(values[:, 1], iv[:, 1])[:, has],
+                fmt="none",
+                ecolor="0.45",
+                elinewidth=0.8,
+                capsize=1.5,
+                zorder=1,
+            )
     known = ~np.isnan(proportion)
     sc = None
     if known.any():
@@ -129,8 +147,32 @@ def _binned_means(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return uniq, np.array([y[ok][keys == k].mean() for k in uniq])
 
 
+def _yerr(y: np.ndarray, interval: np.ndarray | None) -> np.ndarray | None:
+    """``(2, n)`` distances below and above ``y`` of the ``(n, 2)`` interval [low, high]
+    (0 where either is unknown or the point lies outside its percentile interval)."""
+    if interval is None:
+        return None
+    iv = np.asarray(interval, dtype=float).reshape(len(y), 2)
+    err = np.stack([y - iv[:, 0], iv[:, 1] - y])
+    return np.where(np.isfinite(err), np.maximum(err, 0.0), 0.0)
+
+
+def _has_interval(interval: np.ndarray | None) -> np.ndarray | None:
+    """Rows of an ``(n, 2)`` interval with both bounds known (None without intervals)."""
+    if interval is None:
+        return None
+    return np.isfinite(np.asarray(interval, dtype=float).reshape(-1, 2)).all(axis=1)
+
+
 def plot_proportion_accuracy(
-    proportion: np.ndarray, clean: np.ndarray, corruption: np.ndarray, categories: Mapping[str, np.ndarray]
+    proportion: np.ndarray,
+    clean: np.ndarray,
+    corruption: np.ndarray,
+    categories: Mapping[str, np.ndarray],
+    *,
+    clean_ci: np.ndarray | None = None,
+    corruption_ci: np.ndarray | None = None,
+    category_ci: Mapping[str, np.ndarray] | None = None,
 ) -> Figure:
     """Frequency proportion against accuracy: clean, corruption mean, and one
     line per corruption category (noise, blur, weather, digital).
@@ -139,15 +181,45 @@ def plot_proportion_accuracy(
         proportion: (n,) measured p-hat of each trial.
         clean, corruption: (n,) accuracies, percent.
         categories: category -> (n,) mean accuracy over its benchmark corruptions.
+        clean_ci, corruption_ci: (n, 2) each trial's interval [low, high] of the
+            accuracy (NaN: none); with them every trial's point gets a vertical
+            error bar, the points of a series shifted by a few thousandths of p-hat
+            so that bars at the same p-hat stay apart.
+        category_ci: category -> (n, 2), the same for each category.
     """
     fig = Figure(figsize=(7.0, 4.8))
     ax = fig.add_subplot(1, 1, 1)
     p = np.asarray(proportion, dtype=float)
-    series = [("clean", clean, "k", "-"), ("corruption mean", corruption, "tab:orange", "--")]
-    series += [(cat, acc, CATEGORY_COLOURS.get(cat, None), "-") for cat, acc in categories.items()]
-    for name, acc, colour, style in series:
+    category_ci = category_ci or {}
+    series = [
+        ("clean", clean, clean_ci, "k", "-"),
+        ("corruption mean", corruption, corruption_ci, "tab:orange", "--"),
+    ]
+    series += [
+        (cat, acc, category_ci.get(cat), CATEGORY_COLOURS.get(cat, None), "-") for cat, acc in categories.items()
+    ]
+    shift = 0.25 * PROPORTION_BIN / max(1, len(series))
+    for i, (name, acc, ci, colour, style) in enumerate(series):
         acc = np.asarray(acc, dtype=float)
-        ax.scatter(p, acc, s=10, color=colour, alpha=0.25)
+        has = _has_interval(ci)
+        if has is not None and has.any():
+            x = p + (i - (len(series) - 1) / 2) * shift
+            err = _yerr(acc, ci)
+            ax.errorbar(
+                x[has],
+                acc[has],
+                yerr=err[:, has],
+                fmt="o",
+                ms=3,
+                color=colour,
+                alpha=0.45,
+                elinewidth=0.9,
+                capsize=1.5,
+            )
+            if (~has).any():
+                ax.scatter(p[~has], acc[~has], s=10, color=colour, alpha=0.25)
+        else:
+            ax.scatter(p, acc, s=10, color=colour, alpha=0.25)
         xs, ys = _binned_means(p, acc)
         if len(xs):
             ax.plot(xs, ys, linestyle=style, marker="o", ms=4, color=colour, label=name)
@@ -158,19 +230,40 @@ def plot_proportion_accuracy(
     return _finish(fig, ax)
 
 
-def plot_perturbation_gain(sigma: np.ndarray, gain: np.ndarray, modes: Sequence[str]) -> Figure:
+def plot_perturbation_gain(
+    sigma: np.ndarray, gain: np.ndarray, modes: Sequence[str], *, gain_ci: np.ndarray | None = None
+) -> Figure:
     """Perturbation strength sigma against robustness gain over the baseline
-    (points), one colour and one mean line per first-layer mode."""
+    (points), one colour and one mean line per first-layer mode.
+
+    ``gain_ci``: (n, 2) each trial's interval [low, high] of its gain (NaN: none),
+    drawn as vertical error bars."""
     fig = Figure(figsize=(6.4, 4.6))
     ax = fig.add_subplot(1, 1, 1)
     sigma, gain = np.asarray(sigma, dtype=float), np.asarray(gain, dtype=float)
     modes = np.asarray(list(modes), dtype=object)
+    has = _has_interval(gain_ci)
+    err = _yerr(gain, gain_ci)
     for i, mode in enumerate(sorted(set(modes.tolist()))):
         sel = (modes == mode) & np.isfinite(sigma) & np.isfinite(gain)
         if not sel.any():
             continue
         colour = f"C{i}"
-        ax.scatter(sigma[sel], gain[sel], s=18, color=colour, alpha=0.5)
+        bars = sel & has if has is not None else np.zeros_like(sel)
+        if bars.any():
+            ax.errorbar(
+                sigma[bars],
+                gain[bars],
+                yerr=err[:, bars],
+                fmt="o",
+                ms=4,
+                color=colour,
+                alpha=0.55,
+                elinewidth=0.9,
+                capsize=2,
+            )
+        if (sel & ~bars).any():
+            ax.scatter(sigma[sel & ~bars], gain[sel & ~bars], s=18, color=colour, alpha=0.5)
         xs = np.unique(sigma[sel])
         ax.plot(xs, [gain[sel][sigma[sel] == x].mean() for x in xs], "-o", ms=4, color=colour, label=mode)
     ax.axhline(0.0, color="0.5", lw=0.8)
@@ -180,12 +273,17 @@ def plot_perturbation_gain(sigma: np.ndarray, gain: np.ndarray, modes: Sequence[
     return _finish(fig, ax, legend_title="mode")
 
 
-def plot_per_corruption(accuracy: Mapping[str, Mapping[str, float]]) -> Figure:
+def plot_per_corruption(
+    accuracy: Mapping[str, Mapping[str, float]],
+    intervals: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
+) -> Figure:
     """Grouped bars: accuracy (percent, mean over severities) per corruption
     for each model (the baseline first, then the Pareto models); extras last.
 
     Args:
         accuracy: model label -> {corruption name -> percent}.
+        intervals: model label -> {corruption name -> (low, high)}, drawn as error
+            bars on the bars (a model or corruption without one has none).
     """
     names = [c for c in ALL_CORRUPTIONS if any(c in acc for acc in accuracy.values())]
     models = list(accuracy)
@@ -194,8 +292,19 @@ def plot_per_corruption(accuracy: Mapping[str, Mapping[str, float]]) -> Figure:
     width = 0.8 / max(1, len(models))
     x = np.arange(len(names))
     for i, label in enumerate(models):
-        vals = [accuracy[label].get(c, np.nan) for c in names]
-        ax.bar(x - 0.4 + width * (i + 0.5), vals, width, label=label, color="0.35" if i == 0 else f"C{i - 1}")
+        vals = np.array([accuracy[label].get(c, np.nan) for c in names], dtype=float)
+        mine = (intervals or {}).get(label, {})
+        ci = np.array([mine.get(c, (np.nan, np.nan)) for c in names], dtype=float).reshape(len(names), 2)
+        has = _has_interval(ci)
+        ax.bar(
+            x - 0.4 + width * (i + 0.5),
+            vals,
+            width,
+            label=label,
+            color="0.35" if i == 0 else f"C{i - 1}",
+            yerr=_yerr(vals, ci) if has.any() else None,
+            error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "k"},
+        )
     if any(c in EXTRA_CORRUPTIONS for c in names):
         first_extra = min(i for i, c in enumerate(names) if c in EXTRA_CORRUPTIONS)
         ax.axvline(first_extra - 0.5, color="k", lw=0.8, ls=":")
@@ -243,8 +352,11 @@ def plot_alpha_distributions(alpha: Mapping[str, np.ndarray]) -> Figure:
     return fig
 
 
-def pareto_figure(choice) -> Figure:
-    """The Pareto figure of a choice (all complete trials, front, baseline, p-hat colour)."""
+def pareto_figure(choice, intervals: Mapping[str, Mapping[str, tuple[float, float]]] | None = None) -> Figure:
+    """The Pareto figure of a choice (all complete trials, front, baseline, p-hat colour).
+
+    ``intervals``: run_id -> {metric -> (low, high)} (``study.reporting.report.trial_intervals``);
+    a trial with intervals of both drawn metrics gets error bars."""
     cands = choice.result.candidates
     objs = choice.result.objectives
     values = np.array([[c.objectives[o.metric] for o in objs] for c in cands], dtype=float).reshape(
@@ -253,8 +365,16 @@ def pareto_figure(choice) -> Figure:
     if values.shape[1] == 1:  # one objective: draw it against robustness so the figure still reads
         values = np.column_stack([values[:, 0], [P.metric_of(c.trial, P.ROBUSTNESS_METRIC) for c in cands]])
         labels = [f"{objs[0].metric} ({objs[0].short})", P.ROBUSTNESS_METRIC]
+        drawn = [objs[0].metric, P.ROBUSTNESS_METRIC]
     else:
         labels = [f"{o.metric} ({o.short})" for o in objs[:2]]
+        drawn = [o.metric for o in objs[:2]]
+    bars = None
+    if intervals:
+        nan = (np.nan, np.nan)
+        bars = np.array(
+            [[intervals.get(c.run_id, {}).get(m, nan) for m in drawn] for c in cands], dtype=float
+        ).reshape(len(cands), 2, 2)
     chosen = {c.run_id for c in cands}
     others = (
         np.array(
@@ -285,4 +405,5 @@ def pareto_figure(choice) -> Figure:
         labels=labels,
         baseline=base_idx,
         others=others,
+        intervals=bars,
     )

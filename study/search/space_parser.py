@@ -23,6 +23,9 @@ from study.objectives import DIRECTIONS, Objective
 from study.search.spaces import (
     BASELINE_OVERRIDES,
     MAX_COMBINATIONS,
+    MAX_CONCURRENT,
+    MAX_REPLICATES,
+    MAX_TRIALS,
     PARAMETER_TYPES,
     REPO_SPACES,
     SAMPLER_OPTIONS,
@@ -95,9 +98,7 @@ def parse_space(text: str, *, source: str) -> SearchSpace:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e)
-        raise SpaceError(
-            source, mark.line + 1 if mark else None, "", f"not valid YAML ({problem})"
-        ) from None
+        raise SpaceError(source, mark.line + 1 if mark else None, "", f"not valid YAML ({problem})") from None
     return parse_tree(Locator(source, node), tree)
 
 
@@ -128,7 +129,8 @@ def parse_tree(at: Locator, tree: Any) -> SearchSpace:
                     ("parameters", p.key),
                     "the grid sampler needs discrete values: use choice, int, or uniform with step",
                 )
-    num_trials = parse_int(at, tree, "num_trials", 20, minimum=1)
+    num_trials = parse_int(at, tree, "num_trials", 20, minimum=1, maximum=MAX_TRIALS)
+    replicates = parse_int(at, tree, "replicates", 1, minimum=1, maximum=MAX_REPLICATES)
     if sampler.name == "grid":
         size = math.prod(len(p.grid_values()) for p in parameters)
         if num_trials > size + 1:
@@ -136,7 +138,7 @@ def parse_tree(at: Locator, tree: Any) -> SearchSpace:
                 ("num_trials",),
                 f"{num_trials} is more than the baseline + {size} grid points; grid points would repeat",
             )
-    max_concurrent = parse_int(at, tree, "max_concurrent", 2, minimum=1)
+    max_concurrent = parse_int(at, tree, "max_concurrent", 2, minimum=1, maximum=MAX_CONCURRENT)
     cpus, gpus = parse_resources(at, tree.get("resources") or {})
     return SearchSpace(
         path=at.source,
@@ -146,6 +148,7 @@ def parse_tree(at: Locator, tree: Any) -> SearchSpace:
         parameters=parameters,
         baseline=baseline,
         num_trials=num_trials,
+        replicates=replicates,
         max_concurrent=max_concurrent,
         cpus=cpus,
         gpus=gpus,
@@ -361,10 +364,10 @@ def check_config(
         at.fail(where, e.problem + context)
 
 
-def parse_int(at: Locator, tree: dict, key: str, default: int, *, minimum: int) -> int:
+def parse_int(at: Locator, tree: dict, key: str, default: int, *, minimum: int, maximum: int) -> int:
     v = tree.get(key, default)
-    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        at.fail((key,), f"{v!r} must be an integer >= {minimum}")
+    if not isinstance(v, int) or isinstance(v, bool) or not minimum <= v <= maximum:
+        at.fail((key,), f"{v!r} is not allowed; allowed an integer in {minimum}..{maximum}")
     return v
 
 

@@ -51,9 +51,14 @@ TOP_LEVEL_KEYS = (
     "parameters",
     "baseline",
     "num_trials",
+    "replicates",
     "max_concurrent",
     "resources",
 )
+# Upper limits that catch a typo (num_trials: 1000000000000) before Ray queues it.
+MAX_TRIALS = 100_000
+MAX_REPLICATES = 100
+MAX_CONCURRENT = 10_000
 PARAMETER_TYPES = ("uniform", "loguniform", "int", "choice")
 SAMPLER_OPTIONS: dict[str, tuple[str, ...]] = {
     "tpe": ("seed", "multivariate", "group", "n_startup_trials", "constant_liar"),
@@ -108,7 +113,8 @@ class SearchSpace:
     fixed: dict[str, Any] = field(default_factory=dict)  # dotted keys, every trial
     parameters: tuple[Parameter, ...] = ()
     baseline: dict[str, Any] = field(default_factory=dict)  # on top of BASELINE_OVERRIDES
-    num_trials: int = 20  # including the baseline
+    num_trials: int = 20  # configurations, including the baseline
+    replicates: int = 1  # trials per configuration, at seeds seed + 0 .. R-1
     max_concurrent: int = 2
     cpus: float = 1.0  # per trial
     gpus: float = 0.0  # per trial; fractional values pack several trials per GPU

@@ -22,6 +22,9 @@ class StudySummary:
     wall_seconds: float = 0.0
     ray_start_seconds: float = 0.0  # joining or starting Ray (paid once per study)
     setup_seconds: float = 0.0  # before Ray: data and corruption caches, tracking server, parent run
+    # Trials whose paired gain against the baseline (with intervals) was logged to MLflow;
+    # a string when that could not be done (the reason).
+    gains_logged: int | str = 0
 
     def count(self, status: str) -> int:
         return sum(1 for t in self.trials if t["status"] == status)
@@ -69,6 +72,13 @@ def format_summary(summary: StudySummary, space: SearchSpace) -> str:
             f"  MLflow: {summary.tracking_uri} "
             f"(experiment {summary.study!r}, parent run {summary.parent_run_id})"
         )
+        if isinstance(summary.gains_logged, int):
+            lines.append(
+                f"  gains against the baseline, 95% intervals, logged on {summary.gains_logged} trial runs "
+                f"(metrics gain/<split>/...); compare two runs: freqstudy compare --study {summary.study} A B"
+            )
+        else:
+            lines.append(f"  gains against the baseline: not logged ({summary.gains_logged})")
         lines.append("  browse the local store any time with: freqstudy ui")
     return "\n".join(lines)
 

@@ -5,7 +5,7 @@ Optuna's suggestion, the tracked trial itself, and its final report.
 is_baseline) -> final metrics`` in each Ray worker; ``tracked_trial`` is the
 real one (an MLflow-tracked ``study.engine`` trial), and benchmarks and tests
 pass their own. ``runtime`` is how a trial talks back to the study
-(``report``, ``restore``, ``trial_id``, ``node_tags``), so nothing here
+(``report``, ``restore``, ``trial_id``, ``tags``), so nothing here
 imports Ray.
 """
 
@@ -44,7 +44,7 @@ class TrialRuntime(Protocol):
 
     trial_id: str
     trial_name: str
-    node_tags: dict[str, str]  # where the trial runs, as MLflow tags
+    tags: dict[str, str]  # where the trial runs and which replicate of which configuration it is
 
     def report(self, metrics: Mapping[str, Any], checkpoint_dir: str | None = None) -> None:
         """One result (once per epoch, and the final one), optionally with a checkpoint folder."""
@@ -55,12 +55,35 @@ class TrialRuntime(Protocol):
 
 TrialFunction = Callable[[TrialConfig, TrialContext, TrialRuntime, bool], dict]
 
+# Keys the study adds to a suggested config (never config keys): the replicate's index
+# (Ray's Repeater names it) and the configuration's id.
+REPLICATE_KEY = "__trial_index__"
+CONFIG_ID_KEY = "freqstudy_config_id"
+
+
+def replicate_of(config: Mapping[str, Any]) -> int:
+    """The replicate index 0..R-1 of a suggested config (0 when not replicated)."""
+    return int(config.get(REPLICATE_KEY, 0) or 0)
+
+
+def replicate_tags(config: Mapping[str, Any], trial_id: str) -> dict[str, str]:
+    """MLflow tags naming the configuration a trial replicates and its index."""
+    return {
+        M.TAG_CONFIG_ID: str(config.get(CONFIG_ID_KEY) or trial_id),
+        M.TAG_REPLICATE: str(replicate_of(config)),
+    }
+
 
 def trial_config(config: Mapping[str, Any], context: TrialContext, *, trial_name: str) -> TrialConfig:
-    """The trial's full config from what Optuna suggested plus the study's context."""
+    """The trial's full config from what Optuna suggested plus the study's context.
+
+    Replicate ``i`` of a configuration (``REPLICATE_KEY`` in the suggestion) runs at
+    ``seed + i``, where ``seed`` is the study's (fixed or searched) base seed.
+    """
     is_baseline = bool(config.get(BASELINE_FLAG))
-    suggested = {k: v for k, v in config.items() if k != BASELINE_FLAG}
+    suggested = {k: v for k, v in config.items() if k not in (BASELINE_FLAG, REPLICATE_KEY, CONFIG_ID_KEY)}
     flat = dict(context.baseline) if is_baseline else {**context.fixed, **suggested}
+    flat["seed"] = int(flat.get("seed", 0)) + replicate_of(config)
     flat["tracking.experiment"] = context.study
     flat["tracking.run_name"] = trial_name
     if context.tracking_uri:
@@ -132,7 +155,7 @@ def tracked_trial(
         M.TAG_STUDY: context.study,
         M.TAG_ROLE: "trial",
         M.TAG_TRIAL_ID: runtime.trial_id,
-        **runtime.node_tags,
+        **runtime.tags,
     }
     if is_baseline:
         tags[M.TAG_BASELINE] = "true"

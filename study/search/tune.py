@@ -38,8 +38,9 @@ from typing import Any
 import optuna
 import ray
 from ray import tune
-from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search import ConcurrencyLimiter, Repeater
 from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search.repeater import TRIAL_INDEX
 
 from study import metrics as M
 from study.config import TrialConfig, default_home
@@ -48,17 +49,22 @@ from study.search.samplers import define_by_run, make_sampler
 from study.search.spaces import BASELINE_FLAG, SearchSpace
 from study.search.summary import StudySummary
 from study.search.trials import (
+    CONFIG_ID_KEY,
+    REPLICATE_KEY,
     TrialContext,
     TrialFunction,
     cap_gpu_memory,
     device_for_resources,
+    replicate_tags,
     tracked_trial,
     trial_config,
 )
 
-DEFAULT_MAX_FAILURES = (
-    2  # retries of a crashed trial (from its last checkpoint) before it is recorded as failed
-)
+# The replicate index is the key Ray's Repeater sets; trials.py reads it without Ray.
+assert TRIAL_INDEX == REPLICATE_KEY, "Ray renamed the Repeater's trial index"
+
+# Retries of a crashed trial (from its last checkpoint) before it is recorded as failed.
+DEFAULT_MAX_FAILURES = 2
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # Tune's strict check wants every objective in every report; ours are computed
 # once, after the last epoch, so the per-epoch reports carry training metrics only.
@@ -83,8 +89,52 @@ def experiment_path(storage: str | None, study: str) -> str:
     return str(Path(root).expanduser().resolve() / study)
 
 
-def make_searcher(space: SearchSpace, *, max_concurrent: int) -> ConcurrencyLimiter:
-    """OptunaSearch over the space (all objectives at once), baseline enqueued first."""
+class ReplicateRepeater(Repeater):
+    """Ray's ``Repeater`` for several objectives: each configuration runs as R trials
+    (replicate index in the config, seed = base + index), and the searcher is told,
+    once all R have ended, the mean of each objective over the replicates.
+
+    Ray's own ``Repeater`` averages ``searcher.metric``, which for a multi-objective
+    ``OptunaSearch`` is a list, and so fails. Here a replicate that errored (after its
+    retries) is left out of the mean, and the group is told as failed only when every
+    replicate failed; a diverged replicate reports each objective at its ``worst``
+    (``study.search.trials.final_report``), so it counts at that value. The groups
+    are part of the searcher state Tune saves, so ``--resume`` keeps them whole.
+    """
+
+    def __init__(self, searcher, repeat: int, metrics: list[str]):
+        super().__init__(searcher, repeat=repeat, set_index=True)
+        self.metrics = list(metrics)
+        self.told: dict[str, dict[str, Any]] = {}  # primary trial id -> what the searcher was told
+
+    def suggest(self, trial_id: str):
+        config = super().suggest(trial_id)
+        if isinstance(config, dict):
+            config[CONFIG_ID_KEY] = self._trial_id_to_group[trial_id].primary_trial_id
+        return config
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False, **kwargs):
+        group = self._trial_id_to_group.get(trial_id)
+        if group is None:
+            return
+        failed = error or not result or any(m not in result for m in self.metrics)
+        group.report(trial_id, {"failed": True} if failed else {m: float(result[m]) for m in self.metrics})
+        if not group.finished_reporting():
+            return
+        ok = [s for s in group.scores() if not s.get("failed")]
+        told: dict[str, Any] = {"replicates": len(ok), "replicates_failed": group.count() - len(ok)}
+        if ok:
+            told.update({m: sum(s[m] for s in ok) / len(ok) for m in self.metrics})
+            self.searcher.on_trial_complete(group.primary_trial_id, result=told, error=False)
+        else:
+            self.searcher.on_trial_complete(group.primary_trial_id, result=None, error=True)
+        self.told[group.primary_trial_id] = told
+
+
+def make_searcher(space: SearchSpace, *, max_concurrent: int):
+    """OptunaSearch over the space (all objectives at once), baseline enqueued first;
+    with ``replicates: R`` > 1, every configuration (the baseline too) runs R times.
+    ``max_concurrent`` counts configurations in flight."""
     searcher = OptunaSearch(
         space=define_by_run(space),
         metric=space.metrics,
@@ -94,17 +144,21 @@ def make_searcher(space: SearchSpace, *, max_concurrent: int) -> ConcurrencyLimi
         # of the grid, and the define-by-run function marks trial 0 as the baseline.
         points_to_evaluate=[{}],
     )
-    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+    limited = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+    if space.replicates <= 1:
+        return limited
+    return ReplicateRepeater(limited, repeat=space.replicates, metrics=space.metrics)
 
 
 class _TuneRuntime:
     """The study as a trial sees it (``study.search.trials.TrialRuntime``), backed by Ray Tune."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: Mapping[str, Any]) -> None:
         ctx = tune.get_context()
         self.trial_id, self.trial_name = ctx.get_trial_id(), ctx.get_trial_name()
         # Node id, not IP: the nodes of one machine (a local test cluster) share an IP.
-        self.node_tags = {
+        self.tags = {
+            **replicate_tags(config, self.trial_id),
             M.TAG_NODE: ray.get_runtime_context().get_node_id(),
             "freqstudy.node_ip": ray.util.get_node_ip_address(),
         }
@@ -120,7 +174,7 @@ class _TuneRuntime:
 
 def _run_trial_in_worker(config: dict[str, Any], context: TrialContext, trial_fn: TrialFunction) -> None:
     """The Tune function trainable: the study's trial function, then its final report."""
-    runtime = _TuneRuntime()
+    runtime = _TuneRuntime(config)
     is_baseline = bool(config.get(BASELINE_FLAG))
     cfg = trial_config(config, context, trial_name=f"{context.study}-{runtime.trial_name}")
     cap_gpu_memory(context.gpus_per_trial)
@@ -387,7 +441,7 @@ def run_study(
                     trainable,
                     tune_config=tune.TuneConfig(
                         search_alg=make_searcher(space, max_concurrent=max_concurrent),
-                        num_samples=num_trials,
+                        num_samples=num_trials * space.replicates,  # configurations x replicates
                         reuse_actors=True,
                     ),
                     run_config=tune.RunConfig(
@@ -416,8 +470,10 @@ def run_study(
         for r in results:
             summary.trials.append(_trial_record(r))
         if tracking:
+            from study.tracking.gains import annotate_study
             from study.tracking.study_runs import finish_study_run
 
+            summary.gains_logged = annotate_study(study, space.objectives, tracking_uri=uri)
             finish_study_run(
                 uri,
                 parent_run_id,

@@ -17,6 +17,7 @@ from study.analysis.outcomes import Outcomes
 from study.analysis.paired import Gain, gain_interval
 from study.objectives import Objective
 from study.selection import choose as P
+from study.selection.configurations import group_configurations, replicates_of
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class Choice:
     # run_id -> split -> gain against the baseline with intervals (when outcomes were given).
     gains: Mapping[str, Mapping[str, Gain]] = field(default_factory=dict)
     significant: bool = False  # the champion had to have a validation gain interval above 0
+    # Configurations (replicates taken together; a plain trial is its own) and their runs.
+    configurations: list[dict[str, Any]] = field(default_factory=list)
+    members: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def choose(
@@ -62,12 +66,21 @@ def choose(
     if not trials:
         raise ValueError(f"study {study!r} has no trial runs yet")
     P.check_metrics(study, trials, [o.metric for o in objectives])
-    result = P.sort_trials(trials, objectives)
-    baseline = P.find_baseline(trials)
-    gains = gains_against_baseline(result, baseline, outcomes or {}, seed=seed)
+    configurations, members = group_configurations(trials)
+    result = P.sort_trials(configurations, objectives)
+    baseline = P.find_baseline(configurations)
+    groups = (
+        {
+            rid: [outcomes[t["run_id"]] for t in runs if t["run_id"] in outcomes]
+            for rid, runs in members.items()
+        }
+        if outcomes
+        else {}
+    )
+    gains = gains_against_baseline(result, baseline, groups, seed=seed)
     if significant and baseline is None:
         raise ValueError("--significant: the study has no finished baseline trial to measure gains against")
-    if significant and baseline["run_id"] not in (outcomes or {}):
+    if significant and not groups.get(baseline["run_id"]):
         raise ValueError(
             f"--significant: the baseline run {baseline['run_id']} has no per-image outcomes (outcomes.npz)"
         )
@@ -89,31 +102,40 @@ def choose(
         max_clean_drop=max_clean_drop,
         gains=gains,
         significant=significant,
+        configurations=configurations,
+        members=members,
     )
 
 
 def gains_against_baseline(
     result: P.ParetoResult,
     baseline: dict[str, Any] | None,
-    outcomes: Mapping[str, Outcomes],
+    groups: Mapping[str, Sequence[Outcomes]],
     *,
     seed: int = 0,
 ) -> dict[str, dict[str, Gain]]:
-    """run_id -> split -> :class:`~study.analysis.paired.Gain` for every complete trial
-    whose outcomes are comparable with the baseline's on that split (others are left out)."""
-    if baseline is None or baseline["run_id"] not in outcomes:
+    """run_id -> split -> :class:`~study.analysis.paired.Gain` for every complete
+    configuration whose outcomes are comparable with the baseline's on that split.
+
+    ``groups`` maps a configuration's run id to the outcomes of its replicates: one
+    run against one run is a paired bootstrap over images; replicates on either side
+    make it a two-level bootstrap (seeds, then images).
+    """
+    if baseline is None or not groups.get(baseline["run_id"]):
         return {}
-    base = outcomes[baseline["run_id"]]
+    base = list(groups[baseline["run_id"]])
     out: dict[str, dict[str, Gain]] = {}
     for c in result.candidates:
-        mine = outcomes.get(c.run_id)
-        if mine is None:
+        mine = list(groups.get(c.run_id) or [])
+        if not mine:
             continue
-        for split in base.splits:
-            if split not in mine.splits:
+        for split in base[0].splits:
+            if not all(split in o.splits for o in base + mine):
                 continue
+            a = base[0] if len(base) == 1 else base
+            b = mine[0] if len(mine) == 1 else mine
             try:
-                out.setdefault(c.run_id, {})[split] = gain_interval(base, mine, split, seed=seed)
+                out.setdefault(c.run_id, {})[split] = gain_interval(a, b, split, seed=seed)
             except ValueError:
                 continue  # evaluated on other images, or no benchmark corruption: no paired gain
     return out
@@ -200,7 +222,9 @@ def pareto_rows(choice: Choice) -> list[dict[str, Any]]:
             row.setdefault(key, P.metric_of(t, key))
         row.update(P.trial_gains(t, choice.baseline))
         row["crowding_distance"] = c.crowding
-        row["replicates"] = 1
+        row["replicates"] = replicates_of(t)
+        row["replicates_failed"] = int(t.get("replicates_failed", 0))
+        row["runs"] = list(t.get("members", [t["run_id"]]))
         row.update(gain_fields(choice.gains.get(c.run_id, {})))
         rows.append({k: _clean(v) for k, v in row.items()})
     return rows

@@ -10,6 +10,7 @@ import os
 RUN_LINKS_ENV = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 os.environ.setdefault(RUN_LINKS_ENV, "true")
 
+from study.tracking.registry import load_model as load_registered_model  # noqa: E402
 from study.tracking.runs import TrackedTrial, load_logged_model, run_tracked_trial  # noqa: E402
 from study.tracking.server import local_tracking_uri  # noqa: E402
 
@@ -23,6 +24,7 @@ __all__ = [
     "RUN_LINKS_ENV",
     "TrackedTrial",
     "load_logged_model",
+    "load_registered_model",
     "local_tracking_uri",
     "run_links_env",
     "run_tracked_trial",

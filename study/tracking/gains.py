@@ -39,3 +39,22 @@ def log_gains(choice, tracking_uri: str | None = None, client=None) -> int:
         if metrics:
             client.log_batch(run_id, metrics=metrics)
     return len(choice.gains)
+
+
+def annotate_study(study: str, objectives, tracking_uri: str | None = None, client=None) -> int | str:
+    """At a study's end: every complete trial's gain against the baseline, with intervals,
+    logged on its run. Returns how many trials got them, or why none did (a study whose
+    trials all failed still ends normally)."""
+    from study.selection.choice import choose
+
+    client = client or client_for(tracking_uri)
+    try:
+        from study.tracking.queries import load_study
+
+        runs = load_study(study, client=client)
+        choice = choose(runs, objectives, None, outcomes=study_outcomes(runs, client=client))
+    except ValueError as e:
+        return str(e)
+    if choice.baseline is None:
+        return "no finished baseline trial"
+    return log_gains(choice, client=client)

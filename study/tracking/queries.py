@@ -36,6 +36,9 @@ def client_for(tracking_uri: str | None):
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         raise ValueError("tracking URI: none given; pass --tracking-uri or set MLFLOW_TRACKING_URI")
+    # Commands read artifacts (outcomes, maps, models) per run: a progress bar for each
+    # small file would bury the one-line messages on stderr.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -36,26 +36,15 @@ class Registration:
 
 
 def _model_source(client, run_id: str) -> tuple[str, str | None]:
-    """``(source URI, logged model id)`` of the model a trial logged: its MLflow 3
-    logged model when one exists (``models:/m-...``), else the run-relative path."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
+    """``(source URI, logged model id)`` of the model a trial logged: its ``model/`` folder.
 
-    run = client.get_run(run_id)
-    try:
-        found = mlflow.search_logged_models(
-            experiment_ids=[run.info.experiment_id],
-            filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_ARTIFACT}'",
-            output_format="list",
-        )
-    except MlflowException:  # a server without logged models (MLflow 2): fall back to the run path
-        found = []
-    if found:
-        return found[0].model_uri, found[0].model_id
-    if MODEL_ARTIFACT not in {a.path for a in client.list_artifacts(run_id)}:
-        raise ValueError(
-            f"run {run_id}: no logged model {MODEL_ARTIFACT!r} to register (was tracking.log_model off?)"
-        )
+    The folder is checked first (``study.tracking.runs.model_files``): only a freqstudy
+    safetensors model is registered, never a pickle-format one. It is plain artifacts, no
+    MLflow flavour and no logged-model entity; the registry takes a ``runs:/`` source as is.
+    """
+    from study.tracking.runs import model_files
+
+    model_files(client, run_id)
     return f"runs:/{run_id}/{MODEL_ARTIFACT}", None
 
 
@@ -136,8 +125,19 @@ def version_by_alias(study: str, alias: str, tracking_uri: str | None = None, cl
 
 
 def load_model(study: str, alias: str = CHAMPION_ALIAS, tracking_uri: str | None = None, client=None):
-    """The PyTorch module registered under ``models:/<study>@<alias>``."""
-    import mlflow.pytorch
+    """The network registered under ``models:/<study>@<alias>``, on the CPU in eval mode.
 
-    version_by_alias(study, alias, client=client or client_for(tracking_uri))  # a clear error first
-    return mlflow.pytorch.load_model(f"models:/{study}@{alias}")
+    The alias is resolved to its version's run, and the run's model is loaded the one safe
+    way (``study.tracking.runs.load_logged_model``: safetensors weights into the network
+    rebuilt from the run's config; a pickle-format model is refused, never unpickled).
+    """
+    from study.tracking.runs import load_logged_model
+
+    client = client or client_for(tracking_uri)
+    info = version_by_alias(study, alias, client=client)  # a clear error first
+    if not info["run_id"]:
+        raise ValueError(f"model {study!r}@{alias}: version {info['version']} names no run to load from")
+    return load_logged_model(info["run_id"], client=client)
+
+
+load_registered_model = load_model

@@ -6,33 +6,39 @@ experiment (= study) exists and is marked as model training (so the MLflow UI
 opens on its runs table), creates the run (nested under a study's parent run
 when given), logs the flattened config as params, sends each epoch's metrics
 in one ``log_batch`` request with ``step = epoch``, and at the end the final
-metrics (batched), the artifacts and the model with its signature. A diverged
+metrics (batched), the artifacts and the model. A diverged
 trial ends as a FAILED run with the reason in the ``freqstudy.failure_reason``
 tag and in ``metrics.json``; any exception does the same and is re-raised for
 the caller. The client talks to a tracking server by URI, so trials on other
 nodes log the same way.
+
+The model is the run's ``model/`` folder: ``weights.safetensors`` (the state dict),
+``config.yaml`` (the network is rebuilt from it) and ``freqstudy-model.json`` (format,
+digest, input and output). No pickle is written, and :func:`load_logged_model`, the one
+loader every command and the registry use, refuses a model folder holding a pickle-format
+file (``torch.save``, an MLflow flavour's ``MLmodel`` and ``data/``) before reading any.
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import json
 import math
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import mlflow.pytorch
 import numpy as np
 import torch
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.models import infer_signature
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from models.spectral import radial_power_profile
 from study.analysis.fourier import FOURIER_HEATMAP_NPY, FOURIER_HEATMAP_PNG
@@ -198,7 +204,7 @@ def run_tracked_trial(
             write_artifacts(Path(tmp), config, result)
             client.log_artifacts(run_id, tmp)
         if result.status != DIVERGED and config.tracking.log_model:
-            log_model(result.model, run_id=run_id, tracking_uri=tracking_uri)
+            log_model(result.model, config, run_id=run_id, tracking_uri=tracking_uri)
     except BaseException as e:
         reason = f"{type(e).__name__}: {e}".splitlines()[0][:500] if str(e) else type(e).__name__
         _end_run(
@@ -315,66 +321,190 @@ def write_artifacts(out: Path, config: TrialConfig, result: TrialResult) -> list
     return written
 
 
-def example_input(batch: int = 4) -> np.ndarray:
-    """A normalised ``(batch, 3, 32, 32)`` float32 input for the model signature."""
-    return np.random.default_rng(0).standard_normal((batch, 3, 32, 32)).astype(np.float32)
+# The model a trial logs: the run's ``model/`` folder, three files no loader runs code from.
+MODEL_FORMAT = "freqstudy.safetensors/1"
+MODEL_MANIFEST = "freqstudy-model.json"
+MODEL_WEIGHTS = "weights.safetensors"
+MODEL_CONFIG = "config.yaml"
+MODEL_FILES = (MODEL_MANIFEST, MODEL_WEIGHTS, MODEL_CONFIG)
+# Files that other tools load by unpickling (torch.save, MLflow's pytorch and pyfunc flavours,
+# joblib, cloudpickle...), and MLflow's model descriptor that sends a loader to them.
+PICKLE_SUFFIXES = (
+    ".pt",
+    ".pth",
+    ".pt2",
+    ".pkl",
+    ".pickle",
+    ".bin",
+    ".ckpt",
+    ".joblib",
+    ".dill",
+    ".cloudpickle",
+)
+MLFLOW_MODEL_FILE = "MLmodel"
+MODEL_INPUT = "float32 (B, 3, 32, 32), normalised with the CIFAR-10 mean and std (study.data)"
+MODEL_OUTPUT = "float32 (B, classes) logits"
 
 
-def log_model(model: torch.nn.Module, *, run_id: str, tracking_uri: str) -> None:
-    """Log ``model`` (on the CPU) as the run's MLflow model ``model`` with a signature.
+def model_manifest(weights_sha256: str) -> dict[str, Any]:
+    """The ``freqstudy-model.json`` document of a model folder."""
+    return {
+        "format": MODEL_FORMAT,
+        "weights": MODEL_WEIGHTS,
+        "config": MODEL_CONFIG,
+        "weights_sha256": weights_sha256,
+        "torch": torch.__version__,
+        "input": MODEL_INPUT,
+        "output": MODEL_OUTPUT,
+    }
 
-    Input: normalised float32 ``(B, 3, 32, 32)`` (CIFAR-10 mean/std, as in
-    ``study.data``); output: ``(B, classes)`` logits. Requirements are given,
-    not inferred, which would reload the model in a subprocess.
+
+def write_model(out: Path, model: torch.nn.Module, config: TrialConfig) -> list[Path]:
+    """Write ``model`` as a freqstudy model folder: ``weights.safetensors`` (the state dict,
+    CPU copies), ``config.yaml`` (the trial config it is rebuilt from) and ``freqstudy-model.json``.
     """
-    x = example_input()
-    with torch.no_grad():
-        y = model(torch.from_numpy(x)).numpy()
-    signature = infer_signature(x, y)
-    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
-    with _tracking_uri(tracking_uri), mlflow.start_run(run_id=run_id, log_system_metrics=False):
-        mlflow.pytorch.log_model(
-            model,
-            name=MODEL_ARTIFACT,
-            signature=signature,
-            pip_requirements=requirements,
-            serialization_format="pt2",
-            input_example=x,
-        )
+    out.mkdir(parents=True, exist_ok=True)
+    # Copies: safetensors wants contiguous tensors that share no storage.
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    weights = out / MODEL_WEIGHTS
+    save_file(state, str(weights), metadata={"format": MODEL_FORMAT})
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    return [
+        weights,
+        write_text_atomic(out / MODEL_CONFIG, config.to_yaml()),
+        write_text_atomic(out / MODEL_MANIFEST, json.dumps(model_manifest(digest), indent=2)),
+    ]
 
 
-@contextlib.contextmanager
-def _tracking_uri(uri: str) -> Iterator[None]:
-    """Point the fluent MLflow API at ``uri`` for a block, then back."""
-    before = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(before)  # None = unset again
+def read_model(folder: Path, *, source: str) -> torch.nn.Module:
+    """The network of a model folder written by :func:`write_model`, on the CPU in eval mode.
 
-
-def load_logged_model(run_id: str, tracking_uri: str) -> torch.nn.Module:
-    """The run's logged model as a freqstudy ResNet-18, on the CPU in eval mode.
-
-    The MLflow model is an exported program (``pt2``: loading runs no pickle);
-    its weights are put into the network rebuilt from the run's ``config.yaml``,
-    so the stem's analysis methods (``effective_weight``, ``alpha``...) work.
+    Only JSON, YAML (safe loader) and safetensors are read: nothing in the folder can run code.
 
     Raises:
-        ValueError: the run does not exist or has no logged model or config.
+        ValueError: one line naming ``source`` and what is wrong.
+    """
+    try:
+        manifest = json.loads((folder / MODEL_MANIFEST).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{source}: {MODEL_MANIFEST} unreadable ({e})".splitlines()[0]) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MODEL_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise ValueError(f"{source}: {MODEL_MANIFEST} declares format {found!r}; expected {MODEL_FORMAT!r}")
+    weights = folder / MODEL_WEIGHTS
+    try:
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    except OSError as e:
+        raise ValueError(f"{source}: {MODEL_WEIGHTS} unreadable ({e})".splitlines()[0]) from None
+    if manifest.get("weights_sha256") != digest:
+        raise ValueError(f"{source}: {MODEL_WEIGHTS} does not match the sha256 in {MODEL_MANIFEST}")
+    try:
+        config = TrialConfig.from_yaml(folder / MODEL_CONFIG)
+    except ValueError as e:
+        raise ValueError(f"{source}: {MODEL_CONFIG}: {e}".splitlines()[0]) from None
+    try:
+        state = load_file(str(weights), device="cpu")
+        model = build_model(config)
+        model.load_state_dict(state, strict=True)
+    except (OSError, RuntimeError, ValueError, SafetensorError) as e:  # shapes, names, a bad file
+        raise ValueError(
+            f"{source}: {MODEL_WEIGHTS} does not fit {MODEL_CONFIG} ({e})".splitlines()[0]
+        ) from None
+    return model.eval()
+
+
+def log_model(model: torch.nn.Module, config: TrialConfig, *, run_id: str, tracking_uri: str) -> None:
+    """Log ``model`` as the run's ``model/`` folder (:func:`write_model`): safetensors weights
+    and the config to rebuild the network from, no pickle and no MLflow flavour.
+
+    Input: normalised float32 ``(B, 3, 32, 32)`` (CIFAR-10 mean/std, as in ``study.data``);
+    output: ``(B, classes)`` logits; both are stated in the manifest.
     """
     client = MlflowClient(tracking_uri=tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="freqstudy-model-") as tmp:
+        write_model(Path(tmp), model, config)
+        client.log_artifacts(run_id, tmp, MODEL_ARTIFACT)
+
+
+def _artifact_files(list_dir: Callable[[str | None], list], path: str | None = None) -> list[str]:
+    """Every file below ``path`` of an artifact tree, recursively (``list_dir(path)`` lists one level)."""
+    files: list[str] = []
+    for info in list_dir(path):
+        files.extend(_artifact_files(list_dir, info.path) if info.is_dir else [info.path])
+    return sorted(files)
+
+
+def _pickle_format(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name == MLFLOW_MODEL_FILE or name.lower().endswith(PICKLE_SUFFIXES)
+
+
+def _refuse(run_id: str, path: str) -> ValueError:
+    kind = "an MLflow model descriptor" if path.endswith(MLFLOW_MODEL_FILE) else "a pickle-format model"
+    return ValueError(
+        f"run {run_id}: {path} is {kind}; freqstudy loads only safetensors models "
+        f"({MODEL_ARTIFACT}/{MODEL_WEIGHTS} with {MODEL_ARTIFACT}/{MODEL_MANIFEST}) and never unpickles"
+    )
+
+
+def model_files(client: MlflowClient, run_id: str) -> list[str]:
+    """The run's ``model/`` files, checked to be a freqstudy safetensors model before any is read.
+
+    Raises:
+        ValueError: one line naming the run: the model folder holds a pickle-format file (named;
+            a model logged with an MLflow flavour, or by a freqstudy before safetensors, included),
+            or no model was logged.
+    """
+    files = _artifact_files(lambda p: client.list_artifacts(run_id, p), MODEL_ARTIFACT)
+    for path in files:
+        if _pickle_format(path):
+            raise _refuse(run_id, path)
+    if not files:
+        # An MLflow 3 logged model (mlflow.<flavour>.log_model) keeps its files outside the run's.
+        run = client.get_run(run_id)
+        try:
+            logged = client.search_logged_models(
+                experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+            )
+        except mlflow.exceptions.MlflowException:  # a server without logged models
+            logged = []
+        for lm in logged:
+            list_dir = lambda p, m=lm.model_id: client.list_logged_model_artifacts(m, p)  # noqa: E731
+            for path in _artifact_files(list_dir):
+                if _pickle_format(path):
+                    raise _refuse(run_id, f"models:/{lm.model_id}/{path}")
+    missing = [f for f in MODEL_FILES if f"{MODEL_ARTIFACT}/{f}" not in files]
+    if missing:
+        raise ValueError(
+            f"run {run_id}: no freqstudy model ({MODEL_ARTIFACT}/{missing[0]} missing; "
+            "was tracking.log_model off?)"
+        )
+    return files
+
+
+def load_logged_model(
+    run_id: str, tracking_uri: str | None = None, *, client: MlflowClient | None = None
+) -> torch.nn.Module:
+    """The run's logged model as a freqstudy ResNet-18, on the CPU in eval mode.
+
+    The network is rebuilt from the run's ``model/config.yaml`` and given the weights of
+    ``model/weights.safetensors``, so the stem's analysis methods (``effective_weight``,
+    ``alpha``...) work. Nothing is unpickled: a model folder holding a pickle-format file
+    is refused before anything is downloaded (:func:`model_files`).
+
+    Raises:
+        ValueError: the run does not exist, has no freqstudy model, or holds a pickle-format one.
+    """
+    client = client or MlflowClient(tracking_uri=tracking_uri)
     try:
         client.get_run(run_id)
     except mlflow.exceptions.MlflowException:
-        raise ValueError(f"run {run_id}: not found at {tracking_uri}") from None
-    with tempfile.TemporaryDirectory(prefix="freqstudy-model-") as tmp, _tracking_uri(tracking_uri):
+        raise ValueError(f"run {run_id}: not found at {client.tracking_uri}") from None
+    model_files(client, run_id)
+    with tempfile.TemporaryDirectory(prefix="freqstudy-model-") as tmp:
         try:
-            config = TrialConfig.from_yaml(client.download_artifacts(run_id, "config.yaml", tmp))
-            exported = mlflow.pytorch.load_model(f"runs:/{run_id}/{MODEL_ARTIFACT}", dst_path=tmp)
+            for name in MODEL_FILES:
+                client.download_artifacts(run_id, f"{MODEL_ARTIFACT}/{name}", tmp)
         except (mlflow.exceptions.MlflowException, OSError) as e:
-            raise ValueError(f"run {run_id}: no loadable model and config ({e})".splitlines()[0]) from None
-    model = build_model(config)
-    model.load_state_dict(exported.state_dict(), strict=True)
-    return model.eval()
+            raise ValueError(f"run {run_id}: model download failed ({e})".splitlines()[0]) from None
+        return read_model(Path(tmp) / MODEL_ARTIFACT, source=f"run {run_id} {MODEL_ARTIFACT}/")

@@ -283,3 +283,174 @@ def test_learned_alpha_is_per_filter(smoke, tmp_path):
         assert a.shape == (int(param_of(t, "model.width")),)  # one alpha per first-layer filter
         assert ((a >= 0) & (a <= 1)).all()
         assert a.mean() == pytest.approx(t["metrics"][M.FILTER_MEAN_ALPHA], abs=1e-4)
+
+
+def _outcomes_of(uri, run_id):
+    from study.tracking.queries import load_outcomes
+
+    return load_outcomes(run_id, tracking_uri=uri)
+
+
+def test_every_trial_stores_its_per_image_outcomes(smoke):
+    from study.analysis.outcomes import summarize
+
+    uri, study = smoke
+    for t in complete_trials(uri, study):
+        o = _outcomes_of(uri, t.info.run_id)
+        assert o is not None and set(o.splits) == {"val", "test"}
+        # The stored booleans give back exactly the accuracies the run logged.
+        for split in ("val", "test"):
+            for key, value in summarize(o, split).items():
+                if key in t.data.metrics:
+                    assert value == pytest.approx(t.data.metrics[key], abs=1e-6), key
+
+
+def test_compare_interval_equals_brute_force_resampling_of_the_stored_booleans(smoke, capsys):
+    """The interval `compare` prints is the percentile interval of B−A over images resampled by hand."""
+    import numpy as np
+
+    from study.analysis.paired import DEFAULT_RESAMPLES, resample_batch
+
+    uri, study = smoke
+    trials = complete_trials(uri, study)
+    base = baseline_of(trials)
+    other = next(t for t in trials if t is not base)
+    code, out, err = run_cli(
+        capsys,
+        "compare",
+        base.info.run_id,
+        other.info.run_id,
+        "--study",
+        study,
+        "--tracking-uri",
+        uri,
+        "--json",
+        "--seed",
+        "7",
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    rows = {r["statistic"]: r for r in doc["differences"]}
+    a, b = _outcomes_of(uri, base.info.run_id), _outcomes_of(uri, other.info.run_id)
+    d = b.arrays["test/clean"].astype(float) - a.arrays["test/clean"].astype(float)
+    n = len(d)
+    rng = np.random.default_rng(7)
+    batch = resample_batch(n, DEFAULT_RESAMPLES)
+    dist = []
+    for start in range(0, DEFAULT_RESAMPLES, batch):
+        idx = rng.integers(0, n, (min(batch, DEFAULT_RESAMPLES - start), n))
+        dist.append(d[idx].mean(axis=1) * 100.0)
+    lo, hi = np.quantile(np.concatenate(dist), [0.025, 0.975])
+    assert (rows["clean_acc"]["ci_low"], rows["clean_acc"]["ci_high"]) == pytest.approx((lo, hi), abs=1e-9)
+    assert rows["clean_acc"]["diff"] == pytest.approx(d.mean() * 100.0)
+    assert rows["clean_acc"]["test"] == "mcnemar-exact" and 0 <= rows["clean_acc"]["p_value"] <= 1
+    for name in ("corruption_acc", "relative_mce", "category/noise", "corruption/contrast"):
+        r = rows[name]
+        assert r["ci_low"] <= r["diff"] <= r["ci_high"] and 0 <= r["p_value"] <= 1, name
+    # The table form says the same numbers.
+    code, text, err = run_cli(
+        capsys,
+        "compare",
+        base.info.run_id,
+        other.info.run_id,
+        "--study",
+        study,
+        "--tracking-uri",
+        uri,
+        "--seed",
+        "7",
+    )
+    assert code == 0 and f"[{rows['clean_acc']['ci_low']:+.2f}, {rows['clean_acc']['ci_high']:+.2f}]" in text
+
+
+def test_pareto_intervals_agree_with_compare_and_land_in_mlflow(smoke, capsys):
+    uri, study = smoke
+    code, out, err = run_cli(capsys, "pareto", "--study", study, "--tracking-uri", uri, "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    base = baseline_of(complete_trials(uri, study))
+    for r in rows:
+        for key in ("robustness_gain_ci", "clean_drop_ci", "val_robustness_gain_ci"):
+            assert isinstance(r[key], list) and len(r[key]) == 2 and r[key][0] <= r[key][1], key
+        assert 0 <= r["robustness_gain_p"] <= 1 and r["replicates"] == 1
+        assert r["robustness_gain_ci"][0] <= r[M.ROBUSTNESS_GAIN] <= r["robustness_gain_ci"][1]
+        if r["run_id"] == base.info.run_id:
+            continue
+        code, cmp_out, err = run_cli(
+            capsys,
+            "compare",
+            base.info.run_id,
+            r["run_id"],
+            "--study",
+            study,
+            "--tracking-uri",
+            uri,
+            "--json",
+        )
+        assert code == 0, err
+        diffs = {d["statistic"]: d for d in json.loads(cmp_out)["differences"]}
+        assert r["robustness_gain_ci"] == pytest.approx(
+            [diffs["corruption_acc"]["ci_low"], diffs["corruption_acc"]["ci_high"]], abs=1e-9
+        )
+        assert r["clean_drop_ci"] == pytest.approx(
+            [-diffs["clean_acc"]["ci_high"], -diffs["clean_acc"]["ci_low"]], abs=1e-9
+        )
+        run = client(uri).get_run(r["run_id"])
+        assert run.data.metrics["gain/test/robustness_ci_low"] == pytest.approx(r["robustness_gain_ci"][0])
+        assert run.data.metrics["gain/val/robustness_ci_high"] == pytest.approx(
+            r["val_robustness_gain_ci"][1]
+        )
+    # --significant: a champion only with a validation gain interval above 0, else it says so.
+    code, out, err = run_cli(
+        capsys, "pareto", "--study", study, "--tracking-uri", uri, "--json", "--significant"
+    )
+    assert code == 0, err
+    champs = [r for r in json.loads(out) if r["champion"]]
+    assert all(r["val_robustness_gain_ci"][0] > 0 for r in champs)
+    code, text, err = run_cli(capsys, "pareto", "--study", study, "--tracking-uri", uri, "--significant")
+    assert code == 0
+    if not champs:
+        assert "no Pareto trial's validation robustness-gain interval lies above 0" in text
+
+
+def test_compare_refuses_runs_on_different_images(smoke, capsys, subset_dir, tmp_path, monkeypatch):
+    uri, study = smoke
+    monkeypatch.setenv("FREQSTUDY_HOME", str(tmp_path / "home"))
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "--data-dir",
+        str(subset_dir),
+        "--tracking-uri",
+        uri,
+        "--set",
+        f"tracking.experiment={study}",
+        "--set",
+        "model.width=8",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "data.train_limit=300",
+        "--set",
+        "eval.corruption_limit=17",
+        "--set",
+        "eval.corruptions=[contrast]",
+        "--set",
+        "eval.severities=[1]",
+        "--set",
+        "tracking.log_model=false",
+        "--set",
+        "train.batch_size=100",
+    )
+    assert code == 0, err
+    other = re.search(r"run (\w+) finished", out).group(1)
+    base = baseline_of(complete_trials(uri, study))
+    code, out, err = run_cli(
+        capsys, "compare", base.info.run_id, other, "--study", study, "--tracking-uri", uri, "--split", "val"
+    )
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "not evaluated on the same images" in err and "corruption_limit" in err
+    code, out, err = run_cli(
+        capsys, "compare", base.info.run_id, "0" * 32, "--study", study, "--tracking-uri", uri
+    )
+    assert code == 2 and "RUN_B" in err and err.count("\n") == 1

@@ -1,0 +1,110 @@
+"""Configurations: the replicates of one configuration (``replicates: R`` in a
+space; same ``freqstudy.config_id`` tag, seeds base + 0..R-1) taken together.
+
+A configuration becomes one record shaped like a trial record (``run_id``,
+``params``, ``metrics``, ``tags``, ...), so the Pareto sort, the champion and the
+tables work on configurations unchanged: its metrics are the means over its
+replicates that finished, its ``run_id`` is the first replicate's (whose model is
+the one registered), and it says how many replicates it rests on. Pure: plain
+records in, plain records out.
+
+- A replicate that *failed* (crashed after its retries: no finished run of its
+  trial) is left out of the means and counted (``replicates_failed``).
+- A replicate that *diverged* or stopped early makes its configuration
+  incomplete: the sampler counted it at the objective's worst value, and a
+  configuration with a diverged seed is not one to choose.
+- A trial without the tag (a single-replicate study, ``freqstudy train``) is its
+  own configuration, and its record is the trial record itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from study import metrics as M
+
+Trial = Mapping[str, Any]
+
+
+def config_id_of(trial: Trial) -> str:
+    """The configuration a trial replicates (its own run id when untagged)."""
+    return str(trial.get("tags", {}).get(M.TAG_CONFIG_ID) or trial["run_id"])
+
+
+def replicate_of(trial: Trial) -> int:
+    try:
+        return int(trial.get("tags", {}).get(M.TAG_REPLICATE, 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _finished(trial: Trial) -> bool:
+    return trial.get("status") == "FINISHED"
+
+
+def _ended(trial: Trial) -> bool:
+    """The replicate ran to an end of its own: finished, or diverged / stopped early
+    (those end FAILED in MLflow but are results, not crashes)."""
+    return _finished(trial) or trial.get("tags", {}).get(M.TAG_STATUS) in ("diverged", "stopped")
+
+
+def group_configurations(trials: Sequence[Trial]) -> tuple[list[dict[str, Any]], dict[str, list[Trial]]]:
+    """Trial records -> (configuration records, run_id of each record -> its member trials).
+
+    Members are the runs that ended on their own (finished, diverged or stopped), one
+    per replicate (a retried replicate's crashed attempts are not members);
+    ``replicates_failed`` counts replicates that only crashed.
+    """
+    by_config: dict[str, list[Trial]] = {}
+    for t in trials:
+        by_config.setdefault(config_id_of(t), []).append(t)
+    records: list[dict[str, Any]] = []
+    members: dict[str, list[Trial]] = {}
+    for runs in by_config.values():
+        if len(runs) == 1 and M.TAG_CONFIG_ID not in runs[0].get("tags", {}):
+            records.append(runs[0])  # type: ignore[arg-type]
+            members[runs[0]["run_id"]] = list(runs)
+            continue
+        # One member per replicate: its finished run, else its latest attempt.
+        per_replicate: dict[int, Trial] = {}
+        for t in sorted(runs, key=lambda r: r.get("start_time") or 0):
+            k = replicate_of(t)
+            if k not in per_replicate or not _ended(per_replicate[k]) or _ended(t):
+                per_replicate[k] = t
+        chosen = [per_replicate[k] for k in sorted(per_replicate)]
+        done = [t for t in chosen if _ended(t)]
+        failed = len(chosen) - len(done)
+        record = _record(done or chosen, failed)
+        records.append(record)
+        members[record["run_id"]] = done
+    return records, members
+
+
+def _record(runs: list[Trial], failed: int) -> dict[str, Any]:
+    first = runs[0]
+    statuses = {str(t.get("tags", {}).get(M.TAG_STATUS, "")) for t in runs}
+    status = "finished" if statuses == {"finished"} else sorted(statuses - {"finished"})[0] or "unknown"
+    keys = set.intersection(*(set(t.get("metrics", {})) for t in runs)) if runs else set()
+    metrics = {}
+    for k in keys:
+        values = [float(t["metrics"][k]) for t in runs]
+        metrics[k] = sum(values) / len(values) if all(math.isfinite(v) for v in values) else math.nan
+    tags = {**first.get("tags", {}), M.TAG_STATUS: status}
+    return {
+        **first,
+        "run_id": first["run_id"],
+        "status": "FINISHED" if all(_finished(t) for t in runs) else first.get("status"),
+        "start_time": min((t.get("start_time") or 0) for t in runs),
+        "metrics": metrics,
+        "tags": tags,
+        "replicates": len(runs),
+        "replicates_failed": failed,
+        "members": [t["run_id"] for t in runs],
+    }
+
+
+def replicates_of(record: Trial) -> int:
+    """How many finished replicates a configuration record rests on (1 for a plain trial)."""
+    return int(record.get("replicates", 1))
