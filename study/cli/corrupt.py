@@ -33,7 +33,10 @@ def _parse_list(text: str | None, what: str) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    names = check_corruptions(_parse_list(args.corruptions, "corruptions") or ALL_CORRUPTIONS)
+    try:
+        names = check_corruptions(_parse_list(args.corruptions, "corruptions") or ALL_CORRUPTIONS)
+    except ValueError as e:  # name the flag, not the parameter
+        raise ValueError(f"--corruptions: {str(e).removeprefix('corruptions: ')}") from None
     sev_text = _parse_list(args.severities, "severities")
     try:
         sevs = check_severities([int(s) for s in sev_text] if sev_text else SEVERITIES)
@@ -43,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit: {args.limit} must be >= 1")
+    if args.workers < 0:
+        raise ValueError(f"--workers: {args.workers} must be >= 0 (0 = one per core)")
     # Imported here, after the cheap checks, so that a usage error costs no imports.
     from study.cifar10c.generate import generate
     from study.data.cifar10 import load_cifar10, stratified_split

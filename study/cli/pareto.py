@@ -155,7 +155,10 @@ def run(args: argparse.Namespace) -> int:
     from study.tracking.queries import client_for, load_study, log_files
     from study.tracking.server import local_tracking_uri
 
-    objectives = P.parse_objectives(args.objectives)
+    try:
+        objectives = P.parse_objectives(args.objectives)
+    except ValueError as e:  # name the flag
+        raise ValueError(f"--objectives: {str(e).removeprefix('objectives: ')}") from None
     P.check_max_clean_drop(args.max_clean_drop)  # before any server is started
     with local_tracking_uri(args.tracking_uri) as uri:
         client = client_for(uri)

@@ -18,17 +18,21 @@ def run(args: argparse.Namespace) -> int:
     from study.reporting.report import REPORT_ARTIFACTS, fourier_maps, learned_alpha, write_report
     from study.selection.choice import choose
     from study.selection.choose import parse_objectives
+    from study.tracking.gains import study_outcomes
     from study.tracking.queries import client_for, load_study, log_files
     from study.tracking.server import local_tracking_uri
 
     out = Path(args.out or f"report-{args.study}")
     with local_tracking_uri(args.tracking_uri) as uri:
         client = client_for(uri)
-        choice = choose(load_study(args.study, client=client), parse_objectives(None), None)
+        study_runs = load_study(args.study, client=client)
+        # Per-image outcomes: the gains' paired intervals (choice.gains) and each trial's own.
+        outcomes = study_outcomes(study_runs, client=client)
+        choice = choose(study_runs, parse_objectives(None), None, outcomes=outcomes)
         with tempfile.TemporaryDirectory(prefix="freqstudy-report-") as tmp:
             alpha = learned_alpha(choice, client, Path(tmp))
             fourier = fourier_maps(choice, client, Path(tmp))
-        written = write_report(choice, out, alpha, fourier)
+        written = write_report(choice, out, alpha, fourier, outcomes)
         if choice.parent is not None:
             log_files(choice.parent["run_id"], written, REPORT_ARTIFACTS, client=client)
             where = f"; logged to parent run {choice.parent['run_id']} under {REPORT_ARTIFACTS}/"

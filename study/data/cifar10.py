@@ -148,7 +148,8 @@ def resolve_folder(data_dir: str | os.PathLike) -> Path:
 def _missing_message(folder: Path) -> str:
     return (
         f"CIFAR-10 not found: expected {folder} holding {', '.join(TRAIN_BATCHES)}, {TEST_BATCH}; "
-        f"download {CIFAR10_URL} and extract it into {folder.parent}, or load with download=True"
+        f"download {CIFAR10_URL} and extract it into {folder.parent} (train and run fetch it themselves "
+        "with data.download: true, the default)"
     )
 
 

@@ -1,7 +1,9 @@
 """Figures of a whole study: the Pareto front, frequency proportion against
 clean and corruption accuracy (the paper's central figure), perturbation
 strength against robustness gain, per-corruption accuracy of the baseline and
-the Pareto models, and learned alpha distributions.
+the Pareto models, learned alpha distributions, and hyperparameter importance.
+Figures of an accuracy or a gain take optional intervals ([low, high] per
+point) and draw them as error bars.
 
 Pure functions of numpy arrays and plain mappings that return a matplotlib
 ``Figure`` built without pyplot (no global backend, no display); write them
@@ -196,7 +198,8 @@ def plot_proportion_accuracy(
         ("corruption mean", corruption, corruption_ci, "tab:orange", "--"),
     ]
     series += [
-        (cat, acc, category_ci.get(cat), CATEGORY_COLOURS.get(cat, None), "-") for cat, acc in categories.items()
+        (cat, acc, category_ci.get(cat), CATEGORY_COLOURS.get(cat, None), "-")
+        for cat, acc in categories.items()
     ]
     shift = 0.25 * PROPORTION_BIN / max(1, len(series))
     for i, (name, acc, ci, colour, style) in enumerate(series):
@@ -348,6 +351,35 @@ def plot_alpha_distributions(alpha: Mapping[str, np.ndarray]) -> Figure:
     ax.set_ylabel("alpha (low-band gain)")
     ax.set_title("Learned alpha per first-layer filter")
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_importance(importances: Mapping[str, Mapping[str, float]]) -> Figure:
+    """Hyperparameter importance: one panel per objective, one horizontal bar per
+    parameter, the most important on top.
+
+    Args:
+        importances: objective -> {parameter -> importance (summing to 1)}; an empty
+            mapping draws a note.
+    """
+    names = list(importances)
+    n_params = max((len(v) for v in importances.values()), default=0)
+    fig = Figure(figsize=(max(5.0, 4.2 * len(names)), max(2.6, 0.45 * n_params + 1.6)))
+    if not names:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, "no importances to show", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    for i, objective in enumerate(names, start=1):
+        ax = fig.add_subplot(1, len(names), i)
+        ranked = sorted(importances[objective].items(), key=lambda kv: kv[1])
+        ax.barh([k for k, _ in ranked], [v for _, v in ranked], color="tab:blue")
+        ax.set_xlim(0.0, 1.0)
+        ax.set_xlabel("importance (sums to 1)")
+        ax.set_title(objective, fontsize=10)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
 

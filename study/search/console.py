@@ -143,7 +143,9 @@ class StudyConsole:
         epochs: the trials' training epochs (a trial whose config sets ``train.epochs`` shows its own).
         num_trials: how many trials the study runs, for the header.
         live: redraw a block in place (a terminal); None = when stdout is a terminal.
-        progress_every_s: without ``live``, the least time between two progress lines of a trial.
+        progress_every_s: without ``live``, the least time from a trial's start or its last
+            progress line to its next one.
+        clock: seconds, for elapsed times (tests pass their own).
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class StudyConsole:
         *,
         live: bool | None = None,
         progress_every_s: float = 10.0,
+        clock=time.monotonic,
     ) -> None:
         self.study = study
         self.objectives = tuple(objectives)
@@ -162,8 +165,9 @@ class StudyConsole:
         self.num_trials = num_trials
         self.live = live
         self.progress_every_s = progress_every_s
+        self.clock = clock
         self.rows: dict[str, TrialRow] = {}
-        self.began = time.monotonic()
+        self.began = self.clock()
         self._drawn = 0  # lines of the live block on screen now
         self._last_draw = 0.0
 
@@ -191,7 +195,7 @@ class StudyConsole:
         return f"\x1b[{drawn}F\x1b[J" if drawn else ""
 
     def _block(self) -> str:
-        now = time.monotonic()
+        now = self.clock()
         self._last_draw = now
         active = [r for r in self.rows.values() if r.status in ACTIVE]
         lines = [self.header(now)]
@@ -204,7 +208,7 @@ class StudyConsole:
 
     def refresh(self, *, min_interval_s: float = 1.0) -> None:
         """Redraw the live block (elapsed times move); at most once per ``min_interval_s``."""
-        if not self._is_live() or time.monotonic() - self._last_draw < min_interval_s:
+        if not self._is_live() or self.clock() - self._last_draw < min_interval_s:
             return
         sys.stdout.write(self._erase() + self._block())
         sys.stdout.flush()
@@ -242,8 +246,9 @@ class StudyConsole:
                 trial_id=trial_id,
                 config=short_config(config),
                 epochs=int(epochs) if _number(epochs) else self.epochs,
-                started=time.monotonic(),
+                started=self.clock(),
             )
+            row.last_line = row.started
             self.rows[trial_id] = row
         return row
 
@@ -269,7 +274,7 @@ class StudyConsole:
         """A trial reported (once per epoch, and its final report)."""
         row = self._row(trial_id)
         self._update(row, metrics)
-        now = time.monotonic()
+        now = self.clock()
         if self._is_live():
             self.refresh(min_interval_s=0.0)
         elif "trial_status" not in metrics and now - row.last_line >= self.progress_every_s:
@@ -281,7 +286,7 @@ class StudyConsole:
         row = self._row(trial_id)
         self._update(row, metrics)
         row.status = str(metrics.get("trial_status") or "finished")
-        row.ended = time.monotonic()
+        row.ended = self.clock()
         self._write([trial_line(row, self.objectives, row.ended)])
 
     def retrying(self, trial_id: str, error: str | None) -> None:
@@ -297,5 +302,5 @@ class StudyConsole:
         row = self._row(trial_id)
         row.status = "failed"
         row.error = error or "see the Tune experiment folder"
-        row.ended = time.monotonic()
+        row.ended = self.clock()
         self._write([trial_line(row, self.objectives, row.ended)])

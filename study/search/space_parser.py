@@ -129,7 +129,14 @@ def parse_tree(at: Locator, tree: Any) -> SearchSpace:
                     ("parameters", p.key),
                     "the grid sampler needs discrete values: use choice, int, or uniform with step",
                 )
+    points = parse_points(at, tree.get("points") or [], fixed, parameters)
     num_trials = parse_int(at, tree, "num_trials", 20, minimum=1, maximum=MAX_TRIALS)
+    if num_trials < 1 + len(points):
+        at.fail(
+            ("num_trials",),
+            f"{num_trials} leaves no room for the baseline and the {len(points)} points; "
+            f"allowed >= {1 + len(points)}",
+        )
     replicates = parse_int(at, tree, "replicates", 1, minimum=1, maximum=MAX_REPLICATES)
     if sampler.name == "grid":
         size = math.prod(len(p.grid_values()) for p in parameters)
@@ -147,6 +154,7 @@ def parse_tree(at: Locator, tree: Any) -> SearchSpace:
         fixed=fixed,
         parameters=parameters,
         baseline=baseline,
+        points=points,
         num_trials=num_trials,
         replicates=replicates,
         max_concurrent=max_concurrent,
@@ -154,6 +162,47 @@ def parse_tree(at: Locator, tree: Any) -> SearchSpace:
         gpus=gpus,
         description=str(tree.get("description") or ""),
     )
+
+
+def parse_points(
+    at: Locator, raw: Any, fixed: Mapping[str, Any], parameters: tuple[Parameter, ...]
+) -> tuple[dict[str, Any], ...]:
+    """``points:``: explicit configurations, each giving every parameter that is active
+    for it (and no other), with values the parameter allows."""
+    if not isinstance(raw, list):
+        at.fail(("points",), "expected a list of {parameter: value} mappings")
+    by_key = {p.key: p for p in parameters}
+    out: list[dict[str, Any]] = []
+    for i, point in enumerate(raw):
+        path = ("points", i)
+        if not isinstance(point, dict) or not point:
+            at.fail(path, "expected a non-empty mapping of searched parameters to values")
+        for key, value in point.items():
+            if key not in by_key:
+                at.fail(
+                    path + (key,), f"not a searched parameter; parameters: {', '.join(by_key) or '(none)'}"
+                )
+            param = by_key[key]
+            if param.type == "choice" and value not in param.choices:
+                at.fail(
+                    path + (key,),
+                    f"{value!r} is not a choice of {key} ({', '.join(map(str, param.choices))})",
+                )
+            if param.type != "choice" and not (_is_number(value) and param.low <= value <= param.high):
+                at.fail(path + (key,), f"{value!r} is outside {key}'s range [{param.low}, {param.high}]")
+        chosen: dict[str, Any] = {}
+        for param in parameters:  # in declaration order, so conditions see earlier values
+            if param.is_active(chosen):
+                if param.key not in point:
+                    at.fail(path, f"{param.key} is active for this point and must be given")
+                chosen[param.key] = point[param.key]
+            elif param.key in point:
+                at.fail(path + (param.key,), "not active for this point (its `when` condition does not hold)")
+        if chosen in out:
+            at.fail(path, "repeats an earlier point")
+        check_config(at, path, {**fixed, **chosen}, chosen)
+        out.append(chosen)
+    return tuple(out)
 
 
 def parse_objectives(at: Locator, raw: Any) -> tuple[Objective, ...]:

@@ -50,6 +50,7 @@ TOP_LEVEL_KEYS = (
     "fixed",
     "parameters",
     "baseline",
+    "points",
     "num_trials",
     "replicates",
     "max_concurrent",
@@ -113,6 +114,9 @@ class SearchSpace:
     fixed: dict[str, Any] = field(default_factory=dict)  # dotted keys, every trial
     parameters: tuple[Parameter, ...] = ()
     baseline: dict[str, Any] = field(default_factory=dict)  # on top of BASELINE_OVERRIDES
+    # Configurations to run first, after the baseline, each a full choice of the searched
+    # parameters ({key: value}); the sampler proposes the rest.
+    points: tuple[dict[str, Any], ...] = ()
     num_trials: int = 20  # configurations, including the baseline
     replicates: int = 1  # trials per configuration, at seeds seed + 0 .. R-1
     max_concurrent: int = 2

@@ -149,7 +149,15 @@ def tracked_trial(
 ) -> dict[str, Any]:
     """The real trial: an MLflow-tracked ``study.engine`` trial, reported per epoch with its checkpoint."""
     from study.engine.checkpoint import checkpoint_path, latest_checkpoint
-    from study.tracking.runs import run_tracked_trial
+    from study.tracking.runs import finished_run_of, run_tracked_trial
+
+    if context.tracking_uri:
+        done = finished_run_of(context.tracking_uri, cfg.tracking.experiment, runtime.trial_id)
+        if done is not None:  # finished before a driver was killed: report it, never run it twice
+            run_id, metrics = done
+            return final_report(
+                metrics, context.objectives, status="finished", run_id=run_id, epochs=cfg.train.epochs
+            )
 
     tags = {
         M.TAG_STUDY: context.study,

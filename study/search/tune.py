@@ -142,7 +142,7 @@ def make_searcher(space: SearchSpace, *, max_concurrent: int):
         sampler=make_sampler(space),
         # An enqueued (user-specified) first trial: GridSampler then leaves it out
         # of the grid, and the define-by-run function marks trial 0 as the baseline.
-        points_to_evaluate=[{}],
+        points_to_evaluate=[{}] + [dict(p) for p in space.points],
     )
     limited = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
     if space.replicates <= 1:

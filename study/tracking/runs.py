@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import socket
 import tempfile
 import time
@@ -58,6 +59,7 @@ from study.metrics import (
     TAG_ROLE,
     TAG_STATUS,
     TAG_STUDY,
+    TAG_TRIAL_ID,
 )
 from study.reporting import figures_trial as figures
 from study.reporting.fourier_figures import heatmap_png
@@ -123,6 +125,31 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float],
     ]
     for chunk in _chunks(entries, MAX_BATCH_METRICS):
         client.log_batch(run_id, metrics=chunk)
+
+
+def finished_run_of(tracking_uri: str, experiment: str, trial_id: str) -> tuple[str, dict[str, float]] | None:
+    """``(run_id, metrics)`` of a finished run of Tune trial ``trial_id`` in ``experiment``, if any.
+
+    A driver killed after a trial's run finished but before Tune recorded the trial
+    as terminated would, on ``--resume``, run that trial again; the trial asks here
+    first and reports the finished run instead, so no replicate is duplicated.
+    """
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=(
+            f"tags.`{TAG_TRIAL_ID}` = '{trial_id}' and tags.`{TAG_STATUS}` = 'finished' "
+            "and attributes.status = 'FINISHED'"
+        ),
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
+    if not runs:
+        return None
+    return runs[0].info.run_id, {k: float(v) for k, v in runs[0].data.metrics.items()}
 
 
 def start_trial_run(
@@ -434,9 +461,12 @@ def _artifact_files(list_dir: Callable[[str | None], list], path: str | None = N
     return sorted(files)
 
 
-def _pickle_format(path: str) -> bool:
-    name = path.rsplit("/", 1)[-1]
-    return name == MLFLOW_MODEL_FILE or name.lower().endswith(PICKLE_SUFFIXES)
+def _pickle_format(files: list[str]) -> str | None:
+    """The first pickle-format file of ``files`` (a pickle before an ``MLmodel``), or None."""
+    names = [(path, path.rsplit("/", 1)[-1]) for path in files]
+    pickles = [path for path, name in names if name.lower().endswith(PICKLE_SUFFIXES)]
+    descriptors = [path for path, name in names if name == MLFLOW_MODEL_FILE]
+    return (pickles + descriptors or [None])[0]
 
 
 def _refuse(run_id: str, path: str) -> ValueError:
@@ -447,6 +477,17 @@ def _refuse(run_id: str, path: str) -> ValueError:
     )
 
 
+def _run_artifacts(client: MlflowClient, run) -> Any:
+    """The artifact repository of the run's own folder.
+
+    Not ``runs:/<id>/model``, which MLflow 3 resolves to a logged model named ``model`` when
+    the run has one (looking it up in the default tracking store, not the client's).
+    """
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    return get_artifact_repository(run.info.artifact_uri, tracking_uri=client.tracking_uri)
+
+
 def model_files(client: MlflowClient, run_id: str) -> list[str]:
     """The run's ``model/`` files, checked to be a freqstudy safetensors model before any is read.
 
@@ -455,13 +496,12 @@ def model_files(client: MlflowClient, run_id: str) -> list[str]:
             a model logged with an MLflow flavour, or by a freqstudy before safetensors, included),
             or no model was logged.
     """
-    files = _artifact_files(lambda p: client.list_artifacts(run_id, p), MODEL_ARTIFACT)
-    for path in files:
-        if _pickle_format(path):
-            raise _refuse(run_id, path)
+    run = client.get_run(run_id)
+    files = _artifact_files(_run_artifacts(client, run).list_artifacts, MODEL_ARTIFACT)
+    if found := _pickle_format(files):
+        raise _refuse(run_id, found)
     if not files:
         # An MLflow 3 logged model (mlflow.<flavour>.log_model) keeps its files outside the run's.
-        run = client.get_run(run_id)
         try:
             logged = client.search_logged_models(
                 experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
@@ -470,9 +510,8 @@ def model_files(client: MlflowClient, run_id: str) -> list[str]:
             logged = []
         for lm in logged:
             list_dir = lambda p, m=lm.model_id: client.list_logged_model_artifacts(m, p)  # noqa: E731
-            for path in _artifact_files(list_dir):
-                if _pickle_format(path):
-                    raise _refuse(run_id, f"models:/{lm.model_id}/{path}")
+            if found := _pickle_format(_artifact_files(list_dir)):
+                raise _refuse(run_id, f"models:/{lm.model_id}/{found}")
     missing = [f for f in MODEL_FILES if f"{MODEL_ARTIFACT}/{f}" not in files]
     if missing:
         raise ValueError(
@@ -497,14 +536,17 @@ def load_logged_model(
     """
     client = client or MlflowClient(tracking_uri=tracking_uri)
     try:
-        client.get_run(run_id)
+        run = client.get_run(run_id)
     except mlflow.exceptions.MlflowException:
         raise ValueError(f"run {run_id}: not found at {client.tracking_uri}") from None
     model_files(client, run_id)
+    # Three small files: a progress bar each would bury a command's one-line messages.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    repo = _run_artifacts(client, run)
     with tempfile.TemporaryDirectory(prefix="freqstudy-model-") as tmp:
         try:
             for name in MODEL_FILES:
-                client.download_artifacts(run_id, f"{MODEL_ARTIFACT}/{name}", tmp)
+                local = Path(repo.download_artifacts(f"{MODEL_ARTIFACT}/{name}", tmp))
         except (mlflow.exceptions.MlflowException, OSError) as e:
             raise ValueError(f"run {run_id}: model download failed ({e})".splitlines()[0]) from None
-        return read_model(Path(tmp) / MODEL_ARTIFACT, source=f"run {run_id} {MODEL_ARTIFACT}/")
+        return read_model(local.parent, source=f"run {run_id} {MODEL_ARTIFACT}/")

@@ -58,7 +58,8 @@ def test_quick_bench_without_ray_or_mlflow_reports_every_section():
         ev["cifar10c_pass_from_disk_s"], 760_000 / ev["from_disk_img_s"]
     )
     assert out["mfu"] is None  # MFU is a GPU figure
-    assert out["orchestration"] is None  # Ray is "not installed" here: said, not crashed
+    # Ray is "not installed" here: skipped with the reason, the other sections kept.
+    assert out["orchestration"]["skipped"].startswith("Ray is not importable here")
     assert out["peak_memory_mb"] > 0
 
 
@@ -70,6 +71,47 @@ def test_fourier_section_gives_the_map_cost_beside_evaluation():
     # Perturbed images per second: 514 forward passes over each of the map's images.
     assert math.isclose(fo["images_per_s"], 514 * fo["images"] / fo["map_s"], rel_tol=1e-9)
     assert math.isclose(fo["map_s_1000"], 514_000 / fo["images_per_s"], rel_tol=1e-9)
+
+
+@pytest.mark.slow
+def test_bench_json_with_ray_is_exactly_one_document_on_stdout():
+    """The orchestration section starts Ray and runs a Tune study; none of that reaches stdout."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "study.cli", "bench", "--quick", "--device", "cpu"]
+        + ["--only", "eval,orchestration", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)  # the whole of stdout
+    assert out["eval"]["img_s"] > 0
+    assert out["orchestration"]["n_trials"] == 4 and out["orchestration"]["per_trial_overhead_s"] > 0
+    assert "orchestration:" in proc.stderr  # the progress lines went to stderr
+
+
+def test_a_section_that_cannot_run_is_skipped_and_the_others_kept(monkeypatch, capfd):
+    import study.bench
+    from study.cli import main
+
+    def no_disk(*args, **kwargs):
+        raise OSError("[Errno 28] No space left on device")
+
+    monkeypatch.setattr(study.bench, "bench_eval", no_disk)
+    code = main(["bench", "--quick", "--device", "cpu", "--only", "train,eval", "--json"])
+    captured = capfd.readouterr()
+    assert code == 0, captured.err  # one section ran
+    out = json.loads(captured.out)
+    assert out["eval"] == {"skipped": "OSError: [Errno 28] No space left on device"}
+    assert out["train"]["engine_img_s"] > 0 and out["peak_memory_mb"] > 0
+    assert "eval: skipped: OSError: [Errno 28] No space left on device" in captured.err
+
+    # Every section asked for skipped: still the document, and exit status 1.
+    code = main(["bench", "--quick", "--device", "cpu", "--only", "eval", "--json"])
+    captured = capfd.readouterr()
+    assert code == 1
+    assert json.loads(captured.out)["eval"]["skipped"].startswith("OSError")
 
 
 def test_unknown_section_is_one_line_error():

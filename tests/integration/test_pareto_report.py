@@ -151,7 +151,7 @@ def test_champion_respects_max_clean_drop(smoke, capsys):
 
 
 def test_register_creates_versions_and_aliases_that_load(smoke, capsys):
-    import mlflow.pytorch
+    import mlflow.artifacts
     import torch
 
     uri, study = smoke
@@ -182,17 +182,23 @@ def test_register_creates_versions_and_aliases_that_load(smoke, capsys):
     assert mv.run_id == champ["run_id"]
     assert champ[M.VAL_CLEAN_ACC] >= base_clean - 1.0 - 1e-9
     assert len(c.search_model_versions(f"name = '{study}'")) == len(rows)
+    # The registered version is the run's pickle-free model folder.
     mlflow.set_tracking_uri(uri)
-    model = mlflow.pytorch.load_model(f"models:/{study}@champion")
+    files = {
+        Path(f).name for f in os.listdir(mlflow.artifacts.download_artifacts(f"models:/{study}@champion"))
+    }
+    assert files == {"weights.safetensors", "config.yaml", "freqstudy-model.json"}
+    # The README's way: freqstudy's loader by alias, the same network as the champion run's.
+    from study.tracking import load_logged_model, load_registered_model
+    from study.tracking.registry import version_by_alias
+
+    model = load_registered_model(study, "champion", uri)
     with torch.no_grad():
         logits = model(torch.zeros(3, 3, 32, 32))
-    assert tuple(logits.shape) == (3, 10)
-    # The project's own loader, by alias, gives the same network.
-    from study.tracking.registry import load_model, version_by_alias
-
+    assert tuple(logits.shape) == (3, 10) and not model.training
     assert version_by_alias(study, "pareto-1", uri)["run_id"] == rows[0]["run_id"]
     with torch.no_grad():
-        again = load_model(study, "champion", uri)(torch.zeros(3, 3, 32, 32))
+        again = load_logged_model(champ["run_id"], uri)(torch.zeros(3, 3, 32, 32))
     torch.testing.assert_close(again, logits)
     with pytest.raises(ValueError, match="has no alias 'pareto-99'; aliases: .*champion"):
         version_by_alias(study, "pareto-99", uri)

@@ -352,3 +352,97 @@ def test_trials_without_a_reserved_gpu_never_pick_one(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'cuda' with 0 GPUs per trial" in err[0]
     assert not ray.is_initialized()
+
+
+@pytest.mark.slow
+def test_replicated_configurations_survive_a_killed_driver(home, subset_dir, mlflow_server, tmp_path, capsys):
+    """`replicates: 2`: every configuration runs at seeds 0 and 1 under one configuration id;
+    Optuna holds the mean of the two replicates' objectives; a driver killed mid-study and
+    resumed leaves every group with exactly its two replicates; `pareto` reports configurations."""
+    from study.cli import main
+    from study.search.tune import run_study
+
+    space_file = tmp_path / "replicated.yaml"
+    text = (REPO / "search_spaces" / "smoke.yaml").read_text().replace("num_trials: 6", "num_trials: 3")
+    space_file.write_text(text + "replicates: 2\n")
+    storage, study = tmp_path / "studies", "replicated"
+    path = str(storage / study)
+    sets = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "study.cli",
+        "run",
+        "--space",
+        str(space_file),
+        "--study",
+        study,
+        "--data-dir",
+        str(subset_dir),
+        "--tracking-uri",
+        mlflow_server.uri,
+        "--storage",
+        str(storage),
+        "--max-concurrent",
+        "1",
+        "--cpus-per-trial",
+        "1",
+        *sets,
+    ]
+    log = open(tmp_path / "driver.log", "w")
+    driver = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 400
+        while time.time() < deadline and driver.poll() is None:
+            if list(_tune_states(path).values()).count("TERMINATED") >= 3:  # mid-way through group 2
+                break
+            time.sleep(1)
+        assert driver.poll() is None, f"driver ended early: {(tmp_path / 'driver.log').read_text()[-3000:]}"
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        log.close()
+    time.sleep(3)
+    space = load_space(space_file).with_fixed(TINY)
+    summary = run_study(
+        space,
+        study=study,
+        data_dir=str(subset_dir),
+        tracking_uri=mlflow_server.uri,
+        storage=str(storage),
+        resume=True,
+        verbose=0,
+    )
+    assert [t["status"] for t in summary.trials] == ["finished"] * 6
+
+    runs = [r for r in trial_runs(mlflow_server.uri, summary.parent_run_id) if r["status"] == "FINISHED"]
+    groups: dict[str, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(r["tags"][M.TAG_CONFIG_ID], []).append(r)
+    assert len(groups) == 3, {k: len(v) for k, v in groups.items()}
+    for members in groups.values():
+        assert sorted(r["tags"][M.TAG_REPLICATE] for r in members) == ["0", "1"]  # none lost, none twice
+        assert sorted(int(r["params"]["seed"]) for r in members) == [0, 1]
+        searched = {k: members[0]["params"][k] for k in ("frequency.mode", "frequency.perturbation")}
+        assert all({k: r["params"][k] for k in searched} == searched for r in members)
+    # Optuna was told each configuration once, the mean of its replicates' objectives.
+    ot = optuna_study(summary.experiment_path)
+    complete = [t for t in ot.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 3
+    means = sorted(
+        tuple(round(sum(r["metrics"][k] for r in g) / len(g), 6) for k in OBJECTIVES) for g in groups.values()
+    )
+    assert sorted(tuple(round(v, 6) for v in t.values) for t in complete) == means
+
+    code = main(["pareto", "--study", study, "--tracking-uri", mlflow_server.uri, "--json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = json.loads(out)
+    assert rows and all(r["replicates"] == 2 and len(r["runs"]) == 2 for r in rows)
+    for r in rows:
+        assert isinstance(r["val_robustness_gain_ci"], list)  # the TINY trials evaluate no test split
+        g = groups[next(k for k, v in groups.items() if r["run_id"] in {m["run_id"] for m in v})]
+        for k in OBJECTIVES:
+            assert r[k] == pytest.approx(sum(m["metrics"][k] for m in g) / 2)

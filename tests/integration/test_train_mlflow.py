@@ -187,6 +187,16 @@ def test_logged_model_reloads_and_reproduces_test_accuracy(fixed_run, mlflow_ser
     acc = clean_accuracy(model, eval_loader(cifar.test_images, cifar.test_labels, settings), settings)
     logged = MlflowClient(mlflow_server.uri).get_run(tracked.run_id).data.metrics[M.TEST_CLEAN_ACC]
     assert acc == pytest.approx(logged, abs=1e-9)
+    # Pickle-free: safetensors weights, the config and a manifest, and the trained network's exact
+    # weights and logits back.
+    files = {a.path for a in MlflowClient(mlflow_server.uri).list_artifacts(tracked.run_id, "model")}
+    assert files == {"model/weights.safetensors", "model/config.yaml", "model/freqstudy-model.json"}
+    trained = tracked.result.model.cpu().eval()
+    for key, value in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), trained(x), rtol=0, atol=0)
 
 
 def test_learned_mode_logs_alpha_history(mlflow_server, subset_dir, tmp_path):
@@ -196,6 +206,8 @@ def test_learned_mode_logs_alpha_history(mlflow_server, subset_dir, tmp_path):
     tracked = run_tracked_trial(config, tracking_uri=mlflow_server.uri)
     client = MlflowClient(mlflow_server.uri)
     assert tracked.status == "finished"
+    reloaded = load_logged_model(tracked.run_id, mlflow_server.uri)  # the alpha logits come back too
+    torch.testing.assert_close(reloaded.stem.alpha(), tracked.result.model.cpu().stem.alpha(), rtol=0, atol=0)
     alpha = history(client, tracked.run_id, M.FILTER_MEAN_ALPHA)
     assert [s for s, _ in alpha] == [1, 2]
     assert all(0.0 < v < 1.0 for _, v in alpha)

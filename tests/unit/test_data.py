@@ -145,7 +145,7 @@ def test_bad_contents_are_refused_naming_the_file(tmp_path):
 
 
 def test_missing_folder_says_where_and_how(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"nowhere/cifar-10-batches-py.*download=True"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere/cifar-10-batches-py.*data.download: true"):
         load_cifar10(tmp_path / "nowhere")
     folder = write_cifar(tmp_path)
     (folder / "data_batch_4").unlink()

@@ -231,7 +231,8 @@ def test_gains_use_test_metrics_against_baseline():
 
 def test_pure_module_imports_neither_ray_nor_mlflow():
     code = (
-        "import sys, study.selection.choose, study.selection.choice, study.reporting.report, study.reporting.figures_study; "
+        "import sys, study.selection.choose, study.selection.choice, study.reporting.report, "
+        "study.reporting.figures_study; "
         "print(any(m.split('.')[0] in ('ray', 'mlflow') for m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -253,12 +254,28 @@ def study_runs(trials):
     return {"study": "s", "experiment_id": "1", "parent": None, "trials": trials}
 
 
+def outcomes_of(clean: int, corr: int, n: int = 100):
+    """Per-image outcomes whose accuracies are ``clean`` and ``corr`` percent (fog and snow, severity 1)
+    on both splits, as the ``trial`` records' metrics say."""
+    from study.analysis.outcomes import Outcomes
+
+    rng = np.random.default_rng(clean * 1000 + corr)
+    arrays = {}
+    for split in ("val", "test"):
+        arrays[f"{split}/clean"] = rng.permutation(np.arange(n) < clean * n // 100)
+        for name in ("fog", "snow"):
+            arrays[f"{split}/{name}/1"] = rng.permutation(np.arange(n) < corr * n // 100)
+    return Outcomes(arrays, {split: {"n": n, "source": "synthetic"} for split in ("val", "test")})
+
+
 def test_report_renders_offline_self_contained(tmp_path):
-    """The report from plain records (no MLflow): every figure inline, no URL."""
+    """The report from plain records (no MLflow): every figure inline, no URL; with per-image
+    outcomes every table carries intervals, and "Which settings matter" ranks the searched settings."""
+    import csv
     import re
 
-    from study.reporting.report import write_report
     from study.cli.pareto import format_table
+    from study.reporting.report import write_report
     from study.selection.choice import choose, pareto_rows
 
     trials = [
@@ -268,7 +285,12 @@ def test_report_renders_offline_self_contained(tmp_path):
         trial("stopped", 99, 99, done=1),
     ]
     trials[2]["metrics"][M.FILTER_MEAN_ALPHA] = 0.7
-    choice = choose(study_runs(trials), P.parse_objectives(None), 3.0)
+    outcomes = {"base": outcomes_of(90, 60), "a": outcomes_of(88, 70), "b": outcomes_of(85, 75)}
+    runs = {
+        **study_runs(trials),
+        "parent": {"run_id": "parent", "params": {"study.parameters": "frequency.mode,frequency.perturbation"}},
+    }
+    choice = choose(runs, P.parse_objectives(None), 3.0, outcomes=outcomes)
     assert choice.champion.run_id == "a"
     rows = pareto_rows(choice)
     assert [(r["run_id"], r["aliases"]) for r in rows] == [
@@ -278,17 +300,43 @@ def test_report_renders_offline_self_contained(tmp_path):
     ]
     table = format_table(choice, rows)
     assert "excluded: 1 stopped early" in table and "champion: a (within 3 points" in table
-    written = write_report(choice, tmp_path, alpha={"b": np.array([0.2, 0.9, 0.7])})
+    written = write_report(choice, tmp_path, alpha={"b": np.array([0.2, 0.9, 0.7])}, outcomes=outcomes)
     assert {p.name for p in written} >= {
         "report.html",
         "trials.csv",
         "pareto.csv",
         "per_corruption.csv",
         "pareto.png",
+        "importance.png",
+        "importance.csv",
     }
     page = (tmp_path / "report.html").read_text()
     assert not re.search(r"https?://", page)
-    assert page.count('src="data:image/png;base64,') == 5
+    assert page.count('src="data:image/png;base64,') == 6  # five figures and the importance figure
+    # Intervals in every table: the Pareto set, and the gains against the baseline.
+    interval = r"\[[-+−]?\d+\.\d+, [-+−]?\d+\.\d+\]"
+    pareto_table = page[page.index("<h2>Pareto set</h2>") : page.index("<h2>Figures</h2>")]
+    gains_table = page[page.index("<h2>Against the baseline") : page.index("<h2>Which settings matter")]
+    for table in (pareto_table, gains_table):
+        assert len(re.findall(interval, table)) >= 3 * 4, table  # 3 trials x (2 accuracies + 2 gains)
+    gain_a = choice.gains["a"]["test"].robustness_gain
+    assert f"+10.00 [{gain_a.ci_low:+.2f}, {gain_a.ci_high:+.2f}]".replace("-", "−") in gains_table
+    # The figures' captions say what the error bars are.
+    assert page.count("Error bars:") == 4
+    section = page[page.index("<h2>Which settings matter</h2>") :]
+    assert section.count('src="data:image/png;base64,') == 1
+    assert "Importance over 2 complete trials (the baseline excluded)" in section
+    assert "fANOVA" in section and "ranks are rough" in section
+    with open(tmp_path / "trials.csv") as f:
+        by_run = {r["run_id"]: r for r in csv.DictReader(f)}
+    assert float(by_run["a"]["robustness_gain_ci_low"]) == pytest.approx(gain_a.ci_low)
+    lo, hi = (float(by_run["a"][f"{M.TEST_CLEAN_ACC}_ci_{end}"]) for end in ("low", "high"))
+    assert lo < 88 < hi
+    assert by_run["stopped"]["robustness_gain_ci_low"] == ""  # not complete: no interval
+    with open(tmp_path / "importance.csv") as f:
+        imp = list(csv.DictReader(f))
+    assert {r["objective"] for r in imp} == {M.VAL_CLEAN_ACC, M.VAL_CORRUPTION_ACC}
+    assert {r["parameter"] for r in imp} == {"frequency.mode", "frequency.perturbation"}
 
 
 def test_no_complete_trial_gives_an_empty_set_not_a_crash(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 
 from study.config import TrialConfig, known_keys
 from study.search.samplers import define_by_run, make_sampler
-from study.search.space_parser import load_space, parse_space, resolve_space_path
+from study.search.space_parser import SpaceError, load_space, parse_space, resolve_space_path
 from study.search.spaces import BASELINE_FLAG, REPO_SPACES
 
 SHIPPED = sorted(REPO_SPACES.glob("*.yaml"))
@@ -179,7 +179,8 @@ def test_grid_sampler_covers_the_grid_after_the_baseline():
         if trial.params:
             points.add(tuple(sorted(trial.params.items())))
         study.tell(trial, [1.0, 1.0])
-    assert len(points) == space.num_trials - 1 == 27
+    # 3 modes x 3 sigmas; the seeds are replicates of each configuration, not grid points.
+    assert len(points) == space.num_trials - 1 == 9 and space.replicates == 3
 
 
 def test_with_fixed_validates_and_refuses_searched_keys():
@@ -194,7 +195,10 @@ def test_with_fixed_validates_and_refuses_searched_keys():
 def test_importing_spaces_loads_neither_ray_nor_mlflow():
     import subprocess
 
-    code = "import sys, study.search.spaces, study.search.space_parser; print(any(m in sys.modules for m in ('ray', 'mlflow')))"
+    code = (
+        "import sys, study.search.spaces, study.search.space_parser; "
+        "print(any(m in sys.modules for m in ('ray', 'mlflow')))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -203,3 +207,39 @@ def test_importing_spaces_loads_neither_ray_nor_mlflow():
         check=True,
     ).stdout.strip()
     assert out == "False"
+
+
+def test_points_and_replicates_parse_and_refuse_what_is_not_allowed():
+    base = VALID + "replicates: 3\nnum_trials: 4\n"
+    good = base + "points:\n  - {frequency.mode: free, frequency.perturbation: 0.3}\n"
+    good += "  - {frequency.mode: learned, frequency.proportion_weight: 0.1, frequency.perturbation: 0.0}\n"
+    space = parse_space(good, source="s.yaml")
+    assert space.replicates == 3 and space.num_trials == 4
+    assert space.points[0] == {"frequency.mode": "free", "frequency.perturbation": 0.3}
+    # A learned point must give lambda (active for it); a free point must not.
+    with pytest.raises(SpaceError) as info:
+        parse_space(
+            base + "points:\n  - {frequency.mode: learned, frequency.perturbation: 0.1}\n", source="s.yaml"
+        )
+    assert info.value.key == "points.0" and "frequency.proportion_weight is active" in info.value.problem
+    with pytest.raises(SpaceError) as info:
+        parse_space(
+            base + "points:\n  - {frequency.mode: free, frequency.proportion_weight: 0.1, "
+            "frequency.perturbation: 0.1}\n",
+            source="s.yaml",
+        )
+    assert info.value.key == "points.0.frequency.proportion_weight" and "not active" in info.value.problem
+    with pytest.raises(SpaceError, match="not a searched parameter"):
+        parse_space(base + "points:\n  - {model.width: 8}\n", source="s.yaml")
+    with pytest.raises(SpaceError, match="outside frequency.perturbation's range"):
+        parse_space(
+            base + "points:\n  - {frequency.mode: free, frequency.perturbation: 2.0}\n", source="s.yaml"
+        )
+    with pytest.raises(SpaceError, match=r"replicates: 0 is not allowed; allowed an integer in 1\.\.100"):
+        parse_space(VALID + "replicates: 0\n", source="s.yaml")
+    with pytest.raises(
+        SpaceError, match=r"num_trials: 1000000000000 is not allowed; allowed an integer in 1\.\."
+    ):
+        parse_space(VALID + "num_trials: 1000000000000\n", source="s.yaml")
+    with pytest.raises(SpaceError, match="leaves no room for the baseline and the 2 points"):
+        parse_space(good.replace("num_trials: 4", "num_trials: 2"), source="s.yaml")

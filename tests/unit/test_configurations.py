@@ -1,0 +1,85 @@
+"""Replicates taken together: configuration records from trial records, against brute force."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from study import metrics as M
+from study.selection.configurations import group_configurations
+
+
+def run(run_id, config, replicate, status="FINISHED", tag_status="finished", start=0, **metrics):
+    return {
+        "run_id": run_id,
+        "status": status,
+        "start_time": start,
+        "params": {"train.epochs": "2", "frequency.mode": "fixed"},
+        "metrics": {M.EPOCHS_COMPLETED: 2.0, **metrics},
+        "tags": {M.TAG_CONFIG_ID: config, M.TAG_REPLICATE: str(replicate), M.TAG_STATUS: tag_status},
+    }
+
+
+def test_means_over_replicates_and_one_record_per_configuration():
+    trials = [
+        run("a0", "A", 0, start=1, **{M.VAL_CLEAN_ACC: 50.0, M.VAL_CORRUPTION_ACC: 40.0}),
+        run("a1", "A", 1, start=2, **{M.VAL_CLEAN_ACC: 54.0, M.VAL_CORRUPTION_ACC: 44.0}),
+        run("b0", "B", 0, start=3, **{M.VAL_CLEAN_ACC: 60.0, M.VAL_CORRUPTION_ACC: 30.0}),
+    ]
+    records, members = group_configurations(trials)
+    assert [r["run_id"] for r in records] == ["a0", "b0"]
+    a = records[0]
+    assert a["metrics"][M.VAL_CLEAN_ACC] == 52.0 and a["metrics"][M.VAL_CORRUPTION_ACC] == 42.0
+    assert a["replicates"] == 2 and a["members"] == ["a0", "a1"] and a["replicates_failed"] == 0
+    assert [t["run_id"] for t in members["a0"]] == ["a0", "a1"]
+    assert records[1]["replicates"] == 1
+
+
+def test_a_crashed_replicate_is_left_out_and_counted_a_retried_one_counts_once():
+    trials = [
+        run("a0", "A", 0, **{M.VAL_CLEAN_ACC: 50.0}),
+        run("a1-try1", "A", 1, status="FAILED", tag_status="failed", start=1),
+        run("a1-try2", "A", 1, start=2, **{M.VAL_CLEAN_ACC: 56.0}),
+        run("a2", "A", 2, status="FAILED", tag_status="failed", start=3),
+    ]
+    (record,), members = group_configurations(trials)
+    assert record["members"] == ["a0", "a1-try2"] and record["replicates_failed"] == 1
+    assert record["metrics"][M.VAL_CLEAN_ACC] == 53.0 and record["tags"][M.TAG_STATUS] == "finished"
+
+
+def test_a_diverged_replicate_makes_the_configuration_incomplete():
+    from study.selection.choose import incomplete_reason
+
+    trials = [
+        run("a0", "A", 0, **{M.VAL_CLEAN_ACC: 50.0}),
+        run("a1", "A", 1, status="FAILED", tag_status="diverged"),
+    ]
+    (record,), _ = group_configurations(trials)
+    assert record["tags"][M.TAG_STATUS] == "diverged" and record["replicates_failed"] == 0
+    assert incomplete_reason(record) is not None
+
+
+def test_untagged_trials_are_their_own_configurations_unchanged():
+    plain = {"run_id": "x", "status": "FINISHED", "params": {}, "metrics": {M.VAL_CLEAN_ACC: 1.0}, "tags": {}}
+    records, members = group_configurations([plain])
+    assert records == [plain] and records[0] is plain and members == {"x": [plain]}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_record_metrics_equal_brute_force_means(seed):
+    import random
+
+    rng = random.Random(seed)
+    trials, expected = [], {}
+    for c in "ABCD":
+        values = [rng.uniform(0, 100) for _ in range(rng.randint(1, 4))]
+        expected[c] = sum(values) / len(values)
+        trials += [
+            run(f"{c}{i}", c, i, start=rng.random(), **{M.VAL_CLEAN_ACC: v}) for i, v in enumerate(values)
+        ]
+    rng.shuffle(trials)
+    records, _ = group_configurations(trials)
+    got = {r["tags"][M.TAG_CONFIG_ID]: r["metrics"][M.VAL_CLEAN_ACC] for r in records}
+    assert got.keys() == expected.keys()
+    assert all(math.isclose(got[c], expected[c]) for c in got)
