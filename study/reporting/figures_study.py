@@ -25,6 +25,9 @@ from study.selection import choose as P
 # Points closer than this in proportion are averaged into one point of a line:
 # measured p-hat of a width-w layer moves in steps of 1/w.
 PROPORTION_BIN = 0.02
+# Error-barred points of the i-th series sit i * SERIES_SHIFT (centred) right of their p-hat, so that
+# bars of several series at one p-hat stay apart (6 series: within one PROPORTION_BIN).
+SERIES_SHIFT = 0.004
 CATEGORY_COLOURS = {"noise": "tab:red", "blur": "tab:blue", "weather": "tab:green", "digital": "tab:purple"}
 
 
@@ -201,7 +204,7 @@ def plot_proportion_accuracy(
         (cat, acc, category_ci.get(cat), CATEGORY_COLOURS.get(cat, None), "-")
         for cat, acc in categories.items()
     ]
-    shift = 0.25 * PROPORTION_BIN / max(1, len(series))
+    shift = SERIES_SHIFT
     for i, (name, acc, ci, colour, style) in enumerate(series):
         acc = np.asarray(acc, dtype=float)
         has = _has_interval(ci)

@@ -182,17 +182,16 @@ class Intervals:
         return any(self.by_run.values())
 
     def describe(self) -> str:
-        """What the intervals are, for captions."""
+        """How the intervals were made, for captions: "95% interval of ... , {describe()}"."""
         fewer = (
-            f" ({self.n_resamples} resamples, fewer than the default {DEFAULT_RESAMPLES}: the study has "
-            f"more than {LARGE_STUDY} complete trials)"
+            f"; {self.n_resamples} resamples, fewer than the default {DEFAULT_RESAMPLES}, as the study has "
+            f"more than {LARGE_STUDY} complete trials"
             if self.n_resamples < DEFAULT_RESAMPLES
             else ""
         )
         return (
-            f"{100 * self.confidence:g}% percentile-bootstrap intervals over the evaluated images "
-            f"(an image with all its corrupted versions; over seeds, then images, for a configuration "
-            f"with replicates){fewer}"
+            "a percentile bootstrap over the evaluated images (an image with all its corrupted versions "
+            f"resampled together; over seeds, then images, for a configuration with replicates{fewer})"
         )
 
 
@@ -377,11 +376,12 @@ def build_figures(
     def ci(key: str) -> np.ndarray:
         return np.array([intervals.of(r, key) for r in ids], dtype=float).reshape(len(ids), 2)
 
+    pct = f"{100 * intervals.confidence:g}"
     cats = [c for c in M.CATEGORIES if any(M.category_key(split, c) in t["metrics"] for t in complete)]
     p_hat = np.array([P.metric_of(t, M.FILTER_PROPORTION) for t in complete])
     bars = (
-        f" Error bars: each trial's {intervals.describe()} of its own accuracy; the points of a "
-        f"series are shifted by a few thousandths of p̂ so that bars at one p̂ stay apart."
+        f" Error bars: {pct}% interval of each trial's own accuracy, {intervals.describe()}; the points "
+        f"of a series are shifted by a few thousandths of p̂ so that bars at one p̂ stay apart."
         if intervals
         else " No error bars: no complete trial has per-image outcomes (outcomes.npz)."
     )
@@ -432,7 +432,7 @@ def build_figures(
     figs["per_corruption.png"] = (
         plot_per_corruption(per, per_ci),
         f"{split} accuracy per corruption (mean over severities) of the baseline and the Pareto models."
-        + (f" Error bars: each model's {intervals.describe()}." if has_per_ci else ""),
+        + (f" Error bars: {pct}% interval of each accuracy, {intervals.describe()}." if has_per_ci else ""),
     )
     figs["alpha.png"] = (
         plot_alpha_distributions(alpha),
@@ -445,7 +445,11 @@ def build_figures(
         pareto_figure(choice, intervals.by_run),
         "Validation objectives of every complete trial; the Pareto front outlined and joined, the baseline "
         "starred, colour = measured frequency proportion p̂; crosses: trials not chosen from."
-        + (f" Error bars: each trial's {intervals.describe()} of the objective." if has_pareto_ci else ""),
+        + (
+            f" Error bars: {pct}% interval of each trial's validation accuracies, {intervals.describe()}."
+            if has_pareto_ci
+            else ""
+        ),
     )
     return figs
 
@@ -747,7 +751,9 @@ def render_html(
     else:
         gains_txt = ""
     acc_txt = (
-        f" Each trial's own accuracies have {e(iv.describe())}." if iv else " Accuracies have no intervals."
+        f" A trial's own accuracies have {100 * iv.confidence:g}% intervals, {e(iv.describe())}."
+        if iv
+        else " Accuracies have no intervals: no trial has per-image outcomes (outcomes.npz)."
     )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>freqstudy report: {e(choice.study)}</title>

@@ -234,7 +234,8 @@ class StudyConsole:
         )
 
     def begin(self, text: str) -> None:
-        """The study's opening line."""
+        """The study's opening line; the study's elapsed time counts from here."""
+        self.began = self.clock()
         self._write([text])
 
     def _row(self, trial_id: str, config: Mapping[str, Any] | None = None) -> TrialRow:

@@ -39,13 +39,15 @@ def _model_source(client, run_id: str) -> tuple[str, str | None]:
     """``(source URI, logged model id)`` of the model a trial logged: its ``model/`` folder.
 
     The folder is checked first (``study.tracking.runs.model_files``): only a freqstudy
-    safetensors model is registered, never a pickle-format one. It is plain artifacts, no
-    MLflow flavour and no logged-model entity; the registry takes a ``runs:/`` source as is.
+    safetensors model is registered, never a pickle-format one. It is plain artifacts (no
+    MLflow flavour, no logged-model entity), which the registry takes as they are. The
+    source is the folder's own location, not ``runs:/<id>/model``: MLflow 3 resolves that
+    to a logged model named ``model`` when the run also has one, and would mix its files in.
     """
     from study.tracking.runs import model_files
 
     model_files(client, run_id)
-    return f"runs:/{run_id}/{MODEL_ARTIFACT}", None
+    return f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT}", None
 
 
 def _wait_ready(client, name: str, version: str, timeout_s: float = 300.0) -> str:

@@ -238,17 +238,47 @@ def test_report_is_self_contained_and_logged(smoke, capsys, tmp_path):
     page = (out_dir / "report.html").read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
     assert "<link" not in page.lower() and "<script" not in page.lower()
+    # "Which settings matter" has a figure when at least 2 complete trials besides the baseline ran.
+    searched = [t for t in complete_trials(uri, study) if t.data.tags.get(M.TAG_BASELINE) != "true"]
+    with_importance = len(searched) >= 2
     images = re.findall(r'<img[^>]*src="([^"]+)"', page)
-    assert len(images) == 5 and all(s.startswith("data:image/png;base64,") for s in images)
+    assert len(images) == 5 + with_importance and all(s.startswith("data:image/png;base64,") for s in images)
     pngs = sorted(p.name for p in out_dir.glob("*.png"))
-    assert pngs == [
-        "alpha.png",
-        "pareto.png",
-        "per_corruption.png",
-        "perturbation_gain.png",
-        "proportion_accuracy.png",
-    ]
+    assert pngs == sorted(
+        [
+            "alpha.png",
+            "pareto.png",
+            "per_corruption.png",
+            "perturbation_gain.png",
+            "proportion_accuracy.png",
+        ]
+        + (["importance.png"] if with_importance else [])
+    )
     assert all((out_dir / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    # Intervals from the stored per-image outcomes in both tables, error bars said in the captions.
+    interval = r"\[[-+−]?\d+\.\d+, [-+−]?\d+\.\d+\]"
+    n_complete = len(searched) + 1
+    pareto_table = page[page.index("<h2>Pareto set</h2>") : page.index("<h2>Figures</h2>")]
+    gains_table = page[page.index("<h2>Against the baseline") : page.index("<h2>Which settings matter")]
+    assert len(re.findall(interval, gains_table)) >= 5 * n_complete  # 2 accuracies, gain, drop, mCE
+    assert len(re.findall(interval, pareto_table)) >= 5
+    assert page.count("Error bars:") == 4
+    section = page[page.index("<h2>Which settings matter</h2>") :]
+    if with_importance:
+        assert f"Importance over {len(searched)} complete trials (the baseline excluded)" in section
+        assert section.count("<img") == 1
+        with open(out_dir / "importance.csv") as f:
+            importance = list(csv.DictReader(f))
+        assert {r["objective"] for r in importance} == {M.VAL_CLEAN_ACC, M.VAL_CORRUPTION_ACC}
+        # The smoke space searches these (study.parameters on the parent run).
+        assert {r["parameter"] for r in importance} <= {
+            "frequency.mode",
+            "frequency.proportion",
+            "frequency.perturbation",
+            "train.lr",
+        }
+    else:
+        assert "at least 2 complete trials" in section and "<img" not in section
     with open(out_dir / "trials.csv") as f:
         rows = list(csv.DictReader(f))
     trial_runs = [r for r in runs_of(uri, study) if r.data.tags.get(M.TAG_ROLE) == "trial"]
@@ -264,11 +294,21 @@ def test_report_is_self_contained_and_logged(smoke, capsys, tmp_path):
         and float(base[0][M.ROBUSTNESS_GAIN]) == pytest.approx(0.0, abs=1e-9)
         and float(base[0][M.RELATIVE_MCE]) == pytest.approx(100.0, rel=1e-12)
     )
+    # Every complete trial's accuracies and gains carry their interval bounds in the CSV.
+    complete_ids = {t.info.run_id for t in searched} | {base[0]["run_id"]}
+    for r in rows:
+        if r["run_id"] not in complete_ids:
+            continue
+        for key in (M.TEST_CLEAN_ACC, M.TEST_CORRUPTION_ACC):
+            assert float(r[f"{key}_ci_low"]) <= float(r[key]) <= float(r[f"{key}_ci_high"]), key
+        assert float(r["robustness_gain_ci_low"]) <= float(r[M.ROBUSTNESS_GAIN]) + 1e-9
+        assert float(r[M.ROBUSTNESS_GAIN]) <= float(r["robustness_gain_ci_high"]) + 1e-9
+        assert 0 <= float(r["robustness_gain_p"]) <= 1
     parent = [r for r in runs_of(uri, study) if r.data.tags.get(M.TAG_ROLE) == "study"][0]
     logged = {a.path for a in client(uri).list_artifacts(parent.info.run_id, "report")}
-    assert {
-        f"report/{n}" for n in ["report.html", "trials.csv", "pareto.csv", "per_corruption.csv", *pngs]
-    } <= logged
+    csvs = ["report.html", "trials.csv", "pareto.csv", "per_corruption.csv"]
+    csvs += ["importance.csv"] if with_importance else []
+    assert {f"report/{n}" for n in [*csvs, *pngs]} <= logged
 
 
 def test_learned_alpha_is_per_filter(smoke, tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -124,6 +125,49 @@ def test_smoke_study_end_to_end(home, subset_dir, mlflow_server, tmp_path):
         if not t["baseline"]:
             run = by_run[t["metrics"]["trial_id"]]
             assert run["params"]["frequency.mode"] == t["config"]["frequency.mode"]
+
+
+@pytest.mark.slow
+def test_smoke_study_console_is_compact_and_carries_each_trials_objectives(
+    home, subset_dir, mlflow_server, tmp_path
+):
+    """``freqstudy run --space smoke`` as a user runs it, without ``--verbose``: stdout and
+    stderr together are at most 60 lines, free of Ray's boxes and MLflow's links, and each
+    trial's end line carries its objectives as MLflow holds them."""
+    study = "smoke-console"
+    cmd = [sys.executable, "-m", "study.cli", "run", "--space", "smoke", "--study", study]
+    cmd += ["--data-dir", str(subset_dir), "--tracking-uri", mlflow_server.uri]
+    cmd += ["--storage", str(tmp_path / "studies")]
+    proc = subprocess.run(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900
+    )
+    (tmp_path / "console.txt").write_text(proc.stdout)  # what the user saw, for reading
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert proc.stdout.count("\n") <= 60, proc.stdout
+    for noise in (
+        "View run",
+        "View experiment",
+        "Trial status",
+        "╭",
+        "Configuration for experiment",
+        "tensorboard",
+    ):
+        assert noise not in proc.stdout, noise
+    assert "_run_trial_in_worker pid=" not in proc.stdout  # no worker output forwarded
+    end = re.compile(
+        r"^trial (?P<trial>\w+) finished .*"
+        r"val/clean_acc (?P<clean>[\d.]+)  val/corruption_acc (?P<corr>[\d.]+)",
+        re.M,
+    )
+    ends = {m["trial"]: m for m in end.finditer(proc.stdout)}
+    runs = trial_runs(mlflow_server.uri, find_study_run(mlflow_server.uri, study))
+    assert len(runs) == 6 and len(ends) == 6, proc.stdout
+    for r in runs:
+        line = ends[r["tags"][M.TAG_TRIAL_ID]]
+        assert line["clean"] == f"{r['metrics'][M.VAL_CLEAN_ACC]:.2f}"
+        assert line["corr"] == f"{r['metrics'][M.VAL_CORRUPTION_ACC]:.2f}"
+    assert f"study {study}: 6 trials in " in proc.stdout  # the end summary, as before
+    assert "best val/corruption_acc (maximize):" in proc.stdout
 
 
 @pytest.mark.slow
@@ -436,6 +480,7 @@ def test_replicated_configurations_survive_a_killed_driver(home, subset_dir, mlf
     )
     assert sorted(tuple(round(v, 6) for v in t.values) for t in complete) == means
 
+    capsys.readouterr()  # the resumed study's console so far
     code = main(["pareto", "--study", study, "--tracking-uri", mlflow_server.uri, "--json"])
     out = capsys.readouterr().out
     assert code == 0

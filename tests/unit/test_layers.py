@@ -31,6 +31,7 @@ PURE = [
     "study.analysis.outcomes",
     "study.analysis.paired",
     "study.analysis.fourier",
+    "study.analysis.importance",
     "study.search.spaces",
     "study.search.space_parser",
     "study.search.trials",

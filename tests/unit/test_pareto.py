@@ -288,7 +288,10 @@ def test_report_renders_offline_self_contained(tmp_path):
     outcomes = {"base": outcomes_of(90, 60), "a": outcomes_of(88, 70), "b": outcomes_of(85, 75)}
     runs = {
         **study_runs(trials),
-        "parent": {"run_id": "parent", "params": {"study.parameters": "frequency.mode,frequency.perturbation"}},
+        "parent": {
+            "run_id": "parent",
+            "params": {"study.parameters": "frequency.mode,frequency.perturbation"},
+        },
     }
     choice = choose(runs, P.parse_objectives(None), 3.0, outcomes=outcomes)
     assert choice.champion.run_id == "a"
