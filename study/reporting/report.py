@@ -326,8 +326,13 @@ def importance_text(choice: Choice, importance: Importance) -> str:
         if importance.n_trials < ROUGH_BELOW
         else ""
     )
+    seeds = (
+        " (configurations, each at the mean over its seeds)"
+        if any(int(c.trial.get("replicates", 1)) > 1 for c in choice.result.candidates)
+        else ""
+    )
     text = (
-        f"Importance over {importance.n_trials} complete trials{base}, evaluator "
+        f"Importance over {importance.n_trials} complete trials{base}{seeds}, evaluator "
         f"{importance.evaluator}, seeded{rough}. Each objective's importances sum to 1. "
         f"Parameters assessed: {', '.join(importance.parameters)}."
     )

@@ -108,11 +108,11 @@ def run_cli(capsys, *argv):
     return code, captured.out, captured.err
 
 
-def test_pareto_json_equals_brute_force(smoke, capsys):
+def test_pareto_json_equals_brute_force(smoke, capfd):
     uri, study = smoke
-    code, out, err = run_cli(capsys, "pareto", "--study", study, "--tracking-uri", uri, "--json")
+    code, out, err = run_cli(capfd, "pareto", "--study", study, "--tracking-uri", uri, "--json")
     assert code == 0, err
-    rows = json.loads(out)
+    rows = json.loads(out)  # the whole stdout, file descriptor 1 included, is one document
     trials = complete_trials(uri, study)
     assert len(trials) >= 2, "the smoke study should finish most trials"
     assert {r["run_id"] for r in rows} == brute_front(trials)

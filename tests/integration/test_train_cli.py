@@ -112,7 +112,7 @@ def test_diverged_train_exits_nonzero_with_one_line_reason(mlflow_server, subset
     assert run.info.status == "FAILED" and run.data.tags[M.TAG_FAILURE] == result["reason"]
 
 
-def test_train_then_inspect(mlflow_server, subset_dir, home, tmp_path, capsys):
+def test_train_then_inspect(mlflow_server, subset_dir, home, tmp_path, capfd):
     out = tmp_path / "result.json"
     proc = freqstudy(
         "train",
@@ -142,7 +142,7 @@ def test_train_then_inspect(mlflow_server, subset_dir, home, tmp_path, capsys):
     assert f"{M.TEST_CORRUPTION_ACC}" in proc.stdout
 
     assert main(["inspect", run_id, "--tracking-uri", mlflow_server.uri, "--json"]) == 0
-    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    info = json.loads(capfd.readouterr().out)  # the whole stdout, file descriptor 1 included, is one document
     filters = info["filters"]
     assert [f["index"] for f in filters] == list(range(8))
     assert all(set(f) == {"index", "ratio", "class", "alpha"} for f in filters)
@@ -154,7 +154,7 @@ def test_train_then_inspect(mlflow_server, subset_dir, home, tmp_path, capsys):
     assert logged[-1].value == info["proportion"]
 
     assert main(["inspect", run_id, "--tracking-uri", mlflow_server.uri]) == 0
-    text = capsys.readouterr().out
+    text = capfd.readouterr().out
     assert "layer proportion p̂ =" in text and "index  class" in text
 
 

@@ -137,3 +137,11 @@ def test_one_document_only():
         with json_mode():
             print_json({})
             print_json({})
+
+
+def test_json_commands_print_their_document_through_print_json():
+    """In --json mode plain prints go to stderr: a command's document must go through print_json."""
+    for path in sorted((REPO / "study" / "cli").glob("*.py")):
+        text = path.read_text()
+        if '"--json"' in text:
+            assert "print(json.dumps" not in text and "print_json(" in text, path.name
