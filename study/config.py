@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from typing import Any
 import yaml
 
 from models.stem import MODES, FrequencySettings, SettingError
+from study import yamlfiles
 from study.metrics import ALL_CORRUPTIONS
 
 __all__ = ["MODES", "ConfigError", "FrequencySettings", "TrialConfig", "known_keys"]
@@ -58,11 +60,23 @@ def _fail(key: str, message: str) -> None:
 
 
 def _check_range(key: str, value: float, lo: float, hi: float, *, lo_open=False, hi_open=False) -> None:
+    """``value`` in the interval (an infinite bound means unbounded); never NaN or infinite."""
+    lb, rb = ("(" if lo_open or lo == -math.inf else "["), (")" if hi_open or hi == math.inf else "]")
+    if not math.isfinite(value):
+        _fail(key, f"{value!r} is not a finite number; allowed a finite number in {lb}{lo}, {hi}{rb}")
     below = value <= lo if lo_open else value < lo
     above = value >= hi if hi_open else value > hi
-    if below or above or (isinstance(value, float) and math.isnan(value)):
-        lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
+    if below or above:
         _fail(key, f"{value!r} is out of range; allowed {lb}{lo}, {hi}{rb}")
+
+
+# Seeds reach numpy's and torch's generators, which take 0 .. 2**32 - 1 (torch: 2**64 - 1).
+MAX_SEED = 2**32 - 1
+
+
+def _check_seed(key: str, value: int) -> None:
+    if not 0 <= value <= MAX_SEED:
+        _fail(key, f"{value} is out of range; allowed integers 0..{MAX_SEED} (2**32 - 1)")
 
 
 def _check_choice(key: str, value: Any, choices: tuple) -> None:
@@ -81,6 +95,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _check_range("data.val_fraction", self.val_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
+        _check_seed("data.split_seed", self.split_seed)
         if self.train_limit is not None and self.train_limit < 10:
             _fail("data.train_limit", f"{self.train_limit} is too small; allowed >= 10 or null")
 
@@ -116,6 +131,10 @@ class TrainConfig:
     # a full checkpoint is ~90 MB and ~0.2-0.3 s to write and hand to Tune, a
     # third of a GPU epoch, while a crash costs at most this much work.
     checkpoint_min_seconds: float = 30.0
+    # An epoch whose mean loss exceeds divergence_factor x max(first epoch's loss, ln num_classes)
+    # ends the trial as diverged (a fresh network starts near ln num_classes; 1000x that is no
+    # longer training). Non-finite loss or first-layer statistics always do.
+    divergence_factor: float = 1000.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -131,6 +150,7 @@ class TrainConfig:
         if self.checkpoint_every < 0:
             _fail("train.checkpoint_every", f"{self.checkpoint_every} must be >= 0")
         _check_range("train.checkpoint_min_seconds", self.checkpoint_min_seconds, 0.0, math.inf)
+        _check_range("train.divergence_factor", self.divergence_factor, 1.0, math.inf)
 
 
 @dataclass(frozen=True)
@@ -158,6 +178,7 @@ class EvalConfig:
         _check_range("eval.fourier_eps", self.fourier_eps, 0.0, math.inf, lo_open=True, hi_open=True)
         if self.batch_size < 1:
             _fail("eval.batch_size", f"{self.batch_size} must be >= 1")
+        _check_seed("eval.corruption_seed", self.corruption_seed)
         for name in self.corruptions:
             if name not in ALL_CORRUPTIONS:
                 _fail(
@@ -198,8 +219,12 @@ class TrialConfig:
     precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
 
     def __post_init__(self) -> None:
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            _fail("device", f"{self.device!r} is not one of auto, cpu, cuda, cuda:N")
+        if not (self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]+", self.device)):
+            _fail(
+                "device",
+                f"{self.device!r} is not one of auto, cpu, cuda, cuda:N (N a non-negative integer)",
+            )
+        _check_seed("seed", self.seed)
         _check_choice("precision", self.precision, PRECISIONS)
         # The cutoff must leave both bands non-empty on this kernel's coarse grid.
         from models.spectral import check_cutoff
@@ -229,9 +254,11 @@ class TrialConfig:
         tree: dict[str, Any] = {}
         if path is not None:
             try:
-                loaded = yaml.safe_load(Path(path).read_text())
+                loaded = yamlfiles.safe_load(yamlfiles.read_text(path, "config file"))
             except FileNotFoundError:
                 raise ValueError(f"config file {path}: not found") from None
+            except yamlfiles.DuplicateKeyError as e:
+                raise ValueError(f"config file {path} line {e.line}: {e.problem}") from None
             except yaml.YAMLError as e:
                 raise ValueError(f"config file {path}: not valid YAML ({e})".replace("\n", " ")) from None
             if loaded is not None and not isinstance(loaded, dict):
@@ -370,15 +397,20 @@ def _coerce(key: str, value: Any, t: Any) -> Any:
             return int(value)
         _fail(key, f"expected an integer, got {value!r}")
     if t is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value) if isinstance(value, float) or abs(value) < 2**1000 else math.inf
+        elif isinstance(value, str):
             # YAML 1.1 reads "1e6" and "1e-3" (no dot) as strings.
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        _fail(key, f"expected a number, got {value!r}")
+        if number is None:
+            _fail(key, f"expected a number, got {value!r}")
+        if not math.isfinite(number):  # .inf, -.inf, .nan: no config value means them
+            _fail(key, f"{value!r} is not a finite number; allowed finite numbers only")
+        return number
     if t is str:
         if isinstance(value, str):
             return value

@@ -29,6 +29,10 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
         path: the target; its folder is created.
         write: fills the open binary temporary.
         fsync: flush to disk before the rename (checkpoints: survive a power cut).
+
+    Raises:
+        OSError: a full disk or another OS error; it names ``path`` (a failed
+            ``write`` names none), and neither the temporary nor a torn ``path`` is left.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,10 +45,23 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
                 os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; these files are for reading
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise named(e, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def named(e: OSError, path: str | os.PathLike) -> OSError:
+    """``e`` itself when it names a file, else the same error (same errno, same subclass) naming ``path``.
+
+    A failed ``write`` (ENOSPC, EIO) says no path; the caller's message should.
+    """
+    if e.filename is not None or e.errno is None:
+        return e
+    return OSError(e.errno, e.strerror or os.strerror(e.errno), str(path))
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import errno
 import fcntl
 import functools
 import json
@@ -43,7 +44,7 @@ from tqdm import tqdm
 
 from study.cifar10c.layout import LABELS, MANIFEST, check_corruptions, check_severities, read_manifest
 from study.corruptions import GENERATOR_VERSION, corrupt
-from study.files import digest, write_atomic, write_text_atomic
+from study.files import digest, named, write_atomic, write_text_atomic
 from study.metrics import ALL_CORRUPTIONS, SEVERITIES
 
 PARTIAL = ".partial"  # per-run files being filled, until each is published as <corruption>.npy
@@ -171,15 +172,52 @@ def _discard(data: Path, fd: int) -> None:
     os.close(fd)
 
 
+def _preallocate(path: Path, fd: int) -> None:
+    """Give every byte of the open file ``fd`` (``path``) its disk blocks now.
+
+    Workers fill partials through memory maps; a page that the filesystem cannot
+    back when it is written (a full disk, a quota) kills the process with SIGBUS,
+    no message, no cleanup. Allocated up front, a full disk is an ``OSError``
+    naming ``path`` here instead, before any work. A filesystem that cannot
+    preallocate keeps the sparse file (and the old risk).
+    """
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as e:
+        if e.errno in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+            return
+        raise named(e, path) from None
+
+
 def _create_partial(folder: Path, name: str, rows: int) -> _Partial:
-    """A new, locked, preallocated (sparse) partial for ``name`` in ``folder``."""
+    """A new, locked, preallocated partial for ``name`` in ``folder``; nothing left if it cannot be made."""
     data = folder / f"{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
     fd = os.open(data, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else can hold it
-    # Header and full length now (a sparse file): workers only ever map and fill it.
-    blank = np.lib.format.open_memmap(data, mode="w+", dtype=np.uint8, shape=(rows, 32, 32, 3))
-    del blank  # unmaps it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else can hold it
+        # Header and full length now: workers only ever map and fill it.
+        try:
+            blank = np.lib.format.open_memmap(data, mode="w+", dtype=np.uint8, shape=(rows, 32, 32, 3))
+        except OSError as e:
+            raise named(e, data) from None
+        del blank  # unmaps it
+        _preallocate(data, fd)
+    except BaseException:
+        data.unlink(missing_ok=True)
+        os.close(fd)
+        raise
     return _Partial(name, data, fd)
+
+
+@contextlib.contextmanager
+def _released_on_error(partials: dict[str, _Partial]):
+    """Let go of ``partials`` if the block fails (a full disk): they stay for the next run to resume."""
+    try:
+        yield
+    except BaseException:
+        for p in partials.values():
+            p.release()
+        raise
 
 
 def _open_partials(out: Path, names: Sequence[str], sevs: Sequence[int], n: int) -> dict[str, _Partial]:
@@ -197,7 +235,7 @@ def _open_partials(out: Path, names: Sequence[str], sevs: Sequence[int], n: int)
     rows = len(sevs) * n
     folder = out / PARTIAL
     partials: dict[str, _Partial] = {}
-    with _folder_lock(out):
+    with _folder_lock(out), _released_on_error(partials):
         folder.mkdir(exist_ok=True)  # under the lock: a finishing run removes it under the lock when empty
         published = {c for c in ALL_CORRUPTIONS if _is_whole(out / f"{c}.npy", rows)}
         # Most-marked first, so a duplicate that loses is the one with less work in it.
@@ -218,6 +256,11 @@ def _open_partials(out: Path, names: Sequence[str], sevs: Sequence[int], n: int)
             ):
                 if name in names:
                     partials[name] = _Partial(name, data, fd, {s for s in sevs if _marker(data, s).exists()})
+                    writable = os.open(data, os.O_RDWR)  # a dead run's may be sparse (older versions)
+                    try:
+                        _preallocate(data, writable)
+                    finally:
+                        os.close(writable)
                 else:
                     os.close(fd)
             else:
@@ -538,7 +581,10 @@ def generate(
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 source = (path, fd)
-            np.save(path, images)
+            try:
+                np.save(path, images)
+            except OSError as e:  # a failed write names no file
+                raise named(e, path) from None
             with _worker_pool(n_workers) as pool:
                 futures = {
                     pool.submit(

@@ -23,6 +23,7 @@ MANIFEST = "manifest.json"
 
 
 LABELS = "labels.npy"
+NUM_CLASSES = 10  # CIFAR-10: labels.npy holds integers 0..9
 
 
 def check_corruptions(names: Iterable[str]) -> tuple[str, ...]:
@@ -55,7 +56,12 @@ def read_manifest(out: Path) -> dict | None:
 
 
 def load_corrupted(
-    dir: str | os.PathLike, name: str, *, severities: Iterable[int] | None = None, limit: int | None = None
+    dir: str | os.PathLike,
+    name: str,
+    *,
+    severities: Iterable[int] | None = None,
+    limit: int | None = None,
+    num_classes: int = NUM_CLASSES,
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
     """One corruption of an official or generated CIFAR-10-C folder.
 
@@ -67,10 +73,15 @@ def load_corrupted(
         name: a corruption from ``ALL_CORRUPTIONS``.
         severities: which to return (default all in the file).
         limit: only the first ``limit`` images of each severity block.
+        num_classes: labels must be integers in ``0..num_classes-1``.
 
     Returns:
         ``(images (S*n, 32, 32, 3) uint8, labels (S*n,) int64, severities)``,
         severity-major, ``n = min(N, limit)``.
+
+    Raises:
+        ValueError: naming the file, when a file is truncated or of the wrong dtype or
+            shape, or a label is not an integer in ``0..num_classes-1``.
     """
     folder = Path(dir)
     (name,) = check_corruptions([name])
@@ -109,6 +120,12 @@ def load_corrupted(
         raise ValueError(
             f"{folder / LABELS}: expected integer labels of shape ({arr.shape[0]},), "
             f"got {lab.dtype} {lab.shape}"
+        )
+    if lab.size and (int(lab.min()) < 0 or int(lab.max()) >= num_classes):
+        # Out-of-range labels would score every image wrong: a silent 0 % rather than an error.
+        raise ValueError(
+            f"{folder / LABELS}: labels {int(lab.min())}..{int(lab.max())}; "
+            f"allowed integers 0..{num_classes - 1}"
         )
     want = file_sevs if severities is None else check_severities(severities)
     missing = [s for s in want if s not in file_sevs]

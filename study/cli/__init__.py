@@ -5,7 +5,9 @@ Each subcommand is one module of this package that owns its flags
 importing heavy libraries inside ``run``, so ``freqstudy bench`` needs neither
 Ray nor MLflow and ``freqstudy --help`` is instant. Errors that a user can fix
 (``ValueError``, ``FileNotFoundError``) end the command with one line on
-stderr and exit status 2. A command with ``--json`` prints exactly one JSON
+stderr and exit status 2; other OS errors (a full disk, a permission denied) are
+the environment's, not the command line's: one line naming the path and the
+errno, exit status 1. A command with ``--json`` prints exactly one JSON
 document on stdout (``study.cli.output``): everything else it, its libraries or
 its subprocesses write goes to stderr.
 """
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
+import os
 import sys
 
 from study.cli.output import json_mode
@@ -52,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def os_error_line(e: OSError) -> str:
+    """``<path>: [Errno 28] No space left on device (ENOSPC)``: one line naming the path and the errno."""
+    if e.errno is None:
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+    where = "" if e.filename is None else f"{e.filename}: "
+    if e.filename2 is not None:
+        where = f"{e.filename} -> {e.filename2}: "
+    name = errno.errorcode.get(e.errno, "")
+    return f"{where}[Errno {e.errno}] {e.strerror or os.strerror(e.errno)}" + (f" ({name})" if name else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # --json: one JSON document on stdout; everything else (Ray, libraries, subprocesses) on stderr.
@@ -62,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"freqstudy {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the machine's fault, not the command line's: a full disk, no permission
+        print(f"freqstudy {args.command}: error: {os_error_line(e)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"freqstudy {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -14,6 +14,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder; default ./report-<study>")
 
 
+def write_results_markdown(choice, outcomes, path: Path) -> Path:
+    """``results.md``: every configuration's accuracy and its difference from the baseline,
+    with intervals and p-values, on the test set (reported) and the validation copy (chosen on)."""
+    from study.files import write_text_atomic
+    from study.reporting.results import category_table, configuration_rows, markdown_table
+
+    groups = {
+        rid: [outcomes[t["run_id"]] for t in runs if t["run_id"] in outcomes]
+        for rid, runs in choice.members.items()
+    }
+    base = choice.baseline
+    if base is None or not groups.get(base["run_id"]):
+        text = f"# {choice.study}\n\nNo baseline with per-image outcomes: no paired comparison to show.\n"
+        return write_text_atomic(path, text)
+    complete = {c.run_id for c in choice.result.candidates}
+    records = [r for r in choice.configurations if r["run_id"] in complete]
+    rows = configuration_rows(records, groups, base["run_id"])
+    parts = [f"# {choice.study}: configurations against the baseline", ""]
+    parts += [
+        "Means over seeds with 95% intervals from a two-level bootstrap (seeds, then source images, an "
+        "image and all its corrupted versions together); p-values from the same bootstrap. Differences are "
+        "configuration minus baseline, in points; clean drop is baseline minus configuration.",
+        "",
+    ]
+    for split, what in (
+        ("test", "Test set (reported, never chosen on)"),
+        ("val", "Validation copy (what the search optimised)"),
+    ):
+        parts += [
+            f"## {what}",
+            "",
+            markdown_table(rows, split),
+            "",
+            f"### Robustness gain per corruption category ({split})",
+            "",
+            category_table(rows, split),
+            "",
+        ]
+    return write_text_atomic(path, "\n".join(parts))
+
+
 def run(args: argparse.Namespace) -> int:
     from study.reporting.report import REPORT_ARTIFACTS, fourier_maps, learned_alpha, write_report
     from study.selection.choice import choose
@@ -33,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
             alpha = learned_alpha(choice, client, Path(tmp))
             fourier = fourier_maps(choice, client, Path(tmp))
         written = write_report(choice, out, alpha, fourier, outcomes)
+        written.append(write_results_markdown(choice, outcomes, out / "results.md"))
         if choice.parent is not None:
             log_files(choice.parent["run_id"], written, REPORT_ARTIFACTS, client=client)
             where = f"; logged to parent run {choice.parent['run_id']} under {REPORT_ARTIFACTS}/"

@@ -8,6 +8,7 @@ place on a terminal, plain lines otherwise, a line as each trial ends, then the 
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,21 +43,26 @@ def run(args: argparse.Namespace) -> int:
     from study.search.space_parser import load_space
     from study.search.summary import format_summary
     from study.search.tune import run_study
+    from study.tracking.server import TrackingServerLost
 
     space = load_space(args.space).with_fixed(parse_overrides(args.overrides or []))
-    summary = run_study(
-        space,
-        study=args.study,
-        data_dir=args.data_dir,
-        tracking_uri=args.tracking_uri,
-        storage=args.storage,
-        address=args.address,
-        resume=args.resume,
-        num_trials=args.num_trials,
-        max_concurrent=args.max_concurrent,
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        verbose=1 if args.verbose else 0,
-    )
+    try:
+        summary = run_study(
+            space,
+            study=args.study,
+            data_dir=args.data_dir,
+            tracking_uri=args.tracking_uri,
+            storage=args.storage,
+            address=args.address,
+            resume=args.resume,
+            num_trials=args.num_trials,
+            max_concurrent=args.max_concurrent,
+            cpus_per_trial=args.cpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial,
+            verbose=1 if args.verbose else 0,
+        )
+    except TrackingServerLost as e:  # the server went away before any trial (a trial's loss fails the trial)
+        print(f"freqstudy run: {e}", file=sys.stderr)
+        return 1
     print(format_summary(summary, space))
     return 0 if summary.count("failed") < len(summary.trials) else 1

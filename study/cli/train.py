@@ -73,20 +73,31 @@ def format_epoch(row: dict[str, float], epochs: int) -> str:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     from study.config import default_home
+    from study.engine.prepare import prepare_data
     from study.engine.trial import DIVERGED
     from study.files import write_text_atomic
     from study.tracking import local_tracking_uri, run_tracked_trial
+    from study.tracking.server import TrackingServerLost, check_server
 
+    check_server(config.tracking.uri)  # a given server that does not answer: one line, exit 2
     epochs = config.train.epochs
+    # Data before the run: unreadable data or a config that does not fit it (model.num_classes)
+    # is one line, with no server started and no run created.
+    data = prepare_data(config)
     with local_tracking_uri(config.tracking.uri) as uri:
         print(f"tracking at {uri} (experiment {config.tracking.experiment!r})", flush=True)
-        tracked = run_tracked_trial(
-            config,
-            tracking_uri=uri,
-            resume_from=args.resume,
-            checkpoint_dir=default_home() / "checkpoints" / config.tracking.experiment,
-            on_epoch=lambda row: print(format_epoch(row, epochs), flush=True),
-        )
+        try:
+            tracked = run_tracked_trial(
+                config,
+                tracking_uri=uri,
+                resume_from=args.resume,
+                checkpoint_dir=default_home() / "checkpoints" / config.tracking.experiment,
+                on_epoch=lambda row: print(format_epoch(row, epochs), flush=True),
+                data=data,
+            )
+        except TrackingServerLost as e:  # bounded: MLflow's HTTP settings (study.tracking.server)
+            print(f"freqstudy train: {e}", file=sys.stderr)
+            return 1
     if args.output_json:
         finite = {k: (v if math.isfinite(v) else None) for k, v in tracked.metrics.items()}
         write_text_atomic(

@@ -35,10 +35,27 @@ TEST_BATCH = "test_batch"
 META = "batches.meta"
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
+
+def _latin1_bytes(text: object, encoding: object = "latin1", errors: object = "strict") -> bytes:
+    """``_codecs.encode(text, "latin1")``, as Python 3 pickles ``bytes`` at protocol 2.
+
+    It only builds bytes from a str in latin-1: any other argument or codec is refused.
+    """
+    if not isinstance(text, str) or str(encoding).lower().replace("-", "").replace("_", "") not in (
+        "latin1",
+        "iso88591",
+    ):
+        raise pickle.UnpicklingError(
+            f"refused _codecs.encode({type(text).__name__}, {encoding!r}); only a str in latin1 is allowed"
+        )
+    return text.encode("latin1")
+
+
 # The only globals a CIFAR-10 batch may name. Both numpy spellings map to the
 # numpy 2 objects directly so the deprecated ``numpy.core`` shim is never
 # imported. Dicts, lists, tuples, strings and ints are pickle opcodes, not
-# globals, so they need no entry.
+# globals, so they need no entry; ``_codecs.encode`` is how a Python 3 pickle at
+# protocol 2 spells bytes, and maps to the harmless ``_latin1_bytes``.
 _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
@@ -46,6 +63,7 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.numeric", "_frombuffer"): np._core.numeric._frombuffer,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_bytes,
 }
 
 
@@ -96,6 +114,35 @@ def read_batch(path: Path) -> dict[str, object]:
     return {_text(k): v for k, v in obj.items()}
 
 
+def _integer_labels(path: Path, raw: object, num_classes: int) -> np.ndarray:
+    """``raw`` as int64 labels, each an integer in ``0..num_classes-1``; ``ValueError`` naming ``path``.
+
+    Whole-valued floats are taken as they are; anything else (fractions, NaN, strings,
+    booleans, nested lists) is refused rather than truncated or cast.
+    """
+    allowed = f"allowed integers 0..{num_classes - 1}"
+    try:
+        values = np.asarray(raw)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: labels are not a flat list of numbers ({e}); {allowed}") from None
+    if values.ndim != 1:
+        raise ValueError(f"{path}: labels have shape {values.shape}, expected a flat list; {allowed}")
+    if values.size and not (
+        np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)
+    ):
+        first = values.flat[0]
+        raise ValueError(f"{path}: labels are {values.dtype} (first: {first!r}), not integers; {allowed}")
+    if np.issubdtype(values.dtype, np.floating):
+        bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"{path}: label {i} is {values[i]!r}, not an integer; {allowed}")
+    if values.size and (values.min() < 0 or values.max() >= num_classes):
+        lo, hi = values.min(), values.max()
+        raise ValueError(f"{path}: labels must be in 0..{num_classes - 1}, got labels {lo:g}..{hi:g}")
+    return values.astype(np.int64)
+
+
 def _images_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """``(N, 32, 32, 3)`` uint8 HWC images and ``(N,)`` int64 labels of one batch file."""
     batch = read_batch(path)
@@ -106,13 +153,9 @@ def _images_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise ValueError(f"{path}: 'data' must be uint8 of shape (N, 3072), got {got}")
-    labels = np.asarray(batch["labels"], dtype=np.int64)
+    labels = _integer_labels(path, batch["labels"], len(CLASSES))
     if labels.shape != (data.shape[0],):
         raise ValueError(f"{path}: {labels.shape[0] if labels.ndim else 0} labels for {data.shape[0]} images")
-    if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
-        raise ValueError(
-            f"{path}: labels must be in 0..{len(CLASSES) - 1}, got {labels.min()}..{labels.max()}"
-        )
     # Rows are R(1024) G(1024) B(1024), each row-major 32x32: (N, 3072) -> (N, 32, 32, 3).
     images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
     return images, labels

@@ -132,6 +132,40 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
+def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Load a checkpoint's model weights into ``model``, which must be the same network.
+
+    Raises:
+        ValueError: one line naming the checkpoint and the first parameter whose
+            shape differs (a checkpoint of another width, kernel or class count),
+            or the first one missing on either side (another mode of the stem).
+    """
+    own = model.state_dict()
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {path}: holds no model weights")
+    for key, value in state.items():
+        if key not in own:
+            raise ValueError(
+                f"checkpoint {path}: parameter {key} is not in this config's model; "
+                "resume with the config the checkpoint was written with"
+            )
+        have = tuple(getattr(value, "shape", ()))
+        want = tuple(own[key].shape)
+        if have != want:
+            raise ValueError(
+                f"checkpoint {path}: parameter {key} has shape {have}, this config's model has {want}; "
+                "resume with the config the checkpoint was written with"
+            )
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise ValueError(
+            f"checkpoint {path}: lacks parameter {missing[0]} of this config's model"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+            + "; resume with the config the checkpoint was written with"
+        )
+    model.load_state_dict(state)
+
+
 def _numpy_state_to_plain(state: tuple) -> tuple:
     name, keys, pos, has_gauss, cached = state
     return (str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))

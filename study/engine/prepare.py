@@ -38,6 +38,21 @@ class PreparedData:
     fingerprint: str
 
 
+def check_data(config: TrialConfig, *labels: np.ndarray) -> None:
+    """``ValueError`` naming the key when the config cannot train on data with these labels.
+
+    A network with fewer outputs than the data has classes fails deep inside the
+    loss ("Target 9 is out of bounds"); this says which key and what is allowed.
+    """
+    top = max((int(lb.max()) for lb in labels if lb.size), default=-1)
+    lo = min((int(lb.min()) for lb in labels if lb.size), default=0)
+    if top >= config.model.num_classes:
+        raise ValueError(
+            f"config model.num_classes: {config.model.num_classes}, but the data has labels {lo}..{top}; "
+            f"allowed >= {top + 1}"
+        )
+
+
 def prepare_data(config: TrialConfig, *, workers: int = 0) -> PreparedData:
     """Load CIFAR-10, split off validation, and make sure the corrupted copies exist.
 
@@ -49,6 +64,7 @@ def prepare_data(config: TrialConfig, *, workers: int = 0) -> PreparedData:
         workers: processes generating corruptions; 0 = one per core.
     """
     cifar = load_cifar10(config.data.dir, download=config.data.download)
+    check_data(config, cifar.train_labels, cifar.test_labels)  # before any corrupted copy is made
     images, labels = cifar.train_images, cifar.train_labels
     if config.data.train_limit is not None:
         images, labels = images[: config.data.train_limit], labels[: config.data.train_limit]

@@ -5,8 +5,10 @@ The same function runs from ``freqstudy train`` and from a Ray Tune worker;
 the caller decides where the per-epoch metrics go (``report``), whether to
 stop early (``should_stop``) and where checkpoints live. Training data sits on
 the device as uint8 and is augmented there (``study.data.loader.DeviceLoader``); the
-loss is summed on the device and read once per epoch, so a non-finite loss is
-caught at the epoch end without a host sync per step and ends the trial as
+loss is summed on the device and read once per epoch, so divergence is caught
+at the epoch end without a host sync per step: a non-finite loss, a loss past
+``train.divergence_factor`` times the first epoch's (or ln num_classes), or
+non-finite first-layer statistics (``diverged_reason``) end the trial as
 *diverged*, a result rather than an exception. On the CPU the trial is seeded
 and deterministic, and a trial resumed from a checkpoint reproduces the
 uninterrupted one exactly. Objectives come from the validation split and its
@@ -18,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -44,6 +46,7 @@ from study.data.loader import DeviceLoader
 from study.engine.checkpoint import (
     checkpoint_path,
     load_checkpoint,
+    load_model_state,
     restore_optimizer,
     restore_rng_state,
     save_checkpoint,
@@ -165,12 +168,72 @@ def train_epoch(
     return loss_sum, seen
 
 
+def diverged_reason(
+    epoch: int,
+    loss: float,
+    first_loss: float | None,
+    stats: Mapping[str, Any] | None,
+    *,
+    factor: float,
+    num_classes: int,
+) -> str | None:
+    """Why training counts as diverged after ``epoch``, in one line; None while it does not.
+
+    Diverged, checked in this order, when the epoch's mean training loss
+
+    - is not finite, or
+    - exceeds ``factor × max(first_loss, ln num_classes)``: ``first_loss`` is the
+      first epoch's mean loss (None in the first epoch itself, where the bound is
+      ``factor × ln num_classes``, about what a fresh network starts at; with the
+      default factor 1000 and 10 classes, 2303);
+
+    or when the first-layer statistics (``filter_statistics``: effective weight,
+    alpha, p̂, centroid) hold a non-finite value, which no trained layer has.
+
+    Args:
+        epoch: 1-based.
+        stats: ``filter_statistics`` of the model after the epoch, or None (not checked).
+        factor: ``train.divergence_factor``.
+    """
+    if not math.isfinite(loss):
+        return f"epoch {epoch}: training loss became non-finite ({loss})"
+    floor = math.log(num_classes)
+    reference = floor if first_loss is None else max(first_loss, floor)
+    bound = factor * reference
+    if loss > bound:
+        which = (
+            f"ln {num_classes}"
+            if first_loss is None
+            else f"first-epoch loss {first_loss:.4g}, ln {num_classes}"
+        )
+        return (
+            f"epoch {epoch}: training loss {loss:.4g} exceeds the divergence bound {bound:.4g} "
+            f"(train.divergence_factor {factor:g} x max({which}))"
+        )
+    if stats is None:
+        return None
+    bad = []
+    for name, label in (("proportion", "p̂"), ("centroid", "centroid")):
+        value = stats.get(name)
+        if value is not None and not math.isfinite(value):
+            bad.append(f"{label} {value}")
+    for name, label in (("weights", "effective weight"), ("alpha", "alpha")):
+        value = stats.get(name)
+        if value is not None:
+            n = int(np.size(value) - np.isfinite(value).sum())
+            if n:
+                bad.append(f"{label} has {n} non-finite values")
+    if bad:
+        return f"epoch {epoch}: first-layer statistics became non-finite ({', '.join(bad)})"
+    return None
+
+
 @dataclass
 class TrialResult:
     """What a trial leaves behind.
 
     Attributes:
-        status: ``finished``, ``diverged`` (non-finite loss; no final evaluation)
+        status: ``finished``, ``diverged`` (see :func:`diverged_reason`; no final evaluation)
             or ``stopped`` (``should_stop`` said so; evaluated after fewer epochs).
         reason: one line when not finished, else None.
         metrics: final metrics: ``val/...`` and ``test/...`` from ``metrics.summarize``,
@@ -282,7 +345,7 @@ def _run(
     start = 1
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from)
-        model.load_state_dict(ckpt["model"])
+        load_model_state(model, ckpt["model"], resume_from)
         restore_optimizer(optimizer, ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         history = list(ckpt["history"])
@@ -302,14 +365,19 @@ def _run(
         loader.set_epoch(epoch)
         loss_sum, seen = train_epoch(model, train_model, loader, optimizer, scheduler, criterion, amp)
         mean_loss = float((loss_sum / seen).item())  # the epoch's one host sync
-        if not math.isfinite(mean_loss):
-            status, reason = (
-                DIVERGED,
-                f"training loss became non-finite ({mean_loss}) in epoch {epoch} at lr {t.lr:g}",
-            )
-            break
         model.eval()
         stats = filter_statistics(model)
+        diverged = diverged_reason(
+            epoch,
+            mean_loss,
+            history[0][TRAIN_LOSS] if history else None,
+            stats,
+            factor=t.divergence_factor,
+            num_classes=config.model.num_classes,
+        )
+        if diverged is not None:
+            status, reason = DIVERGED, f"{diverged} at lr {t.lr:g}"
+            break
         row = {
             "epoch": epoch,
             TRAIN_LOSS: mean_loss,

@@ -317,7 +317,6 @@ def importance_text(choice: Choice, importance: Importance) -> str:
         else " The study's parent run names no searched parameters (study.parameters): the parameters "
         "assessed are those whose values differ across the trials."
     )
-    base = " (the baseline excluded)" if choice.baseline is not None else ""
     if importance.note or not importance.values:
         why = importance.note or "Every objective takes the same value in every complete trial."
         return f"{why} No importance is shown.{where}"
@@ -326,13 +325,12 @@ def importance_text(choice: Choice, importance: Importance) -> str:
         if importance.n_trials < ROUGH_BELOW
         else ""
     )
-    seeds = (
-        " (configurations, each at the mean over its seeds)"
-        if any(int(c.trial.get("replicates", 1)) > 1 for c in choice.result.candidates)
-        else ""
-    )
+    notes = ["the baseline excluded"] if choice.baseline is not None else []
+    if any(int(c.trial.get("replicates", 1)) > 1 for c in choice.result.candidates):
+        notes.append("a configuration with replicates counts once, at the mean over its seeds")
     text = (
-        f"Importance over {importance.n_trials} complete trials{base}{seeds}, evaluator "
+        f"Importance over {importance.n_trials} complete trials"
+        f"{' (' + '; '.join(notes) + ')' if notes else ''}, evaluator "
         f"{importance.evaluator}, seeded{rough}. Each objective's importances sum to 1. "
         f"Parameters assessed: {', '.join(importance.parameters)}."
     )
@@ -601,6 +599,7 @@ def _finite(v: Any) -> bool:
 
 
 def _num(v: float, digits: int, signed: bool) -> str:
+    v = round(v, digits) or 0.0  # no "−0.00"
     return (f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}").replace("-", MINUS)
 
 

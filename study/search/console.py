@@ -26,6 +26,7 @@ from typing import Any
 
 from study import metrics as M
 from study.search.spaces import BASELINE_FLAG
+from study.search.trials import CONFIG_ID_KEY, REPLICATE_KEY, replicate_of
 
 # Short names of the usual searched keys; any other key shows its last dotted part.
 SHORT_KEYS = {
@@ -54,19 +55,21 @@ def short_value(v: Any) -> str:
 
 
 def short_config(config: Mapping[str, Any]) -> str:
-    """``fixed p=0.527 σ=0.212 lr=0.0692``; ``baseline`` for the study's baseline trial."""
+    """``fixed p=0.527 σ=0.212 lr=0.0692``; ``baseline`` for the study's baseline trial;
+    ``#2`` appended for replicate 2 of a replicated configuration."""
+    replicate = f" #{replicate_of(config)}" if REPLICATE_KEY in config else ""
     if config.get(BASELINE_FLAG):
-        return "baseline"
+        return "baseline" + replicate
     known = list(SHORT_KEYS)
     keys = sorted(
-        (k for k in config if k != BASELINE_FLAG),
+        (k for k in config if k not in (BASELINE_FLAG, REPLICATE_KEY, CONFIG_ID_KEY)),
         key=lambda k: (known.index(k) if k in known else len(known), k),
     )
     parts = []
     for key in keys:
         name = SHORT_KEYS.get(key, key.rsplit(".", 1)[-1])
         parts.append(short_value(config[key]) if not name else f"{name}={short_value(config[key])}")
-    return " ".join(parts) or "-"
+    return (" ".join(parts) or "-") + replicate
 
 
 def metric_text(value: Any, digits: int = 2) -> str:

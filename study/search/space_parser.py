@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from study import yamlfiles
 from study.config import ConfigError, TrialConfig, flatten_tree, known_keys
 from study.objectives import DIRECTIONS, Objective
 from study.search.spaces import (
@@ -94,7 +95,11 @@ def parse_space(text: str, *, source: str) -> SearchSpace:
     """
     try:
         node = yaml.compose(text)
-        tree = yaml.safe_load(text)
+        tree = yamlfiles.safe_load(text)  # a key written twice is an error, not "the last wins"
+    except yamlfiles.DuplicateKeyError as e:
+        raise SpaceError(
+            source, e.line, str(e.key), f"written twice (first at line {e.first_line})"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e)
@@ -454,5 +459,5 @@ def resolve_space_path(name: str | Path) -> Path:
 def load_space(name: str | Path) -> SearchSpace:
     """Read and validate a space file; ``ValueError`` names file, line, key and problem."""
     path = resolve_space_path(name)
-    text = path.read_text()
+    text = yamlfiles.read_text(path, "space")
     return parse_space(text, source=str(path))

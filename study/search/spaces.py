@@ -42,6 +42,8 @@ BASELINE_OVERRIDES: dict[str, Any] = {
 }
 # Keys `freqstudy run` sets itself for every trial; a space may not set them.
 STUDY_OWNED_KEYS = ("tracking.uri", "tracking.experiment", "tracking.run_name")
+# The `freqstudy run` flag that sets each of them (the run name is each trial's own).
+STUDY_OWNED_FLAGS = {"tracking.uri": "--tracking-uri", "tracking.experiment": "--study"}
 
 TOP_LEVEL_KEYS = (
     "description",
@@ -141,6 +143,12 @@ class SearchSpace:
         if not overrides:
             return self
         for key in overrides:
+            if key in STUDY_OWNED_KEYS:
+                instead = STUDY_OWNED_FLAGS.get(key)
+                raise ValueError(
+                    f"--set {key}: set by freqstudy run for every trial; "
+                    + (f"use {instead} instead" if instead else "it cannot be overridden")
+                )
             if key in {p.key for p in self.parameters}:
                 raise ValueError(
                     f"--set {key}: the space {self.path} searches this key; it cannot be fixed too"

@@ -358,9 +358,11 @@ def run_study(
     if tracking:
         from study.engine.prepare import prepare_data
         from study.tracking import run_links_env
-        from study.tracking.server import local_tracking_uri
+        from study.tracking.server import check_server, http_bounds_env, local_tracking_uri
 
-        links_env = run_links_env(show=verbose > 0)  # MLflow's per-run links, for the driver and workers
+        check_server(tracking_uri)  # a given server that does not answer: one line, before any work
+        # MLflow's per-run links and its bounded HTTP settings, for the driver and the workers.
+        links_env = {**run_links_env(show=verbose > 0), **http_bounds_env()}
         prepare_data(base_cfg)  # warm the data and corrupted-copy caches once, not per trial
         uri_context = local_tracking_uri(tracking_uri)
     else:
@@ -377,31 +379,33 @@ def run_study(
     with uri_context as uri, _quiet(verbose, links_env):
         parent_run_id = None
         if tracking:
+            from study.tracking.server import logging_to
             from study.tracking.study_runs import start_study_run
 
-            parent_run_id = start_study_run(
-                uri,
-                study,
-                space_path=space.path,
-                resume=resume,
-                tags={
-                    "freqstudy.space": Path(space.path).name,
-                    "freqstudy.sampler": space.sampler.name,
-                    "freqstudy.experiment_path": path,
-                },
-                params={
-                    "study.space": space.path,
-                    "study.num_trials": num_trials,
-                    "study.max_concurrent": max_concurrent,
-                    "study.cpus_per_trial": cpus,
-                    "study.gpus_per_trial": gpus,
-                    "study.max_failures": max_failures,
-                    "study.sampler": space.sampler.name,
-                    "study.sampler_seed": space.sampler.seed,
-                    "study.objectives": ",".join(f"{o.metric}:{o.short}" for o in space.objectives),
-                    "study.parameters": ",".join(p.key for p in space.parameters),
-                },
-            )
+            with logging_to(uri, f"starting study {study}"):
+                parent_run_id = start_study_run(
+                    uri,
+                    study,
+                    space_path=space.path,
+                    resume=resume,
+                    tags={
+                        "freqstudy.space": Path(space.path).name,
+                        "freqstudy.sampler": space.sampler.name,
+                        "freqstudy.experiment_path": path,
+                    },
+                    params={
+                        "study.space": space.path,
+                        "study.num_trials": num_trials,
+                        "study.max_concurrent": max_concurrent,
+                        "study.cpus_per_trial": cpus,
+                        "study.gpus_per_trial": gpus,
+                        "study.max_failures": max_failures,
+                        "study.sampler": space.sampler.name,
+                        "study.sampler_seed": space.sampler.seed,
+                        "study.objectives": ",".join(f"{o.metric}:{o.short}" for o in space.objectives),
+                        "study.parameters": ",".join(p.key for p in space.parameters),
+                    },
+                )
         if address and uri and re.match(r"^https?://(127\.|localhost|\[::1\])", uri):
             print(
                 f"freqstudy run: warning: tracking URI {uri} is a loopback address; trials on other "
@@ -423,8 +427,9 @@ def run_study(
         ray_start_seconds = time.perf_counter() - ray_started_at
         if console:
             view.begin(
-                f"study {study}: {'resumed, ' if resume else ''}{num_trials} trials, "
-                f"{max_concurrent} at a time, {cpus:g} CPU{'' if cpus == 1 else 's'}"
+                f"study {study}: {'resumed, ' if resume else ''}{num_trials} "
+                + (f"configurations x {space.replicates} seeds, " if space.replicates > 1 else "trials, ")
+                + f"{max_concurrent} at a time, {cpus:g} CPU{'' if cpus == 1 else 's'}"
                 f"{f' and {gpus:g} GPU' if gpus else ''} each; objectives "
                 + ", ".join(f"{o.metric} ({o.short})" for o in space.objectives)
             )
@@ -470,13 +475,23 @@ def run_study(
         for r in results:
             summary.trials.append(_trial_record(r))
         if tracking:
-            from study.tracking.gains import annotate_study
-            from study.tracking.study_runs import finish_study_run
+            _close_study(summary, space, uri)
+    return summary
 
-            summary.gains_logged = annotate_study(study, space.objectives, tracking_uri=uri)
+
+def _close_study(summary: StudySummary, space: SearchSpace, uri: str) -> None:
+    """Gains and counts to MLflow, the parent run closed; a server gone by now is one line on
+    stderr (the trials' results are in the summary) instead of a traceback."""
+    from study.tracking.gains import annotate_study
+    from study.tracking.server import TrackingServerLost, logging_to
+    from study.tracking.study_runs import finish_study_run
+
+    try:
+        with logging_to(uri, f"closing study {summary.study}"):
+            summary.gains_logged = annotate_study(summary.study, space.objectives, tracking_uri=uri)
             finish_study_run(
                 uri,
-                parent_run_id,
+                summary.parent_run_id,
                 counts={
                     "trials_finished": summary.count("finished"),
                     "trials_diverged": summary.count("diverged"),
@@ -484,7 +499,13 @@ def run_study(
                     "trials_total": len(summary.trials),
                 },
             )
-    return summary
+    except TrackingServerLost as e:
+        summary.gains_logged = "the tracking server was unreachable"
+        print(
+            f"freqstudy run: {e}; the study's gains and counts are not logged "
+            "(--resume once the server is back closes its runs)",
+            file=sys.stderr,
+        )
 
 
 def _trial_record(result) -> dict[str, Any]:
@@ -513,7 +534,9 @@ def _init_ray(address: str | None, *, verbose: int = 0, env: Mapping[str, str] |
     from elsewhere with an uninstalled checkout would otherwise leave them unable
     to import ``study`` (an installed package is found either way), and ``env``.
     Unless ``verbose``, the workers' output stays in Ray's log files instead of
-    reaching the driver's console, and the ``ray`` logger shows errors only.
+    reaching the driver's console, and the ``ray`` logger shows errors only. A study
+    passes, in ``env``, MLflow's link switch and its bounded HTTP settings
+    (``study.tracking.server.HTTP_BOUNDS``), so trials on every node inherit them.
     """
     if ray.is_initialized():
         return False

@@ -12,7 +12,11 @@ os.environ.setdefault(RUN_LINKS_ENV, "true")
 
 from study.tracking.registry import load_model as load_registered_model  # noqa: E402
 from study.tracking.runs import TrackedTrial, load_logged_model, run_tracked_trial  # noqa: E402
-from study.tracking.server import local_tracking_uri  # noqa: E402
+from study.tracking.server import bound_http, local_tracking_uri  # noqa: E402
+
+# Every MLflow HTTP call of a process that uses freqstudy's tracking is bounded (timeout,
+# retries, backoff: study.tracking.server.HTTP_BOUNDS); a user's own settings win.
+bound_http()
 
 
 def run_links_env(*, show: bool) -> dict[str, str]:
@@ -23,6 +27,7 @@ def run_links_env(*, show: bool) -> dict[str, str]:
 __all__ = [
     "RUN_LINKS_ENV",
     "TrackedTrial",
+    "bound_http",
     "load_logged_model",
     "load_registered_model",
     "local_tracking_uri",

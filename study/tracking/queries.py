@@ -33,6 +33,9 @@ def client_for(tracking_uri: str | None):
     import mlflow
     from mlflow import MlflowClient
 
+    from study.tracking.server import bound_http
+
+    bound_http()
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         raise ValueError("tracking URI: none given; pass --tracking-uri or set MLFLOW_TRACKING_URI")

@@ -64,6 +64,7 @@ from study.metrics import (
 from study.reporting import figures_trial as figures
 from study.reporting.fourier_figures import heatmap_png
 from study.tracking.experiments import code_version, ensure_experiment
+from study.tracking.server import bound_http, health_problem, logging_to
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
 MAX_BATCH_METRICS = 1000  # MLflow's limit per log_batch request
@@ -134,19 +135,21 @@ def finished_run_of(tracking_uri: str, experiment: str, trial_id: str) -> tuple[
     as terminated would, on ``--resume``, run that trial again; the trial asks here
     first and reports the finished run instead, so no replicate is duplicated.
     """
+    bound_http()
     client = MlflowClient(tracking_uri=tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return None
-    runs = client.search_runs(
-        [exp.experiment_id],
-        filter_string=(
-            f"tags.`{TAG_TRIAL_ID}` = '{trial_id}' and tags.`{TAG_STATUS}` = 'finished' "
-            "and attributes.status = 'FINISHED'"
-        ),
-        max_results=1,
-        order_by=["attributes.start_time DESC"],
-    )
+    with logging_to(tracking_uri, f"looking up the finished runs of trial {trial_id}"):
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            return None
+        runs = client.search_runs(
+            [exp.experiment_id],
+            filter_string=(
+                f"tags.`{TAG_TRIAL_ID}` = '{trial_id}' and tags.`{TAG_STATUS}` = 'finished' "
+                "and attributes.status = 'FINISHED'"
+            ),
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
     if not runs:
         return None
     return runs[0].info.run_id, {k: float(v) for k, v in runs[0].data.metrics.items()}
@@ -203,13 +206,22 @@ def run_tracked_trial(
     Returns:
         The run id, status, reason and final metrics. A diverged trial returns
         normally (run FAILED); any other exception marks the run FAILED and is re-raised.
+
+    Raises:
+        TrackingServerLost: the server stopped answering (MLflow's HTTP calls are bounded:
+            ``study.tracking.server.HTTP_BOUNDS``); one line naming the URI and what was being
+            logged. The run is marked FAILED with that reason if the server still answers;
+            otherwise it stays RUNNING until the study closes it (``study_runs``).
     """
+    bound_http()
     client = MlflowClient(tracking_uri=tracking_uri)
-    run_id = start_trial_run(client, config, parent_run_id=parent_run_id, tags=tags)
+    with logging_to(tracking_uri, f"creating the run of {config.tracking.run_name or 'the trial'}"):
+        run_id = start_trial_run(client, config, parent_run_id=parent_run_id, tags=tags)
 
     def report(row: dict[str, float]) -> None:
         step = int(row["epoch"])
-        log_metrics(client, run_id, {k: v for k, v in row.items() if k != "epoch"}, step)
+        with logging_to(tracking_uri, f"logging epoch {step} metrics of run {run_id}"):
+            log_metrics(client, run_id, {k: v for k, v in row.items() if k != "epoch"}, step)
         if on_epoch is not None:
             on_epoch(row)
 
@@ -222,30 +234,34 @@ def run_tracked_trial(
             resume_from=resume_from,
             checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / run_id,
         )
-        client.set_tag(run_id, TAG_DATA, result.fingerprint)
         step = int(result.metrics.get(EPOCHS_COMPLETED, 0))
         # A final value the last epoch already logged at this step (val/clean_acc) is not sent twice.
         last = result.history[-1] if result.history else {}
-        log_metrics(client, run_id, {k: v for k, v in result.metrics.items() if last.get(k) != v}, step)
+        with logging_to(tracking_uri, f"logging the final metrics of run {run_id}"):
+            client.set_tag(run_id, TAG_DATA, result.fingerprint)
+            log_metrics(client, run_id, {k: v for k, v in result.metrics.items() if last.get(k) != v}, step)
         with tempfile.TemporaryDirectory(prefix="freqstudy-artifacts-") as tmp:
             write_artifacts(Path(tmp), config, result)
-            client.log_artifacts(run_id, tmp)
+            with logging_to(tracking_uri, f"logging the artifacts of run {run_id}"):
+                client.log_artifacts(run_id, tmp)
         if result.status != DIVERGED and config.tracking.log_model:
-            log_model(result.model, config, run_id=run_id, tracking_uri=tracking_uri)
+            with logging_to(tracking_uri, f"logging the model of run {run_id}"):
+                log_model(result.model, config, run_id=run_id, tracking_uri=tracking_uri)
     except BaseException as e:
         reason = f"{type(e).__name__}: {e}".splitlines()[0][:500] if str(e) else type(e).__name__
-        _end_run(
+        _end_failed_run(
             client,
+            tracking_uri,
             run_id,
-            "failed",
             reason,
             mlflow_status="KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED",
         )
         raise
-    if result.status == DIVERGED:
-        _end_run(client, run_id, result.status, result.reason, mlflow_status="FAILED")
-    else:
-        _end_run(client, run_id, result.status, result.reason, mlflow_status="FINISHED")
+    with logging_to(tracking_uri, f"logging the end of run {run_id}"):
+        if result.status == DIVERGED:
+            _end_run(client, run_id, result.status, result.reason, mlflow_status="FAILED")
+        else:
+            _end_run(client, run_id, result.status, result.reason, mlflow_status="FINISHED")
     return TrackedTrial(
         run_id=run_id, status=result.status, reason=result.reason, metrics=dict(result.metrics), result=result
     )
@@ -254,13 +270,28 @@ def run_tracked_trial(
 def _end_run(
     client: MlflowClient, run_id: str, status: str, reason: str | None, *, mlflow_status: str
 ) -> None:
+    """The status tag (and reason), then the run's end: a run whose tags could not be written
+    stays RUNNING, so that it is closed later with a reason (``study_runs``) and never ends up
+    FAILED or FINISHED with ``freqstudy.status = running``."""
     tags = [RunTag(TAG_STATUS, status)]
     if reason:
         tags.append(RunTag(TAG_FAILURE, reason))
+    client.log_batch(run_id, tags=tags)
+    client.set_terminated(run_id, status=mlflow_status)
+
+
+def _end_failed_run(
+    client: MlflowClient, tracking_uri: str, run_id: str, reason: str, *, mlflow_status: str
+) -> None:
+    """Mark the run failed with ``reason`` on the way out of an exception, never raising a second
+    one: with the server gone (``/health`` does not answer in a few seconds) nothing is sent, and
+    the run is left for the study to close (``study_runs.close_orphaned_trials``)."""
+    if tracking_uri.startswith(("http://", "https://")) and health_problem(tracking_uri, 3.0) is not None:
+        return
     try:
-        client.log_batch(run_id, tags=tags)
-    finally:
-        client.set_terminated(run_id, status=mlflow_status)
+        _end_run(client, run_id, "failed", reason, mlflow_status=mlflow_status)
+    except Exception:  # the original exception is what the caller needs to see
+        pass
 
 
 def metrics_document(config: TrialConfig, result: TrialResult) -> dict[str, Any]:

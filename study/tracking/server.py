@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -37,6 +38,19 @@ STARTUP_TIMEOUT_S = 180.0  # a cold `mlflow server` on a busy 2-core machine tak
 # a ~0.23 GB Python process, for GenAI jobs (scorers, prompt optimisation) freqstudy never submits:
 # ~2.3 GB RSS for the server tree instead of ~0.5 GB.
 LEAN_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+CHECK_TIMEOUT_S = 5.0  # `train` and `run`: a given tracking server must answer /health within this
+# MLflow's own HTTP settings, bounded (read by MLflow on every request). MLflow's defaults (120 s
+# timeout, 7 retries, backoff factor 2: sleeps 0, 4, 8, ... 64 s, then 120 s) keep one call on a
+# dead server going for ~250 s, and a trial makes several. Here a request waits at most 20 s for
+# an answer and is retried 3 times, sleeping 0, 2 and 4 s (+ up to 1 s jitter each) in between:
+# a stopped server (connection refused) fails a call in ~6-9 s, one that accepts but never
+# answers in at most 4 x 20 + 9 = 89 s. Set any of them in the environment to override.
+HTTP_BOUNDS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "1.0",
+}
 
 
 def store_dir() -> Path:
@@ -89,22 +103,136 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def is_healthy(uri: str, timeout_s: float = 2.0) -> bool:
-    """True when ``<uri>/health`` answers 200."""
+def port_problem(host: str, port: int) -> str | None:
+    """None when a server could listen on ``host:port`` (bound as uvicorn binds, with
+    SO_REUSEADDR, so a closed connection's TIME_WAIT does not count); else why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as e:
+        return (e.strerror or str(e)).lower()
+    return None
+
+
+def registered_server() -> str | None:
+    """The URI of a healthy server another freqstudy command registered for the local store."""
+    return _running_server(store_dir())
+
+
+def health_problem(uri: str, timeout_s: float = 2.0) -> str | None:
+    """None when ``<uri>/health`` answers 200; else what went wrong, in a few words
+    (``connection refused``, ``no answer in 5 s``, ``HTTP 503``...)."""
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as r:
-            return r.status == 200
-    except OSError:
-        return False
+            return None if r.status == 200 else f"HTTP {r.status}"
+    except urllib.error.HTTPError as e:
+        return f"HTTP {e.code}"
+    except (OSError, ValueError) as e:  # URLError is an OSError; ValueError: not a URL
+        return _os_error_words(getattr(e, "reason", e), timeout_s)
+
+
+def _os_error_words(e: object, timeout_s: float) -> str:
+    if isinstance(e, TimeoutError | socket.timeout):
+        return f"no answer in {timeout_s:g} s"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, socket.gaierror):
+        return "host not found"
+    text = str(getattr(e, "strerror", None) or e).strip()
+    return (text or type(e).__name__).splitlines()[0][:120].lower()
+
+
+def is_healthy(uri: str, timeout_s: float = 2.0) -> bool:
+    """True when ``<uri>/health`` answers 200."""
+    return health_problem(uri, timeout_s) is None
+
+
+def check_server(uri: str | None, timeout_s: float = CHECK_TIMEOUT_S) -> None:
+    """Before a command starts work: a given ``http(s)://`` tracking server must answer ``/health``.
+
+    None (the local store) and other schemes are left to MLflow.
+
+    Raises:
+        ValueError: one line naming the URI and what went wrong (the CLI's exit 2).
+    """
+    if not uri or not uri.startswith(("http://", "https://")):
+        return
+    problem = health_problem(uri, timeout_s)
+    if problem is not None:
+        raise ValueError(
+            f"tracking server {uri} does not answer (GET /health: {problem}); "
+            "start it or leave --tracking-uri out for the local store"
+        )
+
+
+def http_bounds_env() -> dict[str, str]:
+    """MLflow's HTTP settings as freqstudy runs them: ``HTTP_BOUNDS``, each unless the
+    environment sets it (a user's own value wins). For a process's workers (Ray's runtime_env)."""
+    return {k: os.environ.get(k, v) for k, v in HTTP_BOUNDS.items()}
+
+
+def bound_http() -> None:
+    """Bound every MLflow HTTP call of this process (``HTTP_BOUNDS``); MLflow reads them per call."""
+    os.environ.update(http_bounds_env())
+
+
+class TrackingServerLost(RuntimeError):
+    """The tracking server stopped answering while a trial logged to it (one line)."""
+
+
+def unreachable(e: BaseException) -> str | None:
+    """Why ``e`` means the tracking server is away, in a word or two; None when it is
+    something else (a bad request, a missing run...).
+
+    MLflow raises ``MlflowException("API request to ... failed with exception ...")`` with the
+    ``requests`` error as its context: a refused or dropped connection, a timeout, or
+    retries spent on 5xx answers.
+    """
+    import requests
+
+    seen: set[int] = set()
+    current: BaseException | None = e
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, requests.exceptions.Timeout | TimeoutError):
+            return "Timeout"
+        if isinstance(current, requests.exceptions.RetryError):
+            return "RetryError"
+        if isinstance(current, requests.exceptions.ConnectionError | ConnectionError):
+            return "ConnectionError"
+        current = current.__cause__ or current.__context__
+    return None
 
 
 @contextlib.contextmanager
-def local_tracking_uri(uri: str | None = None) -> Iterator[str]:
+def logging_to(uri: str, doing: str) -> Iterator[None]:
+    """Turn the server going away inside the block into one :class:`TrackingServerLost` line:
+    ``tracking server <uri>: lost while <doing> (ConnectionError)``, ``doing`` e.g.
+    ``logging epoch 3 metrics of run <id>``."""
+    try:
+        yield
+    except TrackingServerLost:
+        raise
+    except Exception as e:
+        cause = unreachable(e)
+        if cause is None:
+            raise
+        raise TrackingServerLost(f"tracking server {uri}: lost while {doing} ({cause})") from e
+
+
+@contextlib.contextmanager
+def local_tracking_uri(
+    uri: str | None = None, *, host: str = "127.0.0.1", port: int | None = None
+) -> Iterator[str]:
     """Yield a tracking URI: ``uri`` itself, or a local server's while the block runs.
 
     Args:
         uri: an MLflow tracking URI (``http://host:port`` of an ``mlflow server``);
             None = the local store behind a loopback server started here.
+        host, port: where a server started here listens (``freqstudy ui``); port None = a
+            free one. A server already registered for the store is shared wherever it listens.
 
     Raises:
         RuntimeError: the local server exited or did not become healthy in time
@@ -119,7 +247,7 @@ def local_tracking_uri(uri: str | None = None) -> Iterator[str]:
     with _store_lock(root):
         shared = _running_server(root)
         if shared is None:
-            shared = _start_server(root)
+            shared = _start_server(root, host=host, port=port)
         lease.touch()
     try:
         yield shared
@@ -141,22 +269,33 @@ def _store_lock(root: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _start_server(root: Path) -> str:
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
+def client_host(host: str) -> str:
+    """The address a client on this machine reaches a server listening on ``host`` at."""
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _start_server(root: Path, *, host: str = "127.0.0.1", port: int | None = None) -> str:
+    port = port or free_port(host)
+    uri = f"http://{client_host(host)}:{port}"
     log_path = root / "server.log"
     with open(log_path, "ab") as log:
         # Its own session: a Ctrl-C meant for this command must not kill a server
         # that other commands may be sharing; the last lease holder stops it.
         proc = subprocess.Popen(
-            server_command(host="127.0.0.1", port=port, root=root),
+            server_command(host=host, port=port, root=root),
             env=server_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True,  # also: its group is the server and its uvicorn worker
         )
-    _wait_healthy(proc, uri, log_path)
+    try:
+        _wait_healthy(proc, uri, log_path)
+    except BaseException:  # not healthy in time, or interrupted: never leave it running unregistered
+        _stop(proc)
+        raise
     write_text_atomic(root / "server.json", json.dumps({"uri": uri, "pid": proc.pid}))
     return uri
 
@@ -187,26 +326,57 @@ def _live_leases(root: Path) -> list[Path]:
 
 
 def _stop_advertised(root: Path) -> None:
-    """Stop the server named in ``server.json`` (SIGTERM, then SIGKILL) and forget it."""
+    """Stop the server named in ``server.json`` and forget it: SIGTERM, then SIGKILL, to its
+    whole process group (the server was started in its own session: ``mlflow server`` and the
+    uvicorn worker it spawns), until none of the group is left."""
     path = root / "server.json"
     try:
         pid = int(json.loads(path.read_text())["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return
     path.unlink(missing_ok=True)
+    if not group_members(pid):
+        return
     for sig, wait_s in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 5.0)):
         try:
-            os.kill(pid, sig)
+            os.killpg(pid, sig)
         except ProcessLookupError:
             return
+        except PermissionError:  # not a group leader we may signal: the process alone
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our child: reap it
-                    return
-            if not _pid_alive(pid):
+                os.waitpid(pid, os.WNOHANG)  # our child: reap it
+            if not group_members(pid):
                 return
             time.sleep(0.2)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``, read from /proc (without /proc:
+    ``[pgid]`` while the group can be signalled)."""
+    if not Path("/proc/self/stat").exists():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        except PermissionError:
+            pass
+        return [pgid]
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # /proc/PID/stat: after the parenthesised name, field 3 is the state, field 5 the group.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited while being read
+        if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            found.append(int(entry.name))
+    return found
 
 
 def _running_server(root: Path) -> str | None:
@@ -227,20 +397,23 @@ def _wait_healthy(proc: subprocess.Popen, uri: str, log_path: Path) -> None:
         if is_healthy(uri):
             return
         time.sleep(0.5)
-    _stop(proc)
     raise RuntimeError(
         f"mlflow server at {uri} not healthy after {STARTUP_TIMEOUT_S:.0f} s: {_tail(log_path)}"
     )
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """Stop a server this process started in its own session: its whole group."""
+    for sig, wait_s in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            proc.poll()
+            if not group_members(proc.pid):
+                return
+            time.sleep(0.2)
+    proc.poll()
 
 
 def _tail(path: Path, chars: int = 1500) -> str:

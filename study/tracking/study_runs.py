@@ -24,6 +24,9 @@ ROLE_TRIAL = "trial"
 def _client(tracking_uri: str):
     from mlflow import MlflowClient
 
+    from study.tracking.server import bound_http
+
+    bound_http()
     return MlflowClient(tracking_uri=tracking_uri)
 
 
@@ -78,7 +81,7 @@ def start_study_run(
             )
         client.update_run(existing, status="RUNNING")
         client.log_batch(existing, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
-        _close_orphaned_trials(client, existing)
+        close_orphaned_trials(client, existing, reason=ORPHAN_DRIVER_STOPPED)
         return existing
     run = client.create_run(experiment_id, run_name=study, tags=all_tags)
     run_id = run.info.run_id
@@ -87,40 +90,53 @@ def start_study_run(
     return run_id
 
 
-def _close_orphaned_trials(client, parent_run_id: str) -> None:
-    """Trial runs left RUNNING by a driver that died: their Ray workers died with it.
+# Why a trial run was closed by the study rather than by its trial.
+ORPHAN_DRIVER_STOPPED = "the study driver stopped before this trial ended; --resume continued it in a new run"
+ORPHAN_AT_STUDY_END = (
+    "killed: the trial ended without closing its run (the tracking server was unreachable, "
+    "or its worker died)"
+)
+ORPHAN_STATUS_UNWRITTEN = "killed: the trial ended while the tracking server was unreachable"
 
-    The resumed trial continues from its Tune checkpoint in a new run, so the
-    orphan is closed as KILLED with the reason, never left looking alive.
+
+def close_orphaned_trials(client, parent_run_id: str, *, reason: str) -> int:
+    """Close the study's trial runs that no trial will close; returns how many.
+
+    Called when no trial of the study runs (on ``--resume`` before Ray starts, and at the
+    study's end): a run still RUNNING is closed as KILLED with ``reason``; a run that ended
+    without its status tag (``freqstudy.status`` still ``running``) keeps its MLflow status and
+    gets ``failed`` and a reason. A run never stays ``running`` once its trial has ended.
     """
     from mlflow.entities import RunTag
 
     parent = client.get_run(parent_run_id)
-    for r in client.search_runs(
-        [parent.info.experiment_id],
-        max_results=1000,
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and attributes.status = 'RUNNING'",
-    ):
-        client.log_batch(
-            r.info.run_id,
-            tags=[
-                RunTag(M.TAG_STATUS, "failed"),
-                RunTag(
-                    M.TAG_FAILURE,
-                    "the study driver stopped before this trial ended; --resume continued it in a new run",
-                ),
-            ],
-        )
-        client.set_terminated(r.info.run_id, status="KILLED")
+    children = f"tags.`mlflow.parentRunId` = '{parent_run_id}'"
+    found = {}
+    for which in ("attributes.status = 'RUNNING'", f"tags.`{M.TAG_STATUS}` = 'running'"):
+        for r in client.search_runs(
+            [parent.info.experiment_id], max_results=1000, filter_string=f"{children} and {which}"
+        ):
+            found[r.info.run_id] = r
+    for run_id, r in found.items():
+        running = r.info.status == "RUNNING"
+        tags = [RunTag(M.TAG_STATUS, "failed")]
+        if running or not r.data.tags.get(M.TAG_FAILURE):
+            tags.append(RunTag(M.TAG_FAILURE, reason if running else ORPHAN_STATUS_UNWRITTEN))
+        client.log_batch(run_id, tags=tags)
+        if running:
+            client.set_terminated(run_id, status="KILLED")
+    return len(found)
 
 
 def finish_study_run(
     tracking_uri: str, run_id: str, *, counts: Mapping[str, float], status: str = "FINISHED"
 ) -> None:
-    """Log the study's counts (``study/trials_finished`` ...) and close the run."""
+    """Close the trial runs left open (``close_orphaned_trials``), log the study's counts
+    (``study/trials_finished`` ...) and close the run."""
     from mlflow.entities import Metric
 
     client = _client(tracking_uri)
+    close_orphaned_trials(client, run_id, reason=ORPHAN_AT_STUDY_END)
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(f"study/{k}", float(v), now, 0) for k, v in counts.items()])
     client.set_terminated(run_id, status=status)

@@ -182,11 +182,6 @@ def test_logged_model_reloads_and_reproduces_test_accuracy(fixed_run, mlflow_ser
     model = load_logged_model(tracked.run_id, mlflow_server.uri)
     assert type(model).__name__ == type(tracked.result.model).__name__ and not model.training
     assert model.stem.mode == "fixed" and model.stem.measured_proportion() == 0.25
-    cifar = load_cifar10(subset_dir)
-    settings = EvalSettings(device=torch.device("cpu"), batch_size=config.eval.batch_size)
-    acc = clean_accuracy(model, eval_loader(cifar.test_images, cifar.test_labels, settings), settings)
-    logged = MlflowClient(mlflow_server.uri).get_run(tracked.run_id).data.metrics[M.TEST_CLEAN_ACC]
-    assert acc == pytest.approx(logged, abs=1e-9)
     # Pickle-free: safetensors weights, the config and a manifest, and the trained network's exact
     # weights and logits back.
     files = {a.path for a in MlflowClient(mlflow_server.uri).list_artifacts(tracked.run_id, "model")}
@@ -197,6 +192,11 @@ def test_logged_model_reloads_and_reproduces_test_accuracy(fixed_run, mlflow_ser
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(model(x), trained(x), rtol=0, atol=0)
+    cifar = load_cifar10(subset_dir)
+    settings = EvalSettings(device=torch.device("cpu"), batch_size=config.eval.batch_size)
+    acc = clean_accuracy(model, eval_loader(cifar.test_images, cifar.test_labels, settings), settings)
+    logged = MlflowClient(mlflow_server.uri).get_run(tracked.run_id).data.metrics[M.TEST_CLEAN_ACC]
+    assert acc == pytest.approx(logged, abs=1e-9)
 
 
 def test_learned_mode_logs_alpha_history(mlflow_server, subset_dir, tmp_path):
