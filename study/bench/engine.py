@@ -1,18 +1,11 @@
-"""Benchmarks of the trial engine: training and evaluation, beside a plain baseline.
+"""Benchmarks of the trial engine, each beside a plain PyTorch baseline in the same run.
 
-Every figure is measured in the same process as its baseline, so the ratios
-hold on any machine: (1) training images/s of the trial engine (device-resident
-uint8 data, batch augmentation on the device, channels_last; bf16 autocast and
-fused SGD on CUDA) against a plain PyTorch loop (a ``DataLoader`` over a
-``Dataset`` with per-sample transforms, fp32, default memory layout) on the
-same model and batch size; (2) evaluation images/s and the implied time for a
-full CIFAR-10-C + clean pass (15 x 5 x 10,000 + 10,000 = 760,000 images);
-(3) model FLOPs utilisation on a GPU from 3.33 GFLOP per trained image;
-(4) peak memory; (5) CIFAR-10-C generation images/s; (6) per-trial
-orchestration overhead of a Ray study (only where Ray is installed).
-
-Needs only torch, numpy and the project: data are random uint8 images, so it
-runs on a bare GPU machine with no dataset and no network.
+``bench_train``: training images/s of the engine (device-resident uint8 data,
+augmentation on the device, channels_last; bf16 autocast and fused SGD on
+CUDA) against a ``DataLoader`` with per-sample transforms, fp32, on the same
+model and batch. ``bench_eval``: evaluation images/s from device memory and
+from official-layout files, and the implied CIFAR-10-C + clean pass time.
+``mfu``: model FLOPs utilisation on a GPU. Random uint8 images: no dataset needed.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ bytes do not depend on the worker count or the order units run in. Units run
 in spawned processes (math libraries on one thread each) that read the source
 through a memory-mapped ``.npy`` and write their block straight into a
 preallocated, memory-mapped partial file of their corruption under
-``.partial/``, then drop a marker for the block. A run holds an ``flock`` on
+``.partial/``, then drop a marker for the block. Partials get their disk blocks
+when they are made, so a full disk is one ``OSError`` naming the file before any
+work, never a SIGBUS in a process writing through a map. A run holds an ``flock`` on
 each partial it fills and publishes it with ``os.replace`` once every block
 is marked, so a partial file is never read as whole; the next run resumes a
 dead run's partial (its lock is gone) from its markers, and deletes the dead

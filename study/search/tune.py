@@ -47,6 +47,7 @@ from study.config import TrialConfig, default_home
 from study.search.console import StudyConsole
 from study.search.samplers import define_by_run, make_sampler
 from study.search.spaces import BASELINE_FLAG, SearchSpace
+from study.search.storage import check_resumable, create_private, is_uri, storage_problem
 from study.search.summary import StudySummary
 from study.search.trials import (
     CONFIG_ID_KEY,
@@ -351,6 +352,16 @@ def run_study(
         raise ValueError(
             f"study {study!r} already exists at {path}; continue it with --resume or pick another --study"
         )
+    # The storage is trusted state (Ray unpickles it on resume): a new study's folder is made
+    # private, and a resume refuses one that others could have written to (study.search.storage).
+    if resume:
+        note = check_resumable(path)
+    else:
+        create_private(path)
+        problem = None if is_uri(path) else storage_problem(path)
+        note = problem and f"freqstudy run: warning: {problem}; --resume will refuse this study as it is"
+    if note:
+        print(note, file=sys.stderr)
 
     os.environ[STRICT_METRIC_ENV] = "1"
     started = time.perf_counter()

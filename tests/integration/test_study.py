@@ -60,6 +60,28 @@ def _space():
     return load_space("smoke").with_fixed(TINY)
 
 
+def _run_then_kill(cmd: list[str], path: str, tmp_path: Path, *, terminated: int) -> set[str]:
+    """Start a study driver, SIGKILL it once ``terminated`` trials have ended; their ids."""
+    log = open(tmp_path / "driver.log", "w")
+    driver = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 400
+        while time.time() < deadline and driver.poll() is None:
+            if list(_tune_states(path).values()).count("TERMINATED") >= terminated:
+                break
+            time.sleep(1)
+        assert driver.poll() is None, f"driver ended early: {(tmp_path / 'driver.log').read_text()[-3000:]}"
+        done_before = {tid for tid, s in _tune_states(path).items() if s == "TERMINATED"}
+        assert len(done_before) >= terminated, (tmp_path / "driver.log").read_text()[-3000:]
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        log.close()
+    return done_before
+
+
 def _tune_states(path: str) -> dict[str, str]:
     """{trial_id: status} from the newest Tune experiment state in ``path`` (what resume reads)."""
     files = sorted(glob.glob(os.path.join(path, "experiment_state-*.json")))
@@ -257,23 +279,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(home, subset_di
         "1",
         *sets,
     ]
-    log = open(tmp_path / "driver.log", "w")
-    driver = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 400
-        while time.time() < deadline and driver.poll() is None:
-            if list(_tune_states(path).values()).count("TERMINATED") >= 2:
-                break
-            time.sleep(1)
-        assert driver.poll() is None, f"driver ended early: {(tmp_path / 'driver.log').read_text()[-3000:]}"
-        done_before = {tid for tid, s in _tune_states(path).items() if s == "TERMINATED"}
-        assert len(done_before) >= 2, (tmp_path / "driver.log").read_text()[-3000:]
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(timeout=60)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-        log.close()
+    done_before = _run_then_kill(cmd, path, tmp_path, terminated=2)
     time.sleep(3)  # Ray's reaper takes down the dead driver's local cluster
 
     resumed_at_ms = time.time() * 1000
@@ -433,21 +439,7 @@ def test_replicated_configurations_survive_a_killed_driver(home, subset_dir, mlf
         "1",
         *sets,
     ]
-    log = open(tmp_path / "driver.log", "w")
-    driver = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 400
-        while time.time() < deadline and driver.poll() is None:
-            if list(_tune_states(path).values()).count("TERMINATED") >= 3:  # mid-way through group 2
-                break
-            time.sleep(1)
-        assert driver.poll() is None, f"driver ended early: {(tmp_path / 'driver.log').read_text()[-3000:]}"
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(timeout=60)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-        log.close()
+    _run_then_kill(cmd, path, tmp_path, terminated=3)  # mid-way through the second configuration
     time.sleep(3)
     space = load_space(space_file).with_fixed(TINY)
     summary = run_study(
