@@ -44,7 +44,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from study.cifar10c.layout import LABELS, MANIFEST, check_corruptions, check_severities, read_manifest
+from study.cifar10c.layout import (
+    LABELS,
+    MANIFEST,
+    NUM_CLASSES,
+    check_corruptions,
+    check_severities,
+    read_manifest,
+)
 from study.corruptions import GENERATOR_VERSION, corrupt
 from study.files import digest, named, write_atomic, write_text_atomic
 from study.metrics import ALL_CORRUPTIONS, SEVERITIES
@@ -64,6 +71,14 @@ IDENTITY = ("source_sha256", "labels_sha256", "generator_version", "seed", "n", 
 
 def check_source(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     images = np.ascontiguousarray(images)
+    labels = np.asarray(labels)
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):  # never truncate 2.7 to 2
+        raise ValueError(f"labels: {labels.dtype}, not integers; allowed integers 0..{NUM_CLASSES - 1}")
+    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise ValueError(
+            f"labels: {labels.min()}..{labels.max()}; allowed integers 0..{NUM_CLASSES - 1} "
+            "(the loader refuses a copy holding others)"
+        )
     labels = np.ascontiguousarray(labels, dtype=np.int64)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
         raise ValueError(f"images: expected uint8 (N, 32, 32, 3), got {images.dtype} {images.shape}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from study.cifar10c.layout import check_corruptions, check_severities
 from study.metrics import ALL_CORRUPTIONS, SEVERITIES
@@ -48,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit: {args.limit} must be >= 1")
     if args.workers < 0:
         raise ValueError(f"--workers: {args.workers} must be >= 0 (0 = one per core)")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out}: is a file; give a folder")
     # Imported here, after the cheap checks, so that a usage error costs no imports.
     from study.cifar10c.generate import generate
     from study.data.cifar10 import load_cifar10, stratified_split

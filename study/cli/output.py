@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -21,9 +22,22 @@ from typing import Any
 _held: list[str] | None = None  # the document of the --json command now running, once printed
 
 
+def _strict(value: Any) -> Any:
+    """``value`` with NaN and infinities as None: strict JSON has no literal for them."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = value.item()  # a numpy scalar
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
 def print_json(document: Any, **dumps_kwargs: Any) -> None:
-    """Print ``document`` as JSON: held until the end of :func:`json_mode`, else at once."""
-    text = json.dumps(document, **dumps_kwargs)
+    """Print ``document`` as strict JSON (NaN as null): held until :func:`json_mode` ends, else at once."""
+    text = json.dumps(_strict(document), allow_nan=False, **dumps_kwargs)
     if _held is None:
         print(text, flush=True)
         return

@@ -56,6 +56,9 @@ def write_results_markdown(choice, outcomes, path: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    out = Path(args.out or f"report-{args.study}")
+    if out.exists() and not out.is_dir():  # before any server starts
+        raise ValueError(f"--out {out}: is a file; give a folder")
     from study.reporting.report import REPORT_ARTIFACTS, fourier_maps, learned_alpha, write_report
     from study.selection.choice import choose
     from study.selection.choose import parse_objectives
@@ -63,7 +66,6 @@ def run(args: argparse.Namespace) -> int:
     from study.tracking.queries import client_for, load_study, log_files
     from study.tracking.server import local_tracking_uri
 
-    out = Path(args.out or f"report-{args.study}")
     with local_tracking_uri(args.tracking_uri) as uri:
         client = client_for(uri)
         study_runs = load_study(args.study, client=client)

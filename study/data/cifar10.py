@@ -130,13 +130,13 @@ def _integer_labels(path: Path, raw: object, num_classes: int) -> np.ndarray:
     if values.size and not (
         np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)
     ):
-        first = values.flat[0]
+        first = values.flat[0].item() if isinstance(values.flat[0], np.generic) else values.flat[0]
         raise ValueError(f"{path}: labels are {values.dtype} (first: {first!r}), not integers; {allowed}")
     if np.issubdtype(values.dtype, np.floating):
         bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
         if bad.size:
             i = int(bad[0])
-            raise ValueError(f"{path}: label {i} is {values[i]!r}, not an integer; {allowed}")
+            raise ValueError(f"{path}: label {i} is {values[i].item()!r}, not an integer; {allowed}")
     if values.size and (values.min() < 0 or values.max() >= num_classes):
         lo, hi = values.min(), values.max()
         raise ValueError(f"{path}: labels must be in 0..{num_classes - 1}, got labels {lo:g}..{hi:g}")

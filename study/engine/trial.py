@@ -196,7 +196,7 @@ def diverged_reason(
         factor: ``train.divergence_factor``.
     """
     if not math.isfinite(loss):
-        return f"epoch {epoch}: training loss became non-finite ({loss})"
+        return f"training loss became non-finite ({loss}) in epoch {epoch}"
     floor = math.log(num_classes)
     reference = floor if first_loss is None else max(first_loss, floor)
     bound = factor * reference
@@ -207,8 +207,8 @@ def diverged_reason(
             else f"first-epoch loss {first_loss:.4g}, ln {num_classes}"
         )
         return (
-            f"epoch {epoch}: training loss {loss:.4g} exceeds the divergence bound {bound:.4g} "
-            f"(train.divergence_factor {factor:g} x max({which}))"
+            f"training loss {loss:.4g} exceeded the divergence bound {bound:.4g} "
+            f"(train.divergence_factor {factor:g} x max({which})) in epoch {epoch}"
         )
     if stats is None:
         return None
@@ -224,7 +224,7 @@ def diverged_reason(
             if n:
                 bad.append(f"{label} has {n} non-finite values")
     if bad:
-        return f"epoch {epoch}: first-layer statistics became non-finite ({', '.join(bad)})"
+        return f"first-layer statistics became non-finite ({', '.join(bad)}) in epoch {epoch}"
     return None
 
 

@@ -225,6 +225,17 @@ def _error_line(trial) -> str | None:
     return lines[-1][:300] if lines else None
 
 
+class _DropMessages(logging.Filter):
+    """Drops log records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
 @contextlib.contextmanager
 def _quiet(verbose: int, extra_env: Mapping[str, str]):
     """Ray, Tune and Optuna as quiet as the console wants them, for the study's duration.
@@ -240,12 +251,16 @@ def _quiet(verbose: int, extra_env: Mapping[str, str]):
     saved_ray_level = ray_logger.level
     saved_optuna = optuna.logging.get_verbosity()
     os.environ.update(env)
+    # The console has a line for each failed trial, and the summary lists them again.
+    unfinished = _DropMessages("Trials did not complete")
     if not verbose:
         ray_logger.setLevel(logging.ERROR)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        logging.getLogger("ray.tune.tune").addFilter(unfinished)
     try:
         yield
     finally:
+        logging.getLogger("ray.tune.tune").removeFilter(unfinished)
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -343,6 +358,10 @@ def run_study(
         fixed["data.dir"] = baseline["data.dir"] = str(Path(data_dir).expanduser().resolve())
     base_cfg = TrialConfig.from_flat(fixed)
     TrialConfig.from_flat(baseline)
+    if tracking:
+        from study.tracking.server import check_server
+
+        check_server(tracking_uri)  # a given server that does not answer: one line, before any work
 
     path = experiment_path(storage, study)
     exists = tune.Tuner.can_restore(path)
@@ -369,9 +388,8 @@ def run_study(
     if tracking:
         from study.engine.prepare import prepare_data
         from study.tracking import run_links_env
-        from study.tracking.server import check_server, http_bounds_env, local_tracking_uri
+        from study.tracking.server import http_bounds_env, local_tracking_uri
 
-        check_server(tracking_uri)  # a given server that does not answer: one line, before any work
         # MLflow's per-run links and its bounded HTTP settings, for the driver and the workers.
         links_env = {**run_links_env(show=verbose > 0), **http_bounds_env()}
         prepare_data(base_cfg)  # warm the data and corrupted-copy caches once, not per trial
@@ -548,6 +566,7 @@ def _init_ray(address: str | None, *, verbose: int = 0, env: Mapping[str, str] |
     reaching the driver's console, and the ``ray`` logger shows errors only. A study
     passes, in ``env``, MLflow's link switch and its bounded HTTP settings
     (``study.tracking.server.HTTP_BOUNDS``), so trials on every node inherit them.
+    A local Ray (no ``address``) listens on loopback only.
     """
     if ray.is_initialized():
         return False
@@ -559,8 +578,46 @@ def _init_ray(address: str | None, *, verbose: int = 0, env: Mapping[str, str] |
     if address:
         ray.init(address=address, runtime_env=runtime_env, **output)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env, **output)
+        # A Ray of its own ("local": never a `ray start` cluster that happens to run on the
+        # machine), on loopback only (_loopback_node), without the dashboard.
+        with _loopback_node():
+            ray.init(
+                address="local",
+                _node_ip_address=LOOPBACK,
+                num_cpus=os.cpu_count(),
+                include_dashboard=False,
+                runtime_env=runtime_env,
+                **output,
+            )
     return True
+
+
+LOOPBACK = "127.0.0.1"
+
+
+@contextlib.contextmanager
+def _loopback_node():
+    """Make ``ray.init`` keep a node IP of 127.0.0.1 while it starts a local Ray.
+
+    Ray binds its servers (GCS, raylet, the driver's and workers' gRPC, the runtime-env
+    agent) to loopback only when the node IP is 127.0.0.1, but ``ray.init`` replaces a
+    loopback ``_node_ip_address`` with the machine's outward address unless Ray clusters
+    are off: ``ray._private.ray_constants.ENABLE_RAY_CLUSTER``, which Ray reads once from
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` at import and which is False on macOS and Windows
+    for this very purpose. It is False only while the local node starts; a Ray without the
+    switch starts as it would otherwise (the test of the listening sockets says so).
+    """
+    from ray._private import ray_constants
+
+    if not hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):
+        yield
+        return
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 def _check_positive(**values: float) -> None:

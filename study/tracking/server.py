@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import signal
 import socket
@@ -174,8 +175,20 @@ def http_bounds_env() -> dict[str, str]:
 
 
 def bound_http() -> None:
-    """Bound every MLflow HTTP call of this process (``HTTP_BOUNDS``); MLflow reads them per call."""
+    """Bound every MLflow HTTP call of this process (``HTTP_BOUNDS``); MLflow reads them per call.
+
+    urllib3's "Retrying (...)" warning per retry is dropped: a server that stays away is one
+    line from freqstudy (:func:`logging_to`), not a line per attempt before it.
+    """
     os.environ.update(http_bounds_env())
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _NoRetryWarnings) for f in pool_log.filters):
+        pool_log.addFilter(_NoRetryWarnings())
+
+
+class _NoRetryWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Retrying")
 
 
 class TrackingServerLost(RuntimeError):

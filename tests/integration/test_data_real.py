@@ -49,6 +49,22 @@ def test_real_batches_with_bytes_keys_and_str_keys(subset_dir, tmp_path):
     assert np.array_equal(a.train_images, b.train_images) and np.array_equal(a.test_labels, b.test_labels)
 
 
+def test_real_batches_repickled_by_python3_at_protocol_2_load_the_same(subset_dir, tmp_path):
+    # Python 3 writes bytes at protocol 2 as _codecs.encode(str, "latin1"): admitted, and only that.
+    src = subset_dir / "cifar-10-batches-py"
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+        raw = pickle.dumps(read_batch(src / name), protocol=2)
+        assert name == "batches.meta" or b"_codecs\nencode" in raw
+        (folder / name).write_bytes(raw)
+    a, b = load_cifar10(subset_dir), load_cifar10(tmp_path)
+    for field in ("train_images", "train_labels", "test_images", "test_labels"):
+        x, y = getattr(a, field), getattr(b, field)
+        assert x.dtype == y.dtype and np.array_equal(x, y), field
+    assert a.classes == b.classes
+
+
 def test_real_validation_split_and_loader(subset_dir):
     d = load_cifar10(subset_dir)
     tr, va = stratified_split(d.train_labels, 0.1, seed=0)

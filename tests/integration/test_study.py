@@ -122,6 +122,14 @@ def test_smoke_study_end_to_end(home, subset_dir, mlflow_server, tmp_path):
     assert parent == summary.parent_run_id
     runs = trial_runs(mlflow_server.uri, parent, with_artifacts=True)
     assert len(runs) == 6
+    # One checkout, one code version: the parent run and every trial run say the same.
+    from mlflow import MlflowClient
+
+    from study.tracking.experiments import code_version
+
+    parent_version = MlflowClient(mlflow_server.uri).get_run(parent).data.tags[M.TAG_CODE_VERSION]
+    assert parent_version == code_version() and parent_version not in ("", "unknown")
+    assert {r["tags"][M.TAG_CODE_VERSION] for r in runs} == {parent_version}
     for r in runs:
         assert r["status"] == "FINISHED"
         assert r["tags"][M.TAG_STUDY] == "smoke-e2e" and r["tags"][M.TAG_ROLE] == "trial"

@@ -5,6 +5,7 @@ cache, on a few synthetic images and the fast corruptions."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -15,8 +16,9 @@ import numpy as np
 import pytest
 
 from study.cifar10c import ensure_corrupted_copy, generate, load_corrupted
-from study.cifar10c.generate import _worker_pool
+from study.cifar10c.generate import _worker_pool, completed
 from study.corruptions import GENERATOR_VERSION, corrupt
+from study.files import write_atomic
 from study.metrics import ALL_CORRUPTIONS
 
 N = 12
@@ -220,6 +222,11 @@ def test_bad_arguments_are_named(tmp_path, source):
         generate(images, labels, tmp_path / "c", corruptions=FAST, severities=(0, 6), progress=False)
     with pytest.raises(ValueError, match="images: expected uint8"):
         generate(images.astype(np.float32), labels, tmp_path / "c", corruptions=FAST, progress=False)
+    with pytest.raises(ValueError, match=r"labels: float64, not integers; allowed integers 0\.\.9"):
+        generate(images, labels + 0.5, tmp_path / "c", corruptions=FAST, progress=False)
+    with pytest.raises(ValueError, match=r"labels: 100\.\.109; allowed integers 0\.\.9"):
+        generate(images, np.arange(100, 100 + N) % 10 + 100, tmp_path / "c", corruptions=FAST, progress=False)
+    assert not (tmp_path / "c").exists()  # refused before anything is written
 
 
 def write_official(folder, n, names=("fog",)):
@@ -281,6 +288,78 @@ def test_load_refuses_bad_files_naming_them(tmp_path):
         load_corrupted(folder, "frost")
     with pytest.raises(ValueError, match="unknown fogg"):
         load_corrupted(folder, "fogg")
+
+
+@pytest.mark.parametrize(
+    "labels, found",
+    [
+        (np.arange(100, 110), "labels 100..109"),  # CIFAR-100-style ids: every image would score wrong
+        (np.arange(-5, 5), "labels -5..4"),
+    ],
+)
+def test_load_refuses_labels_outside_the_classes_naming_the_file(tmp_path, labels, found):
+    folder = write_official(tmp_path / "c", n=10)
+    np.save(folder / "labels.npy", np.tile(labels, 5).astype(np.int64))
+    with pytest.raises(ValueError, match=rf"c/labels\.npy: {found}; allowed integers 0\.\.9$") as e:
+        load_corrupted(folder, "fog")
+    assert "\n" not in str(e.value)
+    np.save(folder / "labels.npy", np.tile(np.arange(10) + 0.5, 5))  # float labels: never cast
+    with pytest.raises(ValueError, match=r"labels\.npy: expected integer labels .* got float64"):
+        load_corrupted(folder, "fog")
+
+
+def enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_write_atomic_on_a_full_disk_names_the_file_and_leaves_nothing(tmp_path):
+    def fill(f):
+        f.write(b"half")
+        enospc()
+
+    with pytest.raises(OSError, match=r"No space left on device: '.*labels\.npy'") as e:
+        write_atomic(tmp_path / "labels.npy", fill)
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "labels.npy")
+    assert list(tmp_path.iterdir()) == []  # no temporary, no torn file
+
+
+def test_a_full_disk_is_an_os_error_naming_the_partial_and_leaves_nothing_read_as_whole(
+    tmp_path, source, monkeypatch
+):
+    # Without blocks allocated up front, a worker writing its block through the map would die of
+    # SIGBUS on a full disk (tests/integration/test_disk_full.py does it on a real one).
+    images, labels = source
+    out = tmp_path / "c"
+    monkeypatch.setattr(os, "posix_fallocate", enospc)
+    with pytest.raises(OSError, match=r"\.partial/gaussian_noise\.[^/]*\.npy\.tmp'$") as e:
+        generate(images, labels, out, corruptions=FAST, severities=(1, 2), workers=1, progress=False)
+    assert e.value.errno == errno.ENOSPC
+    assert not list((out / ".partial").glob("*")), "a partial that could not be allocated is removed"
+    assert not list(out.glob("*.npy.tmp")) and sorted(p.name for p in out.glob("*.npy")) == ["labels.npy"]
+    assert not completed(out, FAST, (1, 2), N)
+    for name in FAST:
+        with pytest.raises(FileNotFoundError):
+            load_corrupted(out, name)
+    monkeypatch.undo()  # space again: the same call finishes the copy
+    generate(images, labels, out, corruptions=FAST, severities=(1, 2), workers=1, progress=False)
+    assert completed(out, FAST, (1, 2), N)
+
+
+def test_corrupt_cli_on_a_full_disk_is_one_line_naming_the_path_exit_1(tmp_path, monkeypatch, capsys):
+    from study.cli import main
+    from tests.unit.test_data import write_cifar
+
+    write_cifar(tmp_path / "data")
+    monkeypatch.setattr(os, "posix_fallocate", enospc)
+    out = tmp_path / "c"
+    argv = ["corrupt", "--data-dir", str(tmp_path / "data"), "--out", str(out), "--workers", "1"]
+    rc = main([*argv, "--corruptions", "brightness", "--severities", "1", "--limit", "4"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"freqstudy corrupt: error: {out}/.partial/brightness.")
+    assert err.endswith(".npy.tmp: [Errno 28] No space left on device (ENOSPC)")
+    assert not completed(out, ("brightness",), (1,), 4)
 
 
 def test_cache_reuses_complete_copies_and_keys_on_limit_and_seed(tmp_path, source):

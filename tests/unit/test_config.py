@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from study import yamlfiles
 from study.config import TrialConfig, known_keys, parse_overrides
 
 
@@ -142,3 +143,82 @@ def test_exponent_notation_without_a_dot_is_a_number():
     assert cfg.train.lr == 1e6 and cfg.train.weight_decay == 1e-3
     with pytest.raises(ValueError, match="train.lr: expected a number"):
         TrialConfig.from_yaml(None, ["train.lr=fast"])
+
+
+def float_keys() -> list[str]:
+    flat = TrialConfig().to_flat()
+    return [k for k in known_keys() if isinstance(flat[k], float)]
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "inf"])
+def test_no_float_key_takes_an_infinite_or_nan_value(value):
+    keys = float_keys()
+    assert {"train.lr", "frequency.perturbation", "eval.fourier_eps", "train.divergence_factor"} <= set(keys)
+    for key in keys:
+        message = error_of(TrialConfig.from_yaml, None, [f"{key}={value}"])
+        assert message.startswith(f"config {key}: ") and "finite" in message and "allowed" in message
+    with pytest.raises(ValueError, match=r"config train\.lr: inf is not a finite number"):
+        TrialConfig.from_flat({"train.lr": float("inf")})
+    with pytest.raises(ValueError, match=r"config train\.checkpoint_min_seconds: inf is not a finite"):
+        dataclasses.replace(TrialConfig().train, checkpoint_min_seconds=float("inf"))
+
+
+@pytest.mark.parametrize("key", ["seed", "data.split_seed", "eval.corruption_seed"])
+def test_seeds_are_named_with_their_range(key):
+    for bad in (-1, 2**32):
+        assert error_of(TrialConfig.from_yaml, None, [f"{key}={bad}"]) == (
+            f"config {key}: {bad} is out of range; allowed integers 0..4294967295 (2**32 - 1)"
+        )
+    assert TrialConfig.from_flat({key: 2**32 - 1}).to_flat()[key] == 2**32 - 1
+
+
+def test_device_must_be_auto_cpu_cuda_or_cuda_with_an_index():
+    for ok in ("auto", "cpu", "cuda", "cuda:0", "cuda:12"):
+        assert TrialConfig.from_flat({"device": ok}).device == ok
+    for bad in ("cuda:abc", "cuda:", "cuda:-1", "cuda:1:2", "gpu"):
+        assert error_of(TrialConfig.from_flat, {"device": bad}) == (
+            f"config device: {bad!r} is not one of auto, cpu, cuda, cuda:N (N a non-negative integer)"
+        )
+
+
+def test_config_file_that_is_a_folder_not_utf8_or_repeats_a_key_is_one_line(tmp_path):
+    assert (
+        error_of(TrialConfig.from_yaml, tmp_path) == f"config file {tmp_path}: is a folder; give a YAML file"
+    )
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("train:\n  schedule: cosine # é\n".encode("latin-1"))
+    offset = latin.read_bytes().index(b"\xe9")
+    assert error_of(TrialConfig.from_yaml, latin) == (
+        f"config file {latin}: not UTF-8 text (byte 0xe9 at offset {offset})"
+    )
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("train:\n  lr: 0.1\n  epochs: 3\n  lr: 0.4\nmodel:\n  width: 8\n")
+    assert error_of(TrialConfig.from_yaml, twice) == (
+        f"config file {twice} line 4: duplicate key 'lr' (first at line 2)"
+    )
+    twice.write_text("train: {epochs: 3}\nmodel: {width: 8}\ntrain: {lr: 0.4}\n")
+    assert "line 3: duplicate key 'train' (first at line 1)" in error_of(TrialConfig.from_yaml, twice)
+    # YAML merge keys still work: keys written beside a merge override the merged ones.
+    merged = "defaults: &d {epochs: 3, lr: 0.1}\ntrain:\n  <<: *d\n  lr: 0.4\n"
+    assert yamlfiles.safe_load(merged)["train"] == {"epochs": 3, "lr": 0.4}
+
+
+def test_config_errors_from_the_command_are_one_line_exit_2(tmp_path, capsys):
+    from study.cli import main
+
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("seed: 1\nseed: 2\n")
+    cases = [
+        (["--config", str(tmp_path)], f"config file {tmp_path}: is a folder; give a YAML file"),
+        (["--config", str(twice)], f"config file {twice} line 2: duplicate key 'seed' (first at line 1)"),
+        (["--set", "seed=-1"], "config seed: -1 is out of range; allowed integers 0..4294967295 (2**32 - 1)"),
+        (["--set", "device=cuda:abc"], "config device: 'cuda:abc' is not one of auto, cpu, cuda, cuda:N"),
+        (
+            ["--set", "train.lr=.inf"],
+            "config train.lr: inf is not a finite number; allowed a finite number in (0.0, inf)",
+        ),
+    ]
+    for argv, message in cases:
+        assert main(["train", "--data-dir", str(tmp_path / "none"), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"freqstudy train: error: {message}") and err.count("\n") == 1, err

@@ -145,3 +145,13 @@ def test_json_commands_print_their_document_through_print_json():
         text = path.read_text()
         if '"--json"' in text:
             assert "print(json.dumps" not in text and "print_json(" in text, path.name
+
+
+def test_documents_are_strict_json(capsys):
+    from study.cli.output import print_json
+
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    print_json({"nan": float("nan"), "rows": [float("inf"), 1.5]})
+    assert json.loads(capsys.readouterr().out, parse_constant=refuse) == {"nan": None, "rows": [None, 1.5]}

@@ -71,9 +71,10 @@ class RunsShell:
 
 
 @pytest.mark.parametrize("bytes_keys", [False, True])
-# Protocols 4 and 5 (numpy 2 names its globals differently in each); the real
-# subset, Python-2-style protocol 2, is loaded in tests/integration/test_data_real.py.
-@pytest.mark.parametrize("protocol", [4, 5])
+# Protocols 4 and 5 (numpy 2 names its globals differently in each), and 2 as Python 3
+# writes it (bytes through _codecs.encode); the real subset, Python-2-style protocol 2,
+# is loaded in tests/integration/test_data_real.py.
+@pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_loads_official_layout_with_str_or_bytes_keys(tmp_path, bytes_keys, protocol):
     folder = write_cifar(tmp_path, bytes_keys=bytes_keys, protocol=protocol)
     for where in (tmp_path, folder):  # the parent or the folder itself
@@ -110,6 +111,78 @@ def test_refuses_pickle_that_calls_os_system(tmp_path):
     with pytest.raises(ValueError, match="refused global"):
         read_batch(folder / "data_batch_3")
     assert not marker.exists()
+
+
+class RunsEval:
+    """Pickles as a call to builtins.eval that would create ``marker``."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (eval, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
+class EncodesWithZlib:
+    """Pickles as ``_codecs.encode(b"...", "zlib")``: the admitted global with arguments it refuses."""
+
+    def __reduce__(self):
+        import codecs
+
+        return (codecs.encode, (b"x" * 100, "zlib"))
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4])
+def test_refuses_eval_and_any_other_use_of_codecs_encode(tmp_path, protocol):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "b"
+    path.write_bytes(pickle.dumps({"data": RunsEval(marker), "labels": [0]}, protocol=protocol))
+    assert b"eval" in path.read_bytes()  # a real call to eval: the plain unpickler would run it
+    with pytest.raises(ValueError, match=r"refused global (builtins|__builtin__)\.eval"):
+        read_batch(path)
+    assert not marker.exists()
+    # _codecs.encode is admitted for protocol-2 bytes only: a str in latin1, nothing else.
+    path.write_bytes(pickle.dumps({"data": EncodesWithZlib()}, protocol=protocol))
+    with pytest.raises(ValueError, match=r"^\S*b: .*refused _codecs\.encode\(bytes, 'zlib'\)") as e:
+        read_batch(path)
+    assert "\n" not in str(e.value)
+
+
+def write_labels(folder: Path, labels) -> None:
+    """``data_batch_2`` with three blank images and these labels, exactly as given."""
+    obj = {"data": np.zeros((3, 3072), np.uint8), "labels": labels}
+    (folder / "data_batch_2").write_bytes(pickle.dumps(obj))
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ([100, 105, 109], r"labels must be in 0\.\.9, got labels 100\.\.109"),
+        ([-1, 0, 3], r"labels must be in 0\.\.9, got labels -1\.\.3"),
+        ([0.0, 1.5, 2.0], r"label 1 is 1\.5, not an integer; allowed integers 0\.\.9"),
+        (np.array([0.0, np.nan, 1.0]), r"label 1 is nan, not an integer"),
+        (["cat", "dog", "cat"], r"labels are <U3 \(first: 'cat'\), not integers; allowed integers 0\.\.9"),
+        ([True, False, True], r"labels are bool .*not integers"),
+        ([[0], [1], [2]], r"labels have shape \(3, 1\), expected a flat list"),
+    ],
+)
+def test_labels_must_be_integers_of_a_class_naming_the_file(tmp_path, labels, message):
+    folder = write_cifar(tmp_path)
+    write_labels(folder, labels)
+    with pytest.raises(ValueError, match=rf"data_batch_2: {message}") as e:
+        load_cifar10(tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_whole_valued_float_labels_load_as_the_same_integers(tmp_path):
+    folder = write_cifar(tmp_path)
+    write_labels(folder, np.array([3.0, 0.0, 9.0]))
+    d = load_cifar10(tmp_path)
+    assert d.train_labels.dtype == np.int64 and list(d.train_labels[N_PER_BATCH : N_PER_BATCH + 3]) == [
+        3,
+        0,
+        9,
+    ]
 
 
 def test_refuses_any_other_global(tmp_path):

@@ -243,3 +243,42 @@ def test_points_and_replicates_parse_and_refuse_what_is_not_allowed():
         parse_space(VALID + "num_trials: 1000000000000\n", source="s.yaml")
     with pytest.raises(SpaceError, match="leaves no room for the baseline and the 2 points"):
         parse_space(good.replace("num_trials: 4", "num_trials: 2"), source="s.yaml")
+
+
+def test_a_key_written_twice_names_file_line_and_key():
+    assert _error(VALID + "sampler: {name: random}\n") == (
+        "space bad.yaml line 11: sampler: written twice (first at line 4)"
+    )
+    twice = VALID.replace("  model.width: 8\n", "  model.width: 8\n  model.width: 16\n")
+    assert _error(twice) == "space bad.yaml line 7: model.width: written twice (first at line 6)"
+
+
+def test_a_space_file_that_is_not_utf8_names_the_file_and_byte(tmp_path):
+    path = tmp_path / "latin.yaml"
+    path.write_bytes(VALID.encode() + "# caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError) as e:
+        load_space(path)
+    assert str(e.value) == f"space {path}: not UTF-8 text (byte 0xe9 at offset {len(VALID.encode()) + 5})"
+
+
+@pytest.mark.parametrize(
+    "key, instead",
+    [
+        ("tracking.uri", "use --tracking-uri instead"),
+        ("tracking.experiment", "use --study instead"),
+        ("tracking.run_name", "it cannot be overridden"),
+    ],
+)
+def test_set_refuses_keys_the_study_owns_naming_the_flag(key, instead, capsys):
+    space = parse_space(VALID, source="ok.yaml")
+    with pytest.raises(ValueError) as e:
+        space.with_fixed({key: "x"})
+    assert str(e.value) == f"--set {key}: set by freqstudy run for every trial; {instead}"
+    # From the command line: one line, exit 2, before Ray or a server starts.
+    from study.cli import main
+
+    assert main(["run", "--space", "smoke", "--study", "s", "--set", f"{key}=http://elsewhere:5000"]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"freqstudy run: error: --set {key}: set by freqstudy run for every trial; {instead}\n"
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,8 @@ from study.config import TrialConfig
 from study.data import CIFAR10_MEAN, CIFAR10_STD
 from study.engine.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, restore_optimizer
 from study.engine.evaluate import EvalSettings, clean_accuracy, corrupted_accuracy, eval_loader
-from study.engine.trial import build_model, build_optimizer, lr_factor, run_trial
+from study.engine.prepare import prepare_data
+from study.engine.trial import build_model, build_optimizer, diverged_reason, lr_factor, run_trial
 
 PER_EPOCH = {
     "epoch",
@@ -176,9 +178,127 @@ def test_huge_learning_rate_is_a_diverged_result(data_dir):
     rows = []
     result = run_trial(tiny(data_dir, **{"train.lr": 1e6, "train.epochs": 3}), report=rows.append)
     assert result.status == "diverged"
-    assert "non-finite" in result.reason and "epoch" in result.reason
+    assert result.reason.endswith(f" in epoch {len(rows) + 1} at lr 1e+06")
+    assert "\n" not in result.reason
     assert result.metrics[M.EPOCHS_COMPLETED] == len(rows) < 3
     assert M.TEST_CLEAN_ACC not in result.metrics
+
+
+@pytest.mark.parametrize(
+    "flat, reason",
+    [
+        # The case: lr 1e9 for one epoch used to end "finished" (loss ~1e28, p-hat NaN)
+        # and count among the trials pareto chooses from; here its loss is already NaN.
+        (
+            {"train.lr": 1e9},
+            r"training loss (became non-finite \(nan\)|\S+ exceeded the divergence bound .*)",
+        ),
+        # A loss that stays finite but explodes (~3e9): caught by the bound, 1000 x ln 10.
+        (
+            {"train.lr": 100.0, "train.schedule": "cosine"},
+            r"training loss \S+ exceeded the divergence bound 2303 "
+            r"\(train\.divergence_factor 1000 x max\(ln 10\)\)",
+        ),
+    ],
+    ids=["lr-1e9", "finite-explosion"],
+)
+def test_an_exploded_first_epoch_is_diverged_not_finished(data_dir, flat, reason):
+    rows = []
+    result = run_trial(tiny(data_dir, **{"train.epochs": 1, **flat}), report=rows.append)
+    assert result.status == "diverged" and rows == []
+    assert re.fullmatch(
+        rf"{reason} in epoch 1 at lr {re.escape(format(flat['train.lr'], 'g'))}", result.reason
+    ), result.reason
+    assert result.metrics[M.EPOCHS_COMPLETED] == 0 and M.VAL_CLEAN_ACC not in result.metrics
+    assert result.outcomes is None and result.filters == {}
+
+
+FINE_STATS = {"proportion": 0.5, "centroid": 0.3, "weights": np.ones((4, 3, 3, 3)), "alpha": None}
+
+
+def test_diverged_reason_bounds_the_loss_by_the_first_epoch_or_ln_classes():
+    kw = dict(factor=1000.0, num_classes=10)
+    ln10 = math.log(10)
+    assert diverged_reason(1, 2.3, None, FINE_STATS, **kw) is None
+    # The first epoch: bounded by factor x ln num_classes (2302.6).
+    assert diverged_reason(1, 1000 * ln10 - 1e-6, None, FINE_STATS, **kw) is None
+    reason = diverged_reason(1, 3.7e28, None, FINE_STATS, **kw)
+    assert reason == (
+        "training loss 3.7e+28 exceeded the divergence bound 2303 "
+        "(train.divergence_factor 1000 x max(ln 10)) in epoch 1"
+    )
+    # Later epochs: factor x max(first-epoch loss, ln num_classes).
+    assert diverged_reason(4, 4999.0, 5.0, FINE_STATS, **kw) is None
+    assert diverged_reason(4, 5001.0, 5.0, FINE_STATS, **kw) == (
+        "training loss 5001 exceeded the divergence bound 5000 "
+        "(train.divergence_factor 1000 x max(first-epoch loss 5, ln 10)) in epoch 4"
+    )
+    assert "bound 23.03" in diverged_reason(3, 24.0, 0.01, FINE_STATS, factor=10.0, num_classes=10)
+    assert (
+        diverged_reason(2, math.inf, 2.0, FINE_STATS, **kw)
+        == "training loss became non-finite (inf) in epoch 2"
+    )
+    assert "non-finite (nan)" in diverged_reason(2, math.nan, 2.0, None, **kw)
+
+
+def test_diverged_reason_catches_non_finite_first_layer_statistics():
+    kw = dict(factor=1000.0, num_classes=10)
+    assert diverged_reason(1, 2.0, None, None, **kw) is None  # statistics not given: not checked
+    nan_weights = np.ones((4, 3, 3, 3))
+    nan_weights[0, 0, 0, :2] = np.nan
+    cases = [
+        ({"proportion": math.nan}, "p̂ nan"),
+        ({"centroid": math.inf}, "centroid inf"),
+        ({"weights": nan_weights}, "effective weight has 2 non-finite values"),
+        ({"alpha": np.array([0.5, math.nan])}, "alpha has 1 non-finite values"),
+    ]
+    for change, named in cases:
+        reason = diverged_reason(3, 2.0, 2.1, {**FINE_STATS, **change}, **kw)
+        assert reason == f"first-layer statistics became non-finite ({named}) in epoch 3"
+
+
+def test_divergence_factor_is_a_validated_config_key():
+    assert TrialConfig().train.divergence_factor == 1000.0
+    assert TrialConfig.from_flat({"train.divergence_factor": 20}).train.divergence_factor == 20.0
+    for bad, problem in ((0.5, "out of range; allowed [1.0, inf)"), (math.inf, "not a finite number")):
+        with pytest.raises(ValueError, match=rf"config train\.divergence_factor: .*{re.escape(problem)}"):
+            TrialConfig.from_flat({"train.divergence_factor": bad})
+
+
+def test_resume_from_a_checkpoint_of_another_width_names_the_parameter_and_shapes(data_dir, tmp_path):
+    run_trial(tiny(data_dir, **{"train.epochs": 1}), checkpoint_dir=tmp_path)
+    ckpt = checkpoint_path(tmp_path, 1)
+    with pytest.raises(ValueError) as e:
+        run_trial(tiny(data_dir, **{"model.width": 16}), resume_from=ckpt)
+    assert str(e.value) == (
+        f"checkpoint {ckpt}: parameter stem.weight has shape (8, 3, 3, 3), this config's model has "
+        "(16, 3, 3, 3); resume with the config the checkpoint was written with"
+    )
+    with pytest.raises(ValueError, match=r"parameter fc\.weight has shape \(10, 64\), .* has \(12, 64\)"):
+        run_trial(tiny(data_dir, **{"model.num_classes": 12}), resume_from=ckpt)
+    with pytest.raises(ValueError, match=r"checkpoint .*: lacks parameter stem\.alpha_logits of this config"):
+        run_trial(tiny(data_dir, **{"frequency.mode": "learned"}), resume_from=ckpt)
+
+
+def test_fewer_classes_than_the_data_has_is_a_config_error_before_training(data_dir):
+    with pytest.raises(ValueError) as e:
+        prepare_data(tiny(data_dir, **{"model.num_classes": 2}))
+    assert str(e.value) == "config model.num_classes: 2, but the data has labels 0..9; allowed >= 10"
+    assert prepare_data(tiny(data_dir, **{"model.num_classes": 12})).train_labels.max() == 9
+
+
+def test_train_cli_refuses_fewer_classes_before_any_run_or_server(data_dir, tmp_path, monkeypatch, capsys):
+    from study.cli import main
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("FREQSTUDY_HOME", str(home))
+    argv = ["train", "--data-dir", str(data_dir), "--set", "data.download=false"]
+    rc = main([*argv, "--set", "eval.corruptions=[]", "--set", "model.num_classes=2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == (
+        "freqstudy train: error: config model.num_classes: 2, but the data has labels 0..9; allowed >= 10\n"
+    )
+    assert not (home / "mlflow").exists()  # no local store, no server, no run
 
 
 def test_fixed_mode_measures_its_target_every_epoch(data_dir):
