@@ -82,7 +82,8 @@ def clean_accuracy(model: torch.nn.Module, loader: DeviceLoader, settings: EvalS
     correct = correct_predictions(model, loader, settings)
     if correct.numel() == 0:
         return float("nan")
-    return float(correct.float().mean().item()) * 100.0
+    # float64, as the per-image outcomes are summarised: one accuracy, however it is computed.
+    return float(correct.double().mean().item()) * 100.0
 
 
 def corrupted_outcomes(
@@ -140,4 +141,4 @@ def corrupted_accuracy(
 
 def accuracy_of(outcomes: dict[tuple[str, int], np.ndarray]) -> dict[tuple[str, int], float]:
     """``{(name, severity): (n,) bool}`` -> ``{(name, severity): percent}`` (empty sets left out)."""
-    return {k: float(v.mean() * 100.0) for k, v in outcomes.items() if len(v)}
+    return {k: float(v.mean(dtype=np.float64)) * 100.0 for k, v in outcomes.items() if len(v)}

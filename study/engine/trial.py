@@ -499,7 +499,7 @@ def _final_evaluation(model, config, data, settings, val_loader):
         clean = correct_predictions(model, loader, settings).cpu().numpy()
         corrupted = corrupted_outcomes(model, corrupted_dir, **kw) if corrupted_dir else {}
         accuracy[split] = accuracy_of(corrupted)
-        clean_acc = float(clean.mean() * 100.0) if len(clean) else math.nan
+        clean_acc = float(clean.mean(dtype=np.float64)) * 100.0 if len(clean) else math.nan
         metrics.update(summarize(split, clean_acc, accuracy[split]))
         arrays[clean_key(split)] = clean
         arrays.update({corrupted_key(split, name, sev): v for (name, sev), v in corrupted.items()})
