@@ -532,7 +532,7 @@ def _close_study(summary: StudySummary, space: SearchSpace, uri: str) -> None:
         summary.gains_logged = "the tracking server was unreachable"
         print(
             f"freqstudy run: {e}; the study's gains and counts are not logged "
-            "(--resume once the server is back closes its runs)",
+            "(with the server back, --resume reruns the failed trials and closes their runs)",
             file=sys.stderr,
         )
 
