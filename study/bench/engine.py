@@ -216,7 +216,7 @@ def bench_eval(
 
     ``img_s`` times inference on images already on the device. With
     ``disk_corruptions`` > 0 it also times what a trial runs at its end,
-    :func:`study.evaluate.corrupted_accuracy` over a folder in the official
+    :func:`study.engine.evaluate.corrupted_accuracy` over a folder in the official
     layout (``disk_corruptions`` files of 5 x ``disk_n`` images, page cache warm):
     reading, the transfer and the per-severity counts included (``from_disk_img_s``).
     """

@@ -7,7 +7,7 @@ point) and draw them as error bars.
 
 Pure functions of numpy arrays and plain mappings that return a matplotlib
 ``Figure`` built without pyplot (no global backend, no display); write them
-with ``study.figures.save_figure``. Accuracies are in percent, gains in
+with ``study.reporting.figures_trial.save_figure``. Accuracies are in percent, gains in
 points, proportions in [0, 1], sigma is the perturbation strength.
 """
 

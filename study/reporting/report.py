@@ -12,7 +12,7 @@ Pareto models (when their trials measured them) on one colour scale, with
 their differences from the baseline's; (7) "Which settings matter": the
 hyperparameter importance of each objective over the complete trials
 (``study.analysis.importance``); and the Pareto figure and table.
-Choosing uses the validation objectives (``study.pareto_cmd.choose``); the
+Choosing uses the validation objectives (``study.selection.choice.choose``); the
 descriptive figures show test numbers, which are reported, never chosen on.
 
 Intervals: with the trials' per-image outcomes (``outcomes.npz``), every table

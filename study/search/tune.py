@@ -315,7 +315,7 @@ def run_study(
     """Run (or, with ``resume``, continue) a study; returns what happened to every trial.
 
     Args:
-        space: a validated search space (``study.spaces.load_space``).
+        space: a validated search space (``study.search.space_parser.load_space``).
         study: study name: MLflow experiment and Tune experiment folder.
         data_dir: folder holding ``cifar-10-batches-py/`` (sets ``data.dir`` for every trial).
         tracking_uri: MLflow server; None starts the local one for the study's duration.

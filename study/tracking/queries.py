@@ -5,9 +5,9 @@ MLflow is the source of truth for a study (experiment = study; one parent run
 tagged role ``study``; one run per trial tagged role ``trial``; every run
 tagged with the study name). Everything here returns plain Python values
 (``{"run_id", "name", "status", "start_time", "params", "metrics", "tags"}``),
-so ``study.pareto`` and the report never see an MLflow object. A study that
+so ``study.selection`` and the report never see an MLflow object. A study that
 does not exist is a one-line ``ValueError`` naming the studies that do (a
-missing metric is ``study.pareto.check_metrics``'s, naming the metrics).
+missing metric is ``study.selection.choose.check_metrics``'s, naming the metrics).
 """
 
 from __future__ import annotations
