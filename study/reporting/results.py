@@ -78,7 +78,10 @@ def configuration_rows(
                 continue
             own = group_summary(group, split, seed=seed, statistics=["clean_acc", "corruption_acc"])
             row[split] = {k: (s.mean, s.ci_low, s.ci_high) for k, s in own.items()}
-            wanted = ["clean_acc", "corruption_acc", "relative_mce", *(f"category/{c}" for c in CATEGORIES)]
+            evaluated = {k.split("/")[1] for k in group[0].keys(split)}
+            wanted = ["clean_acc", "corruption_acc", "relative_mce"] + [
+                f"category/{c}" for c in CATEGORIES if evaluated & set(M.CATEGORIES[c])
+            ]
             diffs = compare_groups(base, group, split, seed=seed, statistics=wanted)
             row[f"{split}_diff"] = {d.name: d for d in diffs}
         rows.append(row)
