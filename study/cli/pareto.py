@@ -58,7 +58,13 @@ def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
         ("#", lambda r: r["position"]),
         ("trial", lambda r: r["trial"]),
         ("mode", lambda r: r["mode"]),
-        ("p", lambda r: _fmt(r["proportion"]) if r["mode"] != "free" else "-"),
+        # p is a target only in fixed mode, or in learned mode with a pull (λ > 0).
+        (
+            "p",
+            lambda r: (
+                _fmt(r["proportion"]) if r["mode"] == "fixed" or (r["proportion_weight"] or 0) > 0 else "-"
+            ),
+        ),
         ("cutoff", lambda r: _fmt(r["cutoff"]) if r["mode"] != "free" else "-"),
         ("σ", lambda r: _fmt(r["perturbation"])),
         ("λ", lambda r: _fmt(r["proportion_weight"]) if r["mode"] == "learned" else "-"),
@@ -177,7 +183,10 @@ def run(args: argparse.Namespace) -> int:
                 r["version"] = versions[r["run_id"]]
         if choice.parent is not None:
             with tempfile.TemporaryDirectory() as tmp:
-                png = save_figure(pareto_figure(choice), Path(tmp) / "pareto.png")
+                from study.reporting.report import trial_intervals
+
+                bars = trial_intervals(choice, outcomes).by_run if outcomes else None  # error bars
+                png = save_figure(pareto_figure(choice, bars), Path(tmp) / "pareto.png")
                 js = Path(tmp) / "pareto.json"
                 js.write_text(json.dumps(rows, indent=1))
                 log_files(choice.parent["run_id"], [png, js], PARETO_ARTIFACTS, client=client)
