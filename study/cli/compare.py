@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from study import metrics as M
 from study.cli.output import print_json
 
 
@@ -42,11 +43,17 @@ def _finite(v: float) -> float | None:
 
 
 def _replicates_of(run_id: str, members) -> list[str]:
-    """The run ids of the configuration ``run_id`` replicates (itself alone when not replicated)."""
+    """The finished runs of the configuration ``run_id`` replicates (itself alone when not
+    replicated); a diverged seed has no outcomes and is left out, as in ``pareto``."""
     for runs in members.values():
         ids = [t["run_id"] for t in runs]
         if run_id in ids:
-            return ids
+            finished = [
+                t["run_id"]
+                for t in runs
+                if t.get("status") == "FINISHED" and t.get("tags", {}).get(M.TAG_STATUS) == "finished"
+            ]
+            return finished if run_id in finished else [run_id]
     return [run_id]
 
 
@@ -87,10 +94,17 @@ def run(args: argparse.Namespace) -> int:
         for flag, run_id in (("RUN_A", args.run_a), ("RUN_B", args.run_b)):
             run_in_study(run_id, args.study, client=client, what=flag)
         _, members = group_configurations(load_study(args.study, client=client)["trials"])
+        runs = {
+            flag: [rid] if args.single_runs else _replicates_of(rid, members)
+            for flag, rid in (("RUN_A", args.run_a), ("RUN_B", args.run_b))
+        }
+        if runs["RUN_A"] == runs["RUN_B"] and args.run_a != args.run_b:
+            # Two seeds of one configuration: compare the two runs, not the configuration with itself.
+            runs = {"RUN_A": [args.run_a], "RUN_B": [args.run_b]}
         groups = {}
-        for flag, run_id in (("RUN_A", args.run_a), ("RUN_B", args.run_b)):
+        for flag in ("RUN_A", "RUN_B"):
             group = []
-            for rid in [run_id] if args.single_runs else _replicates_of(run_id, members):
+            for rid in runs[flag]:
                 o = load_outcomes(rid, client=client)
                 if o is None:
                     raise ValueError(

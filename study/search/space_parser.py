@@ -143,6 +143,16 @@ def parse_tree(at: Locator, tree: Any) -> SearchSpace:
             f"allowed >= {1 + len(points)}",
         )
     replicates = parse_int(at, tree, "replicates", 1, minimum=1, maximum=MAX_REPLICATES)
+    if replicates > 1:
+        # Replicate i runs at seed base + i: the last one must still be a valid seed.
+        searched = next((p for p in parameters if p.key == "seed"), None)
+        bases = searched.representative_values() if searched else (fixed.get("seed", 0),)
+        for base in bases:
+            last = {**fixed, "seed": int(base) + replicates - 1}
+            try:
+                TrialConfig.from_flat(last)
+            except ConfigError as e:
+                at.fail(("replicates",), f"{replicates} replicates from seed {base}: {e.problem}")
     if sampler.name == "grid":
         size = math.prod(len(p.grid_values()) for p in parameters)
         if num_trials > size + 1:

@@ -168,9 +168,6 @@ def tracked_trial(
     if is_baseline:
         tags[M.TAG_BASELINE] = "true"
     work = Path(tempfile.mkdtemp(prefix="freqstudy-trial-"))
-    restored = runtime.restore(work / "restored")
-    # A retried (or resumed) trial continues from its last reported epoch.
-    resume_from = None if restored is None else latest_checkpoint(restored)
 
     def on_epoch(row: Mapping[str, Any]) -> None:
         report = {k: float(v) for k, v in row.items() if finite(v) and k != "epoch"}
@@ -189,6 +186,9 @@ def tracked_trial(
         shutil.rmtree(staged, ignore_errors=True)
 
     try:
+        restored = runtime.restore(work / "restored")
+        # A retried (or resumed) trial continues from its last reported epoch.
+        resume_from = None if restored is None else latest_checkpoint(restored)
         result = run_tracked_trial(
             cfg,
             tracking_uri=context.tracking_uri,

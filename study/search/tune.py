@@ -101,6 +101,9 @@ class ReplicateRepeater(Repeater):
     replicate failed; a diverged replicate reports each objective at its ``worst``
     (``study.search.trials.final_report``), so it counts at that value. The groups
     are part of the searcher state Tune saves, so ``--resume`` keeps them whole.
+    A replicate that failed and succeeds when a resumed study retries it reaches MLflow
+    and the tables, but the searcher keeps the mean it was told first (the group had
+    already reported; Ray's own Repeater behaves the same).
     """
 
     def __init__(self, searcher, repeat: int, metrics: list[str]):
@@ -382,16 +385,15 @@ def run_study(
     if note:
         print(note, file=sys.stderr)
 
-    os.environ[STRICT_METRIC_ENV] = "1"
     started = time.perf_counter()
-    links_env: dict[str, str] = {}
+    links_env: dict[str, str] = {STRICT_METRIC_ENV: "1"}  # set for the study only, like the rest
     if tracking:
         from study.engine.prepare import prepare_data
         from study.tracking import run_links_env
         from study.tracking.server import http_bounds_env, local_tracking_uri
 
         # MLflow's per-run links and its bounded HTTP settings, for the driver and the workers.
-        links_env = {**run_links_env(show=verbose > 0), **http_bounds_env()}
+        links_env.update({**run_links_env(show=verbose > 0), **http_bounds_env()})
         prepare_data(base_cfg)  # warm the data and corrupted-copy caches once, not per trial
         uri_context = local_tracking_uri(tracking_uri)
     else:

@@ -75,8 +75,11 @@ def group_configurations(trials: Sequence[Trial]) -> tuple[list[dict[str, Any]],
                 per_replicate[k] = t
         chosen = [per_replicate[k] for k in sorted(per_replicate)]
         done = [t for t in chosen if _ended(t)]
-        failed = len(chosen) - len(done)
+        running = [t for t in chosen if t.get("status") in ("RUNNING", "SCHEDULED")]
+        failed = len(chosen) - len(done) - len(running)
         record = _record(done or chosen, failed)
+        if running:  # seeds still training: the configuration is not complete yet
+            record["tags"] = {**record["tags"], M.TAG_STATUS: "running"}
         records.append(record)
         members[record["run_id"]] = done
     return records, members

@@ -83,3 +83,15 @@ def test_record_metrics_equal_brute_force_means(seed):
     got = {r["tags"][M.TAG_CONFIG_ID]: r["metrics"][M.VAL_CLEAN_ACC] for r in records}
     assert got.keys() == expected.keys()
     assert all(math.isclose(got[c], expected[c]) for c in got)
+
+
+def test_a_configuration_with_seeds_still_running_is_not_complete():
+    from study.selection.choose import incomplete_reason
+
+    trials = [
+        run("a0", "A", 0, **{M.VAL_CLEAN_ACC: 50.0}),
+        run("a1", "A", 1, status="RUNNING", tag_status="running"),
+    ]
+    (record,), _ = group_configurations(trials)
+    assert record["tags"][M.TAG_STATUS] == "running" and record["replicates_failed"] == 0
+    assert incomplete_reason(record) is not None
