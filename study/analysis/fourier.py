@@ -210,6 +210,29 @@ def _images_to_device(images, labels, device: torch.device) -> tuple[torch.Tenso
     return x, y.to(device, torch.int64)
 
 
+def _prepared(model, images, labels, mean, std, device):
+    """The normalisation (CIFAR-10's by default), the device (the model's by default) and
+    the images on it: ``(mean, std, device, x01 (N, 3, S, S) in [0, 1], y (N,))``."""
+    if mean is None or std is None:
+        default_mean, default_std = _default_normalisation()
+        mean = default_mean if mean is None else mean
+        std = default_std if std is None else std
+    device = _model_device(model) if device is None else torch.device(device)
+    x01, y = _images_to_device(images, labels, device)
+    return mean, std, device, x01, y
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module):
+    """The model in eval mode for the block; its own training flag afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 def _error_counts(
     model: torch.nn.Module,
     x01: torch.Tensor,
@@ -326,12 +349,7 @@ def fourier_heatmap(
         raise ValueError(f"eps={eps!r} is not allowed; it must be a finite number >= 0")
     if isinstance(batch_size, bool) or int(batch_size) < 1:
         raise ValueError(f"batch_size={batch_size!r} is not allowed; it must be an integer >= 1")
-    if mean is None or std is None:
-        default_mean, default_std = _default_normalisation()
-        mean = default_mean if mean is None else mean
-        std = default_std if std is None else std
-    device = _model_device(model) if device is None else torch.device(device)
-    x01, y = _images_to_device(images, labels, device)
+    mean, std, device, x01, y = _prepared(model, images, labels, mean, std, device)
     n, size = x01.shape[0], x01.shape[-1]
     pairs = conjugate_pairs(size)
     if n == 0:
@@ -344,9 +362,7 @@ def fourier_heatmap(
     # Signs from numpy's seeded generator: identical on every device and batch size.
     signs = np.random.default_rng(seed).integers(0, 2, size=(len(pairs), n), dtype=np.int8) * 2 - 1
     amplitudes = torch.as_tensor(signs, dtype=torch.float32, device=device).mul_(eps)  # (P, N)
-    was_training = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         counts = _error_counts(
             model,
             x01,
@@ -360,8 +376,6 @@ def fourier_heatmap(
             channels_last=channels_last,
             progress=progress,
         )
-    finally:
-        model.train(was_training)
     errors = counts.cpu().numpy().astype(np.float64) * (100.0 / n)  # the one host sync
     raw = np.empty((size, size), dtype=np.float64)  # unshifted DFT layout
     for ((u, v), (cu, cv)), err in zip(pairs, errors):
@@ -386,20 +400,13 @@ def clean_error(
     The reference level of a map: ``fourier_heatmap(..., eps=0)`` equals it at every bin.
     Arguments as in :func:`fourier_heatmap`.
     """
-    if mean is None or std is None:
-        default_mean, default_std = _default_normalisation()
-        mean = default_mean if mean is None else mean
-        std = default_std if std is None else std
-    device = _model_device(model) if device is None else torch.device(device)
-    x01, y = _images_to_device(images, labels, device)
+    mean, std, device, x01, y = _prepared(model, images, labels, mean, std, device)
     n, size = x01.shape[0], x01.shape[-1]
     if n == 0:
         return float("nan")
     zero = torch.zeros((1, size, size), dtype=torch.float32, device=device)
     amplitudes = torch.zeros((1, n), dtype=torch.float32, device=device)
-    was_training = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         counts = _error_counts(
             model,
             x01,
@@ -413,6 +420,4 @@ def clean_error(
             channels_last=channels_last,
             progress=None,
         )
-    finally:
-        model.train(was_training)
     return float(counts.item()) * 100.0 / n
