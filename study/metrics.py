@@ -175,3 +175,8 @@ TAG_CODE_VERSION = "freqstudy.code_version"
 # The artifact path every trial logs its model under (read back by inspect, the registry, fourier).
 MODEL_ARTIFACT = "model"
 TAG_DATA = "freqstudy.data_fingerprint"
+
+
+def is_finite_number(v: object) -> bool:
+    """A real number (not a bool) that is neither NaN nor infinite."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

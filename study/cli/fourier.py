@@ -150,18 +150,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
 
     if args.json:
-
-        def finite(v: float) -> float | None:
-            return float(v) if math.isfinite(v) else None
-
+        # print_json writes NaN as null.
         doc = {
             "run_id": args.run_id,
             "eps": args.eps,
             "images": len(labels),
             "shape": list(heatmap.shape),
-            "heatmap": [[finite(v) for v in row] for row in heatmap.tolist()],
-            "bands": {k: finite(v) for k, v in bands.items()},
-            "clean_error": finite(clean),
+            "heatmap": heatmap.tolist(),
+            "bands": {k: float(v) for k, v in bands.items()},
+            "clean_error": float(clean),
         }
         print_json(doc)
         return 0

@@ -594,10 +594,6 @@ def _fmt(v: Any, digits: int = 2) -> str:
 MINUS = "\u2212"
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _num(v: float, digits: int, signed: bool) -> str:
     v = round(v, digits) or 0.0  # no "−0.00"
     return (f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}").replace("-", MINUS)
@@ -606,16 +602,16 @@ def _num(v: float, digits: int, signed: bool) -> str:
 def with_ci(value: Any, ci: Sequence[Any] | None, digits: int = 2, signed: bool = False) -> str:
     """``+1.23 [−0.40, +2.85]`` (``signed``: differences) or ``88.20 [87.10, 89.30]``; the point
     alone without a finite interval, ``–`` without a point."""
-    if not _finite(value):
+    if not M.is_finite_number(value):
         return _fmt(value, digits)
     text = _num(float(value), digits, signed)
-    if ci is None or len(ci) != 2 or not all(_finite(v) for v in ci):
+    if ci is None or len(ci) != 2 or not all(M.is_finite_number(v) for v in ci):
         return text
     return f"{text} [{_num(float(ci[0]), digits, signed)}, {_num(float(ci[1]), digits, signed)}]"
 
 
 def _p(v: Any) -> str:
-    if not _finite(v):
+    if not M.is_finite_number(v):
         return "–"
     return "<0.001" if v < 0.001 else f"{v:.3f}"
 

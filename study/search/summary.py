@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from study import metrics as M
 from study.objectives import Objective
 from study.search.spaces import SearchSpace
-from study.search.trials import finite
 
 
 @dataclass
@@ -36,7 +36,7 @@ class StudySummary:
             for t in self.trials
             if t["status"] == "finished"
             and t.get("full_budget")
-            and finite(t["metrics"].get(objective.metric))
+            and M.is_finite_number(t["metrics"].get(objective.metric))
         ]
         if not pool:
             return None

@@ -11,7 +11,6 @@ imports Ray.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import tempfile
@@ -170,7 +169,7 @@ def tracked_trial(
     work = Path(tempfile.mkdtemp(prefix="freqstudy-trial-"))
 
     def on_epoch(row: Mapping[str, Any]) -> None:
-        report = {k: float(v) for k, v in row.items() if finite(v) and k != "epoch"}
+        report = {k: float(v) for k, v in row.items() if M.is_finite_number(v) and k != "epoch"}
         report[M.EPOCHS_COMPLETED] = int(row["epoch"])
         report = progress_order(report, context.objectives)
         # <work>/checkpoints/<run_id>/epoch-NNNN.pt, when this epoch wrote one.
@@ -235,16 +234,12 @@ def final_report(
     }
     for o in objectives:
         value = out.get(o.metric)
-        if status != "finished" or not finite(value):
+        if status != "finished" or not M.is_finite_number(value):
             out[o.metric] = o.worst
     out["trial_status"] = status
     out["run_id"] = run_id or ""
     out["full_budget"] = status == "finished" and int(out.get(M.EPOCHS_COMPLETED, epochs)) >= epochs
     return progress_order(out, objectives)
-
-
-def finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # -- the driver ---------------------------------------------------------------------------

@@ -109,7 +109,6 @@ class ReplicateRepeater(Repeater):
     def __init__(self, searcher, repeat: int, metrics: list[str]):
         super().__init__(searcher, repeat=repeat, set_index=True)
         self.metrics = list(metrics)
-        self.told: dict[str, dict[str, Any]] = {}  # primary trial id -> what the searcher was told
 
     def suggest(self, trial_id: str):
         config = super().suggest(trial_id)
@@ -132,7 +131,6 @@ class ReplicateRepeater(Repeater):
             self.searcher.on_trial_complete(group.primary_trial_id, result=told, error=False)
         else:
             self.searcher.on_trial_complete(group.primary_trial_id, result=None, error=True)
-        self.told[group.primary_trial_id] = told
 
 
 def make_searcher(space: SearchSpace, *, max_concurrent: int):
