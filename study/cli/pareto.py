@@ -42,13 +42,14 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
-def _with_ci(value: Any, ci: Any, digits: int = 2) -> str:
+def _with_ci(value: Any, ci: Any, digits: int = 2, signed: bool = True) -> str:
     """``+1.23 [-0.40, +2.85]``: a point and its interval; the point alone without one."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if not ci or ci[0] is None or ci[1] is None:
         return _fmt(value, digits)
-    return f"{value:+.{digits}f} [{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
+    f = f"+.{digits}f" if signed else f".{digits}f"
+    return f"{value:{f}} [{ci[0]:{f}}, {ci[1]:{f}}]"
 
 
 def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
@@ -78,7 +79,10 @@ def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
         ("gain [95% CI]", lambda r: _with_ci(r[M.ROBUSTNESS_GAIN], r.get("robustness_gain_ci"))),
         ("p", lambda r: _fmt(r.get("robustness_gain_p"), 3)),
         ("clean drop [95% CI]", lambda r: _with_ci(r[M.CLEAN_DROP], r.get("clean_drop_ci"))),
-        ("rel mCE", lambda r: _fmt(r[M.RELATIVE_MCE], 1)),
+        (
+            "rel mCE [95% CI]",
+            lambda r: _with_ci(r[M.RELATIVE_MCE], r.get("relative_mce_ci"), 1, signed=False),
+        ),
         ("aliases", lambda r: ",".join(r["aliases"]) or "-"),
     ]
     cells = [[h for h, _ in cols]] + [[str(f(r)) for _, f in cols] for r in rows]
