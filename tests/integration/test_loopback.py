@@ -81,7 +81,10 @@ def listening_sockets(pids: set[int]) -> list[tuple[int, str, str, int]]:
     for pid in sorted(pids):
         try:
             fds = list(Path(f"/proc/{pid}/fd").iterdir())
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            # The program's own name first: a long venv path would otherwise push it out of the
+            # shortened text (CI's venv lives under a mktemp folder).
+            command = " ".join([Path(argv[0]).name, *argv[1:]])[:80]
         except OSError:
             continue
         for fd in fds:
