@@ -20,9 +20,20 @@ from models.spectral import (
     spectral_centroid,
     valid_cutoffs,
 )
-from models.stem import MODES, FrequencySettings, FrequencyStem, SettingError, count_low_filters
+from models.stem import (
+    LEARNED_FORM,
+    LEGACY_LEARNED_FORM,
+    MODES,
+    FrequencySettings,
+    FrequencyStem,
+    SettingError,
+    count_low_filters,
+    initial_alpha,
+)
 
 __all__ = [
+    "LEARNED_FORM",
+    "LEGACY_LEARNED_FORM",
     "MODES",
     "FrequencySettings",
     "SettingError",
@@ -36,6 +47,7 @@ __all__ = [
     "count_low_filters",
     "frequency_grid",
     "frequency_proportion",
+    "initial_alpha",
     "low_energy_ratio",
     "normalised_radius",
     "padded_power_spectrum",

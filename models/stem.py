@@ -1,18 +1,22 @@
 """The first convolution of the network, with its frequency make-up controlled (docs/method.md).
 
 ``FrequencyStem`` is a bias-free ``k×k`` convolution whose free parameter ``V``
-(``weight``, shape (O, C, k, k)) is turned into the effective weight in the
-frequency domain, ``W = Re(IDFT(g ⊙ DFT(V)))``, with per-filter gains ``g``:
+(``weight``, shape (O, C, k, k)) is turned into the effective weight ``W``:
 
-- ``free``: no gains, ``W = V`` (a plain ``nn.Conv2d``; the baseline).
-- ``fixed``: ``g`` is the LOW mask for the first ``round(p·O)`` filters and the
-  HIGH mask for the rest, an idempotent projection, so the measured proportion
-  ``p̂`` is exactly ``round(p·O)/O``.
-- ``learned``: ``α_o = sigmoid(a_o)``, ``g_o = α_o`` on LOW and ``1 - α_o`` on
-  HIGH; ``proportion_loss()`` gives ``λ·(mean α - p)²`` for the trainer to add.
+- ``free``: ``W = V`` (a plain ``nn.Conv2d``; the baseline).
+- ``fixed``: ``W = Re(IDFT(M ⊙ DFT(V)))`` with ``M`` the LOW mask for the first
+  ``round(p·O)`` filters and the HIGH mask for the rest, an idempotent
+  projection, so the measured proportion ``p̂`` is exactly ``round(p·O)/O``.
+- ``learned`` (form ``LEARNED_FORM`` = "energy-share"): ``α_o = sigmoid(a_o)`` is
+  filter o's low-band energy share. With ``L̂_o = LOW(V_o)/‖LOW(V_o)‖`` and
+  ``Ĥ_o = HIGH(V_o)/‖HIGH(V_o)‖`` (norms over channels and bins),
+  ``W_o = ‖V_o‖·(√α_o·L̂_o + √(1−α_o)·Ĥ_o)``; the bands are orthogonal, so
+  ``L_o = α_o`` exactly (Parseval) and ``p̂ = #{α_o ≥ τ}/O``.
+  ``proportion_loss()`` gives the soft-count pull
+  ``λ·(mean_o sigmoid((α_o − τ)/T) − p)²`` for the trainer to add.
 
 With ``perturbation = σ > 0`` and the module in training mode, every forward
-pass also multiplies each filter's power spectrum by ``max(0, 1 + σξ)``,
+pass also multiplies each filter's power spectrum (of ``W``) by ``max(0, 1 + σξ)``,
 ``ξ ~ N(0, 1)`` per filter and bin, mirrored so that the bin ``(-u, -v)``
 takes the draw of ``(u, v)`` (the result stays real); the amplitude is scaled
 by the square root and the phase is untouched. Evaluation never perturbs, and
@@ -32,9 +36,22 @@ from torch.nn import functional as F
 
 from models.spectral import band_masks, check_cutoff, classify_filters, dft_basis, frequency_proportion
 
-__all__ = ["FrequencySettings", "FrequencyStem", "MODES", "SettingError", "count_low_filters"]
+__all__ = [
+    "LEARNED_FORM",
+    "LEGACY_LEARNED_FORM",
+    "FrequencySettings",
+    "FrequencyStem",
+    "MODES",
+    "SettingError",
+    "count_low_filters",
+    "initial_alpha",
+]
 
 MODES = ("free", "fixed", "learned")
+# The learned mode's form, a code version: runs logged before it (band gains α, 1 − α on a
+# free V, which V absorbs, so α neither moved nor set p̂) carry no form and read as the legacy one.
+LEARNED_FORM = "energy-share"
+LEGACY_LEARNED_FORM = "band-gains"
 
 
 class SettingError(ValueError):
@@ -72,7 +89,10 @@ class FrequencySettings:
     cutoff: float = 0.5  # r_c as a fraction of Nyquist; 0.5 splits DC from the rest at k=3
     threshold: float = 0.5  # tau: a filter is low-frequency when its low-band energy share >= tau
     perturbation: float = 0.0  # sigma of the power-spectrum perturbation (train only)
-    proportion_weight: float = 0.0  # lambda: pull of mean(alpha) toward p (learned mode)
+    proportion_weight: float = 0.0  # lambda: pull of the soft count of low filters toward p (learned mode)
+    # T of the soft count mean_o sigmoid((alpha_o - tau)/T) (learned mode): small enough that a
+    # filter 3T from tau counts ~0 or ~1, so the soft count equals the hard one (docs/method.md).
+    temperature: float = 0.05
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -83,6 +103,7 @@ class FrequencySettings:
         _check_setting("threshold", self.threshold, 0.0, 1.0)
         _check_setting("perturbation", self.perturbation, 0.0, math.inf, hi_open=True)
         _check_setting("proportion_weight", self.proportion_weight, 0.0, math.inf, hi_open=True)
+        _check_setting("temperature", self.temperature, 0.0, 1.0, lo_open=True)
 
     def replace(self, **changes: object) -> FrequencySettings:
         """A copy with some settings changed (validated)."""
@@ -92,6 +113,17 @@ class FrequencySettings:
 def count_low_filters(*, out_channels: int, proportion: float) -> int:
     """``round(p·O)``: the filters held to the LOW band in fixed mode (Python rounding, ties to even)."""
     return round(proportion * out_channels)
+
+
+def initial_alpha(out_channels: int) -> torch.Tensor:
+    """Learned mode's starting shares ``α_o = (o + ½)/O`` (O,) float32: evenly spread over (0, 1).
+
+    Why: ``p̂`` starts at ``#{α_o ≥ τ}/O`` (½ at τ = ½) and every target is reachable by moving
+    the filters nearest τ, which are the ones the soft count pulls; a common start (all ½) would
+    sit on τ, where one rounding step flips the whole layer, and filters that start alike move
+    alike under the pull, so they would cross τ together.
+    """
+    return (torch.arange(out_channels, dtype=torch.float32) + 0.5) / out_channels
 
 
 def _check_int(name: str, value: object, *, minimum: int = 1) -> int:
@@ -119,8 +151,8 @@ class FrequencyStem(nn.Module):
     Shapes: input (B, C, H, W) -> output (B, O, H', W') with padding ``k // 2``
     (H' = H at stride 1). ``weight`` is ``V`` (O, C, k, k); in free mode it is
     the convolution weight itself, so the state dict matches ``nn.Conv2d``'s.
-    In learned mode ``alpha_logits`` (O,) start at 0, i.e. ``α = 0.5`` (equal
-    gains on both bands, whatever p: a logit for p = 0 or 1 would be infinite).
+    In learned mode ``alpha_logits`` (O,) start at ``logit(initial_alpha(O))``, the
+    shares evenly spread over (0, 1).
     """
 
     def __init__(
@@ -192,7 +224,7 @@ class FrequencyStem(nn.Module):
         else:
             self.band_gains = None
         if mode == "learned":
-            self.alpha_logits = nn.Parameter(torch.zeros(self.out_channels))
+            self.alpha_logits = nn.Parameter(torch.logit(initial_alpha(self.out_channels)))
         else:
             self.alpha_logits = None
 
@@ -203,6 +235,7 @@ class FrequencyStem(nn.Module):
     threshold = property(lambda self: self.settings.threshold)
     perturbation = property(lambda self: self.settings.perturbation)
     proportion_weight = property(lambda self: self.settings.proportion_weight)
+    temperature = property(lambda self: self.settings.temperature)
 
     def extra_repr(self) -> str:
         return (
@@ -212,22 +245,13 @@ class FrequencyStem(nn.Module):
             )
         )
 
-    # -- the frequency-domain gains ---------------------------------------------------
+    # -- the effective weight --------------------------------------------------------
 
     def alpha(self) -> torch.Tensor | None:
-        """Per-filter low-band gain ``α = sigmoid(a)`` (O,) in learned mode, else None."""
+        """Per-filter low-band energy share ``α = sigmoid(a)`` (O,) in learned mode, else None."""
         if self.alpha_logits is None:
             return None
         return torch.sigmoid(self.alpha_logits.float())
-
-    def _gains(self) -> torch.Tensor | None:
-        """Per-filter, per-bin gains (O, k, k) float32, or None in free mode."""
-        if self.mode == "fixed":
-            return self.band_gains.float()
-        if self.mode == "learned":
-            a = self.alpha()[:, None, None]  # (O,) -> (O, 1, 1)
-            return a * self.low_mask.float() + (1 - a) * self.high_mask.float()  # -> (O, k, k)
-        return None
 
     def _perturbation_gains(self) -> torch.Tensor:
         """Amplitude gains ``sqrt(max(0, 1 + σξ))`` (O, k, k), Hermitian-symmetric, no gradient."""
@@ -237,37 +261,65 @@ class FrequencyStem(nn.Module):
         xi = torch.where(self.own_draw.flatten(), xi, xi[:, self.mirror_index]).reshape(-1, k, k)
         return torch.sqrt(torch.clamp(1 + self.perturbation * xi, min=0))
 
-    def _apply_gains(self, gains: torch.Tensor | None, *, perturb: bool) -> torch.Tensor:
-        """``Re(IDFT(g ⊙ s ⊙ DFT(V)))`` in float32 (float64 if V is), (O, C, k, k).
+    def _dtype(self) -> torch.dtype:
+        return torch.float64 if self.weight.dtype == torch.float64 else torch.float32
 
-        V itself when nothing applies.
-        """
-        if perturb:
-            noise = self._perturbation_gains()
-            gains = noise if gains is None else gains * noise
-        if gains is None:
-            return self.weight
-        dtype = torch.float64 if self.weight.dtype == torch.float64 else torch.float32
-        o, c, k, _ = self.weight.shape
+    def _filter(self, x: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+        """``Re(IDFT(g ⊙ DFT(x)))`` of kernels ``x`` (O, C, k, k) with per-filter, per-bin real
+        gains ``g`` (O, k, k) or (k, k); in float32 (float64 if V is), (O, C, k, k)."""
+        dtype = self._dtype()
+        o, c, k, _ = x.shape
         # Real matrix products instead of fft2/ifft2 (models.spectral.dft_basis): the same
         # map, but torch.compile generates code for it (inductor has no complex kernels)
         # and a GPU runs two tiny GEMMs instead of four cuFFT launches per step.
         # In float32 even under bf16 autocast: the gains must not be rounded.
-        with torch.autocast(device_type=self.weight.device.type, enabled=False):
+        with torch.autocast(device_type=x.device.type, enabled=False):
             basis = self.dft_basis.to(dtype)  # (k², 2k²): cosines, sines
-            v = self.weight.to(dtype).reshape(o, c, k * k)  # (O, C, k²) pixels
-            g = gains.to(dtype).reshape(o, 1, k * k).repeat(1, 1, 2)  # (O, 1, 2k²): same gain on cos and sin
-            w = ((v @ basis) * g) @ basis.T / (k * k)  # (O, C, k²) = Re(IDFT(g ⊙ DFT(V)))
+            v = x.to(dtype).reshape(o, c, k * k)  # (O, C, k²) pixels
+            g = gains.to(dtype).reshape(-1, 1, k * k).repeat(1, 1, 2)  # (O|1, 1, 2k²): same gain on cos, sin
+            w = ((v @ basis) * g) @ basis.T / (k * k)  # (O, C, k²) = Re(IDFT(g ⊙ DFT(x)))
             return w.reshape(o, c, k, k)
+
+    def _learned_weight(self) -> torch.Tensor:
+        """``W_o = ‖V_o‖·(√α_o·L̂_o + √(1−α_o)·Ĥ_o)`` (O, C, k, k), so ``L_o(W) = α_o`` exactly.
+
+        ``LOW(V)`` and ``V − LOW(V) = HIGH(V)`` are orthogonal (disjoint bins), so
+        ``‖W_o‖ = ‖V_o‖`` and the low band holds ``α_o`` of it. Scaling by ``‖V_o‖``
+        (no extra parameter) keeps the layer a plain conv's in scale: weight decay
+        on V shrinks W as it would a free kernel, and W = V wherever α_o already
+        equals V_o's own low share.
+        """
+        dtype = self._dtype()
+        with torch.autocast(device_type=self.weight.device.type, enabled=False):
+            v = self.weight.to(dtype)  # (O, C, k, k)
+            low = self._filter(v, self.low_mask)  # LOW(V), (O, C, k, k)
+            high = v - low  # HIGH(V): the masks are complementary
+            # Band norms per filter over channels and pixels (= over bins, Parseval), (O, 1, 1, 1).
+            # The floor only keeps an (impossible in practice) empty band of V from dividing by 0.
+            low_norm = low.square().sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-30).sqrt()
+            high_norm = high.square().sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-30).sqrt()
+            scale = (low_norm.square() + high_norm.square()).sqrt()  # ‖V_o‖
+            a = torch.sigmoid(self.alpha_logits.to(dtype))[:, None, None, None]  # (O, 1, 1, 1)
+            return scale * (a.sqrt() * low / low_norm + (1 - a).sqrt() * high / high_norm)
+
+    def _weight(self, *, perturb: bool) -> torch.Tensor:
+        """The effective weight (O, C, k, k), perturbed when asked: V itself when nothing applies."""
+        if self.mode == "learned":
+            w = self._learned_weight()
+            return self._filter(w, self._perturbation_gains()) if perturb else w
+        gains = self.band_gains.float() if self.mode == "fixed" else None
+        if perturb:
+            noise = self._perturbation_gains()
+            gains = noise if gains is None else gains * noise
+        return self.weight if gains is None else self._filter(self.weight, gains)
 
     def effective_weight(self) -> torch.Tensor:
         """The weight the layer applies, without perturbation: what analysis and figures use; (O, C, k, k)."""
-        return self._apply_gains(self._gains(), perturb=False)
+        return self._weight(perturb=False)
 
     def forward_weight(self) -> torch.Tensor:
         """The weight for one forward pass: the effective weight, perturbed when training with σ > 0."""
-        perturb = self.training and self.perturbation > 0
-        return self._apply_gains(self._gains(), perturb=perturb)
+        return self._weight(perturb=self.training and self.perturbation > 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, O, H', W')."""
@@ -279,11 +331,25 @@ class FrequencyStem(nn.Module):
 
     # -- what the trainer and the tracker read ----------------------------------------
 
+    def soft_proportion(self) -> torch.Tensor | None:
+        """``mean_o sigmoid((α_o − τ)/T)``, the differentiable count of low filters (0-d), or None
+        outside learned mode. It tends to ``p̂ = #{α_o ≥ τ}/O`` as T → 0."""
+        if self.mode != "learned":
+            return None
+        return torch.sigmoid((self.alpha() - self.threshold) / self.temperature).mean()
+
     def proportion_loss(self) -> torch.Tensor:
-        """``λ·(mean α - p)²``, a scalar to add to the loss; a zero tensor unless learned with λ > 0."""
+        """``λ·(mean_o sigmoid((α_o − τ)/T) − p)²``, a scalar to add to the loss; a zero tensor
+        unless learned with λ > 0."""
         if self.mode != "learned" or self.proportion_weight == 0:
             return self.weight.new_zeros(())
-        return self.proportion_weight * (self.alpha().mean() - self.proportion) ** 2
+        return self.proportion_weight * (self.soft_proportion() - self.proportion) ** 2
+
+    @torch.no_grad()
+    def alpha_proportion(self) -> float | None:
+        """``p̂`` read from the learned shares, ``#{α_o ≥ τ}/O``; None outside learned mode."""
+        alpha = self.alpha()
+        return None if alpha is None else int((alpha >= self.threshold).sum()) / alpha.numel()
 
     @torch.no_grad()
     def measured_proportion(self) -> float:

@@ -122,6 +122,10 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4  # the usual CIFAR ResNet value
+    # Learned mode: the alpha logits' learning rate is lr x this (no weight decay on them, which
+    # would pull every alpha to 1/2 = tau). One logit per filter gets a gradient summed over the
+    # whole layer's effect, far smaller than a kernel's; docs/method.md has the measured reason.
+    alpha_lr_multiplier: float = 10.0
     schedule: str = "onecycle"  # onecycle: linear warm-up then cosine down; cosine: cosine from the start
     warmup_fraction: float = 0.15  # share of steps spent warming up (onecycle)
     label_smoothing: float = 0.0
@@ -144,6 +148,7 @@ class TrainConfig:
         _check_range("train.lr", self.lr, 0.0, math.inf, lo_open=True)
         _check_range("train.momentum", self.momentum, 0.0, 1.0, hi_open=True)
         _check_range("train.weight_decay", self.weight_decay, 0.0, math.inf)
+        _check_range("train.alpha_lr_multiplier", self.alpha_lr_multiplier, 0.0, math.inf)
         _check_choice("train.schedule", self.schedule, SCHEDULES)
         _check_range("train.warmup_fraction", self.warmup_fraction, 0.0, 1.0, hi_open=True)
         _check_range("train.label_smoothing", self.label_smoothing, 0.0, 1.0, hi_open=True)

@@ -53,6 +53,10 @@ TRAIN_LR = "train/lr"
 EPOCH_SECONDS = "train/epoch_seconds"
 FILTER_PROPORTION = "filters/proportion"  # measured p-hat of the first layer
 FILTER_MEAN_ALPHA = "filters/mean_alpha"  # learned mode only
+# Learned mode only: the spread (standard deviation over filters) of alpha, and p-hat read from
+# alpha (#{alpha_o >= tau}/O), logged beside FILTER_PROPORTION measured from the weights.
+FILTER_ALPHA_STD = "filters/alpha_std"
+FILTER_ALPHA_PROPORTION = "filters/alpha_proportion"
 FILTER_CENTROID = "filters/centroid"  # mean spectral centroid, fraction of Nyquist
 EPOCHS_COMPLETED = "epochs_completed"
 PEAK_MEMORY_MB = "system/peak_memory_mb"
@@ -171,10 +175,24 @@ TAG_FAILURE = "freqstudy.failure_reason"  # one line, when not finished
 TAG_MODE = "freqstudy.mode"  # frequency.mode of the trial
 TAG_NODE = "freqstudy.node"  # host name / Ray node the trial ran on
 TAG_CODE_VERSION = "freqstudy.code_version"
+# Learned-mode runs name the form of the learned stem (models.stem.LEARNED_FORM, "energy-share");
+# runs logged before the tag existed used the earlier, inert form ("band-gains").
+TAG_LEARNED_FORM = "freqstudy.learned_form"
+LEGACY_LEARNED_FORM = "band-gains"  # = models.stem.LEGACY_LEARNED_FORM (a test holds them equal)
 
 # The artifact path every trial logs its model under (read back by inspect, the registry, fourier).
 MODEL_ARTIFACT = "model"
 TAG_DATA = "freqstudy.data_fingerprint"
+
+
+def learned_form_of(record: Mapping) -> str | None:
+    """The learned-mode form a trial record (``params``, ``tags``) was run with: its
+    ``freqstudy.learned_form`` tag, else ``band-gains`` (logged before the tag); None outside
+    learned mode."""
+    params, tags = record.get("params") or {}, record.get("tags") or {}
+    if (params.get("frequency.mode") or tags.get(TAG_MODE)) != "learned":
+        return None
+    return str(tags.get(TAG_LEARNED_FORM) or LEGACY_LEARNED_FORM)
 
 
 def is_finite_number(v: object) -> bool:

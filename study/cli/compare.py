@@ -93,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
         client = client_for(uri)
         for flag, run_id in (("RUN_A", args.run_a), ("RUN_B", args.run_b)):
             run_in_study(run_id, args.study, client=client, what=flag)
-        _, members = group_configurations(load_study(args.study, client=client)["trials"])
+        trials = load_study(args.study, client=client)["trials"]
+        records = {t["run_id"]: t for t in trials}
+        _, members = group_configurations(trials)
         runs = {
             flag: [rid] if args.single_runs else _replicates_of(rid, members)
             for flag, rid in (("RUN_A", args.run_a), ("RUN_B", args.run_b))
@@ -140,12 +142,16 @@ def run(args: argparse.Namespace) -> int:
         }
         for d in diffs
     ]
+    forms = {
+        flag: M.learned_form_of(records.get(rid, {})) for flag, rid in (("a", args.run_a), ("b", args.run_b))
+    }
     if args.json:
         doc = {
             "study": args.study,
             "split": args.split,
             "run_a": args.run_a,
             "run_b": args.run_b,
+            "learned_form": forms,  # per run: energy-share, band-gains (the earlier form) or null
             "replicates": [len(a), len(b)],
             "confidence": args.confidence,
             "seed": args.seed,
@@ -154,6 +160,15 @@ def run(args: argparse.Namespace) -> int:
         print_json(doc)
     else:
         print(format_table(rows, args.run_a, args.run_b, args.split, args.confidence))
+        for flag, form in forms.items():
+            if form is not None:
+                legacy = form == M.LEGACY_LEARNED_FORM
+                note = (
+                    " (the earlier form: band gains on a free kernel, which left alpha inert)"
+                    if legacy
+                    else ""
+                )
+                print(f"{flag.upper()} is learned mode, form {form}{note}")
         if len(a) > 1 or len(b) > 1:
             print(
                 f"configurations: A over {len(a)} replicates, B over {len(b)}; intervals from a two-level "

@@ -17,7 +17,9 @@ def filter_statistics(model: nn.Module) -> dict[str, Any]:
     Returns:
         ``weights`` (O, C, k, k) float32 numpy, ``classes`` (O,) 1 low / 0 high /
         -1 none, ``ratio`` (O,) low-band energy share, ``alpha`` (O,) or None,
-        ``proportion`` p-hat, ``centroid`` mean spectral centroid (fraction of Nyquist).
+        ``proportion`` p-hat measured from the weights, ``alpha_proportion`` p-hat read
+        from alpha (``#{α_o ≥ τ}/O``, learned mode; else None), ``centroid`` mean spectral
+        centroid (fraction of Nyquist).
     """
     stem = model.stem
     with torch.no_grad():
@@ -30,6 +32,7 @@ def filter_statistics(model: nn.Module) -> dict[str, Any]:
             "ratio": low_energy_ratio(w, stem.cutoff).numpy(),
             "alpha": None if alpha is None else alpha.detach().float().cpu().numpy(),
             "proportion": float(stem.measured_proportion()),
+            "alpha_proportion": stem.alpha_proportion(),
             "centroid": float(torch.nanmean(centroid)) if centroid.numel() else math.nan,
         }
 

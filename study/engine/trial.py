@@ -73,6 +73,8 @@ from study.engine.prepare import PreparedData, prepare_data
 from study.metrics import (
     EPOCH_SECONDS,
     EPOCHS_COMPLETED,
+    FILTER_ALPHA_PROPORTION,
+    FILTER_ALPHA_STD,
     FILTER_CENTROID,
     FILTER_MEAN_ALPHA,
     FILTER_PROPORTION,
@@ -103,12 +105,18 @@ def build_model(config: TrialConfig) -> nn.Module:
 
 
 def build_optimizer(model: nn.Module, config: TrialConfig, device: torch.device) -> torch.optim.SGD:
-    """SGD with momentum; weight decay on weight matrices and kernels only, never on
-    BatchNorm parameters, biases or the alpha logits (all 1-D)."""
+    """SGD with momentum; weight decay on weight matrices and kernels only (the stem's V
+    included), never on BatchNorm parameters, biases or the alpha logits (all 1-D). The
+    alpha logits (learned mode) have their own group at ``lr × train.alpha_lr_multiplier``."""
     t = config.train
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    alpha = getattr(model.stem, "alpha_logits", None) if hasattr(model, "stem") else None
+    params = [p for p in model.parameters() if p.requires_grad and p is not alpha]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if alpha is not None and alpha.requires_grad:
+        # LambdaLR scales every group's own initial lr, so the ratio holds along the schedule.
+        groups.append({"params": [alpha], "weight_decay": 0.0, "lr": t.lr * t.alpha_lr_multiplier})
     return torch.optim.SGD(
         groups,
         lr=t.lr,
@@ -279,7 +287,8 @@ def run_trial(
         config: the trial.
         report: called once per epoch with ``epoch`` and the per-epoch keys of
             ``study.metrics`` (train/loss, train/lr, val/clean_acc, filters/proportion,
-            filters/centroid, filters/mean_alpha in learned mode, train/epoch_seconds).
+            filters/centroid, train/epoch_seconds; in learned mode filters/mean_alpha,
+            filters/alpha_std and filters/alpha_proportion, p̂ read from α).
         checkpoint_dir: where ``epoch-NNNN.pt`` go every ``train.checkpoint_every``
             epochs once ``train.checkpoint_min_seconds`` have passed since the
             last one, and after the last epoch; None = no checkpoints.
@@ -388,6 +397,8 @@ def _run(
         }
         if stats["alpha"] is not None:
             row[FILTER_MEAN_ALPHA] = float(stats["alpha"].mean())
+            row[FILTER_ALPHA_STD] = float(stats["alpha"].std())
+            row[FILTER_ALPHA_PROPORTION] = stats["alpha_proportion"]
             alphas.append(stats["alpha"])
         row[EPOCH_SECONDS] = time.perf_counter() - started
         history.append(row)

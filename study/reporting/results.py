@@ -31,6 +31,8 @@ def label_of(record: Mapping[str, Any]) -> str:
     if mode == "learned" and float(params.get("frequency.proportion_weight", 0) or 0) > 0:
         parts.append(f"λ={float(params['frequency.proportion_weight']):g}")
     parts.append(f"σ={float(params.get('frequency.perturbation', 0) or 0):g}")
+    if M.learned_form_of(record) == M.LEGACY_LEARNED_FORM:
+        parts.append("(earlier band-gains form)")
     return " ".join(parts)
 
 

@@ -116,6 +116,7 @@ def frequency_of(trial: Trial) -> dict[str, Any]:
     for f in dataclasses.fields(FrequencySettings):
         key = f"frequency.{f.name}"
         out[f.name] = param_of(trial, key, "") if f.type in (str, "str") else float_param(trial, key)
+    out["learned_form"] = M.learned_form_of(trial) or ""  # energy-share, band-gains (earlier), "" unlearned
     return out
 
 

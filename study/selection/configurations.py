@@ -29,8 +29,12 @@ Trial = Mapping[str, Any]
 
 
 def config_id_of(trial: Trial) -> str:
-    """The configuration a trial replicates (its own run id when untagged)."""
-    return str(trial.get("tags", {}).get(M.TAG_CONFIG_ID) or trial["run_id"])
+    """The configuration a trial replicates (its own run id when untagged). A learned-mode
+    trial's id holds its learned form, so seeds run with the earlier (band-gains) form and
+    the energy-share form never count as one configuration (a study resumed across versions)."""
+    config_id = str(trial.get("tags", {}).get(M.TAG_CONFIG_ID) or trial["run_id"])
+    form = M.learned_form_of(trial)
+    return config_id if form is None else f"{config_id}|learned_form={form}"
 
 
 def replicate_of(trial: Trial) -> int:

@@ -42,6 +42,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from models.spectral import radial_power_profile
+from models.stem import LEARNED_FORM
 from study.analysis.fourier import FOURIER_HEATMAP_NPY, FOURIER_HEATMAP_PNG
 from study.analysis.outcomes import OUTCOMES_ARTIFACT
 from study.analysis.outcomes import encode as encode_outcomes
@@ -54,6 +55,7 @@ from study.metrics import (
     TAG_CODE_VERSION,
     TAG_DATA,
     TAG_FAILURE,
+    TAG_LEARNED_FORM,
     TAG_MODE,
     TAG_NODE,
     TAG_ROLE,
@@ -165,6 +167,7 @@ def start_trial_run(
         TAG_ROLE: "trial",
         TAG_STATUS: "running",
         TAG_MODE: config.frequency.mode,
+        **({TAG_LEARNED_FORM: LEARNED_FORM} if config.frequency.mode == "learned" else {}),
         TAG_NODE: socket.gethostname(),
         TAG_CODE_VERSION: code_version(),
     }

@@ -95,3 +95,37 @@ def test_a_configuration_with_seeds_still_running_is_not_complete():
     (record,), _ = group_configurations(trials)
     assert record["tags"][M.TAG_STATUS] == "running" and record["replicates_failed"] == 0
     assert incomplete_reason(record) is not None
+
+
+def test_learned_forms_never_share_a_configuration_and_are_named():
+    """A study resumed across the learned-form change: seeds logged with the earlier (untagged,
+    band-gains) form and with the energy-share form are two configurations, each named."""
+    from models.stem import LEARNED_FORM, LEGACY_LEARNED_FORM
+    from study.reporting.results import label_of
+    from study.selection.choose import frequency_of
+
+    def learned(run_id, replicate, form):
+        t = run(run_id, "L", replicate, **{M.VAL_CLEAN_ACC: 50.0 + replicate})
+        t["params"]["frequency.mode"] = "learned"
+        if form is not None:
+            t["tags"][M.TAG_LEARNED_FORM] = form
+        return t
+
+    old, new = learned("l0", 0, None), learned("l1", 1, LEARNED_FORM)
+    records, _ = group_configurations([old, new, run("f0", "F", 0), run("f1", "F", 1)])
+    assert sorted(r["members"] if "members" in r else [r["run_id"]] for r in records) == [
+        ["f0", "f1"],
+        ["l0"],
+        ["l1"],
+    ]
+    assert M.LEGACY_LEARNED_FORM == LEGACY_LEARNED_FORM != LEARNED_FORM == "energy-share"
+    assert (M.learned_form_of(old), M.learned_form_of(new), M.learned_form_of(run("f", "F", 0))) == (
+        "band-gains",
+        "energy-share",
+        None,
+    )
+    assert (
+        frequency_of(old)["learned_form"] == "band-gains"
+        and frequency_of(run("f", "F", 0))["learned_form"] == ""
+    )
+    assert "band-gains" in label_of(old) and "band-gains" not in label_of(new)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from models.stem import initial_alpha
 from study import metrics as M
 from study.config import TrialConfig
 from study.data import DeviceLoader
@@ -150,7 +151,8 @@ def test_compiled_trial_gives_the_eager_trials_numbers(tmp_path, monkeypatch):
     assert compiled.history[0][M.TRAIN_LOSS] == pytest.approx(first, rel=1e-5)
     assert compiled.history[1][M.TRAIN_LOSS] == pytest.approx(second, rel=1e-3)
     # The first step's move of alpha (the frequency gate), the same to rounding.
-    moved_eager, moved_compiled = eager.alpha_history[0] - 0.5, compiled.alpha_history[0] - 0.5
+    start = initial_alpha(eager.alpha_history.shape[1]).numpy()
+    moved_eager, moved_compiled = eager.alpha_history[0] - start, compiled.alpha_history[0] - start
     assert np.linalg.norm(moved_compiled - moved_eager) <= 0.05 * np.linalg.norm(moved_eager)
     for key in (M.VAL_CLEAN_ACC, M.TEST_CLEAN_ACC):
         assert (

@@ -1,4 +1,4 @@
-"""models.stem: the fixed projection, learned gains, perturbation and the plain-conv baseline."""
+"""models.stem: the fixed projection, the learned energy share, perturbation and the plain-conv baseline."""
 
 import math
 
@@ -9,7 +9,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from models import spectral
-from models.stem import FrequencyStem, count_low_filters
+from models.resnet import build_resnet18
+from models.stem import FrequencySettings, FrequencyStem, count_low_filters, initial_alpha
 
 PROPORTIONS = [i / 10 for i in range(11)] + [1 / 3, 0.55, 0.97]
 
@@ -141,42 +142,147 @@ def test_gradients_flow_through_v_under_perturbation(mode):
         assert torch.isfinite(stem.alpha_logits.grad).all() and (stem.alpha_logits.grad != 0).all()
 
 
-def test_learned_alpha_gets_gradients_and_starts_at_one_half():
+def split_cutoffs(k: int) -> list[float]:
+    """One cutoff for every way the k×k grid splits into two non-empty bands: each distinct
+    radius below the largest (``r <= r_c`` holds it) and the midpoint above it."""
+    radii = sorted({round(r, 12) for r in spectral.normalised_radius(k).flatten().tolist()})
+    out = []
+    for r, nxt in zip(radii[:-1], radii[1:], strict=True):
+        out += [r, (r + nxt) / 2] if r > 0 else [(r + nxt) / 2]
+    return out
+
+
+@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize("sigma", [0.0, 0.6])
+def test_learned_low_band_energy_share_is_alpha_for_every_filter_and_cutoff(k, sigma):
+    """``L_o(W) = α_o`` to 1e-6, every filter, every split of the grid, perturbation on and off;
+    the perturbed training weight is the effective weight's spectrum times the noise (as before)."""
+    cutoffs = split_cutoffs(k)
+    assert len(cutoffs) >= 3
+    for i, cutoff in enumerate(cutoffs):
+        torch.manual_seed(100 * k + i)
+        stem = FrequencyStem(
+            out_channels=24, kernel_size=k, mode="learned", cutoff=cutoff, perturbation=sigma
+        )
+        with torch.no_grad():
+            stem.alpha_logits.normal_(0.0, 2.5)  # shares all over (0, 1), not just the start
+            stem.alpha_logits[0] = 9.0  # and near the ends
+            stem.alpha_logits[1] = -9.0
+        for train in (False, True):
+            stem.train(train)
+            ratio = spectral.low_energy_ratio(stem.effective_weight().detach().double(), cutoff)
+            alpha = stem.alpha().double()
+            assert (ratio - alpha).abs().max() < 1e-6, (k, cutoff, train)
+            assert stem.measured_proportion() == stem.alpha_proportion()  # p̂ from W = p̂ from α
+        # The training forward weight: the very perturbation of W the other modes get.
+        torch.manual_seed(7)
+        w = stem.forward_weight().detach()
+        if sigma == 0:
+            assert torch.equal(w, stem.effective_weight().detach())
+        else:
+            torch.manual_seed(7)
+            noise = stem._perturbation_gains()
+            clean = stem.effective_weight().detach()
+            expected = torch.fft.ifft2(torch.fft.fft2(clean) * noise[:, None]).real
+            torch.testing.assert_close(w, expected, rtol=0, atol=1e-6)
+        stem.eval()
+        assert torch.equal(stem.forward_weight(), stem.effective_weight())  # evaluation never perturbs
+
+
+def test_learned_weight_keeps_the_kernel_norm_and_is_v_where_alpha_is_vs_own_share():
+    torch.manual_seed(11)
+    stem = FrequencyStem(out_channels=8, kernel_size=5, mode="learned", cutoff=0.6)
+    v = stem.weight.detach()
+    w = stem.effective_weight().detach()
+    torch.testing.assert_close(w.flatten(1).norm(dim=1), v.flatten(1).norm(dim=1), rtol=1e-6, atol=0)
+    own_share = spectral.low_energy_ratio(v, 0.6)
+    with torch.no_grad():
+        stem.alpha_logits.copy_(torch.logit(own_share))
+    torch.testing.assert_close(stem.effective_weight().detach(), v, rtol=1e-5, atol=1e-6)
+
+
+def test_learned_alpha_starts_evenly_spread_and_gets_gradients():
     torch.manual_seed(7)
     stem = FrequencyStem(out_channels=8, mode="learned")
-    assert torch.equal(stem.alpha(), torch.full((8,), 0.5))
+    torch.testing.assert_close(stem.alpha(), (torch.arange(8) + 0.5) / 8, rtol=0, atol=1e-6)
+    torch.testing.assert_close(stem.alpha(), initial_alpha(8), rtol=0, atol=1e-6)
+    assert stem.alpha_proportion() == 0.5 == stem.measured_proportion()
     stem(torch.randn(2, 3, 8, 8)).square().mean().backward()
     assert (stem.alpha_logits.grad != 0).all()
-    assert FrequencyStem(mode="fixed").alpha() is None
+    assert (
+        FrequencyStem(mode="fixed").alpha() is None and FrequencyStem(mode="fixed").alpha_proportion() is None
+    )
 
 
-def test_proportion_loss_pulls_mean_alpha_toward_p():
-    def train(weight: float, target: float) -> float:
+@pytest.mark.parametrize("sigma", [0.0, 0.5])
+def test_gradients_reach_alpha_through_the_whole_network(sigma):
+    """Cross-entropy of a learned-mode ResNet-18 (BN after the stem) reaches every a_o, finite and
+    non-zero, in training mode with and without perturbation."""
+    torch.manual_seed(12)
+    model = build_resnet18(
+        width=8, stem_kernel=5, frequency=FrequencySettings(mode="learned", cutoff=0.6, perturbation=sigma)
+    ).train()
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    F.cross_entropy(model(x), y).backward()
+    grad = model.stem.alpha_logits.grad
+    assert grad is not None and torch.isfinite(grad).all() and (grad != 0).all(), grad
+    assert torch.isfinite(model.stem.weight.grad).all() and model.stem.weight.grad.abs().sum() > 0
+
+
+def test_torch_compile_traces_the_learned_stem_in_one_graph():
+    """Dynamo traces the learned stem (forward and backward, perturbed) without a graph break
+    (``fullgraph``) and gives eager's output and gradients."""
+    torch._dynamo.reset()
+    torch.manual_seed(13)
+    stem = FrequencyStem(out_channels=8, kernel_size=5, mode="learned", cutoff=0.6, perturbation=0.3).train()
+    x = torch.randn(2, 3, 12, 12)
+    compiled = torch.compile(stem, fullgraph=True, backend="aot_eager")
+    results = []
+    for run in (stem, compiled):
+        stem.zero_grad()
+        torch.manual_seed(1)
+        out = run(x)
+        (out.square().mean() + stem.proportion_loss()).backward()
+        results.append((out.detach(), stem.alpha_logits.grad.clone(), stem.weight.grad.clone()))
+    for eager, traced in zip(*results, strict=True):
+        torch.testing.assert_close(traced, eager, rtol=1e-5, atol=1e-6)
+
+
+def test_soft_count_pull_sets_the_hard_proportion_to_the_target():
+    """From p̂ = ½, λ = 5 (T = 0.05) pulls the count of α_o ≥ τ to round(p·O) against a toy task
+    that by itself leaves it elsewhere; λ = 0 leaves it where the task puts it."""
+
+    def train(weight: float, target: float) -> FrequencyStem:
         torch.manual_seed(8)
         stem = FrequencyStem(out_channels=8, mode="learned", proportion=target, proportion_weight=weight)
-        teacher = 0.2 * torch.randn(8, 3, 3, 3)  # a toy task that by itself moves α elsewhere
+        teacher = 0.2 * torch.randn(8, 3, 3, 3)
         x = torch.randn(8, 3, 8, 8)
-        opt = torch.optim.SGD(stem.parameters(), lr=0.05)
+        opt = torch.optim.SGD(stem.parameters(), lr=0.2)
         for _ in range(300):
             loss = F.mse_loss(stem(x), F.conv2d(x, teacher, padding=1)) + stem.proportion_loss()
             opt.zero_grad()
             loss.backward()
             opt.step()
-        return stem.alpha().mean().item()
+        return stem
 
-    free = train(0.0, 0.9)
-    for target in (0.9, 0.1):
-        pulled = train(20.0, target)
-        assert abs(pulled - target) < 0.5 * abs(0.5 - target)  # from α = 0.5, at least half way to p
-        assert abs(pulled - target) < abs(free - target)
+    free = train(0.0, 0.25)
+    for target in (0.25, 0.75):
+        pulled = train(5.0, target)
+        assert pulled.alpha_proportion() == target == pulled.measured_proportion(), pulled.alpha()
+        assert abs(pulled.soft_proportion().item() - target) < 0.5 / 8  # within half a filter
+    assert free.alpha_proportion() == 0.25  # the task's own pull: down from ½ (so 0.75 is against it)
 
 
 def test_proportion_loss_value_and_zero_outside_learned_mode():
-    stem = FrequencyStem(out_channels=4, mode="learned", proportion=0.2, proportion_weight=3.0)
+    stem = FrequencyStem(
+        out_channels=4, mode="learned", proportion=0.2, proportion_weight=3.0, temperature=0.1
+    )
     with torch.no_grad():
         stem.alpha_logits.copy_(torch.tensor([0.0, 1.0, -2.0, 4.0]))
-    expected = 3.0 * (torch.sigmoid(stem.alpha_logits).mean() - 0.2) ** 2
-    torch.testing.assert_close(stem.proportion_loss(), expected)
+    soft = torch.sigmoid((torch.sigmoid(stem.alpha_logits) - 0.5) / 0.1).mean()
+    torch.testing.assert_close(stem.soft_proportion(), soft)
+    torch.testing.assert_close(stem.proportion_loss(), 3.0 * (soft - 0.2) ** 2)
+    assert stem.alpha_proportion() == 0.75  # α = 0.5 counts as low (α ≥ τ)
     for kwargs in (
         {"mode": "learned", "proportion_weight": 0.0},
         {"mode": "fixed", "proportion_weight": 3.0},
@@ -242,6 +348,8 @@ def test_n_low_counts_measured_filters_outside_fixed_mode():
         ({"cutoff": 0.95}, "cutoff"),  # leaves HIGH empty at k = 3
         ({"mode": "adaptive"}, "mode"),
         ({"proportion_weight": -1.0}, "proportion_weight"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"temperature": math.inf}, "temperature"),
         ({"threshold": 2.0}, "threshold"),
         ({"out_channels": 0}, "out_channels"),
         ({"stride": 0}, "stride"),
@@ -257,16 +365,29 @@ def test_constructor_rejects_bad_arguments_naming_them(kwargs, name):
 @pytest.mark.parametrize("k", [3, 5, 7])
 @pytest.mark.parametrize("mode", ["fixed", "learned"])
 def test_effective_weight_is_the_fft_definition(mode, k):
-    """The stem's matrix form equals ``Re(IDFT(g ⊙ s ⊙ DFT(V)))`` computed with torch.fft."""
+    """The stem's matrix form equals its definition computed with torch.fft: ``Re(IDFT(g ⊙ DFT(V)))``
+    (fixed), ``‖V‖·(√α·L̂ + √(1−α)·Ĥ)`` (learned); perturbed: ``Re(IDFT(s ⊙ DFT(W)))``."""
     torch.manual_seed(k)
     stem = FrequencyStem(
         out_channels=12, kernel_size=k, mode=mode, proportion=0.4, cutoff=0.6, perturbation=0.5
     )
+    v = stem.weight.detach()
     if mode == "learned":
         with torch.no_grad():
             stem.alpha_logits.normal_()
-    gains = stem._gains()
-    expected = torch.fft.ifft2(torch.fft.fft2(stem.weight.detach()) * gains[:, None]).real
+        low_mask, _ = spectral.band_masks(k, 0.6)
+        low = torch.fft.ifft2(torch.fft.fft2(v) * low_mask).real
+        high = v - low
+        a = stem.alpha().detach()[:, None, None, None]
+
+        def unit(t):
+            return t / t.flatten(1).norm(dim=1)[:, None, None, None]
+
+        expected = v.flatten(1).norm(dim=1)[:, None, None, None] * (
+            a.sqrt() * unit(low) + (1 - a).sqrt() * unit(high)
+        )
+    else:
+        expected = torch.fft.ifft2(torch.fft.fft2(v) * stem.band_gains[:, None]).real
     torch.testing.assert_close(stem.effective_weight().detach(), expected, rtol=0, atol=1e-6)
     # The perturbed forward weight: same draw (same seed) through both definitions.
     stem.train()
@@ -274,5 +395,5 @@ def test_effective_weight_is_the_fft_definition(mode, k):
     perturbed = stem.forward_weight().detach()
     torch.manual_seed(1)
     noise = stem._perturbation_gains()
-    expected = torch.fft.ifft2(torch.fft.fft2(stem.weight.detach()) * (gains * noise)[:, None]).real
+    expected = torch.fft.ifft2(torch.fft.fft2(expected) * noise[:, None]).real
     torch.testing.assert_close(perturbed, expected, rtol=0, atol=1e-6)

@@ -98,16 +98,21 @@ def test_lr_schedules_follow_their_closed_forms():
     assert lr_factor(0, **cos) == 1.0 and lr_factor(25, **cos) == pytest.approx(0.5)
 
 
-def test_weight_decay_spares_batchnorm_biases_and_alpha(data_dir):
-    config = tiny(data_dir, **{"frequency.mode": "learned", "train.weight_decay": 1e-3})
+def test_weight_decay_spares_batchnorm_biases_and_alpha_whose_lr_is_multiplied(data_dir):
+    flat = {"frequency.mode": "learned", "train.weight_decay": 1e-3, "train.alpha_lr_multiplier": 7.0}
+    config = tiny(data_dir, **flat)
     model = build_model(config)
-    decay, no_decay = build_optimizer(model, config, torch.device("cpu")).param_groups
-    assert decay["weight_decay"] == 1e-3 and no_decay["weight_decay"] == 0.0
+    decay, no_decay, alpha = build_optimizer(model, config, torch.device("cpu")).param_groups
+    assert decay["weight_decay"] == 1e-3 and no_decay["weight_decay"] == 0.0 == alpha["weight_decay"]
+    assert decay["lr"] == no_decay["lr"] == config.train.lr and alpha["lr"] == 7.0 * config.train.lr
     ids = {id(p) for p in no_decay["params"]}
-    assert id(model.stem.alpha_logits) in ids and id(model.bn1.weight) in ids and id(model.bn1.bias) in ids
+    assert id(model.bn1.weight) in ids and id(model.bn1.bias) in ids
+    assert [id(p) for p in alpha["params"]] == [id(model.stem.alpha_logits)]
     assert id(model.stem.weight) in {id(p) for p in decay["params"]}
-    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    assert sum(len(g["params"]) for g in (decay, no_decay, alpha)) == len(list(model.parameters()))
     assert all(p.ndim > 1 for p in decay["params"])
+    free = tiny(data_dir, **{"train.weight_decay": 1e-3})
+    assert len(build_optimizer(build_model(free), free, torch.device("cpu")).param_groups) == 2
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +140,8 @@ def test_trial_reports_each_epoch_and_ends_with_final_metrics(learned_result):
     assert result.status == "finished" and result.reason is None
     assert [r["epoch"] for r in rows] == [1, 2]
     for row in rows:
-        assert PER_EPOCH | {M.FILTER_MEAN_ALPHA} == set(row)
+        assert PER_EPOCH | {M.FILTER_MEAN_ALPHA, M.FILTER_ALPHA_STD, M.FILTER_ALPHA_PROPORTION} == set(row)
+        assert row[M.FILTER_ALPHA_PROPORTION] == row[M.FILTER_PROPORTION]  # p̂ from α = p̂ from W
         assert all(math.isfinite(v) for v in row.values())
         assert 0 <= row[M.VAL_CLEAN_ACC] <= 100 and 0 <= row[M.FILTER_PROPORTION] <= 1
     assert rows[-1][M.TRAIN_LR] == pytest.approx(
@@ -150,6 +156,7 @@ def test_trial_reports_each_epoch_and_ends_with_final_metrics(learned_result):
     assert result.alpha_history.mean(axis=1) == pytest.approx(
         [r[M.FILTER_MEAN_ALPHA] for r in rows], rel=1e-6
     )
+    assert result.alpha_history.std(axis=1) == pytest.approx([r[M.FILTER_ALPHA_STD] for r in rows], rel=1e-5)
     assert not result.model.training and next(result.model.parameters()).device.type == "cpu"
     assert len(result.fingerprint) == 16
 
