@@ -47,7 +47,9 @@ class Ring:
 
 def _check_k(k: object) -> int:
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0 or k % 2 == 0:
-        raise ValueError(f"kernel size k={k!r} is not allowed; k must be a positive odd integer (3, 5, 7, ...)")
+        raise ValueError(
+            f"kernel size k={k!r} is not allowed; k must be a positive odd integer (3, 5, 7, ...)"
+        )
     return k
 
 

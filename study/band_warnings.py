@@ -14,8 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from models.band_bins import rings, split_problem, structured_cutoffs_text
-from study.config import ModelConfig, TrialConfig
-from study.config import FrequencySettings as _Frequency
+from study.config import FrequencySettings, ModelConfig, TrialConfig
 
 __all__ = ["config_warning", "report_note", "space_warnings", "split_warning"]
 
@@ -83,7 +82,7 @@ def space_warnings(space: Any) -> list[str]:
         elif cutoff is not None:
             lines += range_warnings(k, float(cutoff.low), float(cutoff.high))
         if cutoff is None or cutoff.when:
-            lines.append(split_warning(k, float(space.fixed.get(CUTOFF_KEY, _Frequency().cutoff))))
+            lines.append(split_warning(k, float(space.fixed.get(CUTOFF_KEY, FrequencySettings().cutoff))))
     lines.append(config_warning(TrialConfig.from_flat(space.baseline_flat())))  # what trial 0 builds
     return list(dict.fromkeys(_present(lines)))
 
@@ -96,7 +95,7 @@ def report_note(trials: Sequence[Mapping[str, Any]]) -> str:
         params = t.get("params", {})
         try:
             k = int(params.get(KERNEL_KEY, ModelConfig().stem_kernel))
-            c = float(params.get(CUTOFF_KEY, _Frequency().cutoff))
+            c = float(params.get(CUTOFF_KEY, FrequencySettings().cutoff))
         except (TypeError, ValueError):
             continue  # an unreadable param is the trial tables' business, not this note's
         if k % 2 and k > 0 and split_problem(k, c) is not None:
