@@ -181,3 +181,29 @@ def test_run_prints_the_warning_before_anything_runs(tmp_path, capsys):
     assert code != 0
     assert err[0] == f"freqstudy run: warning: {split_warning(5, 0.3)}"
     assert "--num-trials" in err[1]
+
+
+def test_the_report_says_it_in_its_opening_paragraph():
+    from study import metrics as M
+    from study.reporting.report import render_html
+    from study.selection import choose as P
+    from study.selection.choice import choose
+
+    def record(run_id, clean, corr, cutoff, baseline=False):
+        tags = {
+            M.TAG_STATUS: "finished",
+            M.TAG_ROLE: "trial",
+            **({M.TAG_BASELINE: "true"} if baseline else {}),
+        }
+        metrics = {M.VAL_CLEAN_ACC: clean, M.VAL_CORRUPTION_ACC: corr, M.EPOCHS_COMPLETED: 2.0}
+        params = {"train.epochs": "2", "model.stem_kernel": "3", "frequency.cutoff": str(cutoff)}
+        return {"run_id": run_id, "name": run_id, "params": params, "metrics": metrics, "tags": tags}
+
+    def opening(cutoff):
+        trials = [record("base", 90, 60, cutoff, baseline=True), record("a", 88, 70, cutoff)]
+        runs = {"study": "s", "experiment_id": "1", "parent": None, "trials": trials}
+        page = render_html(choose(runs, P.parse_objectives(None), None), trials, [], {})
+        return page[page.index("<h1>") : page.index("<h2>")]
+
+    assert "Band split" not in opening(0.75)
+    assert f"Band split: {split_warning(3, 0.5)}." in opening(0.5)
