@@ -86,7 +86,9 @@ class FrequencySettings:
 
     mode: str = "free"  # free = plain conv (the baseline), fixed = projected, learned = gated
     proportion: float = 0.5  # p: target share of low-frequency filters
-    cutoff: float = 0.5  # r_c as a fraction of Nyquist; 0.5 splits DC from the rest at k=3
+    # r_c as a fraction of Nyquist. 0.75 gives both bands spatial structure at every k (docs/method.md
+    # §10): k=3 DC + 4 axis bins | 4 diagonal bins; k=5 the split of 0.6; k=7 21 | 28 bins.
+    cutoff: float = 0.75
     threshold: float = 0.5  # tau: a filter is low-frequency when its low-band energy share >= tau
     perturbation: float = 0.0  # sigma of the power-spectrum perturbation (train only)
     proportion_weight: float = 0.0  # lambda: pull of the soft count of low filters toward p (learned mode)

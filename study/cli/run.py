@@ -39,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from study.band_warnings import space_warnings
     from study.config import parse_overrides
     from study.search.space_parser import load_space
     from study.search.summary import format_summary
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from study.tracking.server import TrackingServerLost
 
     space = load_space(args.space).with_fixed(parse_overrides(args.overrides or []))
+    for warning in space_warnings(space):  # allowed, but "low-frequency" would not mean what it says
+        print(f"freqstudy run: warning: {warning}", file=sys.stderr)
     try:
         summary = run_study(
             space,

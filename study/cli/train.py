@@ -72,6 +72,10 @@ def format_epoch(row: dict[str, float], epochs: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    from study.band_warnings import config_warning
+
+    if warning := config_warning(config):  # allowed, but "low-frequency" would not mean what it says
+        print(f"freqstudy train: warning: {warning}", file=sys.stderr)
     from study.config import default_home
     from study.engine.prepare import prepare_data
     from study.engine.trial import DIVERGED

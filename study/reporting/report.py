@@ -43,6 +43,7 @@ from study import metrics as M
 from study.analysis.importance import ROUGH_BELOW, Importance, param_importances
 from study.analysis.outcomes import Outcomes, parse_key
 from study.analysis.paired import DEFAULT_RESAMPLES, group_summary
+from study.band_warnings import report_note
 from study.files import write_bytes_atomic
 from study.reporting.figures_study import pareto_figure
 from study.selection import choose as P
@@ -764,7 +765,8 @@ chosen from ({e(choice.result.describe_excluded())}); {len(pareto)} on the Paret
 {e(", ".join(f"{o.metric} ({o.short})" for o in choice.result.objectives))}.
 Baseline: {base_txt}. Choosing uses validation metrics only; test and CIFAR-10-C numbers are reported.
 Gains are test-split points against the baseline; relative mCE = 100 · Σ<sub>c</sub> E<sub>c</sub>(model) /
-Σ<sub>c</sub> E<sub>c</sub>(baseline) over the benchmark corruptions evaluated. {e(gains_txt)}{acc_txt}</p>
+Σ<sub>c</sub> E<sub>c</sub>(baseline) over the benchmark corruptions evaluated. {e(gains_txt)}{acc_txt}
+{e(report_note(choice.trials))}</p>
 <h2>Pareto set</h2>
 {_html_table(pareto, pareto_cols)}
 <h2>Figures</h2>

@@ -323,7 +323,7 @@ def test_perturbation_follows_the_torch_seed():
 
 
 def test_n_low_counts_measured_filters_outside_fixed_mode():
-    stem = FrequencyStem(out_channels=6, mode="free")
+    stem = FrequencyStem(out_channels=6, mode="free", cutoff=0.5)  # LOW = the DC bin alone
     with torch.no_grad():
         stem.weight.zero_()
         stem.weight[:2] = 1.0  # two constant (DC) filters, four without energy
