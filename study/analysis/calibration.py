@@ -124,7 +124,7 @@ def calibrate(
                 float(np.mean(np.concatenate(a["cover"]))),
                 float(np.mean(np.concatenate(a["null"]))),
                 float(np.mean(np.concatenate(a["power"]))),
-                float(np.mean(np.concatenate(a["share"]))),
+                float(np.nanmean(np.concatenate(a["share"]))),
                 studies,
             )
         )
@@ -188,7 +188,7 @@ def calibrate_borrowed(
         float(np.mean(np.concatenate(cover))),
         float(np.mean(np.concatenate(null))),
         float(np.mean(np.concatenate(power))),
-        float(np.mean(np.concatenate(share))),
+        float(np.nanmean(np.concatenate(share))),
         studies,
     )
 

@@ -22,9 +22,9 @@ the network and is shared by validation and test, so the test split cannot
 from __future__ import annotations
 
 import math
-from decimal import ROUND_DOWN, Decimal
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
 
 import numpy as np
 from scipy import stats

@@ -155,6 +155,15 @@ def _satterthwaite(terms: list[tuple[np.ndarray, float]], v: np.ndarray) -> np.n
         return np.where(denom > 0, v**2 / np.where(denom > 0, denom, 1.0), np.inf)
 
 
+def _tie_fallback(value, df, fallback, fallback_df) -> tuple[np.ndarray, np.ndarray]:
+    """A seed term and its df, or, where the runs' means tie exactly (a discrete
+    accuracy at R = 2 does, now and then: the seed term is 0), the image noise
+    that every run mean carries (``MSE / (R n)``), so a tie never gives a
+    zero-width interval and p = 0."""
+    tie = value <= 0
+    return np.where(tie, fallback, value), np.where(tie, fallback_df, df)
+
+
 def difference_arrays(
     ya: np.ndarray, yb: np.ndarray, kind: str = DIFF, *, seed_variance: str = "own"
 ) -> dict[str, np.ndarray]:
@@ -206,7 +215,7 @@ def difference_arrays(
                 f"got {ra} and {rb}"
             )
         c = 1.0 / ra + 1.0 / rb
-        seed_terms = [(c * ma["run_var"], ra - 1.0)]
+        seed_terms = [_tie_fallback(c * ma["run_var"], ra - 1.0, c * ma["mse"] / n, (ra - 1.0) * (n - 1.0))]
         image = s_d - c * ma["mse"]
         image_terms = [(s_d / n, n - 1.0), (-c * ma["mse"] / n, (ra - 1.0) * (n - 1.0))]
         seed_var = c * np.maximum(0.0, ma["run_var"] - ma["mse"] / n)
@@ -222,7 +231,14 @@ def difference_arrays(
         # Equal-R t is robust to unequal seed variances: 94% at R = 2 with a 4x variance
         # ratio (docs/inference.md).
         df_seed = (1.0 / ra + 1.0 / rb) ** 2 / (1.0 / (ra**2 * (ra - 1.0)) + 1.0 / (rb**2 * (rb - 1.0)))
-        seed_terms = [(ma["run_var"] / ra + mb["run_var"] / rb, df_seed)]
+        seed_terms = [
+            _tie_fallback(
+                ma["run_var"] / ra + mb["run_var"] / rb,
+                df_seed,
+                (ma["mse"] / ra + mb["mse"] / rb) / n,
+                (min(ra, rb) - 1.0) * (n - 1.0),
+            )
+        ]
         image = s_d - ma["mse"] / ra - mb["mse"] / rb
         image_terms = [
             (s_d / n, n - 1.0),
@@ -257,9 +273,10 @@ def level_arrays(y: np.ndarray) -> dict[str, np.ndarray]:
     else:
         image = s_y - m["mse"] / r
         active = image > 0
-        v = m["run_var"] / r + np.where(active, image / n, 0.0)
+        seed = _tie_fallback(m["run_var"] / r, r - 1.0, m["mse"] / (r * n), (r - 1.0) * (n - 1.0))
+        v = seed[0] + np.where(active, image / n, 0.0)
         terms = [
-            (m["run_var"] / r, r - 1.0),
+            seed,
             (np.where(active, s_y / n, 0.0), n - 1.0),
             (np.where(active, -m["mse"] / (r * n), 0.0), (r - 1.0) * (n - 1.0)),
         ]

@@ -74,6 +74,19 @@ def test_accuracy_level_intervals_stay_in_range_and_ratio_above_minus_100():
     assert -100.0 <= res.ci_low and res.ci_high <= 100.0
 
 
+def test_seeds_whose_accuracies_tie_still_carry_image_noise():
+    # Two seeds with the same accuracy on different images (a discrete tie): the seed
+    # term is 0, yet the interval is not zero-width and p is not 0.
+    ya = np.zeros((2, 100))
+    ya[0, :60], ya[1, 40:] = 1.0, 1.0
+    yb = np.zeros((2, 100))
+    yb[0, :65], yb[1, 35:] = 1.0, 1.0
+    res = sl.configuration_difference(ya, yb)
+    assert res.estimate == pytest.approx(5.0) and res.ci_high - res.ci_low > 1.0 and res.p_value > 0.001
+    level = sl.configuration_level(ya)
+    assert level.ci_low < 60.0 < level.ci_high
+
+
 def _brute_moments(y):
     r, n = y.shape
     runs = [sum(y[k, i] for i in range(n)) / n for k in range(r)]

@@ -1,0 +1,94 @@
+"""Calibration of the configuration-level intervals on simulated studies with a known answer.
+
+Monte-Carlo sizes: a coverage near 95% over M = 2000 studies has a binomial sd of
+sqrt(0.95 * 0.05 / 2000) = 0.49 points, so the 93-97% band is +-4 sd around a
+calibrated 95% (and a null rejection of 5% is 2 sd below the 6% limit); the
+seeds are fixed, so the figures are the same on every run. Pure-noise studies
+use M = 2000 (sd of a 5% rate: 0.49 points). `pytest -s` prints the tables.
+"""
+
+import numpy as np
+import pytest
+
+from study.analysis import calibration, simulate
+
+M = 2000
+
+
+def _check(cells, low=0.93, high=0.97, null=0.06):
+    print("\n" + calibration.table(cells))
+    for c in cells:
+        assert low <= c.coverage <= high, c
+        assert c.null_rejection <= null, c
+
+
+def test_three_seeds_calibrated_in_both_regimes():
+    # The issue's headline case (3 seeds: the old two-level bootstrap covered 86.6-87.7%).
+    cells = []
+    for regime in simulate.REGIMES:
+        cells += calibration.calibrate(
+            regime, (3,), studies=M, statistics=("corruption_acc", "relative_mce"), seed=22
+        )
+    _check(cells)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("regime", simulate.REGIMES, ids=lambda r: r.name)
+def test_calibration_table(regime):
+    # R = 2, 3, 5, 10 x clean, CIFAR-10-C mean, the noise category, relative mCE.
+    _check(calibration.calibrate(regime, (2, 3, 5, 10), studies=M, seed=1))
+
+
+@pytest.mark.slow
+def test_unequal_seed_variance_stays_close():
+    # A configuration with twice the seed sd (4x the variance) of the baseline, R = 2
+    # and 3: the equal-variance df is then slightly liberal (normal theory: 94.0% at
+    # R = 2). Documents the price of that df (docs/inference.md), with its own bounds.
+    cells = calibration.calibrate(
+        simulate.SEED_DOMINATED, (2, 3), studies=M, seed_scale=2.0, statistics=("corruption_acc",), seed=3
+    )
+    _check(cells, low=0.92, null=0.075)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("regime", simulate.REGIMES, ids=lambda r: r.name)
+def test_pure_noise_studies_control_family_wise_error_and_champions(regime):
+    res = calibration.noise_study(regime, configs=10, replicates=3, studies=M, seed=4)
+    print(f"\n{res}")
+    assert res.any_primary <= 0.05, res
+    assert res.crowned <= 0.05, res
+    # Without adjustment the problem the issue measured is there (teeth of this test).
+    assert res.any_unadjusted > 0.3, res
+
+
+@pytest.mark.slow
+def test_power_of_a_3_point_effect_at_5_seeds_image_dominated():
+    shift = simulate.shift_for_gain(simulate.IMAGE_DOMINATED, 3.0)
+    (cell,) = calibration.calibrate(
+        simulate.IMAGE_DOMINATED, (5,), studies=1000, shift=shift, statistics=("corruption_acc",), seed=5
+    )
+    print(f"\npower of +3 points, R = 5, image-dominated: {100 * cell.power:.1f}% ({cell})")
+    assert 0.93 <= cell.coverage <= 0.97
+    # Reported; the bound only catches an interval that became far too wide.
+    assert cell.power > 0.35, cell
+
+
+@pytest.mark.slow
+def test_borrowed_baseline_seed_variance_holds_only_under_its_assumption():
+    holds = [
+        calibration.calibrate_borrowed(regime, 5, studies=M, seed=6, statistic=stat)
+        for regime in simulate.REGIMES
+        for stat in ("corruption_acc", "relative_mce")
+    ]
+    _check(holds)
+    # The configuration doubles the seed sd: the borrowed variance is too small.
+    fails = calibration.calibrate_borrowed(simulate.SEED_DOMINATED, 5, studies=M, seed_scale=2.0, seed=7)
+    print(calibration.table([fails]))
+    assert fails.coverage < 0.9 and fails.null_rejection > 0.1, fails
+
+
+def test_calibrate_is_deterministic_in_its_seed():
+    a = calibration.calibrate(simulate.SEED_DOMINATED, (2,), studies=20, statistics=("clean_acc",), seed=9)
+    b = calibration.calibrate(simulate.SEED_DOMINATED, (2,), studies=20, statistics=("clean_acc",), seed=9)
+    assert a == b
+    assert np.isfinite(a[0].mean_seed_share)
