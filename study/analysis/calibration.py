@@ -12,6 +12,7 @@ near 95% over M studies: ``sqrt(0.95 * 0.05 / M)`` (0.49 points at M = 2000).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -95,7 +96,9 @@ def calibrate(
     shifts, cleans, scales = [0.0, shift, 0.0], [0.0, clean_shift, 0.0], [1.0, seed_scale, seed_scale]
     tr = simulate.truth(regime, shifts, cleans, scales)
     alpha = 1.0 - confidence
-    acc = {(s, r): {"cover": [], "null": [], "power": [], "share": []} for s in statistics for r in rs}
+    acc: dict[tuple[str, int], dict[str, list[np.ndarray]]] = {
+        (s, r): {"cover": [], "null": [], "power": [], "share": []} for s in statistics for r in rs
+    }
     done = 0
     while done < studies:
         m = min(chunk, studies - done)
@@ -274,3 +277,55 @@ def noise_study(
         crowned_front / studies,
         studies,
     )
+
+
+def calibrate_networks(
+    regime: simulate.Regime,
+    *,
+    studies: int = 2000,
+    statistic: str = "corruption_acc",
+    confidence: float = 0.95,
+    seed: int = 0,
+    chunk: int = 100,
+) -> tuple[Cell, float]:
+    """R = 1: two single runs of the same configuration, compared image by image
+    (scope ``networks``).
+
+    Returns:
+        The cell (``coverage``: intervals that cover the two NETWORKS' difference
+        over images; ``null_rejection``: p < alpha, read as a claim that the two
+        configurations differ, which they do not) and the share of intervals that
+        cover the configurations' difference (0).
+    """
+    rng = np.random.default_rng(seed)
+    alpha = 1.0 - confidence
+    cover, null, config_cover = [], [], []
+    done = 0
+    while done < studies:
+        m = min(chunk, studies - done)
+        sim = simulate.simulate(rng, regime, [0.0, 0.0], 1, studies=m)
+        y, kind = _stat_scores(simulate.scores(sim), statistic)
+        net = simulate.network_truth(regime, sim, [0.0, 0.0])
+        if statistic == "relative_mce":
+            target = np.log(net["error_sum"][:, 1, 0] / net["error_sum"][:, 0, 0])
+        else:
+            target = net[statistic][:, 1, 0] - net[statistic][:, 0, 0]
+        res = seedlevel.difference_arrays(y[:, 0], y[:, 1], kind)
+        se = np.sqrt(res["var"])
+        q = stats.t.ppf(1.0 - alpha / 2.0, res["df"])
+        cover.append(np.abs(res["estimate"] - target) <= q * se)
+        c0, p = _judge(res, 0.0, alpha)
+        null.append(p < alpha)
+        config_cover.append(c0)
+        done += m
+    cell = Cell(
+        f"{regime.name}, single runs",
+        statistic,
+        1,
+        float(np.mean(np.concatenate(cover))),
+        float(np.mean(np.concatenate(null))),
+        math.nan,
+        0.0,
+        studies,
+    )
+    return cell, float(np.mean(np.concatenate(config_cover)))

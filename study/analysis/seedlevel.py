@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import special, stats
@@ -166,7 +167,7 @@ def _tie_fallback(value, df, fallback, fallback_df) -> tuple[np.ndarray, np.ndar
 
 def difference_arrays(
     ya: np.ndarray, yb: np.ndarray, kind: str = DIFF, *, seed_variance: str = "own"
-) -> dict[str, np.ndarray]:
+) -> dict[str, Any]:
     """Estimate, variance, df and seed variance of B - A, vectorised over leading axes.
 
     Args:

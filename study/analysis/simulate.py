@@ -151,10 +151,14 @@ class Simulated:
         clean: ``(M, K, R, n_clean)`` bool.
         corrupted: ``(M, K, R, C, S, n_corrupted)`` bool, benchmark order,
             severities 1-5; image ``i`` is the corrupted version of clean image ``i``.
+        seed_effect: ``(M, K, R)`` each network's ``a`` (logit).
+        seed_corruption_effect: ``(M, K, R, C)`` each network's ``a_c`` (logit).
     """
 
     clean: np.ndarray
     corrupted: np.ndarray
+    seed_effect: np.ndarray
+    seed_corruption_effect: np.ndarray
 
 
 def simulate(
@@ -197,7 +201,34 @@ def simulate(
     base = (r.corruption_base()[None] + shift[:, :, None]).astype(f32)  # (K, C, S)
     z = common[:, :, :, None, None, :ell] - h + a_c + base[None, :, None, :, :, None]
     x = rng.random(z.shape, dtype=f32) < special.expit(z)
-    return Simulated(x_clean, x)
+    return Simulated(x_clean, x, a[..., 0].astype(np.float64), a_c[..., 0, 0].astype(np.float64))
+
+
+def network_truth(regime: Regime, sim: Simulated, shift, clean_shift=None, seed_scale=None) -> dict:
+    """Expected statistics of each simulated NETWORK over images: its seed effects
+    ``a``, ``a_c`` held fixed, images (and the per-image quirks that come with
+    them) drawn afresh. What a single-run comparison (scope ``networks``) is about.
+
+    Returns:
+        ``{"clean_acc", "corruption_acc": (M, K, R) percent, "error_sum": (M, K, R)}``.
+    """
+    shift, clean, scale = _shifts(shift, clean_shift, seed_scale)
+    r = regime
+    v_clean = r.image_sd**2 + r.config_image_sd**2 + scale**2 * r.quirk_sd**2  # (K,)
+    v_cor = v_clean + r.image_corruption_sd**2
+    a, a_c = sim.seed_effect, sim.seed_corruption_effect  # (M, K, R), (M, K, R, C)
+    out_clean = np.empty(a.shape)
+    per_c = np.empty(a_c.shape)
+    base = r.corruption_base()  # (C, S)
+    for k in range(len(shift)):
+        out_clean[:, k] = 100.0 * _expected_expit(r.base_clean + clean[k] + a[:, k], v_clean[k])
+        z = base + shift[k, :, None] + (a[:, k, :, None] + a_c[:, k])[..., None]  # (M, R, C, S)
+        per_c[:, k] = _expected_expit(z, v_cor[k]).mean(axis=-1)
+    return {
+        "clean_acc": out_clean,
+        "corruption_acc": 100.0 * per_c.mean(axis=-1),
+        "error_sum": (1.0 - per_c).sum(axis=-1),
+    }
 
 
 def scores(sim: Simulated) -> dict[str, np.ndarray]:

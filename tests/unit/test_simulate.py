@@ -87,3 +87,18 @@ def test_bad_arguments_are_named():
         simulate.truth(simulate.SEED_DOMINATED, [0.0], seed_scale=[-1.0])
     with pytest.raises(ValueError, match="replicates and studies"):
         simulate.simulate(np.random.default_rng(0), simulate.SEED_DOMINATED, [0.0], 0)
+
+
+def test_network_truth_is_the_mean_over_fresh_images_of_fixed_networks():
+    regime = simulate.SEED_DOMINATED
+    sim = simulate.simulate(np.random.default_rng(3), regime, [0.0, 0.2], 2, studies=2)
+    net = simulate.network_truth(regime, sim, [0.0, 0.2])
+    assert net["corruption_acc"].shape == (2, 2, 2)
+    # Averaging the networks' truths over many seeds gives the configuration truth.
+    many = simulate.simulate(np.random.default_rng(4), regime, [0.0, 0.2], 400, studies=1)
+    avg = simulate.network_truth(regime, many, [0.0, 0.2])["corruption_acc"].mean(axis=(0, 2))
+    np.testing.assert_allclose(avg, simulate.truth(regime, [0.0, 0.2])["corruption_acc"], atol=0.4)
+    # A network with a better seed effect is better.
+    a = many.seed_effect[0, 0]
+    acc = simulate.network_truth(regime, many, [0.0, 0.2])["corruption_acc"][0, 0]
+    assert np.corrcoef(a, acc)[0, 1] > 0.5
