@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from models.stem import MODES, FrequencySettings, SettingError
-from study import yamlfiles
+from study import limits, yamlfiles
 from study.metrics import ALL_CORRUPTIONS
 
 __all__ = ["MODES", "ConfigError", "FrequencySettings", "TrialConfig", "known_keys"]
@@ -84,6 +84,70 @@ def _check_choice(key: str, value: Any, choices: tuple) -> None:
         _fail(key, f"{value!r} is not one of {', '.join(map(str, choices))}")
 
 
+def _check_weights(model: ModelConfig) -> None:
+    """The network's weights (4 bytes per parameter) must fit in the machine's memory."""
+    memory = limits.machine_memory_bytes()
+    k, classes = model.stem_kernel, model.num_classes
+
+    def weights(width: int, num_classes: int) -> int:
+        return limits.WEIGHT_BYTES * limits.resnet18_parameters(width, k, num_classes)
+
+    need = weights(model.width, classes)
+    if need <= memory:
+        return
+    if weights(model.width, 10) <= memory:  # the classifier is what does not fit
+        top = limits.largest(lambda c: weights(model.width, c) <= memory, 2**62)
+        key, value, allowed = "model.num_classes", classes, f"2..{top}"
+    else:
+        top = limits.largest(lambda w: weights(w, classes) <= memory, 2**40)
+        key, value, allowed = "model.width", model.width, f"1..{top}" if top else "none"
+    _fail(
+        key,
+        f"{value} needs {limits.format_bytes(need)} for the network's weights alone "
+        f"({need // limits.WEIGHT_BYTES:.3g} parameters); {limits.memory_note(memory)}: allowed {allowed}",
+    )
+
+
+def _check_batches(config: TrialConfig) -> None:
+    """Training (weights, gradients, momentum and the batch's activations) and evaluation
+    batches must fit in the machine's memory: lower bounds from ``study.limits``."""
+    memory = limits.machine_memory_bytes()
+    m = config.model
+    params = limits.resnet18_parameters(m.width, m.stem_kernel, m.num_classes)
+    state = limits.TRAIN_STATE_BYTES * params
+    note = limits.memory_note(memory)
+    if state > memory:
+        top = limits.largest(
+            lambda w: (
+                limits.TRAIN_STATE_BYTES * limits.resnet18_parameters(w, m.stem_kernel, m.num_classes)
+                <= memory
+            ),
+            2**40,
+        )
+        _fail(
+            "model.width",
+            f"{m.width}: training holds weights, gradients and momentum, {limits.format_bytes(state)}; "
+            f"{note}: allowed 1..{top} for training",
+        )
+    for key, batch, fixed, per_image in (
+        ("train.batch_size", config.train.batch_size, state, limits.train_bytes_per_image(m.width)),
+        (
+            "eval.batch_size",
+            config.eval.batch_size,
+            limits.WEIGHT_BYTES * params,
+            limits.eval_bytes_per_image(m.width),
+        ),
+    ):
+        need = fixed + batch * per_image
+        if need > memory:
+            top = max(0, (memory - fixed) // per_image)
+            _fail(
+                key,
+                f"{batch} needs at least {limits.format_bytes(need)} at model.width {m.width} "
+                f"({limits.format_bytes(per_image)} per image); {note}: allowed 1..{top}",
+            )
+
+
 @dataclass(frozen=True)
 class DataConfig:
     dir: str = field(default_factory=default_data_dir)  # folder holding cifar-10-batches-py/
@@ -96,8 +160,12 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_range("data.val_fraction", self.val_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
         _check_seed("data.split_seed", self.split_seed)
-        if self.train_limit is not None and self.train_limit < 10:
-            _fail("data.train_limit", f"{self.train_limit} is too small; allowed >= 10 or null")
+        if self.train_limit is not None and not 10 <= self.train_limit <= limits.CIFAR10_TRAIN_IMAGES:
+            _fail(
+                "data.train_limit",
+                f"{self.train_limit} is not allowed; allowed 10..{limits.CIFAR10_TRAIN_IMAGES} "
+                "(CIFAR-10's training images) or null",
+            )
 
 
 @dataclass(frozen=True)
@@ -112,6 +180,7 @@ class ModelConfig:
         _check_choice("model.stem_kernel", self.stem_kernel, (3, 5, 7))
         if self.num_classes < 2:
             _fail("model.num_classes", f"{self.num_classes} must be >= 2")
+        _check_weights(self)
 
 
 @dataclass(frozen=True)
@@ -141,10 +210,14 @@ class TrainConfig:
     divergence_factor: float = 1000.0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            _fail("train.epochs", f"{self.epochs} must be >= 1")
-        if self.batch_size < 1:
-            _fail("train.batch_size", f"{self.batch_size} must be >= 1")
+        if not 1 <= self.epochs <= limits.MAX_EPOCHS:
+            _fail("train.epochs", f"{self.epochs} is not allowed; allowed 1..{limits.MAX_EPOCHS}")
+        if not 1 <= self.batch_size <= limits.CIFAR10_TRAIN_IMAGES:
+            _fail(
+                "train.batch_size",
+                f"{self.batch_size} is not allowed; allowed 1..{limits.CIFAR10_TRAIN_IMAGES} "
+                "(CIFAR-10's training images)",
+            )
         _check_range("train.lr", self.lr, 0.0, math.inf, lo_open=True)
         _check_range("train.momentum", self.momentum, 0.0, 1.0, hi_open=True)
         _check_range("train.weight_decay", self.weight_decay, 0.0, math.inf)
@@ -174,10 +247,21 @@ class EvalConfig:
     fourier_eps: float = 4.0  # L2 norm of the basis image in [0, 1] pixel units (Yin et al.'s CIFAR value)
 
     def __post_init__(self) -> None:
-        if self.corruption_limit is not None and self.corruption_limit < 1:
-            _fail("eval.corruption_limit", f"{self.corruption_limit} must be >= 1 or null")
-        if self.fourier_images < 0:
-            _fail("eval.fourier_images", f"{self.fourier_images} must be >= 0 (0 = no Fourier heat map)")
+        if (
+            self.corruption_limit is not None
+            and not 1 <= self.corruption_limit <= limits.CIFAR10_TRAIN_IMAGES
+        ):
+            _fail(
+                "eval.corruption_limit",
+                f"{self.corruption_limit} is not allowed; allowed 1..{limits.CIFAR10_TRAIN_IMAGES} "
+                "(the largest split CIFAR-10 has) or null",
+            )
+        if not 0 <= self.fourier_images <= limits.CIFAR10_TEST_IMAGES:
+            _fail(
+                "eval.fourier_images",
+                f"{self.fourier_images} is not allowed; allowed 0..{limits.CIFAR10_TEST_IMAGES} "
+                "(CIFAR-10's test images; 0 = no Fourier heat map)",
+            )
         if self.fourier_images > 0 and not self.test:
             _fail("eval.fourier_images", "the heat map is measured on test images; it needs eval.test: true")
         _check_range("eval.fourier_eps", self.fourier_eps, 0.0, math.inf, lo_open=True, hi_open=True)
@@ -195,6 +279,12 @@ class EvalConfig:
         for s in self.severities:
             if s not in (1, 2, 3, 4, 5):
                 _fail("eval.severities", f"{s!r} is not a severity; allowed 1..5")
+        if self.corruptions and not self.severities:
+            _fail(
+                "eval.severities", "empty, with corruptions to evaluate; allowed a non-empty subset of 1..5"
+            )
+        if len(set(self.severities)) != len(self.severities):
+            _fail("eval.severities", f"{list(self.severities)}: severities must not repeat")
 
 
 @dataclass(frozen=True)
@@ -238,6 +328,7 @@ class TrialConfig:
             check_cutoff(self.model.stem_kernel, self.frequency.cutoff)
         except ValueError as e:
             _fail("frequency.cutoff", str(e))
+        _check_batches(self)
 
     # -- building -----------------------------------------------------------------
 
@@ -259,13 +350,9 @@ class TrialConfig:
         tree: dict[str, Any] = {}
         if path is not None:
             try:
-                loaded = yamlfiles.safe_load(yamlfiles.read_text(path, "config file"))
+                loaded = yamlfiles.load_file(path, "config file")
             except FileNotFoundError:
                 raise ValueError(f"config file {path}: not found") from None
-            except yamlfiles.DuplicateKeyError as e:
-                raise ValueError(f"config file {path} line {e.line}: {e.problem}") from None
-            except yaml.YAMLError as e:
-                raise ValueError(f"config file {path}: not valid YAML ({e})".replace("\n", " ")) from None
             if loaded is not None and not isinstance(loaded, dict):
                 raise ValueError(f"config file {path}: top level must be a mapping of sections")
             tree = loaded or {}
@@ -344,10 +431,15 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
         if "=" not in item:
             raise ValueError(f"override {item!r}: expected section.key=value")
         key, raw = item.split("=", 1)
+        key = key.strip()
+        if key in out:
+            raise ValueError(f"override {key}: given twice ({key}={out[key]!r} and {item!r}); give it once")
         try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() != "" else None
+            out[key] = yamlfiles.safe_load(raw) if raw.strip() != "" else None
+        except (yamlfiles.LimitError, yamlfiles.DuplicateKeyError) as e:
+            raise ValueError(f"override {key}: {yamlfiles.error_line(e)[1]}") from None
         except yaml.YAMLError:
-            out[key.strip()] = raw
+            out[key] = raw
     return out
 
 

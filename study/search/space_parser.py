@@ -94,16 +94,17 @@ def parse_space(text: str, *, source: str) -> SearchSpace:
     ``SpaceError`` names file, line, key and problem.
     """
     try:
-        node = yaml.compose(text)
-        tree = yamlfiles.safe_load(text)  # a key written twice is an error, not "the last wins"
+        node = yamlfiles.compose(text)  # bounded: depth, aliases expanded, keys written twice
+        tree = yamlfiles.construct(node)  # resolves merge keys into the nodes the Locator reads
     except yamlfiles.DuplicateKeyError as e:
         raise SpaceError(
             source, e.line, str(e.key), f"written twice (first at line {e.first_line})"
         ) from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        problem = getattr(e, "problem", None) or str(e)
-        raise SpaceError(source, mark.line + 1 if mark else None, "", f"not valid YAML ({problem})") from None
+        line, problem = yamlfiles.error_line(e)
+        if not isinstance(e, yamlfiles.LimitError):
+            problem = f"not valid YAML ({problem})"
+        raise SpaceError(source, line, "", problem) from None
     return parse_tree(Locator(source, node), tree)
 
 
@@ -455,6 +456,10 @@ def _is_number(v: Any) -> bool:
 
 def resolve_space_path(name: str | Path) -> Path:
     """A path, or a bare name like ``smoke`` looked up in ``search_spaces/``."""
+    if Path(name).is_dir():
+        raise ValueError(
+            f"space {name}: is a directory; give a space file (.yaml) or a name in search_spaces/"
+        )
     candidates = [Path(name)]
     if not str(name).endswith((".yaml", ".yml")):
         candidates.append(Path(f"{name}.yaml"))
