@@ -22,22 +22,36 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 import numpy as np
 
+from study.limits import CIFAR10_TEST_IMAGES, CIFAR10_TRAIN_IMAGES
 from study.metrics import ALL_CORRUPTIONS, SEVERITIES
 from study.metrics import summarize as _summarize
+from study.npyfiles import Expect, read_npz
 
 OUTCOMES_ARTIFACT = "outcomes.npz"
 SPLITS: tuple[str, ...] = ("val", "test")
 FORMAT = "freqstudy.outcomes/1"
 
-_ENTRIES = ("format", "keys", "lengths", "packed", "fingerprints")
+# What a stored file may hold, from the format itself: per split a clean vector and one per
+# corruption and severity, none longer than all of CIFAR-10; keys are short names. Checked
+# from the zip directory and the .npy headers before anything is decompressed (study.npyfiles).
+MAX_KEYS = len(SPLITS) * (1 + len(ALL_CORRUPTIONS) * len(SEVERITIES))
+MAX_IMAGES = CIFAR10_TRAIN_IMAGES + CIFAR10_TEST_IMAGES
+_CHARS = 4  # numpy's str dtype: UTF-32
+_ENTRIES = {
+    "format": Expect("U", 0, 64 * _CHARS),
+    "keys": Expect("U", 1, MAX_KEYS * 64 * _CHARS),
+    "lengths": Expect("iu", 1, MAX_KEYS * 8),
+    "packed": Expect("u", 1, MAX_KEYS * math.ceil(MAX_IMAGES / 8)),
+    "fingerprints": Expect("U", 0, 64 * 1024 * _CHARS),
+}
 _NAME = re.compile(r"[a-z0-9_]+\Z")
 
 
@@ -226,22 +240,6 @@ def encode(outcomes: Outcomes) -> bytes:
     return buf.getvalue()
 
 
-def _entry(npz, name: str, kinds: str, ndim: int) -> np.ndarray:
-    try:
-        arr = npz[name]
-    except ValueError as exc:  # numpy refuses object arrays when allow_pickle=False
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"outcomes: entry {name!r} is not a plain array ({reason})") from None
-    except Exception as exc:  # a corrupt member: one line, naming it
-        raise ValueError(f"outcomes: entry {name!r} is unreadable ({type(exc).__name__})") from None
-    if arr.dtype.kind not in kinds or arr.ndim != ndim:
-        raise ValueError(
-            f"outcomes: entry {name!r} has dtype {arr.dtype} and {arr.ndim} dims, "
-            f"expected kind {kinds!r} with {ndim}"
-        )
-    return arr
-
-
 def decode(data: bytes) -> Outcomes:
     """The :class:`Outcomes` of :func:`encode` bytes, validated.
 
@@ -253,33 +251,21 @@ def decode(data: bytes) -> Outcomes:
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValueError(f"outcomes: expected bytes, got {type(data).__name__}")
-    try:
-        npz = np.load(io.BytesIO(bytes(data)), allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"outcomes: not an npz archive ({type(exc).__name__})") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise ValueError("outcomes: not an npz archive (a single array)")
-    with npz:
-        names = set(npz.files)
-        missing = [e for e in _ENTRIES if e not in names]
-        extra = sorted(names - set(_ENTRIES))
-        if missing or extra:
-            raise ValueError(f"outcomes: entries missing {missing} or unexpected {extra}")
-        fmt = _entry(npz, "format", "U", 0)
-        if str(fmt) != FORMAT:
-            raise ValueError(f"outcomes: entry 'format' is {str(fmt)!r}, expected {FORMAT!r}")
-        keys = _entry(npz, "keys", "U", 1)
-        lengths = _entry(npz, "lengths", "iu", 1)
-        packed = _entry(npz, "packed", "u", 1)
-        fp_text = _entry(npz, "fingerprints", "U", 0)
+    entries = read_npz(data, what="outcomes", expect=_ENTRIES)
+    fmt, keys, lengths, packed, fp_text = (
+        entries[k] for k in ("format", "keys", "lengths", "packed", "fingerprints")
+    )
+    if str(fmt) != FORMAT:
+        raise ValueError(f"outcomes: entry 'format' is {str(fmt)!r}, expected {FORMAT!r}")
     if packed.dtype != np.uint8:
         raise ValueError(f"outcomes: entry 'packed' has dtype {packed.dtype}, expected uint8")
     if len(keys) != len(lengths):
         raise ValueError(f"outcomes: entry 'lengths' has {len(lengths)} values for {len(keys)} keys")
     if len(set(keys.tolist())) != len(keys):
         raise ValueError("outcomes: entry 'keys' has duplicates")
-    if np.any(lengths < 0):
-        raise ValueError("outcomes: entry 'lengths' has a negative length")
+    if np.any(lengths < 0) or np.any(lengths > MAX_IMAGES):
+        # Checked before any sum: int64 arithmetic on a crafted length would wrap around.
+        raise ValueError(f"outcomes: entry 'lengths' has a length outside 0..{MAX_IMAGES}")
     nbytes = (lengths.astype(np.int64) + 7) // 8
     if int(nbytes.sum()) != len(packed):
         raise ValueError(
@@ -301,7 +287,15 @@ def decode(data: bytes) -> Outcomes:
         raise ValueError("outcomes: entry 'fingerprints' is not JSON") from None
     if not isinstance(fingerprints, dict) or not all(isinstance(f, dict) for f in fingerprints.values()):
         raise ValueError("outcomes: entry 'fingerprints' must be {split: {field: value}}")
-    return Outcomes(arrays=arrays, fingerprints=fingerprints)
+    outcomes = Outcomes(arrays=arrays, fingerprints=fingerprints)
+    for split, fp in outcomes.fingerprints.items():
+        # Two files with no word on their images would "agree" on every field they lack.
+        if not isinstance(fp.get("source"), str) or not fp["source"]:
+            raise ValueError(
+                f"outcomes: fingerprint of {split!r} names no 'source' (the digest of its images); "
+                "it cannot be compared with anything"
+            )
+    return outcomes
 
 
 def check_comparable(a: Outcomes, b: Outcomes, split: str) -> tuple[str, ...]:
