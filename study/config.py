@@ -281,7 +281,7 @@ class EvalConfig:
                 _fail("eval.severities", f"{s!r} is not a severity; allowed 1..5")
         if self.corruptions and not self.severities:
             _fail(
-                "eval.severities", "empty, with corruptions to evaluate; allowed a non-empty subset of 1..5"
+                "eval.severities", "empty, but corruptions are evaluated; allowed a non-empty subset of 1..5"
             )
         if len(set(self.severities)) != len(self.severities):
             _fail("eval.severities", f"{list(self.severities)}: severities must not repeat")

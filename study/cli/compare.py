@@ -84,6 +84,8 @@ def format_table(rows: list[dict], run_a: str, run_b: str, split: str, confidenc
 def run(args: argparse.Namespace) -> int:
     if not 0.0 < args.confidence < 1.0:
         raise ValueError(f"--confidence {args.confidence}: allowed (0, 1), e.g. 0.95")
+    if not 0 <= args.seed <= 2**32 - 1:  # numpy's generators take 0 .. 2**32 - 1
+        raise ValueError(f"--seed {args.seed}: allowed integers 0..{2**32 - 1}")
     from study.analysis.paired import compare_groups, compare_runs
     from study.selection.configurations import group_configurations
     from study.tracking.queries import client_for, load_outcomes, load_study, run_in_study

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
 from study.cifar10c.layout import check_corruptions, check_severities
 from study.metrics import ALL_CORRUPTIONS, SEVERITIES
+
+MAX_SEED = 2**32 - 1  # numpy's generators take 0 .. 2**32 - 1
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,8 +50,15 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit: {args.limit} must be >= 1")
-    if args.workers < 0:
-        raise ValueError(f"--workers: {args.workers} must be >= 0 (0 = one per core)")
+    # CPU-bound work: beyond twice the cores, each process (~0.1 GB) only costs memory.
+    most = 2 * (os.cpu_count() or 1)
+    if not 0 <= args.workers <= most:
+        raise ValueError(
+            f"--workers: {args.workers} is not allowed; allowed 0..{most} (twice the cores; 0 = one per core)"
+        )
+    for flag, seed in (("--seed", args.seed), ("--split-seed", args.split_seed)):
+        if not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"{flag}: {seed} is out of range; allowed integers 0..{MAX_SEED}")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise ValueError(f"--out {args.out}: is a file; give a folder")
     # Imported here, after the cheap checks, so that a usage error costs no imports.

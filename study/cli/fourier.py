@@ -106,12 +106,15 @@ def run(args: argparse.Namespace) -> int:
     from study.engine.device import resolve_device, uses_channels_last
     from study.tracking import load_logged_model, local_tracking_uri
     from study.tracking.queries import client_for, run_params
+    from study.tracking.runs import model_files
 
     device = resolve_device(args.device, field="fourier --device")
     with local_tracking_uri(args.tracking_uri) as uri:
         # The run's params and the test images first: a flag that does not fit them is an
         # error before the model download (and its progress output) starts.
-        params = run_params(args.run_id, client=client_for(uri))
+        client = client_for(uri)
+        params = run_params(args.run_id, client=client)
+        model_files(client, args.run_id)  # no logged model: say so, before any data.dir question
         source = "given" if args.data_dir else "the run's data.dir"
         images, labels = _test_split(args.data_dir or params.get("data.dir"), source)
         if args.images > len(labels):

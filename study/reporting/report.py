@@ -45,6 +45,7 @@ from study.analysis.outcomes import Outcomes, parse_key
 from study.analysis.paired import DEFAULT_RESAMPLES, group_summary
 from study.band_warnings import report_note
 from study.files import write_bytes_atomic
+from study.npyfiles import Expect, read_npy
 from study.reporting.figures_study import pareto_figure
 from study.selection import choose as P
 from study.selection.choice import Choice, aliases_of, gain_fields, pareto_rows, trial_label
@@ -487,7 +488,7 @@ def learned_alpha(choice: Choice, client, workdir: Path) -> dict[str, np.ndarray
 def _alpha_from_artifacts(run_id: str, client, workdir: Path, download) -> np.ndarray | None:
     path = download(run_id, ALPHA_ARTIFACT, workdir, client=client)
     if path is not None:
-        return np.load(path, allow_pickle=False).ravel()
+        return read_npy(path, what=f"run {run_id}: {ALPHA_ARTIFACT}", expect=Expect("f", 1, 1 << 24))
     path = download(run_id, METRICS_ARTIFACT, workdir, client=client)
     if path is None:
         return None
@@ -533,7 +534,7 @@ def fourier_maps(choice: Choice, client, workdir: Path) -> dict[str, np.ndarray]
         if path is None:
             continue
         try:
-            heatmap = np.load(path, allow_pickle=False)
+            heatmap = read_npy(path, what=FOURIER_ARTIFACT, expect=Expect("f", 2, 1 << 20))
         except (OSError, ValueError):
             continue
         if heatmap.ndim == 2 and heatmap.shape[0] == heatmap.shape[1] and heatmap.dtype.kind == "f":

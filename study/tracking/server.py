@@ -39,7 +39,7 @@ STARTUP_TIMEOUT_S = 180.0  # a cold `mlflow server` on a busy 2-core machine tak
 # a ~0.23 GB Python process, for GenAI jobs (scorers, prompt optimisation) freqstudy never submits:
 # ~2.3 GB RSS for the server tree instead of ~0.5 GB.
 LEAN_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-CHECK_TIMEOUT_S = 5.0  # `train` and `run`: a given tracking server must answer /health within this
+CHECK_TIMEOUT_S = 5.0  # every command given a tracking server: it must answer /health within this
 # MLflow's own HTTP settings, bounded (read by MLflow on every request). MLflow's defaults (120 s
 # timeout, 7 retries, backoff factor 2: sleeps 0, 4, 8, ... 64 s, then 120 s) keep one call on a
 # dead server going for ~250 s, and a trial makes several. Here a request waits at most 20 s for
@@ -248,10 +248,12 @@ def local_tracking_uri(
             free one. A server already registered for the store is shared wherever it listens.
 
     Raises:
+        ValueError: a given ``http(s)://`` server does not answer ``/health`` (:func:`check_server`).
         RuntimeError: the local server exited or did not become healthy in time
             (the message ends with the tail of its log).
     """
     if uri:
+        check_server(uri)  # every command that reads or writes a given server: one line when it is away
         yield uri
         return
     root = store_dir()

@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
+
+from study import yamlfiles
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,7 @@ def _validated(config: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def config() -> dict:
-    return yaml.safe_load(CLUSTER_YAML.read_text())
+    return yamlfiles.load_file(CLUSTER_YAML, "cluster file")  # the project's one bounded YAML loader
 
 
 def test_cluster_yaml_passes_ray_schema_validation(config):
