@@ -460,6 +460,8 @@ def resolve_space_path(name: str | Path) -> Path:
         raise ValueError(
             f"space {name}: is a directory; give a space file (.yaml) or a name in search_spaces/"
         )
+    if Path(name).exists():
+        return Path(name)  # a device or FIFO is refused by name when read, not called missing
     candidates = [Path(name)]
     if not str(name).endswith((".yaml", ".yml")):
         candidates.append(Path(f"{name}.yaml"))
