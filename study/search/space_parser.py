@@ -25,6 +25,7 @@ from study.search.spaces import (
     BASELINE_OVERRIDES,
     MAX_COMBINATIONS,
     MAX_CONCURRENT,
+    MAX_GRID_POINTS,
     MAX_REPLICATES,
     MAX_TRIALS,
     PARAMETER_TYPES,
@@ -155,7 +156,15 @@ def parse_tree(at: Locator, tree: Any) -> SearchSpace:
             except ConfigError as e:
                 at.fail(("replicates",), f"{replicates} replicates from seed {base}: {e.problem}")
     if sampler.name == "grid":
-        size = math.prod(len(p.grid_values()) for p in parameters)
+        size = 1
+        for p in parameters:  # counted, never listed: a step of 1e-12 would list 10**12 values
+            size *= p.grid_size()
+            if size > MAX_GRID_POINTS:
+                at.fail(
+                    ("parameters", p.key),
+                    f"the grid reaches {size:,} combinations here; the grid sampler lists every one in "
+                    f"memory: allowed at most {MAX_GRID_POINTS:,} (a coarser step, or another sampler)",
+                )
         if num_trials > size + 1:
             at.fail(
                 ("num_trials",),

@@ -69,6 +69,8 @@ SAMPLER_OPTIONS: dict[str, tuple[str, ...]] = {
     "random": ("seed",),
     "grid": ("seed",),
 }
+# Optuna's grid sampler lists (and shuffles) every combination in memory, ~100 bytes each.
+MAX_GRID_POINTS = 1_000_000
 # Validating every combination of bounds/choices catches cross-key errors
 # (a cutoff that is empty for one stem kernel); beyond this many, one key at a time.
 MAX_COMBINATIONS = 4096
@@ -91,6 +93,12 @@ class Parameter:
     def representative_values(self) -> tuple[Any, ...]:
         """The values validation builds configs from: the bounds or every choice."""
         return self.choices if self.type == "choice" else (self.low, self.high)
+
+    def grid_size(self) -> int:
+        """How many values :meth:`grid_values` holds, counted without listing them."""
+        if self.type == "choice":
+            return len(self.choices)
+        return int(round((self.high - self.low) / self.step)) + 1
 
     def grid_values(self) -> tuple[Any, ...]:
         """Every value of a discrete parameter (grid sampler)."""

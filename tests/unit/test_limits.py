@@ -114,3 +114,35 @@ def test_a_space_cannot_search_past_the_bound(tmp_path):
     )
     with pytest.raises(ValueError, match=r"line 4: parameters\[model.width\]: 1000000 needs"):
         load_space(path)
+
+
+def test_a_grid_is_counted_not_listed(tmp_path):
+    """A grid step of 5e-7 over [0, 1] is 2,000,001 values, and Optuna's grid sampler lists
+    every combination in memory (a step of 1e-12 would be 10**12): refused at the parameter,
+    counted without listing. The old check listed them, and accepted this one."""
+    from study.search.space_parser import load_space
+    from study.search.spaces import MAX_GRID_POINTS
+
+    path = tmp_path / "grid.yaml"
+    head = (
+        "objectives:\n  - {metric: val/clean_acc, direction: maximize}\nsampler: {name: grid}\nparameters:\n"
+    )
+    path.write_text(
+        head + "  frequency.perturbation: {type: uniform, low: 0.0, high: 1.0, step: 0.0000005}\n"
+    )
+    with pytest.raises(ValueError) as info:
+        load_space(path)
+    assert str(info.value) == (
+        f"space {path} line 5: parameters[frequency.perturbation]: the grid reaches 2,000,001 combinations "
+        f"here; the grid sampler lists every one in memory: allowed at most {MAX_GRID_POINTS:,} "
+        "(a coarser step, or another sampler)"
+    )
+    path.write_text(head + "  frequency.perturbation: {type: uniform, low: 0.0, high: 1.0, step: 1.0e-12}\n")
+    with pytest.raises(ValueError, match="the grid reaches 1,000,000,000,001 combinations"):
+        load_space(path)
+    path.write_text(
+        "num_trials: 4\n"
+        + head
+        + "  frequency.perturbation: {type: uniform, low: 0.0, high: 0.5, step: 0.25}\n"
+    )
+    assert [p.grid_size() for p in load_space(path).parameters] == [3]
