@@ -185,8 +185,10 @@ def test_local_store_server_starts_and_stops(home, tmp_path, monkeypatch):
     second.__exit__(None, None, None)
     assert not is_healthy(uri)
     assert (tmp_path / "own-home" / "mlflow" / "mlflow.db").is_file()
-    with local_tracking_uri("http://example.invalid:5000") as given:
-        assert given == "http://example.invalid:5000"
+    # A given server is checked before it is yielded: one that does not answer is one line.
+    with pytest.raises(ValueError, match="tracking server http://example.invalid:5000 does not answer"):
+        with local_tracking_uri("http://example.invalid:5000"):
+            pass
     # `freqstudy ui` serves the same store.
     port = free_port()
     env = dict(os.environ, FREQSTUDY_HOME=str(tmp_path / "own-home"), PYTHONPATH=str(REPO))
