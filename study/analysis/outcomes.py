@@ -285,6 +285,10 @@ def decode(data: bytes) -> Outcomes:
         fingerprints = json.loads(str(fp_text))
     except json.JSONDecodeError:
         raise ValueError("outcomes: entry 'fingerprints' is not JSON") from None
+    except RecursionError:  # '[[[[...' nested past the parser's depth
+        raise ValueError(
+            "outcomes: entry 'fingerprints' is nested too deep for {split: {field: value}}"
+        ) from None
     if not isinstance(fingerprints, dict) or not all(isinstance(f, dict) for f in fingerprints.values()):
         raise ValueError("outcomes: entry 'fingerprints' must be {split: {field: value}}")
     outcomes = Outcomes(arrays=arrays, fingerprints=fingerprints)

@@ -50,9 +50,13 @@ def read_manifest(out: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: unreadable manifest ({e}); delete the folder to regenerate") from None
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, RecursionError) as e:  # RecursionError: '[[[[...' too deep
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{path}: unreadable manifest ({reason}); delete the folder to regenerate") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: not a manifest (a JSON object expected); delete the folder to regenerate")
+    return manifest
 
 
 def load_corrupted(
@@ -111,7 +115,15 @@ def load_corrupted(
             )
         n = arr.shape[0] // len(file_sevs)
     else:
-        file_sevs, n = tuple(manifest["severities"]), int(manifest["n"])
+        try:
+            file_sevs, n = tuple(manifest["severities"]), int(manifest["n"])
+            if check_severities(file_sevs) != file_sevs:  # the generator writes them ascending, once each
+                raise ValueError(file_sevs)
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(
+                f"{folder / MANIFEST}: 'severities' (a subset of 1..5) and 'n' (an integer) unreadable; "
+                "delete the folder to regenerate"
+            ) from None
         if arr.shape[0] != len(file_sevs) * n:
             raise ValueError(
                 f"{path}: {arr.shape[0]} rows, manifest says {len(file_sevs)} severities x {n} images"

@@ -183,3 +183,33 @@ def test_read_npz_names_missing_and_unexpected_entries():
     data = zip_of([stored("a", np.zeros(2)), stored("b", np.zeros(2))])
     with pytest.raises(ValueError, match=r"x: entries missing \['c'\] or unexpected \['b'\]"):
         read_npz(data, what="x", expect={"a": Expect("f", 1, 100), "c": Expect("f", 1, 100)})
+
+
+def test_a_fingerprint_nested_past_the_json_parser_is_one_line():
+    """'[[[[...' in the fingerprints entry raised a RecursionError traceback from json."""
+    ent = entries_of(small_outcomes())
+    ent["fingerprints"] = np.array("[" * 50_000)
+    buf = io.BytesIO()
+    np.savez(buf, **ent)
+    with pytest.raises(ValueError, match="'fingerprints' is nested too deep"):
+        decode(buf.getvalue())
+
+
+@pytest.mark.parametrize(
+    "manifest, match",
+    [
+        ("[" * 50_000, "unreadable manifest"),  # was a RecursionError traceback
+        ("[]", "not a manifest"),  # was a TypeError traceback
+        ('{"severities": [9], "n": 4}', "'severities' .* and 'n' .* unreadable"),  # severity 9 flowed on
+        ('{"severities": [1], "n": "two"}', "'severities' .* and 'n' .* unreadable"),
+    ],
+)
+def test_a_crafted_cifar10c_manifest_is_one_line(tmp_path, manifest, match):
+    from study.cifar10c.layout import LABELS, MANIFEST, load_corrupted
+
+    np.save(tmp_path / "fog.npy", np.zeros((4, 32, 32, 3), np.uint8))
+    np.save(tmp_path / LABELS, np.zeros(4, np.int64))
+    (tmp_path / MANIFEST).write_text(manifest)
+    with pytest.raises(ValueError, match=match) as info:
+        load_corrupted(tmp_path, "fog")
+    assert "\n" not in str(info.value)
