@@ -494,7 +494,7 @@ def _alpha_from_artifacts(run_id: str, client, workdir: Path, download) -> np.nd
         return None
     try:
         history = json.loads(Path(path).read_text()).get("alpha_history")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # RecursionError: '[[[[...' too deep
         return None
     if not history:
         return None

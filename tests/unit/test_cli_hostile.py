@@ -110,3 +110,16 @@ def test_report_reads_a_logged_array_within_its_size(tmp_path):
         _alpha_from_artifacts("r1", None, tmp_path, download)
     np.save(crafted, np.array([0.2, 0.9]))
     assert _alpha_from_artifacts("r1", None, tmp_path, download).tolist() == [0.2, 0.9]
+
+
+def test_report_skips_a_metrics_file_nested_past_the_json_parser(tmp_path):
+    """A metrics.json of '[[[[...' raised a RecursionError traceback out of the report."""
+    from study.reporting.report import _alpha_from_artifacts
+
+    deep = tmp_path / "metrics.json"
+    deep.write_text("[" * 50_000)
+
+    def download(run_id, name, workdir, client=None):
+        return deep if name == "metrics.json" else None
+
+    assert _alpha_from_artifacts("r1", None, tmp_path, download) is None
