@@ -1,11 +1,17 @@
 """What several tests need and production does not: reading a study back out of
-MLflow and out of Tune's saved searcher, and a trial function that fails on
-purpose. Ray workers import this module as ``tests.support`` (the repository
-root is on their path), so a failing trial runs the real failure path."""
+MLflow and out of Tune's saved searcher, a trial function that fails on
+purpose, and files whose loading would run code. Ray workers import this module
+as ``tests.support`` (the repository root is on their path), so a failing trial
+runs the real failure path."""
 
 from __future__ import annotations
 
+import pathlib
+import pickle
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from study import metrics as M
 
@@ -92,3 +98,25 @@ def fail_learned_mode(cfg, context, runtime, is_baseline):
             return self.inner.restore(into)
 
     return tracked_trial(cfg, context, FailingRuntime(runtime), is_baseline)
+
+
+class Payload:
+    """Unpickling it touches ``marker``: a stand-in for ``os.system`` in a file that a loader
+    must never unpickle. A test that refuses such a file also shows the payload is real."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def pickled_payload(marker: Path) -> bytes:
+    """A bare pickle that touches ``marker`` when loaded (``np.load(allow_pickle=True)`` loads it)."""
+    return pickle.dumps(Payload(marker))
+
+
+def object_array_npy(path: Path, marker: Path) -> Path:
+    """A well-formed ``.npy`` of dtype object whose element touches ``marker`` when loaded."""
+    np.save(path, np.array([Payload(marker)], dtype=object), allow_pickle=True)
+    return path

@@ -20,6 +20,7 @@ from study.cifar10c.generate import _worker_pool, completed
 from study.corruptions import GENERATOR_VERSION, corrupt
 from study.files import write_atomic
 from study.metrics import ALL_CORRUPTIONS
+from tests.support import pickled_payload
 
 N = 12
 FAST = ("gaussian_noise", "brightness")  # one random, one deterministic
@@ -288,6 +289,35 @@ def test_load_refuses_bad_files_naming_them(tmp_path):
         load_corrupted(folder, "frost")
     with pytest.raises(ValueError, match="unknown fogg"):
         load_corrupted(folder, "fogg")
+
+
+def test_files_that_need_pickle_are_refused_unread(tmp_path, source):
+    """A corruption or labels file that is a pickle whose loading would create a marker file:
+    the loader refuses it naming the file, the cache check counts the copy as not whole, and
+    the marker never appears (numpy with ``allow_pickle=True`` creates it)."""
+    marker = tmp_path / "marker"
+    for i, name in enumerate(("fog.npy", "labels.npy")):
+        folder = write_official(tmp_path / f"official-{i}", n=4, names=("fog",))
+        (folder / name).write_bytes(pickled_payload(marker))
+        with pytest.raises(ValueError, match=rf"{name}.*unreadable"):
+            load_corrupted(folder, "fog")
+    images, labels = source
+    for name in ("brightness.npy", "labels.npy"):
+        out = generate(
+            images,
+            labels,
+            tmp_path / name,
+            corruptions=("brightness",),
+            severities=(1,),
+            workers=1,
+            progress=False,
+        )
+        assert completed(out, ("brightness",), (1,), N)
+        (out / name).write_bytes(pickled_payload(marker))
+        assert not completed(out, ("brightness",), (1,), N)
+    assert not marker.exists()
+    np.load(out / name, allow_pickle=True)  # the payload is real
+    assert marker.exists()
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,11 @@
 """The report's "Frequency sensitivity" section, from synthetic maps and plain records (no MLflow):
-maps are read from the trials' artifacts without pickle, drawn on one scale with differences
-from the baseline, and a study without maps gets one sentence instead of a crash."""
+maps drawn on one scale with differences from the baseline, and a study without maps gets one
+sentence instead of a crash. Reading the maps out of MLflow without pickle is tested against a
+real server in tests/integration/test_report_artifacts.py."""
 
 from __future__ import annotations
 
 import re
-import shutil
-from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -19,13 +17,7 @@ from study.analysis.fourier import (
     FOURIER_HEATMAP_NPY,
     radius_map,
 )
-from study.reporting.report import (
-    FOURIER_ARTIFACT,
-    FOURIER_FIGURE,
-    FOURIER_METRICS,
-    fourier_maps,
-    write_report,
-)
+from study.reporting.report import FOURIER_ARTIFACT, FOURIER_FIGURE, FOURIER_METRICS, write_report
 from study.selection.choice import choose
 from study.selection.choose import parse_objectives
 
@@ -63,25 +55,12 @@ def study(trials):
     )
 
 
-class FakeClient:
-    """The two MlflowClient calls ``queries.download_artifact`` makes, over local files."""
-
-    def __init__(self, files: dict[str, dict[str, Path]]):
-        self.files = files
-
-    def list_artifacts(self, run_id, path=None):
-        return [SimpleNamespace(path=name) for name in self.files.get(run_id, {})]
-
-    def download_artifacts(self, run_id, path, dst):
-        return shutil.copy(self.files[run_id][path], Path(dst) / path)
-
-
 def test_metric_names_agree_with_the_analysis_module():
     assert FOURIER_ARTIFACT == FOURIER_HEATMAP_NPY
     assert FOURIER_METRICS == (FOURIER_ERROR_LOW, FOURIER_ERROR_MIDDLE, FOURIER_ERROR_HIGH)
 
 
-def test_maps_are_read_without_pickle_and_drawn_against_the_baseline(tmp_path):
+def test_maps_are_drawn_against_the_baseline(tmp_path):
     trials = [
         record("base", 87, 60, baseline=True, mode="free", bands=(10.0, 20.0, 30.0)),  # dominated by a
         record("a", 88, 70, bands=(11.0, 15.0, 18.0)),
@@ -93,21 +72,7 @@ def test_maps_are_read_without_pickle_and_drawn_against_the_baseline(tmp_path):
     r = radius_map(32)
     base_map = 10.0 + 20.0 * r  # more error at high frequencies
     a_map = base_map - 5.0 * (r > 2 / 3)
-    np.save(tmp_path / "base.npy", base_map)
-    np.save(tmp_path / "a.npy", a_map)
-    np.save(tmp_path / "b.npy", np.array([{"not": "an array"}], dtype=object))  # needs pickle: refused
-    client = FakeClient(
-        {
-            "base": {FOURIER_ARTIFACT: tmp_path / "base.npy"},
-            "a": {FOURIER_ARTIFACT: tmp_path / "a.npy"},
-            "b": {FOURIER_ARTIFACT: tmp_path / "b.npy"},
-            "c": {FOURIER_ARTIFACT: tmp_path / "a.npy"},
-        }
-    )
-    maps = fourier_maps(choice, client, tmp_path / "downloads")
-    assert list(maps) == ["baseline", "pareto-2"]  # b's file is skipped, c is not a Pareto model
-    np.testing.assert_array_equal(maps["baseline"], base_map)
-    np.testing.assert_array_equal(maps["pareto-2"], a_map)
+    maps = {"baseline": base_map, "pareto-2": a_map}  # b (pareto-1) logged no map
 
     out = tmp_path / "report"
     written = write_report(choice, out, alpha={}, fourier=maps)
@@ -133,7 +98,6 @@ def test_without_a_baseline_map_differences_are_from_the_first_model(tmp_path):
 
 def test_no_maps_is_one_sentence_not_a_crash(tmp_path):
     choice = study([record("base", 90, 60, baseline=True, mode="free"), record("a", 88, 70)])
-    assert fourier_maps(choice, FakeClient({}), tmp_path / "downloads") == {}
     for fourier in (None, {}):
         written = write_report(choice, tmp_path, alpha={}, fourier=fourier)
         assert tmp_path / FOURIER_FIGURE not in written

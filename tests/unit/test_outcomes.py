@@ -19,6 +19,7 @@ from study.analysis.outcomes import (
     summarize,
 )
 from study.metrics import ALL_CORRUPTIONS, SEVERITIES
+from tests.support import Payload, pickled_payload
 
 
 def fingerprint(n: int, limit: int = 0, source: str = "ab12", **extra) -> dict:
@@ -100,11 +101,25 @@ def test_no_object_arrays_in_the_file():
     assert json.loads(str(ent["fingerprints"]))["test"]["n"] == 37
 
 
-def test_refuses_object_arrays():
+def test_refuses_object_arrays(tmp_path):
+    """Content that needs pickle is refused unread: an entry, or the whole file, whose
+    unpickling would create a marker file (numpy with ``allow_pickle=True`` creates it)."""
+    marker = tmp_path / "marker"
     ent = entries_of(small())
-    ent["keys"] = np.array(list(ent["keys"]), dtype=object)
+    ent["keys"] = np.array([Payload(marker), *ent["keys"][1:]], dtype=object)
+    entry = npz_bytes(**ent)
     with pytest.raises(ValueError, match="'keys'"):
-        decode(npz_bytes(**ent))
+        decode(entry)
+    with pytest.raises(ValueError, match="not an npz"):
+        decode(pickled_payload(marker))
+    assert not marker.exists()
+    # The payloads are real.
+    with np.load(io.BytesIO(entry), allow_pickle=True) as npz:
+        npz["keys"]
+    assert marker.exists()
+    marker.unlink()
+    np.load(io.BytesIO(pickled_payload(marker)), allow_pickle=True)
+    assert marker.exists()
 
 
 @pytest.mark.parametrize(

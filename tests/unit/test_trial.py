@@ -16,12 +16,14 @@ import torch
 from torch import nn
 
 from study import metrics as M
+from study.analysis.outcomes import summarize
 from study.config import TrialConfig
 from study.data import CIFAR10_MEAN, CIFAR10_STD
 from study.engine.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, restore_optimizer
 from study.engine.evaluate import EvalSettings, clean_accuracy, corrupted_accuracy, eval_loader
 from study.engine.prepare import prepare_data
 from study.engine.trial import build_model, build_optimizer, diverged_reason, lr_factor, run_trial
+from tests.support import Payload
 
 PER_EPOCH = {
     "epoch",
@@ -139,11 +141,14 @@ def test_trial_reports_each_epoch_and_ends_with_final_metrics(learned_result):
     config, result, rows, _ = learned_result
     assert result.status == "finished" and result.reason is None
     assert [r["epoch"] for r in rows] == [1, 2]
+    n_val = len(result.outcomes.arrays["val/clean"])
     for row in rows:
         assert PER_EPOCH | {M.FILTER_MEAN_ALPHA, M.FILTER_ALPHA_STD, M.FILTER_ALPHA_PROPORTION} == set(row)
         assert row[M.FILTER_ALPHA_PROPORTION] == row[M.FILTER_PROPORTION]  # p̂ from α = p̂ from W
         assert all(math.isfinite(v) for v in row.values())
-        assert 0 <= row[M.VAL_CLEAN_ACC] <= 100 and 0 <= row[M.FILTER_PROPORTION] <= 1
+        # Counts: of the validation images classified right, of the 8 filters that are low-frequency.
+        correct, low = row[M.VAL_CLEAN_ACC] * n_val / 100, row[M.FILTER_PROPORTION] * 8
+        assert correct == pytest.approx(round(correct)) and low == pytest.approx(round(low))
     assert rows[-1][M.TRAIN_LR] == pytest.approx(
         config.train.lr
         * lr_factor(9, total_steps=10, schedule="onecycle", warmup_fraction=config.train.warmup_fraction)
@@ -151,7 +156,11 @@ def test_trial_reports_each_epoch_and_ends_with_final_metrics(learned_result):
     assert without_time(result.history) == without_time(rows)
     assert result.metrics[M.EPOCHS_COMPLETED] == 2 and result.metrics[M.PEAK_MEMORY_MB] > 0
     assert result.metrics[M.VAL_CLEAN_ACC] == pytest.approx(rows[-1][M.VAL_CLEAN_ACC])
-    assert 0 <= result.metrics[M.TEST_CLEAN_ACC] <= 100
+    # The final accuracies, under the names consumers read, are what the stored per-image outcomes give.
+    recomputed = {k: v for split in ("val", "test") for k, v in summarize(result.outcomes, split).items()}
+    assert {M.VAL_CLEAN_ACC, M.TEST_CLEAN_ACC, M.VAL_CORRUPTION_ACC} <= set(recomputed) <= set(result.metrics)
+    for key, value in recomputed.items():
+        assert value == pytest.approx(result.metrics[key], nan_ok=True), key
     assert result.alpha_history.shape == (2, 8)
     assert result.alpha_history.mean(axis=1) == pytest.approx(
         [r[M.FILTER_MEAN_ALPHA] for r in rows], rel=1e-6
@@ -351,6 +360,17 @@ def test_checkpoint_errors_name_the_file(tmp_path):
         load_checkpoint(bad)
     with pytest.raises(ValueError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_unread(tmp_path):
+    marker = tmp_path / "marker"
+    crafted = tmp_path / "epoch-0002.pt"
+    torch.save({"version": 1, "model": Payload(marker)}, crafted)
+    with pytest.raises(ValueError, match="epoch-0002.pt: not a readable freqstudy checkpoint"):
+        load_checkpoint(crafted)
+    assert not marker.exists()
+    torch.load(crafted, weights_only=False)  # the payload is real
+    assert marker.exists()
 
 
 def test_resume_keeps_this_devices_optimiser_kernels(data_dir):
