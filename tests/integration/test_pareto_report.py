@@ -1,9 +1,10 @@
 """``freqstudy pareto`` and ``freqstudy report`` on a real smoke study.
 
-The study is made once per module by ``freqstudy run --space smoke`` (real Ray,
-real trials on the CIFAR-10 subset) against the session's real ``mlflow
-server``; every check then reads MLflow directly and compares with a
-brute-force computation from the runs' own metrics.
+The study is made once per module by ``freqstudy run`` with the smoke space plus two
+``points`` (a learned-mode and a fixed-mode configuration, run first after the baseline, so
+the study holds both whatever the sampler draws; real Ray, real trials on the CIFAR-10
+subset) against the session's real ``mlflow server``; every check then reads MLflow
+directly and compares with a brute-force computation from the runs' own metrics.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from study import metrics as M
@@ -26,12 +28,20 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 STUDY = "pareto-smoke"
 NUM_TRIALS = 4  # trial 0 is the baseline; 3 searched trials give a front worth checking
+# Run first after the baseline: every parameter the smoke space makes active for them.
+POINTS = """
+points:
+  - {frequency.mode: learned, frequency.proportion: 0.5, frequency.perturbation: 0.2, train.lr: 0.05}
+  - {frequency.mode: fixed, frequency.proportion: 0.25, frequency.perturbation: 0.0, train.lr: 0.1}
+"""
 
 
 @pytest.fixture(scope="module")
 def smoke(mlflow_server, subset_dir, tmp_path_factory):
     """A finished smoke study in the fixture server: ``(tracking_uri, study)``."""
     home = tmp_path_factory.mktemp("freqstudy-home")
+    space = home / "smoke-with-points.yaml"
+    space.write_text((REPO / "search_spaces" / "smoke.yaml").read_text() + POINTS)
     env = {**os.environ, "FREQSTUDY_HOME": str(home), "PYTHONPATH": str(REPO)}
     cmd = [
         sys.executable,
@@ -39,7 +49,7 @@ def smoke(mlflow_server, subset_dir, tmp_path_factory):
         "study.cli",
         "run",
         "--space",
-        "smoke",
+        str(space),
         "--study",
         STUDY,
         "--num-trials",
@@ -315,19 +325,21 @@ def test_learned_alpha_is_per_filter(smoke, tmp_path):
     from study.reporting.report import learned_alpha
     from study.selection.choice import choose, trial_label
     from study.selection.choose import param_of, parse_objectives
+    from study.tracking import load_logged_model
     from study.tracking.queries import client_for, load_study
 
     uri, study = smoke
     c = client_for(uri)
     choice = choose(load_study(study, client=c), parse_objectives(None), None)
     learned = [x.trial for x in choice.result.candidates if param_of(x.trial, "frequency.mode") == "learned"]
-    if not learned:
-        pytest.skip("the sampler drew no complete learned-mode trial in this smoke study")
+    assert learned, "the space's first point is a learned-mode configuration; it should finish"
     alpha = learned_alpha(choice, c, tmp_path)
     for t in learned:
         a = alpha[trial_label(t)]
         assert a.shape == (int(param_of(t, "model.width")),)  # one alpha per first-layer filter
-        assert ((a >= 0) & (a <= 1)).all()
+        # The report shows the trained network's own alpha, filter by filter.
+        trained = load_logged_model(t["run_id"], uri).stem.alpha().detach().numpy()
+        np.testing.assert_allclose(a, trained, rtol=0, atol=1e-6)
         assert a.mean() == pytest.approx(t["metrics"][M.FILTER_MEAN_ALPHA], abs=1e-4)
 
 
@@ -341,20 +353,26 @@ def test_every_trial_stores_its_per_image_outcomes(smoke):
     from study.analysis.outcomes import summarize
 
     uri, study = smoke
-    for t in complete_trials(uri, study):
+    trials = complete_trials(uri, study)
+    assert len(trials) >= 2
+    for t in trials:
         o = _outcomes_of(uri, t.info.run_id)
         assert o is not None and set(o.splits) == {"val", "test"}
-        # The stored booleans give back exactly the accuracies the run logged.
+        # The stored booleans give back exactly the accuracies the run logged, every one of them
+        # under the name the run logged it, the objectives and headline numbers among them.
+        compared = set()
         for split in ("val", "test"):
-            for key, value in summarize(o, split).items():
-                if key in t.data.metrics:
-                    assert value == pytest.approx(t.data.metrics[key], abs=1e-6), key
+            recomputed = summarize(o, split)
+            assert set(recomputed) <= set(t.data.metrics), set(recomputed) - set(t.data.metrics)
+            for key, value in recomputed.items():
+                assert value == pytest.approx(t.data.metrics[key], abs=1e-6), key
+            compared |= set(recomputed)
+        headline = {M.VAL_CLEAN_ACC, M.VAL_CORRUPTION_ACC, M.TEST_CLEAN_ACC, M.TEST_CORRUPTION_ACC}
+        assert headline | {"test/corruption/contrast", "val/category/noise"} <= compared
 
 
 def test_compare_interval_equals_brute_force_resampling_of_the_stored_booleans(smoke, capsys):
     """The interval `compare` prints is the percentile interval of B−A over images resampled by hand."""
-    import numpy as np
-
     from study.analysis.paired import DEFAULT_RESAMPLES, resample_batch
 
     uri, study = smoke
