@@ -116,6 +116,11 @@ UNIT = "tests/unit/"
 INTEGRATION = "tests/integration/"
 TRAIN_FINAL = UNIT + "test_trial.py::test_trial_reports_each_epoch_and_ends_with_final_metrics"
 STORED_OUTCOMES = INTEGRATION + "test_pareto_report.py::test_every_trial_stores_its_per_image_outcomes"
+ALPHA_END_TO_END = (
+    INTEGRATION + "test_train_mlflow.py::test_learned_mode_logs_alpha_history",
+    INTEGRATION + "test_train_cli.py::test_train_then_inspect",
+)
+ALPHA_NOTE = "the end-to-end alpha tests (--slow) are issue 21's"
 
 DEFECTS: tuple[Defect, ...] = (
     Defect(
@@ -182,36 +187,30 @@ DEFECTS: tuple[Defect, ...] = (
         (
             Patch(
                 "models/stem.py",
-                "self.alpha_logits = nn.Parameter(torch.zeros(self.out_channels))",
-                "self.alpha_logits = nn.Parameter(torch.zeros(self.out_channels), requires_grad=False)",
+                "self.alpha_logits = nn.Parameter(torch.logit(initial_alpha(self.out_channels)))",
+                "self.alpha_logits = nn.Parameter(torch.logit(initial_alpha(self.out_channels))"
+                ", requires_grad=False)",
             ),
         ),
         (
-            UNIT + "test_stem.py::test_learned_alpha_gets_gradients_and_starts_at_one_half",
-            UNIT + "test_stem.py::test_proportion_loss_pulls_mean_alpha_toward_p",
+            UNIT + "test_stem.py::test_learned_alpha_starts_evenly_spread_and_gets_gradients",
+            UNIT + "test_stem.py::test_gradients_reach_alpha_through_the_whole_network",
         ),
-        slow=(
-            INTEGRATION + "test_train_mlflow.py::test_learned_mode_logs_alpha_history",
-            INTEGRATION + "test_train_cli.py::test_train_then_inspect",
-        ),
-        note="end-to-end alpha tests are issue 21's",
+        slow=ALPHA_END_TO_END,
+        note=ALPHA_NOTE,
     ),
     Defect(
-        "alpha frozen: left out of the optimiser",
+        "alpha frozen: the optimiser's alpha group at lr 0",
         (
             Patch(
                 "study/engine/trial.py",
-                "no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]",
-                "no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1"
-                ' and p is not getattr(model.stem, "alpha_logits", None)]',
+                '"lr": t.lr * t.alpha_lr_multiplier}',
+                '"lr": 0.0 * t.lr * t.alpha_lr_multiplier}',
             ),
         ),
-        (UNIT + "test_trial.py::test_weight_decay_spares_batchnorm_biases_and_alpha",),
-        slow=(
-            INTEGRATION + "test_train_mlflow.py::test_learned_mode_logs_alpha_history",
-            INTEGRATION + "test_train_cli.py::test_train_then_inspect",
-        ),
-        note="end-to-end alpha tests are issue 21's",
+        (UNIT + "test_trial.py::test_weight_decay_spares_batchnorm_biases_and_alpha_whose_lr_is_multiplied",),
+        slow=ALPHA_END_TO_END,
+        note=ALPHA_NOTE,
     ),
     Defect(
         "metric renamed: corruption_acc in metrics.summarize (both sides)",
