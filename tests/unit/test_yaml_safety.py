@@ -1,0 +1,29 @@
+"""The YAML a user hands freqstudy (a trial config, a search space) builds no Python objects:
+a file whose ``!!python/object/apply`` tag would create a marker folder is refused in one line
+naming the file, and the marker never appears (PyYAML's unsafe loader creates it)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from study.config import TrialConfig
+from study.search.space_parser import load_space
+
+
+def crafted(tmp_path, marker):
+    path = tmp_path / "crafted.yaml"
+    path.write_text(f"seed: !!python/object/apply:os.mkdir [{str(marker)!r}]\n")
+    return path
+
+
+@pytest.mark.parametrize("read", [TrialConfig.from_yaml, load_space], ids=["config", "space"])
+def test_a_yaml_file_that_would_run_code_is_refused(tmp_path, read):
+    marker = tmp_path / "marker"
+    path = crafted(tmp_path, marker)
+    with pytest.raises(ValueError, match="crafted.yaml.*not valid YAML") as info:
+        read(str(path))
+    assert "\n" not in str(info.value)
+    assert not marker.exists()
+    yaml.unsafe_load(path.read_text())  # the payload is real
+    assert marker.exists()
