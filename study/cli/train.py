@@ -13,7 +13,14 @@ import json
 import math
 import sys
 
-from study.metrics import EPOCH_SECONDS, FILTER_MEAN_ALPHA, FILTER_PROPORTION, TRAIN_LOSS, VAL_CLEAN_ACC
+from study.metrics import (
+    EPOCH_SECONDS,
+    FILTER_ALPHA_STD,
+    FILTER_MEAN_ALPHA,
+    FILTER_PROPORTION,
+    TRAIN_LOSS,
+    VAL_CLEAN_ACC,
+)
 
 # Shown after a run; every metric is in --output-json and in MLflow.
 HEADLINE_PREFIXES = (
@@ -66,7 +73,7 @@ def format_epoch(row: dict[str, float], epochs: int) -> str:
         f"  p̂ {row[FILTER_PROPORTION]:.3f}"
     )
     if FILTER_MEAN_ALPHA in row:
-        line += f"  α {row[FILTER_MEAN_ALPHA]:.3f}"
+        line += f"  α {row[FILTER_MEAN_ALPHA]:.3f} ± {row[FILTER_ALPHA_STD]:.3f}"
     return line + f"  {row[EPOCH_SECONDS]:.1f} s"
 
 

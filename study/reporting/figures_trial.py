@@ -22,7 +22,13 @@ from matplotlib.patches import Circle
 
 from models.spectral import CLASS_NAMES
 from study.files import write_atomic
-from study.metrics import ALL_CORRUPTIONS, EXTRA_CORRUPTIONS, FILTER_MEAN_ALPHA, FILTER_PROPORTION
+from study.metrics import (
+    ALL_CORRUPTIONS,
+    EXTRA_CORRUPTIONS,
+    FILTER_ALPHA_PROPORTION,
+    FILTER_MEAN_ALPHA,
+    FILTER_PROPORTION,
+)
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -158,31 +164,50 @@ def plot_proportion_history(
     history: Sequence[Mapping[str, float]],
     alpha_history: np.ndarray | None = None,
     target: float | None = None,
+    *,
+    alpha_start: np.ndarray | None = None,
+    threshold: float | None = None,
 ) -> Figure:
-    """Measured proportion p-hat per epoch, and each filter's alpha when learned.
+    """Measured proportion p-hat per epoch and, in learned mode, each filter's alpha trajectory.
 
     Args:
         history: per-epoch metric dicts with ``epoch`` and ``filters/proportion``
-            (and ``filters/mean_alpha`` in learned mode).
+            (and ``filters/mean_alpha``, ``filters/alpha_proportion`` in learned mode).
         alpha_history: (E, O) alpha of every filter after each epoch, or None.
-        target: the configured proportion ``p`` (dashed line), or None.
+        target: the proportion ``p`` the layer is held or pulled to (dashed line), or None.
+        alpha_start: (O,) alpha before training, drawn at epoch 0; None starts the lines at epoch 1.
+        threshold: ``τ`` (dotted line): a filter is low-frequency while its alpha is at or above it.
     """
     epochs = [h["epoch"] for h in history]
-    fig = Figure(figsize=(5, 3.5))
+    fig = Figure(figsize=(5.5, 3.8))
     ax = fig.add_subplot(1, 1, 1)
     if alpha_history is not None and len(alpha_history):
-        a = np.asarray(alpha_history)
-        ax.plot(epochs[: len(a)], a[: len(epochs)], color="tab:orange", alpha=0.25, linewidth=0.7)
-    ax.plot(epochs, [h[FILTER_PROPORTION] for h in history], "o-", color="tab:blue", label="measured p̂")
+        a = np.asarray(alpha_history)[: len(epochs)]  # (E, O)
+        x = np.asarray(epochs[: len(a)], dtype=float)
+        if alpha_start is not None:
+            a, x = np.vstack([np.asarray(alpha_start)[None], a]), np.concatenate([[0.0], x])
+        tau = 0.5 if threshold is None else threshold
+        for o in range(a.shape[1]):  # one line per filter, coloured by where it ended
+            colour = "tab:green" if a[-1, o] >= tau else "tab:purple"
+            ax.plot(x, a[:, o], color=colour, alpha=0.35, linewidth=0.8)
+        ax.plot([], [], color="tab:green", alpha=0.6, label="α of a filter ending low")
+        ax.plot([], [], color="tab:purple", alpha=0.6, label="α of a filter ending high")
+    ax.plot(
+        epochs, [h[FILTER_PROPORTION] for h in history], "o-", color="tab:blue", label="p̂ from the weights"
+    )
+    if history and FILTER_ALPHA_PROPORTION in history[0]:
+        ax.plot(epochs, [h[FILTER_ALPHA_PROPORTION] for h in history], "x--", color="black", label="p̂ from α")
     if history and FILTER_MEAN_ALPHA in history[0]:
         ax.plot(epochs, [h[FILTER_MEAN_ALPHA] for h in history], "s-", color="tab:orange", label="mean α")
     if target is not None:
         ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target p={target:.3g}")
+    if threshold is not None and alpha_history is not None:
+        ax.axhline(threshold, color="grey", linestyle=":", linewidth=1, label=f"τ={threshold:.3g}")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("epoch")
     ax.set_ylabel("share of low-frequency filters / α")
     ax.set_title("frequency proportion")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
 

@@ -42,7 +42,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from models.spectral import radial_power_profile
-from models.stem import LEARNED_FORM
+from models.stem import LEARNED_FORM, initial_alpha
 from study.analysis.fourier import FOURIER_HEATMAP_NPY, FOURIER_HEATMAP_PNG
 from study.analysis.outcomes import OUTCOMES_ARTIFACT
 from study.analysis.outcomes import encode as encode_outcomes
@@ -357,10 +357,18 @@ def write_artifacts(out: Path, config: TrialConfig, result: TrialResult) -> list
             )
         )
     if result.history:
-        target = config.frequency.proportion if config.frequency.mode != "free" else None
+        f = config.frequency
+        pulled = f.mode == "fixed" or (f.mode == "learned" and f.proportion_weight > 0)
+        learned = result.alpha_history is not None
         written.append(
             figures.save_figure(
-                figures.plot_proportion_history(result.history, result.alpha_history, target),
+                figures.plot_proportion_history(
+                    result.history,
+                    result.alpha_history,
+                    f.proportion if pulled else None,
+                    alpha_start=initial_alpha(result.alpha_history.shape[1]).numpy() if learned else None,
+                    threshold=f.threshold if learned else None,
+                ),
                 out / "proportion_history.png",
             )
         )

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from models.stem import initial_alpha
 from study import metrics as M
 from study.cli import main
 from study.tracking.server import free_port, is_healthy, local_tracking_uri
@@ -146,8 +147,14 @@ def test_train_then_inspect(mlflow_server, subset_dir, home, tmp_path, capfd):
     filters = info["filters"]
     assert [f["index"] for f in filters] == list(range(8))
     assert all(set(f) == {"index", "ratio", "class", "alpha"} for f in filters)
-    assert all(f["class"] in ("low", "high") and 0 <= f["ratio"] <= 1 and 0 < f["alpha"] < 1 for f in filters)
+    # Learned mode's contract, read back from the logged model: each filter's low-band energy
+    # share IS its alpha, so the class follows alpha (and alpha moved off its evenly spread start).
+    assert all(abs(f["ratio"] - f["alpha"]) <= 1e-4 for f in filters), [
+        (f["ratio"], f["alpha"]) for f in filters
+    ]
     assert all((f["ratio"] >= 0.5) == (f["class"] == "low") for f in filters)  # threshold 0.5
+    start = initial_alpha(8).tolist()
+    assert max(abs(f["alpha"] - a) for f, a in zip(filters, start, strict=True)) > 1e-3
     assert info["proportion"] == sum(f["class"] == "low" for f in filters) / 8
     # The last epoch's logged proportion is the one the reloaded model measures.
     logged = MlflowClient(mlflow_server.uri).get_metric_history(run_id, M.FILTER_PROPORTION)

@@ -21,6 +21,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from models.stem import initial_alpha
 from study import metrics as M
 from study.config import TrialConfig
 from study.data import load_cifar10
@@ -201,8 +202,13 @@ def test_logged_model_reloads_and_reproduces_test_accuracy(fixed_run, mlflow_ser
 
 
 def test_learned_mode_logs_alpha_history(mlflow_server, subset_dir, tmp_path):
+    """λ = 5 pulls the soft count toward p = 0.25 from the evenly spread start (p̂ = ½, mean α = ½):
+    in 2 epochs of 10 steps p̂ reaches 0.25 ± 1/16, measured from α and from the weights alike,
+    and mean α falls by at least 0.05; the logged history is the per-filter history."""
     config = quick_config(
-        subset_dir, "it-learned", **{"frequency.mode": "learned", "frequency.proportion_weight": 1.0}
+        subset_dir,
+        "it-learned",
+        **{"frequency.mode": "learned", "frequency.proportion": 0.25, "frequency.proportion_weight": 5.0},
     )
     tracked = run_tracked_trial(config, tracking_uri=mlflow_server.uri)
     client = MlflowClient(mlflow_server.uri)
@@ -211,13 +217,21 @@ def test_learned_mode_logs_alpha_history(mlflow_server, subset_dir, tmp_path):
     torch.testing.assert_close(reloaded.stem.alpha(), tracked.result.model.cpu().stem.alpha(), rtol=0, atol=0)
     alpha = history(client, tracked.run_id, M.FILTER_MEAN_ALPHA)
     assert [s for s, _ in alpha] == [1, 2]
-    assert all(0.0 < v < 1.0 for _, v in alpha)
     doc = artifact_json(client, tracked.run_id, "metrics.json", tmp_path)
     per_filter = np.asarray(doc["alpha_history"])
     assert per_filter.shape == (2, 16)
     assert per_filter.mean(axis=1) == pytest.approx([v for _, v in alpha], rel=1e-5)
-    assert not np.allclose(per_filter, 0.5)  # alpha moved from its initial value
+    spread = history(client, tracked.run_id, M.FILTER_ALPHA_STD)
+    assert [v for _, v in spread] == pytest.approx(per_filter.std(axis=1), rel=1e-4)
+    start = initial_alpha(16).numpy()
+    assert start.mean() == pytest.approx(0.5) and (start >= 0.5).mean() == 0.5
+    assert alpha[-1][1] <= start.mean() - 0.05, alpha  # pulled down, not just jittered
+    from_alpha = [v for _, v in history(client, tracked.run_id, M.FILTER_ALPHA_PROPORTION)]
+    from_weights = [v for _, v in history(client, tracked.run_id, M.FILTER_PROPORTION)]
+    assert from_alpha == from_weights == [float((a >= 0.5).mean()) for a in per_filter]
+    assert abs(from_alpha[-1] - 0.25) <= 1 / 16, from_alpha
     assert client.get_run(tracked.run_id).data.tags[M.TAG_MODE] == "learned"
+    assert client.get_run(tracked.run_id).data.tags[M.TAG_LEARNED_FORM] == "energy-share"
 
 
 def test_huge_learning_rate_ends_diverged_as_failed_run(mlflow_server, subset_dir, tmp_path):
