@@ -57,6 +57,19 @@ def _replicates_of(run_id: str, members) -> list[str]:
     return [run_id]
 
 
+def form_lines(forms: dict[str, str | None]) -> list[str]:
+    """One line per learned-mode run naming its form (``{"a": "band-gains", "b": None}``)."""
+    out = []
+    for flag, form in forms.items():
+        if form is not None:
+            legacy = form == M.LEGACY_LEARNED_FORM
+            note = (
+                " (the earlier form: band gains on a free kernel, which left alpha inert)" if legacy else ""
+            )
+            out.append(f"{flag.upper()} is learned mode, form {form}{note}")
+    return out
+
+
 def format_table(rows: list[dict], run_a: str, run_b: str, split: str, confidence: float) -> str:
     """The differences as a fixed-width table, most general statistics first."""
     head = (
@@ -162,15 +175,8 @@ def run(args: argparse.Namespace) -> int:
         print_json(doc)
     else:
         print(format_table(rows, args.run_a, args.run_b, args.split, args.confidence))
-        for flag, form in forms.items():
-            if form is not None:
-                legacy = form == M.LEGACY_LEARNED_FORM
-                note = (
-                    " (the earlier form: band gains on a free kernel, which left alpha inert)"
-                    if legacy
-                    else ""
-                )
-                print(f"{flag.upper()} is learned mode, form {form}{note}")
+        for line in form_lines(forms):
+            print(line)
         if len(a) > 1 or len(b) > 1:
             print(
                 f"configurations: A over {len(a)} replicates, B over {len(b)}; intervals from a two-level "

@@ -129,3 +129,12 @@ def test_learned_forms_never_share_a_configuration_and_are_named():
         and frequency_of(run("f", "F", 0))["learned_form"] == ""
     )
     assert "band-gains" in label_of(old) and "band-gains" not in label_of(new)
+    from study.cli.compare import form_lines
+
+    forms = {"a": M.learned_form_of(old), "b": M.learned_form_of(new)}
+    assert form_lines(forms) == [
+        "A is learned mode, form band-gains (the earlier form: band gains on a free kernel, "
+        "which left alpha inert)",
+        "B is learned mode, form energy-share",
+    ]
+    assert form_lines({"a": None, "b": None}) == []
