@@ -330,7 +330,7 @@ def plot_per_corruption(
 
 
 def plot_alpha_distributions(alpha: Mapping[str, np.ndarray]) -> Figure:
-    """Distribution of the learned per-filter gains alpha in [0, 1] (1 = all
+    """Distribution of the learned per-filter low-band energy shares alpha in [0, 1] (1 = all
     low band) of each learned trial, as box plots with the points over them.
 
     Args:
@@ -351,7 +351,7 @@ def plot_alpha_distributions(alpha: Mapping[str, np.ndarray]) -> Figure:
     ax.set_xticks(np.arange(1, len(labels) + 1))
     ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
     ax.set_ylim(-0.03, 1.03)
-    ax.set_ylabel("alpha (low-band gain)")
+    ax.set_ylabel("alpha (low-band energy share)")
     ax.set_title("Learned alpha per first-layer filter")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

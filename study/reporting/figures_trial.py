@@ -44,7 +44,7 @@ def plot_filters(weights: np.ndarray, classes: np.ndarray, alpha: np.ndarray | N
             shown as an RGB image, otherwise its channel mean in grey; each filter is
             min-max scaled on its own, so shapes show, not magnitudes.
         classes: (O,) 1 low, 0 high, -1 unclassified (zero energy).
-        alpha: (O,) learned low-band gains, or None.
+        alpha: (O,) learned low-band energy shares, or None.
     """
     o = weights.shape[0]
     rows, cols = _grid(o)

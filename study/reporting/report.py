@@ -441,7 +441,8 @@ def build_figures(
     )
     figs["alpha.png"] = (
         plot_alpha_distributions(alpha),
-        "Learned per-filter α (low-band gain) after the last epoch of each learned-mode trial; trials that "
+        "Learned per-filter α (low-band energy share) after the last epoch of each learned-mode trial; "
+        "trials that "
         "logged no per-filter α are pooled in the box 'mean α per trial' by their final mean α.",
     )
     drawn = [o.metric for o in choice.result.objectives[:2]]
