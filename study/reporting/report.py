@@ -442,8 +442,7 @@ def build_figures(
     figs["alpha.png"] = (
         plot_alpha_distributions(alpha),
         "Learned per-filter α (low-band energy share) after the last epoch of each learned-mode trial; "
-        "trials that "
-        "logged no per-filter α are pooled in the box 'mean α per trial' by their final mean α.",
+        "trials that logged no per-filter α are pooled in the box 'mean α per trial' by their final mean α.",
     )
     drawn = [o.metric for o in choice.result.objectives[:2]]
     has_pareto_ci = any(np.isfinite(intervals.of(r, m)).all() for r in ids for m in drawn)
