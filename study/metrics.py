@@ -151,16 +151,6 @@ def relative_mce(model: Mapping[str, float], baseline: Mapping[str, float], spli
     return 100.0 * num / den if den > 0 else math.nan
 
 
-def gains(model: Mapping[str, float], baseline: Mapping[str, float], split: str = "test") -> dict[str, float]:
-    """Robustness gain and clean drop (points) and relative mCE (percent)."""
-    return {
-        ROBUSTNESS_GAIN: model.get(f"{split}/corruption_acc", math.nan)
-        - baseline.get(f"{split}/corruption_acc", math.nan),
-        CLEAN_DROP: baseline.get(f"{split}/clean_acc", math.nan) - model.get(f"{split}/clean_acc", math.nan),
-        RELATIVE_MCE: relative_mce(model, baseline, split),
-    }
-
-
 # Run tags every layer agrees on (MLflow is the source of truth for a study).
 TAG_STUDY = "freqstudy.study"  # study name (= experiment name)
 TAG_ROLE = "freqstudy.role"  # "study" for the parent run, "trial" for each trial run

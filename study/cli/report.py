@@ -18,7 +18,7 @@ def write_results_markdown(choice, outcomes, path: Path) -> Path:
     """``results.md``: every configuration's accuracy and its difference from the baseline,
     with intervals and p-values, on the test set (reported) and the validation copy (chosen on)."""
     from study.files import write_text_atomic
-    from study.reporting.results import category_table, configuration_rows, markdown_table
+    from study.reporting.results import category_table, markdown_table, results_rows
 
     groups = {
         rid: [outcomes[t["run_id"]] for t in runs if t["run_id"] in outcomes]
@@ -30,12 +30,15 @@ def write_results_markdown(choice, outcomes, path: Path) -> Path:
         return write_text_atomic(path, text)
     complete = {c.run_id for c in choice.result.candidates}
     records = [r for r in choice.configurations if r["run_id"] in complete]
-    rows = configuration_rows(records, groups, base["run_id"])
+    rows = results_rows(records, groups, base["run_id"], gains=choice.gains)  # the gains pareto computed
     parts = [f"# {choice.study}: configurations against the baseline", ""]
     parts += [
         "Means over seeds with 95% intervals from a two-level bootstrap (seeds, then source images, an "
-        "image and all its corrupted versions together); p-values from the same bootstrap. Differences are "
-        "configuration minus baseline, in points; clean drop is baseline minus configuration.",
+        "image and all its corrupted versions together). Gains are configuration minus baseline, in points "
+        "(clean drop: baseline minus configuration; relative mCE: percent of the baseline's summed error), "
+        "with the intervals and p-values of the report's gains: the two-level bootstrap's for configurations "
+        "with replicates, a paired bootstrap over images with exact McNemar (clean) or sign-flip (others) "
+        "p-values for single runs; per-category differences and their p-values from the two-level bootstrap.",
         "",
     ]
     for split, what in (

@@ -27,9 +27,7 @@ then images for a configuration with replicates).
 from __future__ import annotations
 
 import base64
-import csv
 import html
-import io
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -40,14 +38,17 @@ from typing import Any
 import numpy as np
 
 from study import metrics as M
+from study.analysis.gains import GAINS, gain_fields
 from study.analysis.importance import ROUGH_BELOW, Importance, param_importances
-from study.analysis.outcomes import Outcomes, parse_key
+from study.analysis.outcomes import Outcomes
 from study.analysis.paired import DEFAULT_RESAMPLES, group_summary
+from study.analysis.statistics import available_statistics
 from study.band_warnings import report_note
 from study.files import write_bytes_atomic
 from study.reporting.figures_study import pareto_figure
+from study.reporting.formatting import csv_bytes, flat_intervals, fmt, fmt_p, with_ci
 from study.selection import choose as P
-from study.selection.choice import Choice, aliases_of, gain_fields, pareto_rows, trial_label
+from study.selection.choice import Choice, aliases_of, pareto_rows, trial_label
 
 REPORT_ARTIFACTS = "report"  # artifact folder on the parent run
 ALPHA_ARTIFACT = "alpha.npy"  # (O,) learned alpha of a learned-mode trial, when the trial logged it
@@ -72,19 +73,6 @@ GAIN_SPLIT = "test"  # the gains the tables and figures show (study.selection.ch
 def report_split(trials: Sequence[dict[str, Any]]) -> str:
     """``test`` when the study evaluated the test split, else ``val``."""
     return "test" if any(M.TEST_CLEAN_ACC in t["metrics"] for t in trials) else "val"
-
-
-def flat_intervals(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Row fields with each two-element ``*_ci`` list split into ``*_ci_low`` and ``*_ci_high``
-    (None when absent), for the CSV files."""
-    out: dict[str, Any] = {}
-    for k, v in fields.items():
-        if k.endswith("_ci"):
-            lo, hi = v if isinstance(v, (list, tuple)) and len(v) == 2 else (None, None)
-            out[k + "_low"], out[k + "_high"] = lo, hi
-        else:
-            out[k] = v
-    return out
 
 
 def trial_rows(choice: Choice, intervals: Intervals | None = None) -> list[dict[str, Any]]:
@@ -196,18 +184,6 @@ class Intervals:
         )
 
 
-def _available_statistics(outcomes: Outcomes, split: str) -> set[str]:
-    """The :func:`~study.analysis.paired.group_summary` statistics a run's outcomes support."""
-    names = {parse_key(k)[1] for k in outcomes.keys(split)} - {None}
-    out = {"clean_acc"} | {f"corruption/{n}" for n in names}
-    if names & set(M.BENCHMARK_CORRUPTIONS):
-        out.add("corruption_acc")
-    if names & set(M.EXTRA_CORRUPTIONS):
-        out.add("extra_acc")
-    out |= {f"category/{c}" for c, members in M.CATEGORIES.items() if names & set(members)}
-    return out
-
-
 def trial_intervals(
     choice: Choice,
     outcomes: Mapping[str, Outcomes],
@@ -245,7 +221,7 @@ def trial_intervals(
         for sp in dict.fromkeys((split, "val")):
             if not all(sp in o.splits for o in group):
                 continue
-            available = _available_statistics(group[0], sp)
+            available = available_statistics(group[0], sp)
             wanted = {"clean_acc", "corruption_acc"}
             if sp == split:
                 wanted |= {a for a in available if a.startswith("category/")}
@@ -573,50 +549,6 @@ def fourier_figure(choice: Choice, maps: dict[str, np.ndarray]) -> tuple[bytes, 
 # -- writing --------------------------------------------------------------------------
 
 
-def _csv_bytes(rows: list[dict[str, Any]]) -> bytes:
-    buf = io.StringIO()
-    if rows:
-        keys = list(dict.fromkeys(k for r in rows for k in r))
-        w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()})
-    return buf.getvalue().encode()
-
-
-def _fmt(v: Any, digits: int = 2) -> str:
-    if v is None or v == "" or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if isinstance(v, float):
-        return "∞" if math.isinf(v) else f"{v:.{digits}f}"
-    return str(v)
-
-
-MINUS = "\u2212"
-
-
-def _num(v: float, digits: int, signed: bool) -> str:
-    v = round(v, digits) or 0.0  # no "−0.00"
-    return (f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}").replace("-", MINUS)
-
-
-def with_ci(value: Any, ci: Sequence[Any] | None, digits: int = 2, signed: bool = False) -> str:
-    """``+1.23 [−0.40, +2.85]`` (``signed``: differences) or ``88.20 [87.10, 89.30]``; the point
-    alone without a finite interval, ``–`` without a point."""
-    if not M.is_finite_number(value):
-        return _fmt(value, digits)
-    text = _num(float(value), digits, signed)
-    if ci is None or len(ci) != 2 or not all(M.is_finite_number(v) for v in ci):
-        return text
-    return f"{text} [{_num(float(ci[0]), digits, signed)}, {_num(float(ci[1]), digits, signed)}]"
-
-
-def _p(v: Any) -> str:
-    if not M.is_finite_number(v):
-        return "–"
-    return "<0.001" if v < 0.001 else f"{v:.3f}"
-
-
 def _ci_of(row: Mapping[str, Any], key: str) -> tuple[Any, Any]:
     return row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
 
@@ -626,7 +558,7 @@ def _html_table(rows: list[dict[str, Any]], columns: list[tuple[Any, str]]) -> s
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label in columns)
     body = "\n".join(
         "<tr>"
-        + "".join(f"<td>{html.escape(k(r) if callable(k) else _fmt(r.get(k)))}</td>" for k, _ in columns)
+        + "".join(f"<td>{html.escape(k(r) if callable(k) else fmt(r.get(k)))}</td>" for k, _ in columns)
         + "</tr>"
         for r in rows
     )
@@ -691,12 +623,11 @@ def render_html(
         ("perturbation", "σ"),
         (acc(M.TEST_CLEAN_ACC), "test clean % [95% CI]"),
         (acc(M.TEST_CORRUPTION_ACC), "test CIFAR-10-C % [95% CI]"),
-        (gain(M.ROBUSTNESS_GAIN), "robustness gain (pts) [95% CI]"),
-        (lambda r: _p(r.get("robustness_gain_p")), "p (gain)"),
-        (gain(M.CLEAN_DROP), "clean drop (pts) [95% CI]"),
-        (lambda r: _p(r.get("clean_drop_p")), "p (drop)"),
-        (gain(M.RELATIVE_MCE, 1, False), "relative mCE (%) [95% CI]"),
     ]
+    for g in GAINS:
+        gain_cols.append((gain(g.name, g.digits, g.signed), f"{g.label} [95% CI]"))
+        if g.has_p:
+            gain_cols.append((lambda r, g=g: fmt_p(r.get(f"{g.name}_p")), f"p ({g.short})"))
     if any(r.get("replicates", 1) > 1 for r in complete):
         gain_cols.insert(4, ("replicates", "seeds"))
     obj_cols = [(objective(o.metric), f"{o.metric} ({o.short}) [95% CI]") for o in choice.result.objectives]
@@ -721,11 +652,8 @@ def render_html(
             )
             if key not in objs
         ]
+        + [(pareto_gain(g.name, g.digits, g.signed), f"{g.short} [95% CI]") for g in GAINS]
         + [
-            (pareto_gain(M.ROBUSTNESS_GAIN), "gain [95% CI]"),
-            (lambda r: _p(r.get("robustness_gain_p")), "p (gain)"),
-            (pareto_gain(M.CLEAN_DROP), "clean drop [95% CI]"),
-            (pareto_gain(M.RELATIVE_MCE, 1, False), "rel. mCE [95% CI]"),
             ("run_id", "run"),
         ]
     )
@@ -870,11 +798,11 @@ def write_report(
                     f"{split}_accuracy_ci_high": hi,
                 }
             )
-    written.append(write_bytes_atomic(out / "trials.csv", _csv_bytes(rows)))
+    written.append(write_bytes_atomic(out / "trials.csv", csv_bytes(rows)))
     written.append(
-        write_bytes_atomic(out / "pareto.csv", _csv_bytes(pareto_csv_rows(choice, pareto, intervals)))
+        write_bytes_atomic(out / "pareto.csv", csv_bytes(pareto_csv_rows(choice, pareto, intervals)))
     )
-    written.append(write_bytes_atomic(out / "per_corruption.csv", _csv_bytes(per_rows)))
+    written.append(write_bytes_atomic(out / "per_corruption.csv", csv_bytes(per_rows)))
     fourier_png = fourier_figure(choice, fourier) if fourier else None
     if fourier_png is not None:
         written.append(write_bytes_atomic(out / FOURIER_FIGURE, fourier_png[0]))
@@ -884,7 +812,7 @@ def write_report(
         path = save_figure(plot_importance(importance.values), out / IMPORTANCE_FIGURE)
         importance_png = path.read_bytes()
         written.append(path)
-        written.append(write_bytes_atomic(out / IMPORTANCE_CSV, _csv_bytes(importance_rows(importance))))
+        written.append(write_bytes_atomic(out / IMPORTANCE_CSV, csv_bytes(importance_rows(importance))))
     section = (importance_png, importance_text(choice, importance))
     page = render_html(choice, rows, pareto, pngs, fourier_png, intervals, section)
     written.append(write_bytes_atomic(out / "report.html", page.encode()))

@@ -21,6 +21,7 @@ import numpy as np
 
 from models.stem import FrequencySettings
 from study import metrics as M
+from study.analysis.gains import metric_gains
 from study.objectives import Objective
 from study.selection.pareto import crowding_distance, non_dominated_ranks
 
@@ -279,22 +280,7 @@ def choose_champion(
 
 
 def trial_gains(trial: Trial, baseline: Trial | None) -> dict[str, float]:
-    """Gains over the baseline: test split as reported numbers (``robustness_gain``,
-    ``clean_drop``, ``relative_mce``) and the validation ones with a ``val_`` prefix."""
-    if baseline is None:
-        return {
-            k: math.nan
-            for k in (
-                M.ROBUSTNESS_GAIN,
-                M.CLEAN_DROP,
-                M.RELATIVE_MCE,
-                "val_" + M.ROBUSTNESS_GAIN,
-                "val_" + M.CLEAN_DROP,
-            )
-        }
-    model, base = trial.get("metrics", {}), baseline.get("metrics", {})
-    out = M.gains(model, base, split="test")
-    val = M.gains(model, base, split="val")
-    out["val_" + M.ROBUSTNESS_GAIN] = val[M.ROBUSTNESS_GAIN]
-    out["val_" + M.CLEAN_DROP] = val[M.CLEAN_DROP]
-    return out
+    """Gains over the baseline from the runs' summary metrics, one per entry of the gain table
+    (:data:`study.analysis.gains.GAINS`): test split as reported (``robustness_gain``, ...) and
+    the validation ones with a ``val_`` prefix; NaN without a baseline."""
+    return metric_gains(trial.get("metrics", {}), None if baseline is None else baseline.get("metrics", {}))

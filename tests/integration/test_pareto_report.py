@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import subprocess
@@ -500,3 +501,81 @@ def test_compare_refuses_runs_on_different_images(smoke, capsys, subset_dir, tmp
         capsys, "compare", base.info.run_id, "0" * 32, "--study", study, "--tracking-uri", uri
     )
     assert code == 2 and "RUN_B" in err and err.count("\n") == 1
+
+
+@pytest.fixture
+def throwaway_tables():
+    """A statistic and a gain added to the tables for one test only (each table is the one
+    source its consumers iterate over, so nothing else is touched)."""
+    from study.analysis import gains as G
+    from study.analysis import statistics as S
+    from study.analysis.outcomes import parse_key
+
+    def hardest(ix):
+        keys = ix.of(M.BENCHMARK_CORRUPTIONS)
+        top = max((parse_key(k)[2] for k in keys), default=None)
+        return [("hardest_severity_acc", tuple(k for k in keys if parse_key(k)[2] == top))] if keys else []
+
+    stat = S.Statistic("hardest_severity_acc", S.MEAN, hardest)
+    gain = G.GainSpec(
+        "hardest_gain",
+        "hardest_severity_acc",
+        +1,
+        0.0,
+        "hardest-severity gain (pts)",
+        "hardest",
+        2,
+        True,
+        "hardest",
+        True,
+        lambda model, base, split: math.nan,  # no summary metric of it: the point comes with outcomes
+    )
+    S.STATISTICS.append(stat)
+    G.GAINS.append(gain)
+    try:
+        yield stat, gain
+    finally:
+        S.STATISTICS.remove(stat)
+        G.GAINS.remove(gain)
+
+
+def test_a_throwaway_statistic_and_gain_reach_every_output(smoke, capsys, tmp_path, throwaway_tables):
+    uri, study = smoke
+    trials = complete_trials(uri, study)
+    base = baseline_of(trials)
+    other = next(t for t in trials if t is not base)
+    code, out, err = run_cli(
+        capsys,
+        "compare",
+        base.info.run_id,
+        other.info.run_id,
+        "--study",
+        study,
+        "--tracking-uri",
+        uri,
+        "--json",
+    )
+    assert code == 0, err
+    diffs = {d["statistic"]: d for d in json.loads(out)["differences"]}
+    hard = diffs["hardest_severity_acc"]
+    assert hard["ci_low"] <= hard["diff"] <= hard["ci_high"] and hard["test"] == "sign-flip-permutation"
+    code, out, err = run_cli(capsys, "pareto", "--study", study, "--tracking-uri", uri, "--json")
+    assert code == 0, err
+    rows = {r["run_id"]: r for r in json.loads(out)}
+    assert all("hardest_gain_ci" in r and "val_hardest_gain_ci" in r for r in rows.values())
+    if other.info.run_id in rows:
+        assert rows[other.info.run_id]["hardest_gain_ci"] == pytest.approx([hard["ci_low"], hard["ci_high"]])
+    out_dir = tmp_path / "report"
+    code, _, err = run_cli(capsys, "report", "--study", study, "--tracking-uri", uri, "--out", str(out_dir))
+    assert code == 0, err
+    with open(out_dir / "trials.csv") as f:
+        trial_rows = {r["run_id"]: r for r in csv.DictReader(f)}
+    other_row = trial_rows[other.info.run_id]
+    assert float(other_row["hardest_gain_ci_low"]) == pytest.approx(hard["ci_low"])
+    assert float(other_row["hardest_gain_ci_high"]) == pytest.approx(hard["ci_high"])
+    with open(out_dir / "pareto.csv") as f:
+        assert "hardest_gain_ci_low" in next(csv.reader(f))
+    results = (out_dir / "results.md").read_text()
+    assert "hardest-severity gain (pts)" in results
+    assert f"{hard['diff']:+.2f} [{hard['ci_low']:+.2f}, {hard['ci_high']:+.2f}]" in results
+    assert "hardest-severity gain (pts)" in (out_dir / "report.html").read_text()
