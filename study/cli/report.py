@@ -62,11 +62,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"report-{args.study}")
     if out.exists() and not out.is_dir():  # before any server starts
         raise ValueError(f"--out {out}: is a file; give a folder")
-    from study.reporting.report import REPORT_ARTIFACTS, fourier_maps, learned_alpha, write_report
+    from study.reporting.report import REPORT_ARTIFACTS, write_report
     from study.selection.choice import choose
     from study.selection.choose import parse_objectives
     from study.tracking.gains import study_outcomes
-    from study.tracking.queries import client_for, load_study, log_files
+    from study.tracking.queries import client_for, fourier_maps, learned_alpha, load_study, log_files
     from study.tracking.server import local_tracking_uri
 
     with local_tracking_uri(args.tracking_uri) as uri:

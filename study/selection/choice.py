@@ -19,6 +19,8 @@ from study.objectives import Objective
 from study.selection import choose as P
 from study.selection.configurations import group_configurations, replicates_of
 
+MAX_FOURIER_PANELS = 7  # the baseline and the first 6 Pareto models: a wider figure stops being legible
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -184,3 +186,18 @@ def pareto_rows(choice: Choice) -> list[dict[str, Any]]:
             {k: None if isinstance(v, float) and not M.is_finite_number(v) else v for k, v in row.items()}
         )
     return rows
+
+
+def fourier_models(choice: Choice) -> list[tuple[str, dict[str, Any]]]:
+    """``(name, trial)`` of the baseline (``baseline``) and the Pareto models (``pareto-1``...),
+    in report order, each trial once (a baseline on the front keeps the name ``baseline``)."""
+    models = ([("baseline", choice.baseline)] if choice.baseline else []) + [
+        (f"pareto-{i}", c.trial) for i, c in enumerate(choice.result.front, start=1)
+    ]
+    seen: set[str] = set()
+    out = []
+    for name, t in models:
+        if t["run_id"] not in seen:
+            seen.add(t["run_id"])
+            out.append((name, t))
+    return out

@@ -12,12 +12,19 @@ missing metric is ``study.selection.choose.check_metrics``'s, naming the metrics
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from study import metrics as M
+
+if TYPE_CHECKING:
+    from study.selection.choice import Choice
 
 # Runs per page when listing a study: the server's cap; a study is hundreds of
 # trials, so a few pages at most.
@@ -203,3 +210,79 @@ def run_in_study(run_id: str, study: str, tracking_uri: str | None = None, clien
     if run.info.experiment_id != exp.experiment_id:
         raise ValueError(f"{what} {run_id}: belongs to another experiment, not study {study!r}")
     return _run_to_dict(run)
+
+
+# Artifacts of a trial run the report reads (written by study.reporting.trial_artifacts).
+ALPHA_ARTIFACT = "alpha.npy"  # (O,) learned alpha of a learned-mode trial, when the trial logged it
+METRICS_ARTIFACT = "metrics.json"  # its "alpha_history" is (epochs, O) in learned mode
+FOURIER_ARTIFACT = "fourier_heatmap.npy"  # = study.analysis.fourier.FOURIER_HEATMAP_NPY (no torch here)
+
+
+def learned_alpha(choice: Choice, client, workdir: Path) -> dict[str, np.ndarray]:
+    """Per-filter alpha after the last epoch of each complete learned-mode trial.
+
+    Read from the trial's ``alpha.npy`` artifact when it has one, else from the
+    last row of ``alpha_history`` (epochs x filters) in its ``metrics.json``;
+    trials with neither contribute their final ``filters/mean_alpha`` to one
+    pooled box, so the figure still shows where the proportion went.
+    """
+    from study.selection.choice import trial_label
+    from study.selection.choose import metric_of, param_of
+
+    out: dict[str, np.ndarray] = {}
+    pooled = []
+    for c in choice.result.candidates:
+        t = c.trial
+        if param_of(t, "frequency.mode") != "learned":
+            continue
+        alpha = _alpha_from_artifacts(t["run_id"], client, workdir / t["run_id"], download_artifact)
+        if alpha is not None:
+            out[trial_label(t)] = alpha
+        elif not math.isnan(metric_of(t, M.FILTER_MEAN_ALPHA)):
+            pooled.append(metric_of(t, M.FILTER_MEAN_ALPHA))
+    if pooled:
+        out["mean α per trial"] = np.array(pooled)
+    return out
+
+
+def _alpha_from_artifacts(run_id: str, client, workdir: Path, download) -> np.ndarray | None:
+    path = download(run_id, ALPHA_ARTIFACT, workdir, client=client)
+    if path is not None:
+        return np.load(path, allow_pickle=False).ravel()
+    path = download(run_id, METRICS_ARTIFACT, workdir, client=client)
+    if path is None:
+        return None
+    try:
+        history = json.loads(Path(path).read_text()).get("alpha_history")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not history:
+        return None
+    last = np.asarray(history[-1], dtype=float).ravel()
+    return last if last.size and np.isfinite(last).all() else None
+
+
+def fourier_maps(choice: Choice, client, workdir: Path) -> dict[str, np.ndarray]:
+    """The Fourier heat maps that the baseline and the Pareto models logged, by their names
+    in :func:`study.selection.choice.fourier_models` (at most ``MAX_FOURIER_PANELS``); models
+    without one are left out.
+
+    Each map is the trial's ``fourier_heatmap.npy`` artifact, loaded without pickle; a file
+    that is not a square 2-D float array is skipped.
+    """
+    from study.selection.choice import MAX_FOURIER_PANELS, fourier_models
+
+    out: dict[str, np.ndarray] = {}
+    for name, t in fourier_models(choice):
+        if len(out) == MAX_FOURIER_PANELS:
+            break
+        path = download_artifact(t["run_id"], FOURIER_ARTIFACT, workdir / t["run_id"], client=client)
+        if path is None:
+            continue
+        try:
+            heatmap = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            continue
+        if heatmap.ndim == 2 and heatmap.shape[0] == heatmap.shape[1] and heatmap.dtype.kind == "f":
+            out[name] = heatmap
+    return out

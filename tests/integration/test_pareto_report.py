@@ -313,10 +313,9 @@ def test_report_is_self_contained_and_logged(smoke, capsys, tmp_path):
 
 
 def test_learned_alpha_is_per_filter(smoke, tmp_path):
-    from study.reporting.report import learned_alpha
     from study.selection.choice import choose, trial_label
     from study.selection.choose import param_of, parse_objectives
-    from study.tracking.queries import client_for, load_study
+    from study.tracking.queries import client_for, learned_alpha, load_study
 
     uri, study = smoke
     c = client_for(uri)
