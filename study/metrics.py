@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 BENCHMARK_CORRUPTIONS: tuple[str, ...] = (
     "gaussian_noise",
@@ -183,6 +184,11 @@ def learned_form_of(record: Mapping) -> str | None:
     if (params.get("frequency.mode") or tags.get(TAG_MODE)) != "learned":
         return None
     return str(tags.get(TAG_LEARNED_FORM) or LEGACY_LEARNED_FORM)
+
+
+def finite_or_none(v: Any) -> Any:
+    """JSON- and CSV-safe: a float that is NaN or infinite becomes None; anything else is kept."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def is_finite_number(v: object) -> bool:

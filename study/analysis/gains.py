@@ -156,10 +156,6 @@ def gain_of(by_statistic: Mapping[str, Any]) -> Gain:
     return Gain(out)
 
 
-def _finite_or_none(v: Any) -> Any:
-    return float(v) if M.is_finite_number(v) else None
-
-
 def gain_fields(gains: Mapping[str, Gain]) -> dict[str, Any]:
     """Row fields of one trial's gains by split (``test``, ``val``): ``<name>_ci`` (a
     two-element list of the reported interval, None without one) and ``<name>_p``."""
@@ -169,10 +165,10 @@ def gain_fields(gains: Mapping[str, Gain]) -> dict[str, Any]:
         for spec in GAINS:
             d = None if g is None else g[spec.name]
             out[f"{prefix}{spec.name}_ci"] = (
-                None if d is None else [_finite_or_none(v) for v in spec.interval(d)]
+                None if d is None else [M.finite_or_none(float(v)) for v in spec.interval(d)]
             )
             if spec.has_p:
-                out[f"{prefix}{spec.name}_p"] = None if d is None else _finite_or_none(d.p_value)
+                out[f"{prefix}{spec.name}_p"] = None if d is None else M.finite_or_none(float(d.p_value))
     return out
 
 

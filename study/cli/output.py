@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import sys
 from collections.abc import Iterator
 from typing import Any
+
+from study.metrics import finite_or_none
 
 _held: list[str] | None = None  # the document of the --json command now running, once printed
 
@@ -26,8 +27,8 @@ def _strict(value: Any) -> Any:
     """``value`` with NaN and infinities as None: strict JSON has no literal for them."""
     if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
         value = value.item()  # a numpy scalar
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    if isinstance(value, float):
+        return finite_or_none(value)
     if isinstance(value, dict):
         return {k: _strict(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -16,7 +16,7 @@ from study.analysis.gains import GAINS, SPLIT_PREFIX
 from study.cli.output import print_json
 from study.reporting.formatting import fmt, fmt_p, with_ci
 from study.selection import choose as P
-from study.selection.choice import Choice, choose, pareto_rows, trial_label
+from study.selection.choice import Choice, choose, pareto_rows, shown_settings, trial_label
 
 PARETO_ARTIFACTS = "pareto"  # artifact folder on the parent run
 
@@ -46,16 +46,11 @@ def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
         ("#", lambda r: r["position"]),
         ("trial", lambda r: r["trial"]),
         ("mode", lambda r: r["mode"]),
-        # p is a target only in fixed mode, or in learned mode with a pull (λ > 0).
-        (
-            "p",
-            lambda r: (
-                _fmt(r["proportion"]) if r["mode"] == "fixed" or (r["proportion_weight"] or 0) > 0 else "-"
-            ),
-        ),
-        ("cutoff", lambda r: _fmt(r["cutoff"]) if r["mode"] != "free" else "-"),
+        # Settings that mean nothing in a row's mode are shown as '-' (study.selection.choice.shown_settings).
+        ("p", lambda r: _fmt(shown_settings(r)["proportion"])),
+        ("cutoff", lambda r: _fmt(shown_settings(r)["cutoff"])),
         ("σ", lambda r: _fmt(r["perturbation"])),
-        ("λ", lambda r: _fmt(r["proportion_weight"]) if r["mode"] == "learned" else "-"),
+        ("λ", lambda r: _fmt(shown_settings(r)["proportion_weight"])),
         ("p̂", lambda r: _fmt(r[M.FILTER_PROPORTION])),
     ]
     cols += [(f"{o.metric}:{o.short}", lambda r, k=o.metric: _fmt(r[k])) for o in choice.result.objectives]

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 
+from study import metrics as M
 from study.metrics import EPOCH_SECONDS, FILTER_MEAN_ALPHA, FILTER_PROPORTION, TRAIN_LOSS, VAL_CLEAN_ACC
 
 # Shown after a run; every metric is in --output-json and in MLflow.
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"freqstudy train: {e}", file=sys.stderr)
             return 1
     if args.output_json:
-        finite = {k: (v if math.isfinite(v) else None) for k, v in tracked.metrics.items()}
+        finite = {k: M.finite_or_none(float(v)) for k, v in tracked.metrics.items()}
         write_text_atomic(
             args.output_json,
             json.dumps(

@@ -63,11 +63,6 @@ def fmt_p(v: Any, dash: str = DASH) -> str:
     return "<0.001" if v < 0.001 else f"{v:.3f}"
 
 
-def finite_or_none(v: Any) -> Any:
-    """JSON- and CSV-safe: a float that is NaN or infinite becomes None; anything else is kept."""
-    return None if isinstance(v, float) and not math.isfinite(v) else v
-
-
 def flat_intervals(fields: Mapping[str, Any]) -> dict[str, Any]:
     """Row fields with each two-element ``*_ci`` list split into ``*_ci_low`` and ``*_ci_high``
     (None when absent), for the CSV files."""

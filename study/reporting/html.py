@@ -20,6 +20,7 @@ from study.selection import choose as P
 from study.selection.choice import (
     Choice,
     fourier_models,
+    shown_settings,
     trial_label,
 )
 
@@ -44,8 +45,19 @@ STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}\n"
     "table{border-collapse:collapse;font-size:13px;margin:1em 0}"
     "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}\n"
+    "td{overflow-wrap:anywhere}"  # a 32-character run id wraps instead of running off the page
     "th{background:#f2f2f2}figure{margin:1.5em 0}img{max-width:100%}figcaption{font-size:13px;color:#555}"
 )
+
+
+def _counts(choice: Choice, runs: int) -> str:
+    """``12 trial runs in 4 configurations; 4 configurations``: what the opening sentence counts
+    (a configuration run at several seeds is chosen from once, as the mean over its seeds)."""
+    configs = len(choice.configurations) or runs
+    complete = len(choice.result.candidates)
+    if configs == runs:
+        return f"{runs} trials; {complete}"
+    return f"{runs} trial runs in {configs} configurations; {complete} configurations"
 
 
 def render_html(
@@ -112,10 +124,10 @@ def render_html(
             ("position", "#"),
             ("trial", "trial"),
             ("mode", "mode"),
-            ("proportion", "p"),
-            ("cutoff", "cutoff"),
+            (lambda r: fmt(shown_settings(r)["proportion"]), "p"),
+            (lambda r: fmt(shown_settings(r)["cutoff"]), "cutoff"),
             ("perturbation", "σ"),
-            ("proportion_weight", "λ"),
+            (lambda r: fmt(shown_settings(r)["proportion_weight"]), "λ"),
             (M.FILTER_PROPORTION, "p̂"),
         ]
         + obj_cols
@@ -129,7 +141,7 @@ def render_html(
         ]
         + [(pareto_gain(g.name, g.digits, g.signed), f"{g.short} [95% CI]") for g in GAINS]
         + [
-            ("run_id", "run"),
+            (lambda r: r["run_id"], "run"),
         ]
     )
     figs = "\n".join(
@@ -163,7 +175,7 @@ def render_html(
 <html lang="en"><head><meta charset="utf-8"><title>freqstudy report: {e(choice.study)}</title>
 <style>{STYLE}</style></head><body>
 <h1>Study {e(choice.study)}</h1>
-<p>{len(rows)} trials; {len(choice.result.candidates)} finished their full training budget and are
+<p>{e(_counts(choice, len(rows)))} finished their full training budget and are
 chosen from ({e(choice.result.describe_excluded())}); {len(pareto)} on the Pareto front of
 {e(", ".join(f"{o.metric} ({o.short})" for o in choice.result.objectives))}.
 Baseline: {base_txt}. Choosing uses validation metrics only; test and CIFAR-10-C numbers are reported.

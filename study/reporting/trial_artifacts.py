@@ -9,7 +9,6 @@ Pure rendering into a folder (matplotlib through :mod:`study.reporting.figures_t
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from study.analysis.outcomes import encode as encode_outcomes
 from study.config import TrialConfig
 from study.engine.trial import TrialResult
 from study.files import write_bytes_atomic, write_text_atomic
+from study.metrics import finite_or_none
 from study.reporting import figures_trial as figures
 from study.reporting.fourier_figures import heatmap_png
 
@@ -45,16 +45,13 @@ FOURIER_ARTIFACTS = (FOURIER_HEATMAP_NPY, FOURIER_HEATMAP_PNG)
 def metrics_document(config: TrialConfig, result: TrialResult) -> dict[str, Any]:
     """The ``metrics.json`` object: status, reason, final metrics and per-epoch history."""
 
-    def clean(v: Any) -> Any:
-        return v if not isinstance(v, float) or math.isfinite(v) else None
-
     return {
         "status": result.status,
         "reason": result.reason,
         "epochs": config.train.epochs,
         "data_fingerprint": result.fingerprint,
-        "metrics": {k: clean(v) for k, v in sorted(result.metrics.items())},
-        "history": [{k: clean(v) for k, v in row.items()} for row in result.history],
+        "metrics": {k: finite_or_none(v) for k, v in sorted(result.metrics.items())},
+        "history": [{k: finite_or_none(v) for k, v in row.items()} for row in result.history],
         # (E, O): each filter's alpha after each epoch, learned mode only.
         "alpha_history": None if result.alpha_history is None else np.asarray(result.alpha_history).tolist(),
     }

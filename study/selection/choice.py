@@ -182,9 +182,7 @@ def pareto_rows(choice: Choice) -> list[dict[str, Any]]:
         row["replicates_failed"] = int(t.get("replicates_failed", 0))
         row["runs"] = list(t.get("members", [t["run_id"]]))
         row.update(gain_fields(choice.gains.get(c.run_id, {})))
-        rows.append(
-            {k: None if isinstance(v, float) and not M.is_finite_number(v) else v for k, v in row.items()}
-        )
+        rows.append({k: M.finite_or_none(v) for k, v in row.items()})  # JSON-safe
     return rows
 
 
@@ -201,3 +199,17 @@ def fourier_models(choice: Choice) -> list[tuple[str, dict[str, Any]]]:
             seen.add(t["run_id"])
             out.append((name, t))
     return out
+
+
+def shown_settings(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The frequency settings of a row that mean something in its mode, the others None:
+    the proportion p is a target only in fixed mode, or in learned mode with a pull
+    (λ > 0); the cutoff is unused in free mode; λ exists only in learned mode."""
+    mode = row.get("mode")
+    weight = row.get("proportion_weight")
+    pulled = mode == "learned" and M.is_finite_number(weight) and weight > 0
+    return {
+        "proportion": row.get("proportion") if mode == "fixed" or pulled else None,
+        "cutoff": row.get("cutoff") if mode != "free" else None,
+        "proportion_weight": weight if mode == "learned" else None,
+    }

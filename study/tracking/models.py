@@ -29,6 +29,7 @@ from study.engine.model_folder import (
     write_model,
 )
 from study.metrics import MODEL_ARTIFACT
+from study.tracking.server import mlflow_client
 
 
 def log_model(model: torch.nn.Module, config: TrialConfig, *, run_id: str, tracking_uri: str) -> None:
@@ -38,7 +39,7 @@ def log_model(model: torch.nn.Module, config: TrialConfig, *, run_id: str, track
     Input: normalised float32 ``(B, 3, 32, 32)`` (CIFAR-10 mean/std, as in ``study.data``);
     output: ``(B, classes)`` logits; both are stated in the manifest.
     """
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = mlflow_client(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="freqstudy-model-") as tmp:
         write_model(Path(tmp), model, config)
         client.log_artifacts(run_id, tmp, MODEL_ARTIFACT)
@@ -117,7 +118,7 @@ def load_logged_model(
     Raises:
         ValueError: the run does not exist, has no freqstudy model, or holds a pickle-format one.
     """
-    client = client or MlflowClient(tracking_uri=tracking_uri)
+    client = client or mlflow_client(tracking_uri)
     try:
         run = client.get_run(run_id)
     except mlflow.exceptions.MlflowException:

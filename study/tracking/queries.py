@@ -38,11 +38,9 @@ def client_for(tracking_uri: str | None):
     The fluent API (model registration and loading) follows the same URI.
     """
     import mlflow
-    from mlflow import MlflowClient
 
-    from study.tracking.server import bound_http
+    from study.tracking.server import mlflow_client
 
-    bound_http()
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         raise ValueError("tracking URI: none given; pass --tracking-uri or set MLFLOW_TRACKING_URI")
@@ -51,7 +49,7 @@ def client_for(tracking_uri: str | None):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return mlflow_client(uri)
 
 
 def list_studies(client) -> list[str]:

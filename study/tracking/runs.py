@@ -50,7 +50,7 @@ from study.metrics import (
 from study.reporting.trial_artifacts import write_artifacts
 from study.tracking.experiments import code_version, ensure_experiment
 from study.tracking.models import log_model
-from study.tracking.server import bound_http, health_problem, logging_to
+from study.tracking.server import bound_http, health_problem, logging_to, mlflow_client
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
 MAX_BATCH_METRICS = 1000  # MLflow's limit per log_batch request
@@ -107,7 +107,7 @@ def finished_run_of(tracking_uri: str, experiment: str, trial_id: str) -> tuple[
     first and reports the finished run instead, so no replicate is duplicated.
     """
     bound_http()
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = mlflow_client(tracking_uri)
     with logging_to(tracking_uri, f"looking up the finished runs of trial {trial_id}"):
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
@@ -186,7 +186,7 @@ def run_tracked_trial(
             otherwise it stays RUNNING until the study closes it (``study_runs``).
     """
     bound_http()
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = mlflow_client(tracking_uri)
     with logging_to(tracking_uri, f"creating the run of {config.tracking.run_name or 'the trial'}"):
         run_id = start_trial_run(client, config, parent_run_id=parent_run_id, tags=tags)
 
