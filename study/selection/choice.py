@@ -15,6 +15,7 @@ from study import metrics as M
 from study.analysis.gains import Gain, gain_fields
 from study.analysis.outcomes import Outcomes
 from study.analysis.paired import gain_interval
+from study.errors import FieldError
 from study.objectives import Objective
 from study.selection import choose as P
 from study.selection.configurations import group_configurations, replicates_of
@@ -81,10 +82,10 @@ def choose(
     )
     gains = gains_against_baseline(result, baseline, groups, seed=seed)
     if significant and baseline is None:
-        raise ValueError("--significant: the study has no finished baseline trial to measure gains against")
+        raise FieldError("significant", ": the study has no finished baseline trial to measure gains against")
     if significant and not groups.get(baseline["run_id"]):
-        raise ValueError(
-            f"--significant: the baseline run {baseline['run_id']} has no per-image outcomes (outcomes.npz)"
+        raise FieldError(
+            "significant", f": the baseline run {baseline['run_id']} has no per-image outcomes (outcomes.npz)"
         )
 
     def is_significant(c: P.Candidate) -> bool:

@@ -22,6 +22,7 @@ import numpy as np
 from models.stem import FrequencySettings
 from study import metrics as M
 from study.analysis.gains import metric_gains
+from study.errors import FieldError
 from study.objectives import Objective
 from study.selection.pareto import crowding_distance, non_dominated_ranks
 
@@ -40,9 +41,9 @@ Trial = Mapping[str, Any]
 
 
 def check_max_clean_drop(points: float | None) -> None:
-    """``--max-clean-drop`` must be a number of points >= 0 (or absent)."""
+    """``max_clean_drop`` must be a number of points >= 0 (or absent)."""
     if points is not None and (math.isnan(points) or points < 0):
-        raise ValueError(f"--max-clean-drop: {points} must be a number of points >= 0")
+        raise FieldError("max_clean_drop", f": {points} must be a number of points >= 0")
 
 
 def parse_objectives(text: str | None) -> tuple[Objective, ...]:
@@ -270,9 +271,9 @@ def choose_champion(
         return front[0] if front else None
     check_max_clean_drop(max_clean_drop)
     if baseline is None:
-        raise ValueError(
-            "--max-clean-drop: the study has no finished baseline trial "
-            "(free mode, sigma 0) to measure the drop against"
+        raise FieldError(
+            "max_clean_drop",
+            ": the study has no finished baseline trial (free mode, sigma 0) to measure the drop against",
         )
     floor = metric_of(baseline, CLEAN_METRIC) - max_clean_drop
     ok = [c for c in front if metric_of(c.trial, CLEAN_METRIC) >= floor]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from study import metrics as M
+from study.errors import FieldError
 
 if TYPE_CHECKING:
     from study.selection.choice import Choice
@@ -43,7 +44,7 @@ def client_for(tracking_uri: str | None):
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
-        raise ValueError("tracking URI: none given; pass --tracking-uri or set MLFLOW_TRACKING_URI")
+        raise FieldError("tracking_uri", ": none given; pass one or set MLFLOW_TRACKING_URI")
     # Commands read artifacts (outcomes, maps, models) per run: a progress bar for each
     # small file would bury the one-line messages on stderr.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -200,7 +201,7 @@ def run_in_study(run_id: str, study: str, tracking_uri: str | None = None, clien
     exp = client.get_experiment_by_name(study)
     if exp is None:
         names = list_studies(client)
-        raise ValueError(f"--study {study!r} not found; studies: {', '.join(names) if names else '(none)'}")
+        raise FieldError("study", f" {study!r} not found; studies: {', '.join(names) if names else '(none)'}")
     try:
         run = client.get_run(run_id)
     except MlflowException:

@@ -25,6 +25,7 @@ PURE = [
     "models.resnet",
     "study.config",
     "study.metrics",
+    "study.errors",
     "study.objectives",
     "study.selection.pareto",
     "study.selection.choose",
@@ -187,6 +188,7 @@ def test_the_cycle_check_finds_a_cycle():
 # then data, the statistics, training, choosing, rendering, MLflow, Ray, commands.
 PACKAGE_ORDER = [
     "models",
+    "study.errors",
     "study.files",
     "study.yamlfiles",
     "study.metrics",
