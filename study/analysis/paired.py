@@ -17,7 +17,8 @@ with the other model's outcomes on it: a paired, joint bootstrap. Each statistic
 uses the images it is defined on: all ``N`` for ``clean_acc``, the first ``L``
 (``eval.corruption_limit``) for anything corrupted (``Difference.n_images``).
 
-Statistics of a split (names without the split prefix):
+Statistics of a split (names without the split prefix; each is one entry of the
+statistic table, :mod:`study.analysis.statistics`):
 
 - ``clean_acc``; ``corruption_acc`` (15 benchmark corruptions x severities);
   ``extra_acc`` (the 4 extras); ``category/<cat>`` (benchmark corruptions of the
@@ -266,10 +267,10 @@ def compare_groups(
     b: Sequence[Outcomes],
     split: str = "test",
     *,
+    statistics: Collection[str] | None = None,
     confidence: float = 0.95,
     n_resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-    statistics: Collection[str] | None = None,
+    seed: int = 0,  # no n_permutations: the p-value comes from the same two-level bootstrap
     per_severity: bool = False,
 ) -> list[Difference]:
     """Comparison ``B - A`` of two replicated configurations on the same images.
@@ -363,7 +364,8 @@ def gain_interval(
     n_permutations: int = DEFAULT_PERMUTATIONS,
     seed: int = 0,
 ) -> Gain:
-    """Robustness gain, clean drop and relative mCE of ``candidate`` against ``baseline``.
+    """Every gain of the gain table (:data:`study.analysis.gains.GAINS`: robustness gain, clean
+    drop, relative mCE, ...) of ``candidate`` against ``baseline``.
 
     Two single :class:`Outcomes` go through :func:`compare_runs` (McNemar p for the
     clean drop, sign-flip p for the gain and mCE); if either is a sequence (a

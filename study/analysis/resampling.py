@@ -68,21 +68,21 @@ def sign_flip_p(d: np.ndarray, n_permutations: int, seed: int) -> float:
         # Every sign vector once: the exact null distribution, observed included.
         bits = (np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1
         null = ((1 - 2 * bits) * nz).sum(axis=1)
-        less = np.count_nonzero(null <= observed + gamma) / len(null)
-        greater = np.count_nonzero(null >= observed - gamma) / len(null)
+        less = float(np.count_nonzero(null <= observed + gamma) / len(null))
+        greater = float(np.count_nonzero(null >= observed - gamma) / len(null))
     else:
         rng = np.random.default_rng(seed)
-        less = greater = 0
+        below = above = 0
         batch = max(1, resample_batch(n, n_permutations))
         done = 0
         while done < n_permutations:
             b = min(batch, n_permutations - done)
             signs = rng.integers(0, 2, size=(b, n), dtype=np.int8) * 2 - 1
             null = signs @ nz
-            less += int(np.count_nonzero(null <= observed + gamma))
-            greater += int(np.count_nonzero(null >= observed - gamma))
+            below += int(np.count_nonzero(null <= observed + gamma))
+            above += int(np.count_nonzero(null >= observed - gamma))
             done += b
-        less, greater = (less + 1) / (n_permutations + 1), (greater + 1) / (n_permutations + 1)
+        less, greater = (below + 1) / (n_permutations + 1), (above + 1) / (n_permutations + 1)
     return float(min(1.0, 2 * min(less, greater)))
 
 
@@ -174,7 +174,7 @@ def two_level(groups: Sequence[np.ndarray], kind: str, n_resamples: int, seed: i
                 runs = rng.integers(0, r, (m, r))
                 offsets.append(level.scale * level.offsets[runs].mean(axis=1))
         idx = rng.integers(0, n, (m, n))
-        if kind == "diff":
+        if diff is not None:  # kind == "diff"
             out.append(mean_diff(diff[idx]) + 100.0 * (offsets[1] - offsets[0]))
         elif kind == "ratio":
             ea = np.mean(levels[0].means[idx], axis=-1) + offsets[0]

@@ -34,7 +34,7 @@ def _single_scores(arrays: Arrays, keys: Sequence[str]) -> np.ndarray:
 
 
 def _mean_scores(arrays: Arrays, keys: Sequence[str]) -> np.ndarray:
-    return np.mean([arrays[k] for k in keys], axis=0, dtype=np.float64)
+    return np.asarray(np.mean([arrays[k] for k in keys], axis=0, dtype=np.float64))
 
 
 def _summed_error_scores(arrays: Arrays, keys: Sequence[str]) -> np.ndarray:
@@ -178,7 +178,7 @@ def statistics_of(
     """The statistics a split's keys support, in table order (``relative``: with those that
     need an A, such as relative mCE; ``per_severity``: with the on-request ones)."""
     ix = key_index(keys, split)
-    out = []
+    out: list[Stat] = []
     for entry in STATISTICS:
         if (entry.per_severity and not per_severity) or (entry.kind.relative and not relative):
             continue

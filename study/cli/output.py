@@ -11,6 +11,7 @@ written there, and nothing else. A command that fails prints no document.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -83,3 +84,10 @@ def json_mode() -> Iterator[None]:
         sys.stdout.flush()
     finally:
         _held = None
+
+
+def add_overrides(p: argparse.ArgumentParser, help_text: str) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``: the commands that build trial configs."""
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text
+    )

@@ -13,6 +13,7 @@ import json
 import sys
 
 from study import metrics as M
+from study.cli.output import add_overrides
 from study.metrics import EPOCH_SECONDS, FILTER_MEAN_ALPHA, FILTER_PROPORTION, TRAIN_LOSS, VAL_CLEAN_ACC
 
 # Shown after a run; every metric is in --output-json and in MLflow.
@@ -33,14 +34,7 @@ HEADLINE_PREFIXES = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="trial config YAML; default: the full recipe")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set frequency.mode=fixed (repeatable)",
-    )
+    add_overrides(p, "override a config key, e.g. --set frequency.mode=fixed (repeatable)")
     p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (sets data.dir)")
     p.add_argument("--tracking-uri", help="MLflow tracking server; default: a local store")
     p.add_argument("--output-json", metavar="PATH", help="write the final metrics and run_id here")

@@ -118,4 +118,5 @@ def pickle_format(files: list[str]) -> str | None:
     names = [(path, path.rsplit("/", 1)[-1]) for path in files]
     pickles = [path for path, name in names if name.lower().endswith(PICKLE_SUFFIXES)]
     descriptors = [path for path, name in names if name == MLFLOW_MODEL_FILE]
-    return (pickles + descriptors or [None])[0]
+    found = pickles + descriptors
+    return found[0] if found else None

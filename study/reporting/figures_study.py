@@ -174,6 +174,11 @@ def _yerr(y: np.ndarray, interval: np.ndarray | None) -> np.ndarray | None:
     return np.where(np.isfinite(err), np.maximum(err, 0.0), 0.0)
 
 
+def _error_points(ax, x, y, yerr, colour: str, *, ms: float, alpha: float, capsize: float) -> None:
+    """Points with vertical error bars, faint, under the series they belong to."""
+    ax.errorbar(x, y, yerr=yerr, fmt="o", ms=ms, color=colour, alpha=alpha, elinewidth=0.9, capsize=capsize)
+
+
 def _has_interval(interval: np.ndarray | None) -> np.ndarray | None:
     """Rows of an ``(n, 2)`` interval with both bounds known (None without intervals)."""
     if interval is None:
@@ -222,18 +227,7 @@ def plot_proportion_accuracy(
         has = _has_interval(ci)
         if has is not None and has.any():
             x = p + (i - (len(series) - 1) / 2) * shift
-            err = _yerr(acc, ci)
-            ax.errorbar(
-                x[has],
-                acc[has],
-                yerr=err[:, has],
-                fmt="o",
-                ms=3,
-                color=colour,
-                alpha=0.45,
-                elinewidth=0.9,
-                capsize=1.5,
-            )
+            _error_points(ax, x[has], acc[has], _yerr(acc, ci)[:, has], colour, ms=3, alpha=0.45, capsize=1.5)
             if (~has).any():
                 ax.scatter(p[~has], acc[~has], s=10, color=colour, alpha=0.25)
         else:
@@ -269,17 +263,7 @@ def plot_perturbation_gain(
         colour = f"C{i}"
         bars = sel & has if has is not None else np.zeros_like(sel)
         if bars.any():
-            ax.errorbar(
-                sigma[bars],
-                gain[bars],
-                yerr=err[:, bars],
-                fmt="o",
-                ms=4,
-                color=colour,
-                alpha=0.55,
-                elinewidth=0.9,
-                capsize=2,
-            )
+            _error_points(ax, sigma[bars], gain[bars], err[:, bars], colour, ms=4, alpha=0.55, capsize=2)
         if (sel & ~bars).any():
             ax.scatter(sigma[sel & ~bars], gain[sel & ~bars], s=18, color=colour, alpha=0.5)
         xs = np.unique(sigma[sel])

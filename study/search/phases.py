@@ -157,6 +157,7 @@ def close_study(summary: StudySummary, space: SearchSpace, uri: str) -> None:
     from study.tracking.server import TrackingServerLost, logging_to
     from study.tracking.study_runs import finish_study_run
 
+    assert summary.parent_run_id is not None, "a tracked study has a parent run"
     try:
         with logging_to(uri, f"closing study {summary.study}"):
             summary.gains_logged = annotate_study(summary.study, space.objectives, tracking_uri=uri)

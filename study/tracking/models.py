@@ -91,7 +91,7 @@ def model_files(client: MlflowClient, run_id: str) -> list[str]:
                 experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
             )
         except mlflow.exceptions.MlflowException:  # a server without logged models
-            logged = []
+            logged = []  # type: ignore[assignment]
         for lm in logged:
             list_dir = lambda p, m=lm.model_id: client.list_logged_model_artifacts(m, p)  # noqa: E731
             if found := pickle_format(_artifact_files(list_dir)):

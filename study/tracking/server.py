@@ -174,7 +174,7 @@ def http_bounds_env() -> dict[str, str]:
     return {k: os.environ.get(k, v) for k, v in HTTP_BOUNDS.items()}
 
 
-def mlflow_client(tracking_uri: str):
+def mlflow_client(tracking_uri: str | None):
     """The one way freqstudy builds an ``MlflowClient``: HTTP calls bounded (:func:`bound_http`),
     tracking and registry on the same URI."""
     from mlflow import MlflowClient
