@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 BENCHMARK_CORRUPTIONS: tuple[str, ...] = (
     "gaussian_noise",
@@ -151,16 +152,6 @@ def relative_mce(model: Mapping[str, float], baseline: Mapping[str, float], spli
     return 100.0 * num / den if den > 0 else math.nan
 
 
-def gains(model: Mapping[str, float], baseline: Mapping[str, float], split: str = "test") -> dict[str, float]:
-    """Robustness gain and clean drop (points) and relative mCE (percent)."""
-    return {
-        ROBUSTNESS_GAIN: model.get(f"{split}/corruption_acc", math.nan)
-        - baseline.get(f"{split}/corruption_acc", math.nan),
-        CLEAN_DROP: baseline.get(f"{split}/clean_acc", math.nan) - model.get(f"{split}/clean_acc", math.nan),
-        RELATIVE_MCE: relative_mce(model, baseline, split),
-    }
-
-
 # Run tags every layer agrees on (MLflow is the source of truth for a study).
 TAG_STUDY = "freqstudy.study"  # study name (= experiment name)
 TAG_ROLE = "freqstudy.role"  # "study" for the parent run, "trial" for each trial run
@@ -193,6 +184,11 @@ def learned_form_of(record: Mapping) -> str | None:
     if (params.get("frequency.mode") or tags.get(TAG_MODE)) != "learned":
         return None
     return str(tags.get(TAG_LEARNED_FORM) or LEGACY_LEARNED_FORM)
+
+
+def finite_or_none(v: Any) -> Any:
+    """JSON- and CSV-safe: a float that is NaN or infinite becomes None; anything else is kept."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def is_finite_number(v: object) -> bool:

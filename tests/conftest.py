@@ -28,6 +28,17 @@ def pytest_unconfigure(config):
     shutil.rmtree(_TEST_HOME, ignore_errors=True)
 
 
+_INTEGRATION = Path(__file__).resolve().parent / "integration"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/integration/ is marked ``integration``, so the fast loop
+    (``-m "not slow and not integration"``) leaves it out without a mark in each file."""
+    for item in items:
+        if _INTEGRATION in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FREQSTUDY_SHARED", REPO.parent / "shared"))
 SUBSET = SHARED / "data" / "cifar10-subset"

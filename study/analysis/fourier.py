@@ -407,17 +407,8 @@ def clean_error(
     zero = torch.zeros((1, size, size), dtype=torch.float32, device=device)
     amplitudes = torch.zeros((1, n), dtype=torch.float32, device=device)
     with _eval_mode(model):
-        counts = _error_counts(
-            model,
-            x01,
-            y,
-            zero,
-            amplitudes,
-            mean=mean,
-            std=std,
-            batch_size=int(batch_size),
-            amp_dtype=amp_dtype,
-            channels_last=channels_last,
-            progress=None,
+        how = dict(
+            mean=mean, std=std, batch_size=int(batch_size), amp_dtype=amp_dtype, channels_last=channels_last
         )
+        counts = _error_counts(model, x01, y, zero, amplitudes, progress=None, **how)
     return float(counts.item()) * 100.0 / n

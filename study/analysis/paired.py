@@ -17,7 +17,8 @@ with the other model's outcomes on it: a paired, joint bootstrap. Each statistic
 uses the images it is defined on: all ``N`` for ``clean_acc``, the first ``L``
 (``eval.corruption_limit``) for anything corrupted (``Difference.n_images``).
 
-Statistics of a split (names without the split prefix):
+Statistics of a split (names without the split prefix; each is one entry of the
+statistic table, :mod:`study.analysis.statistics`):
 
 - ``clean_acc``; ``corruption_acc`` (15 benchmark corruptions x severities);
   ``extra_acc`` (the 4 extras); ``category/<cat>`` (benchmark corruptions of the
@@ -84,37 +85,45 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
-from study.analysis.outcomes import Outcomes, check_comparable, clean_key, parse_key
-from study.metrics import (
-    BENCHMARK_CORRUPTIONS,
-    CATEGORIES,
-    CLEAN_DROP,
-    EXTRA_CORRUPTIONS,
-    RELATIVE_MCE,
-    ROBUSTNESS_GAIN,
+from study.analysis import statistics as S
+from study.analysis.gains import Gain, gain_of, gain_source_statistics
+from study.analysis.outcomes import Outcomes, check_comparable
+from study.analysis.resampling import (
+    DEFAULT_PERMUTATIONS,
+    DEFAULT_RESAMPLES,
+    MCNEMAR,
+    SIGN_FLIP,
+    TWO_LEVEL,
+    bootstrap_p,
+    mean_diff,
+    percentile_interval,
+    ratio_diff,
+    resample_batch,
+    sign_flip_p,
+    two_level,
 )
 
-DEFAULT_RESAMPLES = 1999
-DEFAULT_PERMUTATIONS = 999
-
-# Elements per batch of resampled (batch, n) arrays: scipy's default batch would
-# materialise all resamples at once (2,000 x 10,000 float64 = 160 MB per array).
-_BATCH_ELEMENTS = 2**21
-
-MCNEMAR = "mcnemar-exact"
-SIGN_FLIP = "sign-flip-permutation"
-TWO_LEVEL = "two-level-bootstrap"
-
-
-def resample_batch(n: int, n_resamples: int) -> int:
-    """Resamples per batch for ``n`` images (the batching changes the random
-    stream, so this is the one place that decides it)."""
-    return max(1, min(n_resamples, _BATCH_ELEMENTS // max(n, 1)))
+__all__ = [
+    "DEFAULT_PERMUTATIONS",
+    "DEFAULT_RESAMPLES",
+    "MCNEMAR",
+    "SIGN_FLIP",
+    "TWO_LEVEL",
+    "Difference",
+    "Gain",
+    "Summary",
+    "compare_groups",
+    "compare_runs",
+    "gain_interval",
+    "group_summary",
+    "resample_batch",
+    "sign_flip_p",
+]
 
 
 @dataclass(frozen=True)
@@ -166,155 +175,6 @@ class Summary:
     n_images: int
 
 
-@dataclass(frozen=True)
-class Gain:
-    """Robustness gain, clean drop and relative mCE of a candidate against a baseline.
-
-    Attributes:
-        robustness_gain: ``corruption_acc`` of candidate - baseline (points);
-            ``a`` baseline, ``b`` candidate.
-        clean_drop: ``clean_acc`` of baseline - candidate (points; positive means
-            the candidate is worse); ``a`` baseline, ``b`` candidate,
-            ``diff = a - b`` and its interval flipped accordingly.
-        relative_mce: as in :class:`Difference` (``a`` = 100, ``b`` the ratio).
-    """
-
-    robustness_gain: Difference
-    clean_drop: Difference
-    relative_mce: Difference
-
-
-@dataclass(frozen=True)
-class _Stat:
-    """How a statistic reduces to per-image scores.
-
-    ``kind``: ``"single"`` (one key, score = correctness), ``"mean"`` (score = mean
-    correctness over ``keys``) or ``"mce"`` (score = summed error over benchmark
-    corruptions, each averaged over its severities; ``keys`` grouped by corruption).
-    """
-
-    name: str
-    kind: str
-    keys: tuple[str, ...]
-
-
-def _statistics(keys: Sequence[str], split: str, *, per_severity: bool, mce: bool) -> list[_Stat]:
-    """The statistics a split's keys support, in report order."""
-    by_name: dict[str, list[str]] = {}
-    for key in keys:
-        _, name, _ = parse_key(key)
-        if name is not None:
-            by_name.setdefault(name, []).append(key)
-    bench = [k for n in BENCHMARK_CORRUPTIONS for k in by_name.get(n, [])]
-    extra = [k for n in EXTRA_CORRUPTIONS for k in by_name.get(n, [])]
-    out = [_Stat("clean_acc", "single", (clean_key(split),))]
-    if bench:
-        out.append(_Stat("corruption_acc", "mean", tuple(bench)))
-    if extra:
-        out.append(_Stat("extra_acc", "mean", tuple(extra)))
-    if bench and mce:
-        out.append(_Stat("relative_mce", "mce", tuple(bench)))
-    for cat, members in CATEGORIES.items():
-        ks = tuple(k for n in members for k in by_name.get(n, []))
-        if ks:
-            out.append(_Stat(f"category/{cat}", "mean", ks))
-    for name, ks in by_name.items():
-        out.append(_Stat(f"corruption/{name}", "mean", tuple(ks)))
-    if per_severity:
-        for name, ks in by_name.items():
-            out.extend(_Stat(f"corruption/{name}/{parse_key(k)[2]}", "single", (k,)) for k in ks)
-    return out
-
-
-def _select(available: list[_Stat], statistics: Collection[str] | None) -> list[_Stat]:
-    if statistics is None:
-        return available
-    names = {s.name: s for s in available}
-    missing = [s for s in statistics if s not in names]
-    if missing:
-        raise ValueError(
-            f"paired: statistics not available on these outcomes: {', '.join(missing)} "
-            f"(have {', '.join(names)})"
-        )
-    wanted = set(statistics)
-    return [s for s in available if s.name in wanted]
-
-
-def _scores(outcomes: Outcomes, stat: _Stat) -> np.ndarray:
-    """``(n,)`` float64 per-image score of one run (correctness in [0, 1], or the
-    summed error in [0, #corruptions] for ``mce``)."""
-    if stat.kind == "single":
-        return outcomes.arrays[stat.keys[0]].astype(np.float64)
-    if stat.kind == "mean":
-        return np.mean([outcomes.arrays[k] for k in stat.keys], axis=0, dtype=np.float64)
-    per_corruption: dict[str, list[np.ndarray]] = {}
-    for k in stat.keys:
-        per_corruption.setdefault(parse_key(k)[1], []).append(outcomes.arrays[k])
-    return np.sum([1.0 - np.mean(v, axis=0, dtype=np.float64) for v in per_corruption.values()], axis=0)
-
-
-def _mean_diff(d, axis=-1):
-    return np.mean(d, axis=axis) * 100.0
-
-
-def _mce_diff(ea, eb, axis=-1):
-    # 100 * sum E(B) / sum E(A) - 100: ratio of summed errors, minus A's own 100.
-    return np.mean(eb, axis=axis) / np.mean(ea, axis=axis) * 100.0 - 100.0
-
-
-def _sum(d, axis=-1):
-    return np.sum(d, axis=axis)
-
-
-def sign_flip_p(d: np.ndarray, n_permutations: int, seed: int) -> float:
-    """Two-sided p of the paired sign-flip permutation test on per-image differences ``d``.
-
-    The same test and p-value convention as ``scipy.stats.permutation_test((d,), sum,
-    permutation_type="samples")`` (exact when ``2**n <= n_permutations``, else
-    ``(#{|null| >= |observed|} + 1) / (B + 1)`` per side, doubled, capped at 1), written as
-    whole-array numpy: scipy's version walks the images in Python, ~50x slower at 10,000
-    images, and the study computes these for every trial against its baseline. A test
-    checks the two agree exactly where both enumerate.
-    """
-    nz = np.asarray(d, dtype=np.float64)
-    nz = nz[nz != 0]  # flipping a zero changes nothing: same p, fewer images
-    n = len(nz)
-    if n < 2:
-        return 1.0
-    observed = nz.sum()
-    # scipy's relative tolerance for null values theoretically equal to the observed one.
-    gamma = abs(np.finfo(np.float64).eps * 100 * observed)
-    if 2**n <= n_permutations:
-        # Every sign vector once: the exact null distribution, observed included.
-        bits = (np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1
-        null = ((1 - 2 * bits) * nz).sum(axis=1)
-        less = np.count_nonzero(null <= observed + gamma) / len(null)
-        greater = np.count_nonzero(null >= observed - gamma) / len(null)
-    else:
-        rng = np.random.default_rng(seed)
-        less = greater = 0
-        batch = max(1, resample_batch(n, n_permutations))
-        done = 0
-        while done < n_permutations:
-            b = min(batch, n_permutations - done)
-            signs = rng.integers(0, 2, size=(b, n), dtype=np.int8) * 2 - 1
-            null = signs @ nz
-            less += int(np.count_nonzero(null <= observed + gamma))
-            greater += int(np.count_nonzero(null >= observed - gamma))
-            done += b
-        less, greater = (less + 1) / (n_permutations + 1), (greater + 1) / (n_permutations + 1)
-    return float(min(1.0, 2 * min(less, greater)))
-
-
-def _mcnemar_p(xa: np.ndarray, xb: np.ndarray) -> float:
-    """Exact McNemar: discordant pairs ``B right, A wrong`` out of all discordant, against 1/2."""
-    b_only = int(np.count_nonzero(xb & ~xa))
-    a_only = int(np.count_nonzero(xa & ~xb))
-    if b_only + a_only == 0:
-        return 1.0
-    return float(stats.binomtest(b_only, b_only + a_only, 0.5, alternative="two-sided").pvalue)
-
-
 def _check_confidence(confidence: float, n_resamples: int) -> None:
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"paired: confidence must be in (0, 1), got {confidence}")
@@ -357,71 +217,29 @@ def compare_runs(
     _check_confidence(confidence, n_resamples)
     keys = check_comparable(a, b, split)
     out = []
-    for stat in _select(_statistics(keys, split, per_severity=per_severity, mce=True), statistics):
-        sa, sb = _scores(a, stat), _scores(b, stat)
+    for stat in S.select(S.statistics_of(keys, split, per_severity=per_severity), statistics):
+        kind = stat.kind
+        sa, sb = stat.scores(a), stat.scores(b)
         n = len(sa)
-        if stat.kind == "mce":
-            pa, pb = 100.0, (100.0 * float(sb.mean() / sa.mean()) if n and sa.sum() > 0 else math.nan)
-        else:
-            pa, pb = (100.0 * float(sa.mean()), 100.0 * float(sb.mean())) if n else (math.nan, math.nan)
+        pa, pb = kind.points(sa, sb)
         if n < 2 or not math.isfinite(pb):
-            out.append(
-                Difference(
-                    stat.name,
-                    pa,
-                    pb,
-                    pb - pa,
-                    math.nan,
-                    math.nan,
-                    math.nan,
-                    MCNEMAR if stat.kind == "single" else SIGN_FLIP,
-                    n,
-                )
-            )
+            out.append(Difference(stat.name, pa, pb, pb - pa, math.nan, math.nan, math.nan, kind.test, n))
             continue
-        batch = resample_batch(n, n_resamples)
-        if stat.kind == "mce":
-            res = stats.bootstrap(
-                (sa, sb),
-                _mce_diff,
-                paired=True,
-                vectorized=True,
-                n_resamples=n_resamples,
-                batch=batch,
-                method="percentile",
-                confidence_level=confidence,
-                rng=np.random.default_rng(seed),
-            )
-            p = sign_flip_p(sb - sa, n_permutations, seed)
-        else:
-            res = stats.bootstrap(
-                (sb - sa,),
-                _mean_diff,
-                vectorized=True,
-                n_resamples=n_resamples,
-                batch=batch,
-                method="percentile",
-                confidence_level=confidence,
-                rng=np.random.default_rng(seed),
-            )
-            if stat.kind == "single":
-                k = stat.keys[0]
-                p = _mcnemar_p(a.arrays[k], b.arrays[k])
-            else:
-                p = sign_flip_p(sb - sa, n_permutations, seed)
-        out.append(
-            Difference(
-                stat.name,
-                pa,
-                pb,
-                pb - pa,
-                float(res.confidence_interval.low),
-                float(res.confidence_interval.high),
-                p,
-                MCNEMAR if stat.kind == "single" else SIGN_FLIP,
-                n,
-            )
+        common = dict(
+            vectorized=True,
+            n_resamples=n_resamples,
+            batch=resample_batch(n, n_resamples),
+            method="percentile",
+            confidence_level=confidence,
+            rng=np.random.default_rng(seed),
         )
+        if kind.contrast == "ratio":  # both arrays resampled with the same images
+            res = stats.bootstrap((sa, sb), ratio_diff, paired=True, **common)
+        else:
+            res = stats.bootstrap((sb - sa,), mean_diff, **common)
+        p = kind.p_value(a.arrays, b.arrays, stat.keys, sb - sa, n_permutations, seed)
+        ci = res.confidence_interval
+        out.append(Difference(stat.name, pa, pb, pb - pa, float(ci.low), float(ci.high), p, kind.test, n))
     return out
 
 
@@ -444,120 +262,15 @@ def _group_keys(groups: dict[str, Sequence[Outcomes]], split: str) -> tuple[str,
     return keys
 
 
-@dataclass(frozen=True)
-class _RunLevel:
-    """A group's run level for one statistic.
-
-    ``means``: ``(n,)`` per-image mean score over the group's R runs.
-    ``offsets``: ``(R,)`` each run's mean score minus the group's (centred run effects).
-    ``scale``: factor on the mean of resampled offsets so that its bootstrap
-    variance is the estimated between-run variance of a run's expected score
-    divided by R (0 when R = 1 or none is detected); see :func:`_run_level`.
-    """
-
-    means: np.ndarray
-    offsets: np.ndarray
-    scale: float
-
-
-def _run_level(scores: np.ndarray) -> _RunLevel:
-    """Variance components of an ``(R, n)`` group of per-image scores.
-
-    Model: ``score[r, i] = mu_i + a_r + e[r, i]`` (image, run and residual). A
-    run's mean over the n images varies between runs by ``tau^2 + s_e^2 / n``
-    (``V_b``); the across-run variance of one image's score is ``tau^2 + s_e^2``
-    (``W``, averaged over images). So ``tau^2 = (V_b - W / n) / (1 - 1/n)``
-    (method of moments, floored at 0). The image level already carries
-    ``s_e^2 / (n R)`` (it resamples the per-image means over all R runs), so the
-    run level must add only ``tau^2 / R``; resampling the raw offsets would add
-    ``(R - 1) / R^2 * V_b``, counting the residual noise again (with R = 3 the
-    plain two-level bootstrap's variance is 2.3x too large when tau = 0: 99.5-100%
-    coverage for a nominal 95%).
-    """
-    r, n = scores.shape
-    means = scores.mean(axis=0)
-    if r < 2:
-        return _RunLevel(means, np.zeros(1), 0.0)
-    offsets = scores.mean(axis=1) - scores.mean()
-    between = float(np.sum(offsets**2) / (r - 1))
-    within = float(np.mean(np.sum((scores - means) ** 2, axis=0) / (r - 1)))
-    tau2 = max(0.0, (between - within / n) / (1.0 - 1.0 / n)) if n > 1 else 0.0
-    # Bootstrap variance of the mean of R offsets drawn with replacement: (R-1)/R * V_b / R.
-    scale = math.sqrt(tau2 * r / ((r - 1) * between)) if between > 0 else 0.0
-    return _RunLevel(means, offsets, scale)
-
-
-def _two_level(groups: Sequence[np.ndarray], kind: str, n_resamples: int, seed: int) -> np.ndarray:
-    """``(n_resamples,)`` two-level bootstrap distribution of one statistic.
-
-    Args:
-        groups: per group an ``(R, n)`` array of per-image scores of its R runs,
-            the same n source images in every group (one group for ``"level"``,
-            two, A then B, otherwise).
-        kind: ``"level"`` (100 x the group's mean score), ``"diff"`` (100 x (B - A))
-            or ``"ratio"`` (100 x B / A - 100, relative mCE).
-
-    Each resample draws, per group with R > 1, R runs with replacement
-    (``rng.integers(0, R, (m, R))``), then n images with replacement shared by the
-    groups (``rng.integers(0, n, (m, n))``), batched as :func:`resample_batch`
-    says. A group's resampled mean is the mean over the drawn images of its
-    per-image means over all its runs, plus the scaled mean of the drawn runs'
-    offsets (:func:`_run_level`). A group with R = 1 draws nothing at the run
-    level, so with R = 1 everywhere the stream, the resampled images and the
-    arithmetic are those of ``scipy.stats.bootstrap`` in :func:`compare_runs`.
-    """
-    rng = np.random.default_rng(seed)
-    levels = [_run_level(g) for g in groups]
-    n = len(levels[0].means)
-    batch = resample_batch(n, n_resamples)
-    diff = levels[1].means - levels[0].means if kind == "diff" else None
-    out = []
-    for start in range(0, n_resamples, batch):
-        m = min(batch, n_resamples - start)
-        offsets = []
-        for level in levels:
-            r = len(level.offsets)
-            if r == 1:
-                offsets.append(0.0)
-            else:
-                runs = rng.integers(0, r, (m, r))
-                offsets.append(level.scale * level.offsets[runs].mean(axis=1))
-        idx = rng.integers(0, n, (m, n))
-        if kind == "diff":
-            out.append(_mean_diff(diff[idx]) + 100.0 * (offsets[1] - offsets[0]))
-        elif kind == "ratio":
-            ea = np.mean(levels[0].means[idx], axis=-1) + offsets[0]
-            eb = np.mean(levels[1].means[idx], axis=-1) + offsets[1]
-            out.append(eb / ea * 100.0 - 100.0)
-        else:
-            out.append((np.mean(levels[0].means[idx], axis=-1) + offsets[0]) * 100.0)
-    return np.concatenate(out)
-
-
-def _percentile_interval(dist: np.ndarray, confidence: float) -> tuple[float, float]:
-    # As scipy.stats.bootstrap(method="percentile") computes it, so R = 1 groups match compare_runs.
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = stats.quantile(dist, np.asarray([alpha, 1.0 - alpha]))
-    return float(lo), float(hi)
-
-
-def _bootstrap_p(dist: np.ndarray) -> float:
-    """Two-sided percentile-bootstrap p of H0: statistic = 0 (``dist`` centred on the estimate)."""
-    if np.isnan(dist).any():
-        return math.nan
-    k = min(int(np.count_nonzero(dist <= 0)), int(np.count_nonzero(dist >= 0)))
-    return min(1.0, 2.0 * (k + 1) / (len(dist) + 1))
-
-
 def compare_groups(
     a: Sequence[Outcomes],
     b: Sequence[Outcomes],
     split: str = "test",
     *,
+    statistics: Collection[str] | None = None,
     confidence: float = 0.95,
     n_resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-    statistics: Collection[str] | None = None,
+    seed: int = 0,  # no n_permutations: the p-value comes from the same two-level bootstrap
     per_severity: bool = False,
 ) -> list[Difference]:
     """Comparison ``B - A`` of two replicated configurations on the same images.
@@ -583,24 +296,21 @@ def compare_groups(
     """
     _check_confidence(confidence, n_resamples)
     keys = _group_keys({"A": a, "B": b}, split)
+    reps = (len(a), len(b))
     out = []
-    for stat in _select(_statistics(keys, split, per_severity=per_severity, mce=True), statistics):
-        sa = np.stack([_scores(o, stat) for o in a])
-        sb = np.stack([_scores(o, stat) for o in b])
+    for stat in S.select(S.statistics_of(keys, split, per_severity=per_severity), statistics):
+        sa = np.stack([stat.scores(o) for o in a])
+        sb = np.stack([stat.scores(o) for o in b])
         n = sa.shape[1]
-        if stat.kind == "mce":
-            pa, pb = 100.0, (100.0 * float(sb.mean() / sa.mean()) if n and sa.sum() > 0 else math.nan)
-        else:
-            pa, pb = (100.0 * float(sa.mean()), 100.0 * float(sb.mean())) if n else (math.nan, math.nan)
-        reps = (len(a), len(b))
+        pa, pb = stat.kind.points(sa, sb)
         if n < 2 or not math.isfinite(pb):
             out.append(
                 Difference(stat.name, pa, pb, pb - pa, math.nan, math.nan, math.nan, TWO_LEVEL, n, reps)
             )
             continue
-        dist = _two_level([sa, sb], "ratio" if stat.kind == "mce" else "diff", n_resamples, seed)
-        lo, hi = _percentile_interval(dist, confidence)
-        out.append(Difference(stat.name, pa, pb, pb - pa, lo, hi, _bootstrap_p(dist), TWO_LEVEL, n, reps))
+        dist = two_level([sa, sb], stat.kind.contrast, n_resamples, seed)
+        lo, hi = percentile_interval(dist, confidence)
+        out.append(Difference(stat.name, pa, pb, pb - pa, lo, hi, bootstrap_p(dist), TWO_LEVEL, n, reps))
     return out
 
 
@@ -631,14 +341,15 @@ def group_summary(
     group = _as_group(group)
     keys = _group_keys({"A": group}, split)
     out = {}
-    for stat in _select(_statistics(keys, split, per_severity=per_severity, mce=False), statistics):
-        scores = np.stack([_scores(o, stat) for o in group])
+    available = S.statistics_of(keys, split, per_severity=per_severity, relative=False)
+    for stat in S.select(available, statistics):
+        scores = np.stack([stat.scores(o) for o in group])
         n = scores.shape[1]
         mean = 100.0 * float(scores.mean()) if n else math.nan
         if n < 2:
             out[stat.name] = Summary(stat.name, mean, math.nan, math.nan, len(group), n)
             continue
-        lo, hi = _percentile_interval(_two_level([scores], "level", n_resamples, seed), confidence)
+        lo, hi = percentile_interval(two_level([scores], "level", n_resamples, seed), confidence)
         out[stat.name] = Summary(stat.name, mean, lo, hi, len(group), n)
     return out
 
@@ -653,7 +364,8 @@ def gain_interval(
     n_permutations: int = DEFAULT_PERMUTATIONS,
     seed: int = 0,
 ) -> Gain:
-    """Robustness gain, clean drop and relative mCE of ``candidate`` against ``baseline``.
+    """Every gain of the gain table (:data:`study.analysis.gains.GAINS`: robustness gain, clean
+    drop, relative mCE, ...) of ``candidate`` against ``baseline``.
 
     Two single :class:`Outcomes` go through :func:`compare_runs` (McNemar p for the
     clean drop, sign-flip p for the gain and mCE); if either is a sequence (a
@@ -664,7 +376,7 @@ def gain_interval(
         ValueError: when the runs are not comparable on ``split`` or it has no
             benchmark corruption.
     """
-    wanted = ("clean_acc", "corruption_acc", "relative_mce")
+    wanted = gain_source_statistics()
     if isinstance(baseline, Outcomes) and isinstance(candidate, Outcomes):
         diffs = compare_runs(
             baseline,
@@ -686,16 +398,7 @@ def gain_interval(
             seed=seed,
             statistics=wanted,
         )
-    by = {d.name: d for d in diffs}
-    clean = by["clean_acc"]
-    return Gain(
-        robustness_gain=replace(by["corruption_acc"], name=ROBUSTNESS_GAIN),
-        # Baseline - candidate: the difference and its interval change sign.
-        clean_drop=replace(
-            clean, name=CLEAN_DROP, diff=clean.a - clean.b, ci_low=-clean.ci_high, ci_high=-clean.ci_low
-        ),
-        relative_mce=replace(by["relative_mce"], name=RELATIVE_MCE),
-    )
+    return gain_of({d.name: d for d in diffs})
 
 
 def _as_group(x: Outcomes | Sequence[Outcomes]) -> list[Outcomes]:

@@ -52,6 +52,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _eval_model(width: int, device: str):
+    """``(config, model, channels_last)``: a fresh evaluation model on ``device``, in the memory
+    format a trial would use there."""
+    config = _config(width, 128, device)
+    model = build_model(config).to(device).eval()
+    channels_last = uses_channels_last(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return config, model, channels_last
+
+
 def _random_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, size=n).astype(
@@ -221,11 +232,7 @@ def bench_eval(
     reading, the transfer and the per-severity counts included (``from_disk_img_s``).
     """
     images, labels = _random_images(n_images, seed=1)
-    config = _config(width, 128, device)
-    model = build_model(config).to(device).eval()
-    channels_last = uses_channels_last(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    config, model, channels_last = _eval_model(width, device)
     settings = EvalSettings(
         device=device,
         batch_size=batch_size,
@@ -268,11 +275,7 @@ def bench_fourier(
     from study.analysis.fourier import conjugate_pairs, fourier_heatmap
 
     images, labels = _random_images(n_images, seed=2)
-    config = _config(width, 128, device)
-    model = build_model(config).to(device).eval()
-    channels_last = uses_channels_last(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    config, model, channels_last = _eval_model(width, device)
     amp = amp_dtype_for(config, device)
     frequencies = len(conjugate_pairs(32))
     # Warm-up at the map's batch shapes (cudnn autotune, allocator): whole groups of frequencies

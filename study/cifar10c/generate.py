@@ -20,6 +20,8 @@ plain script's top level with no ``if __name__ == "__main__":`` guard (a
 trial started from a notebook-style script), workers would start the pool
 again and die; the units then run in this process instead, with one note on
 stderr saying what to add for parallel workers.
+It is over 500 lines as one concern: making a corrupted copy, from the work
+units to the locks, workers and the files they leave, which fail together.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ runs alone.
 from __future__ import annotations
 
 import argparse
-import math
 
 from study import metrics as M
 from study.cli.output import print_json
@@ -36,10 +35,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="compare the two runs alone, not the configurations they replicate",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document")
-
-
-def _finite(v: float) -> float | None:
-    return v if isinstance(v, float) and math.isfinite(v) else None
 
 
 def _replicates_of(run_id: str, members) -> list[str]:
@@ -146,12 +141,12 @@ def run(args: argparse.Namespace) -> int:
     rows = [
         {
             "statistic": d.name,
-            "a": _finite(d.a),
-            "b": _finite(d.b),
-            "diff": _finite(d.diff),
-            "ci_low": _finite(d.ci_low),
-            "ci_high": _finite(d.ci_high),
-            "p_value": _finite(d.p_value),
+            "a": M.finite_or_none(d.a),
+            "b": M.finite_or_none(d.b),
+            "diff": M.finite_or_none(d.diff),
+            "ci_low": M.finite_or_none(d.ci_low),
+            "ci_high": M.finite_or_none(d.ci_high),
+            "p_value": M.finite_or_none(d.p_value),
             "test": d.test,
             "n_images": d.n_images,
         }

@@ -11,13 +11,15 @@ written there, and nothing else. A command that fails prints no document.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
-import math
 import os
 import sys
 from collections.abc import Iterator
 from typing import Any
+
+from study.metrics import finite_or_none
 
 _held: list[str] | None = None  # the document of the --json command now running, once printed
 
@@ -26,8 +28,8 @@ def _strict(value: Any) -> Any:
     """``value`` with NaN and infinities as None: strict JSON has no literal for them."""
     if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
         value = value.item()  # a numpy scalar
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    if isinstance(value, float):
+        return finite_or_none(value)
     if isinstance(value, dict):
         return {k: _strict(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -82,3 +84,10 @@ def json_mode() -> Iterator[None]:
         sys.stdout.flush()
     finally:
         _held = None
+
+
+def add_overrides(p: argparse.ArgumentParser, help_text: str) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``: the commands that build trial configs."""
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text
+    )

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from study import metrics as M
+from study.analysis.gains import GAINS, SPLIT_PREFIX
 from study.cli.output import print_json
+from study.reporting.formatting import fmt, fmt_p, with_ci
 from study.selection import choose as P
-from study.selection.choice import Choice, choose, pareto_rows, trial_label
+from study.selection.choice import Choice, choose, pareto_rows, shown_settings, trial_label
 
 PARETO_ARTIFACTS = "pareto"  # artifact folder on the parent run
 
@@ -35,21 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _fmt(v: Any, digits: int = 2) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
-def _with_ci(value: Any, ci: Any, digits: int = 2, signed: bool = True) -> str:
-    """``+1.23 [-0.40, +2.85]``: a point and its interval; the point alone without one."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if not ci or ci[0] is None or ci[1] is None:
-        return _fmt(value, digits)
-    f = f"+.{digits}f" if signed else f".{digits}f"
-    return f"{value:{f}} [{ci[0]:{f}}, {ci[1]:{f}}]"
+    return fmt(v, digits, dash="-")
 
 
 def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
@@ -59,30 +46,29 @@ def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
         ("#", lambda r: r["position"]),
         ("trial", lambda r: r["trial"]),
         ("mode", lambda r: r["mode"]),
-        # p is a target only in fixed mode, or in learned mode with a pull (λ > 0).
-        (
-            "p",
-            lambda r: (
-                _fmt(r["proportion"]) if r["mode"] == "fixed" or (r["proportion_weight"] or 0) > 0 else "-"
-            ),
-        ),
-        ("cutoff", lambda r: _fmt(r["cutoff"]) if r["mode"] != "free" else "-"),
+        # Settings that mean nothing in a row's mode are shown as '-' (study.selection.choice.shown_settings).
+        ("p", lambda r: _fmt(shown_settings(r)["proportion"])),
+        ("cutoff", lambda r: _fmt(shown_settings(r)["cutoff"])),
         ("σ", lambda r: _fmt(r["perturbation"])),
-        ("λ", lambda r: _fmt(r["proportion_weight"]) if r["mode"] == "learned" else "-"),
+        ("λ", lambda r: _fmt(shown_settings(r)["proportion_weight"])),
         ("p̂", lambda r: _fmt(r[M.FILTER_PROPORTION])),
     ]
     cols += [(f"{o.metric}:{o.short}", lambda r, k=o.metric: _fmt(r[k])) for o in choice.result.objectives]
     for key, name in ((M.TEST_CLEAN_ACC, "test clean"), (M.TEST_CORRUPTION_ACC, "test C10-C")):
         if key not in objs:
             cols.append((name, lambda r, k=key: _fmt(r[k])))
+    for g in GAINS:  # the gain table: every gain with its interval, and its p where it has one
+        cols.append(
+            (
+                f"{g.short} [95% CI]",
+                lambda r, g=g: with_ci(
+                    r[g.name], r.get(f"{g.name}_ci"), g.digits, g.signed, dash="-", minus="-"
+                ),
+            )
+        )
+        if g.has_p:
+            cols.append(("p", lambda r, g=g: fmt_p(r.get(f"{g.name}_p"), dash="-")))
     cols += [
-        ("gain [95% CI]", lambda r: _with_ci(r[M.ROBUSTNESS_GAIN], r.get("robustness_gain_ci"))),
-        ("p", lambda r: _fmt(r.get("robustness_gain_p"), 3)),
-        ("clean drop [95% CI]", lambda r: _with_ci(r[M.CLEAN_DROP], r.get("clean_drop_ci"))),
-        (
-            "rel mCE [95% CI]",
-            lambda r: _with_ci(r[M.RELATIVE_MCE], r.get("relative_mce_ci"), 1, signed=False),
-        ),
         ("aliases", lambda r: ",".join(r["aliases"]) or "-"),
     ]
     cells = [[h for h, _ in cols]] + [[str(f(r)) for _, f in cols] for r in rows]
@@ -136,13 +122,7 @@ def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
 def registrations(choice: Choice, rows: list[dict[str, Any]]):
     from study.tracking.registry import Registration
 
-    keep = (
-        M.ROBUSTNESS_GAIN,
-        M.CLEAN_DROP,
-        M.RELATIVE_MCE,
-        "val_" + M.ROBUSTNESS_GAIN,
-        "val_" + M.CLEAN_DROP,
-    )
+    keep = [prefix + g.name for prefix in SPLIT_PREFIX.values() for g in GAINS]
     out = []
     for r in rows:
         tags = {k: r[k] for k in keep if r.get(k) is not None}

@@ -18,7 +18,7 @@ def write_results_markdown(choice, outcomes, path: Path) -> Path:
     """``results.md``: every configuration's accuracy and its difference from the baseline,
     with intervals and p-values, on the test set (reported) and the validation copy (chosen on)."""
     from study.files import write_text_atomic
-    from study.reporting.results import category_table, configuration_rows, markdown_table
+    from study.reporting.results import category_table, markdown_table, results_rows
 
     groups = {
         rid: [outcomes[t["run_id"]] for t in runs if t["run_id"] in outcomes]
@@ -30,12 +30,15 @@ def write_results_markdown(choice, outcomes, path: Path) -> Path:
         return write_text_atomic(path, text)
     complete = {c.run_id for c in choice.result.candidates}
     records = [r for r in choice.configurations if r["run_id"] in complete]
-    rows = configuration_rows(records, groups, base["run_id"])
+    rows = results_rows(records, groups, base["run_id"], gains=choice.gains)  # the gains pareto computed
     parts = [f"# {choice.study}: configurations against the baseline", ""]
     parts += [
         "Means over seeds with 95% intervals from a two-level bootstrap (seeds, then source images, an "
-        "image and all its corrupted versions together); p-values from the same bootstrap. Differences are "
-        "configuration minus baseline, in points; clean drop is baseline minus configuration.",
+        "image and all its corrupted versions together). Gains are configuration minus baseline, in points "
+        "(clean drop: baseline minus configuration; relative mCE: percent of the baseline's summed error), "
+        "with the intervals and p-values of the report's gains: the two-level bootstrap's for configurations "
+        "with replicates, a paired bootstrap over images with exact McNemar (clean) or sign-flip (others) "
+        "p-values for single runs; per-category differences and their p-values from the two-level bootstrap.",
         "",
     ]
     for split, what in (
@@ -59,11 +62,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"report-{args.study}")
     if out.exists() and not out.is_dir():  # before any server starts
         raise ValueError(f"--out {out}: is a file; give a folder")
-    from study.reporting.report import REPORT_ARTIFACTS, fourier_maps, learned_alpha, write_report
+    from study.reporting.report import REPORT_ARTIFACTS, write_report
     from study.selection.choice import choose
     from study.selection.choose import parse_objectives
     from study.tracking.gains import study_outcomes
-    from study.tracking.queries import client_for, load_study, log_files
+    from study.tracking.queries import client_for, fourier_maps, learned_alpha, load_study, log_files
     from study.tracking.server import local_tracking_uri
 
     with local_tracking_uri(args.tracking_uri) as uri:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from study.cli.output import add_overrides
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", required=True, help="search space YAML (a path or a name in search_spaces/)")
@@ -28,14 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also Ray's output (per-trial boxes, workers' output, log lines) and MLflow's per-run links",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a fixed trial-config key for every trial (repeatable)",
-    )
+    add_overrides(p, "override a fixed trial-config key for every trial (repeatable)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 
+from study import metrics as M
+from study.cli.output import add_overrides
 from study.metrics import (
     EPOCH_SECONDS,
     FILTER_ALPHA_STD,
@@ -40,14 +41,7 @@ HEADLINE_PREFIXES = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="trial config YAML; default: the full recipe")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set frequency.mode=fixed (repeatable)",
-    )
+    add_overrides(p, "override a config key, e.g. --set frequency.mode=fixed (repeatable)")
     p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (sets data.dir)")
     p.add_argument("--tracking-uri", help="MLflow tracking server; default: a local store")
     p.add_argument("--output-json", metavar="PATH", help="write the final metrics and run_id here")
@@ -110,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"freqstudy train: {e}", file=sys.stderr)
             return 1
     if args.output_json:
-        finite = {k: (v if math.isfinite(v) else None) for k, v in tracked.metrics.items()}
+        finite = {k: M.finite_or_none(float(v)) for k, v in tracked.metrics.items()}
         write_text_atomic(
             args.output_json,
             json.dumps(

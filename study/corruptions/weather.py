@@ -11,6 +11,8 @@ takes ``(N, 32, 32, 3)`` uint8 HWC images, a severity 1..5 and a
 ``numpy.random.Generator``, and returns uint8 truncated as ``np.uint8(x)``.
 Frost textures ship in the package (``frost/``, see its README) so frost
 works offline; they are decoded once per folder and kept in memory.
+It is over 500 lines as one concern: the weather corruptions' formulas, each
+a transcription of the reference generator that is checked against it.
 """
 
 from __future__ import annotations

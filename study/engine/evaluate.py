@@ -123,11 +123,11 @@ def corrupted_outcomes(
 def corrupted_accuracy(
     model: torch.nn.Module,
     directory: str | os.PathLike,
-    *,
+    *,  # the arguments of corrupted_outcomes, whose per-image results this averages
+    settings: EvalSettings,
     corruptions: Iterable[str],
     severities: Iterable[int],
     limit: int | None,
-    settings: EvalSettings,
 ) -> dict[tuple[str, int], float]:
     """Accuracy (percent) on each (corruption, severity) of a CIFAR-10-C folder: ``{(name, severity): %}``.
 

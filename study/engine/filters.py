@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from models.spectral import CLASS_NAMES, classify_filters, low_energy_ratio, spectral_centroid
+from study.metrics import finite_or_none
 
 
 def filter_statistics(model: nn.Module) -> dict[str, Any]:
@@ -37,10 +38,6 @@ def filter_statistics(model: nn.Module) -> dict[str, Any]:
         }
 
 
-def json_value(v: float) -> float | None:
-    return v if math.isfinite(v) else None
-
-
 def describe_filters(model: nn.Module) -> dict:
     """``{"proportion": p̂, "mode", "cutoff", "threshold", "filters": [{"index", "ratio", "class", "alpha"}]}``
     of the stem, JSON-ready (NaN as None)."""
@@ -48,14 +45,14 @@ def describe_filters(model: nn.Module) -> dict:
     ratio, classes, alpha = stats["ratio"].tolist(), stats["classes"].tolist(), stats["alpha"]
     stem = model.stem
     return {
-        "proportion": json_value(stats["proportion"]),
+        "proportion": finite_or_none(float(stats["proportion"])),
         "mode": stem.mode,
         "cutoff": stem.cutoff,
         "threshold": stem.threshold,
         "filters": [
             {
                 "index": i,
-                "ratio": json_value(ratio[i]),
+                "ratio": finite_or_none(float(ratio[i])),
                 "class": CLASS_NAMES[int(classes[i])],
                 "alpha": None if alpha is None else float(alpha[i]),
             }

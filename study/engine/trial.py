@@ -13,6 +13,9 @@ non-finite first-layer statistics (``diverged_reason``) end the trial as
 and deterministic, and a trial resumed from a checkpoint reproduces the
 uninterrupted one exactly. Objectives come from the validation split and its
 corrupted copy only; test numbers are reported, never selected on.
+It is over 500 lines as one concern: the training loop of one trial, from its
+config to its result, with the divergence, checkpoint and telemetry steps it
+cannot be read without.
 """
 
 from __future__ import annotations

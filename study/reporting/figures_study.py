@@ -40,6 +40,7 @@ def plot_pareto(
     baseline: int | None = None,
     others: np.ndarray | None = None,
     intervals: np.ndarray | None = None,
+    seeds: np.ndarray | None = None,
 ) -> Figure:
     """All chosen-from trials on the first two objectives, the front highlighted.
 
@@ -52,6 +53,8 @@ def plot_pareto(
         others: (k, 2) trials left out (stopped early, failed), drawn as small crosses.
         intervals: (n, 2, 2) each trial's interval [low, high] of the two drawn values
             (NaN: none), drawn as horizontal and vertical error bars.
+        seeds: (k, 2) the single seeds of configurations run at several seeds (whose
+            mean is the coloured point), drawn as small grey dots.
     """
     fig = Figure(figsize=(6.4, 4.8))
     ax = fig.add_subplot(1, 1, 1)
@@ -62,6 +65,15 @@ def plot_pareto(
     if others is not None and len(others):
         ax.scatter(
             others[:, 0], others[:, 1], marker="x", s=14, c="0.6", label="not chosen from (incomplete)"
+        )
+    if seeds is not None and len(seeds):
+        ax.scatter(
+            seeds[:, 0],
+            seeds[:, 1],
+            marker=".",
+            s=16,
+            c="0.55",
+            label="one seed (the colour: the mean over seeds)",
         )
     if intervals is not None and len(values) and values.shape[1] >= 2:
         iv = np.asarray(intervals, dtype=float).reshape(len(values), 2, 2)
@@ -162,6 +174,11 @@ def _yerr(y: np.ndarray, interval: np.ndarray | None) -> np.ndarray | None:
     return np.where(np.isfinite(err), np.maximum(err, 0.0), 0.0)
 
 
+def _error_points(ax, x, y, yerr, colour: str, *, ms: float, alpha: float, capsize: float) -> None:
+    """Points with vertical error bars, faint, under the series they belong to."""
+    ax.errorbar(x, y, yerr=yerr, fmt="o", ms=ms, color=colour, alpha=alpha, elinewidth=0.9, capsize=capsize)
+
+
 def _has_interval(interval: np.ndarray | None) -> np.ndarray | None:
     """Rows of an ``(n, 2)`` interval with both bounds known (None without intervals)."""
     if interval is None:
@@ -210,18 +227,7 @@ def plot_proportion_accuracy(
         has = _has_interval(ci)
         if has is not None and has.any():
             x = p + (i - (len(series) - 1) / 2) * shift
-            err = _yerr(acc, ci)
-            ax.errorbar(
-                x[has],
-                acc[has],
-                yerr=err[:, has],
-                fmt="o",
-                ms=3,
-                color=colour,
-                alpha=0.45,
-                elinewidth=0.9,
-                capsize=1.5,
-            )
+            _error_points(ax, x[has], acc[has], _yerr(acc, ci)[:, has], colour, ms=3, alpha=0.45, capsize=1.5)
             if (~has).any():
                 ax.scatter(p[~has], acc[~has], s=10, color=colour, alpha=0.25)
         else:
@@ -257,17 +263,7 @@ def plot_perturbation_gain(
         colour = f"C{i}"
         bars = sel & has if has is not None else np.zeros_like(sel)
         if bars.any():
-            ax.errorbar(
-                sigma[bars],
-                gain[bars],
-                yerr=err[:, bars],
-                fmt="o",
-                ms=4,
-                color=colour,
-                alpha=0.55,
-                elinewidth=0.9,
-                capsize=2,
-            )
+            _error_points(ax, sigma[bars], gain[bars], err[:, bars], colour, ms=4, alpha=0.55, capsize=2)
         if (sel & ~bars).any():
             ax.scatter(sigma[sel & ~bars], gain[sel & ~bars], s=18, color=colour, alpha=0.5)
         xs = np.unique(sigma[sel])
@@ -293,38 +289,41 @@ def plot_per_corruption(
     """
     names = [c for c in ALL_CORRUPTIONS if any(c in acc for acc in accuracy.values())]
     models = list(accuracy)
-    fig = Figure(figsize=(max(6.0, 0.55 * len(names) * max(1, len(models)) ** 0.5 + 2), 4.8))
+    # Horizontal bars, one row per corruption: the figure keeps the page's width and grows
+    # downward, so its labels stay readable at any number of corruptions and models.
+    row = 0.8 / max(1, len(models))
+    fig = Figure(figsize=(8.0, max(3.5, 0.16 * len(names) * max(1, len(models)) + 1.6)))
     ax = fig.add_subplot(1, 1, 1)
-    width = 0.8 / max(1, len(models))
-    x = np.arange(len(names))
+    y = np.arange(len(names))
     for i, label in enumerate(models):
         vals = np.array([accuracy[label].get(c, np.nan) for c in names], dtype=float)
         mine = (intervals or {}).get(label, {})
         ci = np.array([mine.get(c, (np.nan, np.nan)) for c in names], dtype=float).reshape(len(names), 2)
         has = _has_interval(ci)
-        ax.bar(
-            x - 0.4 + width * (i + 0.5),
+        ax.barh(
+            y - 0.4 + row * (i + 0.5),
             vals,
-            width,
+            row,
             label=label,
             color="0.35" if i == 0 else f"C{i - 1}",
-            yerr=_yerr(vals, ci) if has.any() else None,
+            xerr=_yerr(vals, ci) if has.any() else None,
             error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "k"},
         )
     if any(c in EXTRA_CORRUPTIONS for c in names):
         first_extra = min(i for i, c in enumerate(names) if c in EXTRA_CORRUPTIONS)
-        ax.axvline(first_extra - 0.5, color="k", lw=0.8, ls=":")
-    ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel("accuracy (%)")
+        ax.axhline(first_extra - 0.5, color="k", lw=0.8, ls=":")
+    ax.set_yticks(y)
+    ax.set_yticklabels(names, fontsize=9)
+    ax.invert_yaxis()  # the benchmark order from the top
+    ax.set_xlabel("accuracy (%)")
     ax.set_title(
         "Per-corruption accuracy, baseline vs Pareto models"
-        + ("\n(extras right of the dotted rule)" if any(c in EXTRA_CORRUPTIONS for c in names) else ""),
+        + ("\n(extras below the dotted rule)" if any(c in EXTRA_CORRUPTIONS for c in names) else ""),
         fontsize=10,
     )
-    ax.grid(axis="y", alpha=0.3)
+    ax.grid(axis="x", alpha=0.3)
     if models:
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
 
@@ -410,21 +409,24 @@ def pareto_figure(choice, intervals: Mapping[str, Mapping[str, tuple[float, floa
         bars = np.array(
             [[intervals.get(c.run_id, {}).get(m, nan) for m in drawn] for c in cands], dtype=float
         ).reshape(len(cands), 2, 2)
+    # The runs of a configuration with several seeds are its seeds, not trials left out.
+    seed_runs = {
+        r["run_id"]
+        for c in cands
+        for r in (choice.members.get(c.run_id) or [])
+        if len(choice.members[c.run_id]) > 1
+    }
     chosen = {c.run_id for c in cands}
-    others = (
-        np.array(
-            [
-                [P.metric_of(t, o.metric) for o in objs[:2]]
-                for t in choice.trials
-                if t["run_id"] not in chosen
-            ],
-            dtype=float,
-        ).reshape(-1, 2)
-        if len(objs) >= 2
-        else None
-    )
-    if others is not None:
-        others = others[np.isfinite(others).all(axis=1)]
+
+    def points(keep) -> np.ndarray | None:
+        if len(objs) < 2:
+            return None
+        rows = [[P.metric_of(t, o.metric) for o in objs[:2]] for t in choice.trials if keep(t["run_id"])]
+        out = np.array(rows, dtype=float).reshape(-1, 2)
+        return out[np.isfinite(out).all(axis=1)]
+
+    seeds = points(lambda rid: rid in seed_runs)
+    others = points(lambda rid: rid not in chosen and rid not in seed_runs)
     base_idx = next(
         (
             i
@@ -441,4 +443,5 @@ def pareto_figure(choice, intervals: Mapping[str, Mapping[str, tuple[float, floa
         baseline=base_idx,
         others=others,
         intervals=bars,
+        seeds=seeds,
     )

@@ -117,12 +117,7 @@ def plot_radial_profile(radii: np.ndarray, profile: np.ndarray, classes: np.ndar
             p = profile[sel] / np.maximum(profile[sel].sum(axis=1, keepdims=True), 1e-12)
             ax.plot(radii, p.mean(axis=0), color=colour, label=f"{CLASS_NAMES[cls]} ({int(sel.sum())})")
     ax.axvline(cutoff, color="grey", linestyle="--", linewidth=1, label=f"r_c={cutoff:g}")
-    ax.set_xlabel("radius (fraction of Nyquist)")
-    ax.set_ylabel("share of power")
-    ax.set_title("radial power profile")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "radius (fraction of Nyquist)", "share of power", "radial power profile")
 
 
 def plot_corruption_heatmap(accuracy: Mapping[tuple[str, int], float], title: str = "accuracy (%)") -> Figure:
@@ -204,9 +199,14 @@ def plot_proportion_history(
     if threshold is not None and alpha_history is not None:
         ax.axhline(threshold, color="grey", linestyle=":", linewidth=1, label=f"τ={threshold:.3g}")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("share of low-frequency filters / α")
-    ax.set_title("frequency proportion")
+    return _finish(fig, ax, "epoch", "share of low-frequency filters / α", "frequency proportion")
+
+
+def _finish(fig: Figure, ax, xlabel: str, ylabel: str, title: str) -> Figure:
+    """Axis labels, title and a small legend; the layout tightened."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig

@@ -15,8 +15,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from study import metrics as M
+from study.analysis.gains import GAINS, Gain
 from study.analysis.outcomes import Outcomes
-from study.analysis.paired import compare_groups, group_summary
+from study.analysis.paired import compare_groups, gain_interval, group_summary
+from study.reporting.formatting import DASH, fmt_p, with_ci
 
 CATEGORIES = tuple(M.CATEGORIES)
 
@@ -36,32 +38,34 @@ def label_of(record: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _ci(mean: float, lo: float, hi: float, signed: bool = False) -> str:
+def _ci(mean: float, lo: float, hi: float, signed: bool = False, digits: int = 2) -> str:
     if not all(math.isfinite(v) for v in (mean, lo, hi)):
-        return "–"
-    f = "+.2f" if signed else ".2f"
-    return f"{mean:{f}} [{lo:{f}}, {hi:{f}}]"
+        return DASH
+    return with_ci(mean, (lo, hi), digits, signed, minus="-")
 
 
-def _p(p: float) -> str:
-    if not math.isfinite(p):
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def configuration_rows(
+def results_rows(
     records: Sequence[Mapping[str, Any]],
     groups: Mapping[str, Sequence[Outcomes]],
     baseline_id: str,
     *,
+    gains: Mapping[str, Mapping[str, Gain]] | None = None,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """One row per configuration with outcomes: accuracies and differences from the baseline.
+    """One row per configuration with outcomes: accuracies, gains and per-category
+    differences from the baseline.
 
     Args:
         records: configuration records (``study.selection.configurations``), baseline included.
         groups: record run id -> the outcomes of its replicates.
         baseline_id: the baseline record's run id.
+        gains: record run id -> split -> its gains against the baseline, as already computed
+            (``Choice.gains``); a configuration or split without them gets them from
+            :func:`~study.analysis.paired.gain_interval` here.
+
+    Row fields: ``run_id``, ``label``, ``replicates``, ``baseline``; per evaluated split,
+    ``<split>`` (statistic -> ``(mean, low, high)``, its own), ``<split>_gains`` (gain name
+    -> Difference) and ``<split>_diff`` (``category/<cat>`` -> Difference).
     """
     base = list(groups[baseline_id])
     rows = []
@@ -80,37 +84,47 @@ def configuration_rows(
                 continue
             own = group_summary(group, split, seed=seed, statistics=["clean_acc", "corruption_acc"])
             row[split] = {k: (s.mean, s.ci_low, s.ci_high) for k, s in own.items()}
+            known = (gains or {}).get(r["run_id"], {}).get(split)
+            row[f"{split}_gains"] = (
+                known if known is not None else gain_interval(base, group, split, seed=seed)
+            )
             evaluated = {k.split("/")[1] for k in group[0].keys(split)}
-            wanted = ["clean_acc", "corruption_acc", "relative_mce"] + [
-                f"category/{c}" for c in CATEGORIES if evaluated & set(M.CATEGORIES[c])
-            ]
-            diffs = compare_groups(base, group, split, seed=seed, statistics=wanted)
+            wanted = [f"category/{c}" for c in CATEGORIES if evaluated & set(M.CATEGORIES[c])]
+            diffs = compare_groups(base, group, split, seed=seed, statistics=wanted) if wanted else []
             row[f"{split}_diff"] = {d.name: d for d in diffs}
         rows.append(row)
     return rows
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], split: str) -> str:
-    """Accuracy and gains of every configuration on ``split``, the baseline first."""
-    head = (
-        f"| configuration | seeds | {split} clean acc (%) | {split} CIFAR-10-C acc (%) | "
-        "robustness gain (points) | p | clean drop (points) | p | relative mCE (%) |\n"
-        "|---|---:|---|---|---|---:|---|---:|---|"
-    )
-    lines = [head]
+    """Accuracy and gains (every entry of the gain table) of every configuration on ``split``,
+    the baseline first."""
+    heads = [f"{split} clean acc (%)", f"{split} CIFAR-10-C acc (%)"]
+    aligns = ["---", "---"]
+    for g in GAINS:
+        heads.append(g.label)
+        aligns.append("---")
+        if g.has_p:
+            heads.append("p")
+            aligns.append("---:")
+    lines = [
+        "| configuration | seeds | " + " | ".join(heads) + " |",
+        "|---|---:|" + "|".join(aligns) + "|",
+    ]
     for r in sorted(rows, key=lambda r: (not r["baseline"], r["label"])):
         if split not in r:
             continue
-        own, d = r[split], r[f"{split}_diff"]
-        gain, clean, mce = d["corruption_acc"], d["clean_acc"], d.get("relative_mce")
+        own, gains = r[split], r[f"{split}_gains"]
+        cells = [_ci(*own["clean_acc"]), _ci(*own["corruption_acc"])]
+        for g in GAINS:
+            d = None if r["baseline"] else gains[g.name]
+            cells.append(DASH if d is None else _ci(g.value(d), *g.interval(d), g.signed, g.digits))
+            if g.has_p:
+                cells.append(DASH if d is None else fmt_p(d.p_value))
         lines.append(
             f"| {r['label']}{' (baseline)' if r['baseline'] else ''} | {r['replicates']} | "
-            f"{_ci(*own['clean_acc'])} | {_ci(*own['corruption_acc'])} | "
-            f"{'–' if r['baseline'] else _ci(gain.diff, gain.ci_low, gain.ci_high, True)} | "
-            f"{'–' if r['baseline'] else _p(gain.p_value)} | "
-            f"{'–' if r['baseline'] else _ci(-clean.diff, -clean.ci_high, -clean.ci_low, True)} | "
-            f"{'–' if r['baseline'] else _p(clean.p_value)} | "
-            f"{'–' if r['baseline'] or mce is None else _ci(mce.b, mce.ci_low + 100, mce.ci_high + 100)} |"
+            + " | ".join(cells)
+            + " |"
         )
     return "\n".join(lines)
 
@@ -129,7 +143,7 @@ def category_table(rows: Sequence[Mapping[str, Any]], split: str) -> str:
         for c in CATEGORIES:
             x = d.get(f"category/{c}")
             cells.append(
-                "–" if x is None else f"{_ci(x.diff, x.ci_low, x.ci_high, True)} (p {_p(x.p_value)})"
+                DASH if x is None else f"{_ci(x.diff, x.ci_low, x.ci_high, True)} (p {fmt_p(x.p_value)})"
             )
         lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

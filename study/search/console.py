@@ -26,7 +26,7 @@ from typing import Any
 
 from study import metrics as M
 from study.search.spaces import BASELINE_FLAG
-from study.search.trials import CONFIG_ID_KEY, REPLICATE_KEY, replicate_of
+from study.search.trials import CONFIG_ID_KEY, REPLICATE_KEY, config_replicate
 
 # Short names of the usual searched keys; any other key shows its last dotted part.
 SHORT_KEYS = {
@@ -57,7 +57,7 @@ def short_value(v: Any) -> str:
 def short_config(config: Mapping[str, Any]) -> str:
     """``fixed p=0.527 σ=0.212 lr=0.0692``; ``baseline`` for the study's baseline trial;
     ``#2`` appended for replicate 2 of a replicated configuration."""
-    replicate = f" #{replicate_of(config)}" if REPLICATE_KEY in config else ""
+    replicate = f" #{config_replicate(config)}" if REPLICATE_KEY in config else ""
     if config.get(BASELINE_FLAG):
         return "baseline" + replicate
     known = list(SHORT_KEYS)

@@ -27,6 +27,8 @@ import re
 import stat
 from pathlib import Path
 
+from study.errors import FieldError
+
 _TS = r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}"
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _STATE = rf"(searcher-state-{_TS}\.pkl|search_gen_state-{_TS}\.json|basic-variant-state-{_TS}\.json)"
@@ -178,11 +180,12 @@ def check_resumable(path: str) -> str | None:
         ValueError: one line naming the path and why, and what to do.
     """
     if is_uri(path):
-        return f"freqstudy run: note: {_TRUSTED}; {path} is not on this machine and cannot be checked"
+        return f"{_TRUSTED}; {path} is not on this machine and cannot be checked"
     problem = study_problem(path)
     if problem:
-        raise ValueError(
-            f"--resume: {problem}; {_TRUSTED} (remove what you did not put there, `chmod -R go-w` "
-            "what is yours, or start a new study)"
+        raise FieldError(
+            "resume",
+            f": {problem}; {_TRUSTED} (remove what you did not put there, `chmod -R go-w` "
+            "what is yours, or start a new study)",
         )
     return None

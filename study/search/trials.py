@@ -60,7 +60,7 @@ REPLICATE_KEY = "__trial_index__"
 CONFIG_ID_KEY = "freqstudy_config_id"
 
 
-def replicate_of(config: Mapping[str, Any]) -> int:
+def config_replicate(config: Mapping[str, Any]) -> int:
     """The replicate index 0..R-1 of a suggested config (0 when not replicated)."""
     return int(config.get(REPLICATE_KEY, 0) or 0)
 
@@ -69,7 +69,7 @@ def replicate_tags(config: Mapping[str, Any], trial_id: str) -> dict[str, str]:
     """MLflow tags naming the configuration a trial replicates and its index."""
     return {
         M.TAG_CONFIG_ID: str(config.get(CONFIG_ID_KEY) or trial_id),
-        M.TAG_REPLICATE: str(replicate_of(config)),
+        M.TAG_REPLICATE: str(config_replicate(config)),
     }
 
 
@@ -82,7 +82,7 @@ def trial_config(config: Mapping[str, Any], context: TrialContext, *, trial_name
     is_baseline = bool(config.get(BASELINE_FLAG))
     suggested = {k: v for k, v in config.items() if k not in (BASELINE_FLAG, REPLICATE_KEY, CONFIG_ID_KEY)}
     flat = dict(context.baseline) if is_baseline else {**context.fixed, **suggested}
-    flat["seed"] = int(flat.get("seed", 0)) + replicate_of(config)
+    flat["seed"] = int(flat.get("seed", 0)) + config_replicate(config)
     flat["tracking.experiment"] = context.study
     flat["tracking.run_name"] = trial_name
     if context.tracking_uri:

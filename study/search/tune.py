@@ -15,7 +15,9 @@ A diverged trial is told to Optuna with each objective at its ``worst`` value
 (0 for a maximised accuracy): it finished, and its region is bad, which is what
 the sampler should learn. ``--resume`` restores the Tune experiment (searcher
 state included) and never re-runs finished trials. This is the only module
-that imports Ray.
+that imports Ray, and it is over 500 lines as one concern: everything that talks to
+Ray (searcher, Tuner, workers, callbacks, Ray's start-up) is here so no other module
+needs Ray; the phases that need no Ray are ``study.search.phases``.
 
 The console is ``study.search.console``, fed by a Tune ``Callback`` here:
 one compact view of the trials and a line as each ends. Ray's own output
@@ -29,13 +31,11 @@ import contextlib
 import logging
 import os
 import re
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import optuna
 import ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Repeater
@@ -43,8 +43,18 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.repeater import TRIAL_INDEX
 
 from study import metrics as M
-from study.config import TrialConfig, default_home
+from study.config import default_home
+from study.errors import FieldError
 from study.search.console import StudyConsole
+from study.search.phases import (
+    StudyPlan,
+    close_study,
+    opening_line,
+    plan_study,
+    quiet_libraries,
+    start_parent_run,
+    trial_record,
+)
 from study.search.samplers import define_by_run, make_sampler
 from study.search.spaces import BASELINE_FLAG, SearchSpace
 from study.search.storage import check_resumable, create_private, is_uri, storage_problem
@@ -55,7 +65,6 @@ from study.search.trials import (
     TrialContext,
     TrialFunction,
     cap_gpu_memory,
-    device_for_resources,
     replicate_tags,
     tracked_trial,
     trial_config,
@@ -66,20 +75,10 @@ assert TRIAL_INDEX == REPLICATE_KEY, "Ray renamed the Repeater's trial index"
 
 # Retries of a crashed trial (from its last checkpoint) before it is recorded as failed.
 DEFAULT_MAX_FAILURES = 2
-STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+log = logging.getLogger(__name__)
 # Tune's strict check wants every objective in every report; ours are computed
 # once, after the last epoch, so the per-epoch reports carry training metrics only.
 STRICT_METRIC_ENV = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
-# Tune's documented switches for a quiet driver (``verbose=0``), set for the study's duration:
-QUIET_TUNE_ENV = {
-    # The legacy output engine prints nothing at verbose 0; the new one still prints its
-    # configuration box, the experiment path, a TensorBoard hint and a final table.
-    "RAY_AIR_NEW_OUTPUT": "0",
-    # A crashed trial is one console line; its traceback stays in error.txt in its trial folder.
-    "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
-    # Every epoch checkpoints by design; Tune would warn about the snapshots that follow.
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-}
 
 
 def experiment_path(storage: str | None, study: str) -> str:
@@ -226,51 +225,6 @@ def _error_line(trial) -> str | None:
     return lines[-1][:300] if lines else None
 
 
-class _DropMessages(logging.Filter):
-    """Drops log records whose message starts with ``prefix``."""
-
-    def __init__(self, prefix: str) -> None:
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.prefix)
-
-
-@contextlib.contextmanager
-def _quiet(verbose: int, extra_env: Mapping[str, str]):
-    """Ray, Tune and Optuna as quiet as the console wants them, for the study's duration.
-
-    ``verbose=0``: Tune's quiet switches (``QUIET_TUNE_ENV``), the ``ray`` logger at
-    ERROR (no token or start notices, no snapshot warnings, no INFO lines) and
-    Optuna at WARNING. ``extra_env`` (MLflow's link switch) applies either way.
-    Everything is put back afterwards.
-    """
-    env = {**(QUIET_TUNE_ENV if not verbose else {}), **extra_env}
-    saved_env = {k: os.environ.get(k) for k in env}
-    ray_logger = logging.getLogger("ray")
-    saved_ray_level = ray_logger.level
-    saved_optuna = optuna.logging.get_verbosity()
-    os.environ.update(env)
-    # The console has a line for each failed trial, and the summary lists them again.
-    unfinished = _DropMessages("Trials did not complete")
-    if not verbose:
-        ray_logger.setLevel(logging.ERROR)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        logging.getLogger("ray.tune.tune").addFilter(unfinished)
-    try:
-        yield
-    finally:
-        logging.getLogger("ray.tune.tune").removeFilter(unfinished)
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        ray_logger.setLevel(saved_ray_level)
-        optuna.logging.set_verbosity(saved_optuna)
-
-
 def _use_output(tuner: tune.Tuner, callback: _ConsoleCallback | None, verbose: int) -> None:
     """Give a restored Tuner this driver's console and verbosity.
 
@@ -333,58 +287,25 @@ def run_study(
         tracking: False runs without MLflow (benchmarks of the orchestration alone).
         console: False prints nothing of the trials (benchmarks); the console otherwise.
     """
-    if not STUDY_NAME.match(study):
-        raise ValueError(
-            f"--study {study!r}: use letters, digits, '_', '.', '-' (up to 100, starting alphanumeric)"
-        )
-    if resume and any(v is not None for v in (num_trials, max_concurrent, cpus_per_trial, gpus_per_trial)):
-        print(
-            "freqstudy run: note: --resume continues with the study's original trial count, "
-            "concurrency and resources; the flags given now are ignored",
-            file=sys.stderr,
-        )
-    num_trials = space.num_trials if num_trials is None else num_trials
-    max_concurrent = space.max_concurrent if max_concurrent is None else max_concurrent
-    cpus = cpus_per_trial if cpus_per_trial is not None else space.cpus
-    gpus = gpus_per_trial if gpus_per_trial is not None else space.gpus
-    _check_positive(num_trials=num_trials, max_concurrent=max_concurrent, cpus_per_trial=cpus)
-    if gpus < 0:
-        raise ValueError(f"--gpus-per-trial {gpus}: must be >= 0")
-    fixed = dict(space.fixed)
-    baseline = space.baseline_flat()
-    if "device" not in {p.key for p in space.parameters}:
-        for flat in (fixed, baseline):
-            flat["device"] = device_for_resources(str(flat.get("device", "auto")), gpus)
-    if data_dir:
-        fixed["data.dir"] = baseline["data.dir"] = str(Path(data_dir).expanduser().resolve())
-    base_cfg = TrialConfig.from_flat(fixed)
-    TrialConfig.from_flat(baseline)
+    plan = plan_study(
+        space,
+        study,
+        resume=resume,
+        data_dir=data_dir,
+        num_trials=num_trials,
+        max_concurrent=max_concurrent,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+    )
     if tracking:
         from study.tracking.server import check_server
 
         check_server(tracking_uri)  # a given server that does not answer: one line, before any work
-
-    path = experiment_path(storage, study)
-    exists = tune.Tuner.can_restore(path)
-    if resume and not exists:
-        raise ValueError(f"--resume: no study {study!r} at {path}; start it without --resume")
-    if not resume and exists:
-        raise ValueError(
-            f"study {study!r} already exists at {path}; continue it with --resume or pick another --study"
-        )
-    # The storage is trusted state (Ray unpickles it on resume): a new study's folder is made
-    # private, and a resume refuses one that others could have written to (study.search.storage).
-    if resume:
-        note = check_resumable(path)
-    else:
-        create_private(path)
-        problem = None if is_uri(path) else storage_problem(path)
-        note = problem and f"freqstudy run: warning: {problem}; --resume will refuse this study as it is"
-    if note:
-        print(note, file=sys.stderr)
+    path = _open_storage(storage, study, resume=resume)
 
     started = time.perf_counter()
     links_env: dict[str, str] = {STRICT_METRIC_ENV: "1"}  # set for the study only, like the rest
+    uri_context: Any = contextlib.nullcontext(None)
     if tracking:
         from study.engine.prepare import prepare_data
         from study.tracking import run_links_env
@@ -392,101 +313,59 @@ def run_study(
 
         # MLflow's per-run links and its bounded HTTP settings, for the driver and the workers.
         links_env.update({**run_links_env(show=verbose > 0), **http_bounds_env()})
-        prepare_data(base_cfg)  # warm the data and corrupted-copy caches once, not per trial
+        prepare_data(plan.base_cfg)  # warm the data and corrupted-copy caches once, not per trial
         uri_context = local_tracking_uri(tracking_uri)
-    else:
-        uri_context = contextlib.nullcontext(None)
     view = StudyConsole(
         study,
         [o.metric for o in space.objectives],
-        base_cfg.train.epochs,
-        num_trials,
+        plan.base_cfg.train.epochs,
+        plan.num_trials,
         live=None if not verbose else False,  # Ray's own lines would break a redrawn block
     )
     callback = _ConsoleCallback(view) if console else None
 
-    with uri_context as uri, _quiet(verbose, links_env):
-        parent_run_id = None
-        if tracking:
-            from study.tracking.server import logging_to
-            from study.tracking.study_runs import start_study_run
-
-            with logging_to(uri, f"starting study {study}"):
-                parent_run_id = start_study_run(
-                    uri,
-                    study,
-                    space_path=space.path,
-                    resume=resume,
-                    tags={
-                        "freqstudy.space": Path(space.path).name,
-                        "freqstudy.sampler": space.sampler.name,
-                        "freqstudy.experiment_path": path,
-                    },
-                    params={
-                        "study.space": space.path,
-                        "study.num_trials": num_trials,
-                        "study.max_concurrent": max_concurrent,
-                        "study.cpus_per_trial": cpus,
-                        "study.gpus_per_trial": gpus,
-                        "study.max_failures": max_failures,
-                        "study.sampler": space.sampler.name,
-                        "study.sampler_seed": space.sampler.seed,
-                        "study.objectives": ",".join(f"{o.metric}:{o.short}" for o in space.objectives),
-                        "study.parameters": ",".join(p.key for p in space.parameters),
-                    },
-                )
+    with uri_context as uri, quiet_libraries(verbose, links_env):
+        parent_run_id = (
+            start_parent_run(
+                uri, space, plan, study=study, path=path, resume=resume, max_failures=max_failures
+            )
+            if tracking
+            else None
+        )
         if address and uri and re.match(r"^https?://(127\.|localhost|\[::1\])", uri):
-            print(
-                f"freqstudy run: warning: tracking URI {uri} is a loopback address; trials on other "
-                "machines cannot reach it (pass --tracking-uri with the head node's address)",
-                file=sys.stderr,
+            log.warning(
+                "tracking URI %s is a loopback address; trials on other machines cannot reach it "
+                "(give tracking_uri the head node's address)",
+                uri,
             )
         context = TrialContext(
             study=study,
-            fixed=fixed,
-            baseline=baseline,
+            fixed=plan.fixed,
+            baseline=plan.baseline,
             objectives=space.objectives,
             tracking_uri=uri,
             parent_run_id=parent_run_id,
-            gpus_per_trial=gpus,
+            gpus_per_trial=plan.gpus,
         )
         setup_seconds = time.perf_counter() - started
         ray_started_at = time.perf_counter()
         started_ray = _init_ray(address, verbose=verbose, env=links_env)
         ray_start_seconds = time.perf_counter() - ray_started_at
         if console:
-            view.begin(
-                f"study {study}: {'resumed, ' if resume else ''}{num_trials} "
-                + (f"configurations x {space.replicates} seeds, " if space.replicates > 1 else "trials, ")
-                + f"{max_concurrent} at a time, {cpus:g} CPU{'' if cpus == 1 else 's'}"
-                f"{f' and {gpus:g} GPU' if gpus else ''} each; objectives "
-                + ", ".join(f"{o.metric} ({o.short})" for o in space.objectives)
-            )
+            view.begin(opening_line(space, plan, study=study, resume=resume))
         try:
-            trainable = _trainable(context, trial_fn, cpus, gpus)
-            if resume:
-                tuner = tune.Tuner.restore(
-                    path, trainable=trainable, resume_unfinished=True, resume_errored=True
-                )
-                _use_output(tuner, callback, verbose)
-            else:
-                storage_path, name = path.rsplit("/", 1) if "://" in path else (str(Path(path).parent), study)
-                tuner = tune.Tuner(
-                    trainable,
-                    tune_config=tune.TuneConfig(
-                        search_alg=make_searcher(space, max_concurrent=max_concurrent),
-                        num_samples=num_trials * space.replicates,  # configurations x replicates
-                        reuse_actors=True,
-                    ),
-                    run_config=tune.RunConfig(
-                        name=name,
-                        storage_path=storage_path,
-                        verbose=verbose,
-                        callbacks=[callback] if callback is not None else [],
-                        failure_config=tune.FailureConfig(max_failures=max_failures),
-                        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    ),
-                )
+            trainable = _trainable(context, trial_fn, plan.cpus, plan.gpus)
+            tuner = _make_tuner(
+                trainable,
+                space,
+                plan,
+                path=path,
+                study=study,
+                resume=resume,
+                callback=callback,
+                verbose=verbose,
+                max_failures=max_failures,
+            )
             results = tuner.fit()
         finally:
             view.close()
@@ -502,58 +381,74 @@ def run_study(
             setup_seconds=setup_seconds,
         )
         for r in results:
-            summary.trials.append(_trial_record(r))
+            summary.trials.append(trial_record(r))
         if tracking:
-            _close_study(summary, space, uri)
+            close_study(summary, space, uri)
     return summary
 
 
-def _close_study(summary: StudySummary, space: SearchSpace, uri: str) -> None:
-    """Gains and counts to MLflow, the parent run closed; a server gone by now is one line on
-    stderr (the trials' results are in the summary) instead of a traceback."""
-    from study.tracking.gains import annotate_study
-    from study.tracking.server import TrackingServerLost, logging_to
-    from study.tracking.study_runs import finish_study_run
+def _open_storage(storage: str | None, study: str, *, resume: bool) -> str:
+    """The study's Tune folder (phase 2): an existing one to resume, checked to be trusted
+    state (Ray unpickles it), or a new private one; returns its path or URI.
 
-    try:
-        with logging_to(uri, f"closing study {summary.study}"):
-            summary.gains_logged = annotate_study(summary.study, space.objectives, tracking_uri=uri)
-            finish_study_run(
-                uri,
-                summary.parent_run_id,
-                counts={
-                    "trials_finished": summary.count("finished"),
-                    "trials_diverged": summary.count("diverged"),
-                    "trials_failed": summary.count("failed"),
-                    "trials_total": len(summary.trials),
-                },
-            )
-    except TrackingServerLost as e:
-        summary.gains_logged = "the tracking server was unreachable"
-        print(
-            f"freqstudy run: {e}; the study's gains and counts are not logged "
-            "(with the server back, --resume reruns the failed trials and closes their runs)",
-            file=sys.stderr,
+    Raises:
+        FieldError: ``resume`` without a study there, or one others could have written to;
+            ``study`` when a new study's folder already exists.
+    """
+    path = experiment_path(storage, study)
+    exists = tune.Tuner.can_restore(path)
+    if resume and not exists:
+        raise FieldError("resume", f": no study {study!r} at {path}; start it without resume")
+    if not resume and exists:
+        raise FieldError(
+            "study", f" {study!r} already exists at {path}; continue it with resume or pick another study"
         )
-
-
-def _trial_record(result) -> dict[str, Any]:
-    metrics = dict(result.metrics or {})
-    config = dict(result.config or {})
-    if result.error is not None:
-        status = "failed"
+    if resume:
+        note = check_resumable(path)
+        if note:
+            log.info("%s", note)
     else:
-        status = str(metrics.get("trial_status", "unknown"))
-    return {
-        "trial_id": metrics.get("trial_id") or config.get("trial_id"),
-        "status": status,
-        "baseline": bool(config.get(BASELINE_FLAG)),
-        "config": {k: v for k, v in config.items() if k != BASELINE_FLAG},
-        "metrics": metrics,
-        "full_budget": bool(metrics.get("full_budget")),
-        "error": None if result.error is None else str(result.error).strip().splitlines()[-1][:300],
-        "path": result.path,
-    }
+        create_private(path)
+        problem = None if is_uri(path) else storage_problem(path)
+        if problem:
+            log.warning("%s; a resume will refuse this study as it is", problem)
+    return path
+
+
+def _make_tuner(
+    trainable,
+    space: SearchSpace,
+    plan: StudyPlan,
+    *,
+    path: str,
+    study: str,
+    resume: bool,
+    callback: _ConsoleCallback | None,
+    verbose: int,
+    max_failures: int,
+) -> tune.Tuner:
+    """The Tuner (phase 4): restored with this driver's console, or new with the searcher."""
+    if resume:
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        _use_output(tuner, callback, verbose)
+        return tuner
+    storage_path, name = path.rsplit("/", 1) if "://" in path else (str(Path(path).parent), study)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=make_searcher(space, max_concurrent=plan.max_concurrent),
+            num_samples=plan.num_trials * space.replicates,  # configurations x replicates
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage_path,
+            verbose=verbose,
+            callbacks=[callback] if callback is not None else [],
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
 
 
 def _init_ray(address: str | None, *, verbose: int = 0, env: Mapping[str, str] | None = None) -> bool:
@@ -618,9 +513,3 @@ def _loopback_node():
         yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved
-
-
-def _check_positive(**values: float) -> None:
-    for name, v in values.items():
-        if v is None or v <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} {v}: must be > 0")

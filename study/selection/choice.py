@@ -7,17 +7,20 @@ rows for people and for JSON. Objectives are validation metrics unless
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from study import metrics as M
+from study.analysis.gains import Gain, gain_fields
 from study.analysis.outcomes import Outcomes
-from study.analysis.paired import Gain, gain_interval
+from study.analysis.paired import gain_interval
+from study.errors import FieldError
 from study.objectives import Objective
 from study.selection import choose as P
 from study.selection.configurations import group_configurations, replicates_of
+
+MAX_FOURIER_PANELS = 7  # the baseline and the first 6 Pareto models: a wider figure stops being legible
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,10 @@ def choose(
     )
     gains = gains_against_baseline(result, baseline, groups, seed=seed)
     if significant and baseline is None:
-        raise ValueError("--significant: the study has no finished baseline trial to measure gains against")
+        raise FieldError("significant", ": the study has no finished baseline trial to measure gains against")
     if significant and not groups.get(baseline["run_id"]):
-        raise ValueError(
-            f"--significant: the baseline run {baseline['run_id']} has no per-image outcomes (outcomes.npz)"
+        raise FieldError(
+            "significant", f": the baseline run {baseline['run_id']} has no per-image outcomes (outcomes.npz)"
         )
 
     def is_significant(c: P.Candidate) -> bool:
@@ -114,7 +117,7 @@ def gains_against_baseline(
     *,
     seed: int = 0,
 ) -> dict[str, dict[str, Gain]]:
-    """run_id -> split -> :class:`~study.analysis.paired.Gain` for every complete
+    """run_id -> split -> :class:`~study.analysis.gains.Gain` for every complete
     configuration whose outcomes are comparable with the baseline's on that split.
 
     ``groups`` maps a configuration's run id to the outcomes of its replicates: one
@@ -141,45 +144,6 @@ def gains_against_baseline(
     return out
 
 
-def gain_fields(gains: Mapping[str, Gain]) -> dict[str, Any]:
-    """Row fields of one trial's gains: ``robustness_gain_ci``, ``clean_drop_ci``,
-    ``relative_mce_ci`` (two-element lists, points / percent), ``robustness_gain_p``,
-    ``clean_drop_p`` for the test split, and the same with a ``val_`` prefix."""
-    out: dict[str, Any] = {}
-    for split, prefix in (("test", ""), ("val", "val_")):
-        g = gains.get(split)
-        for name in ("robustness_gain", "clean_drop", "relative_mce"):
-            d = None if g is None else getattr(g, name)
-            if name == "relative_mce" and d is not None:
-                interval = [d.ci_low + 100.0, d.ci_high + 100.0]  # an interval of the ratio itself
-            else:
-                interval = None if d is None else [d.ci_low, d.ci_high]
-            out[f"{prefix}{name}_ci"] = None if interval is None else [_clean(float(v)) for v in interval]
-            if name != "relative_mce":
-                out[f"{prefix}{name}_p"] = None if d is None else _clean(float(d.p_value))
-    return out
-
-
-def gain_metrics(gains: Mapping[str, Gain]) -> dict[str, float]:
-    """MLflow metrics of one trial's gains, so the runs table sorts by an interval's bound:
-    ``gain/<split>/robustness`` (+ ``_ci_low``, ``_ci_high``, ``_p``), ``gain/<split>/clean_drop``
-    (same), ``gain/<split>/relative_mce`` (+ bounds)."""
-    out: dict[str, float] = {}
-    for split, g in gains.items():
-        for name, d, value, shift in (
-            ("robustness", g.robustness_gain, g.robustness_gain.diff, 0.0),
-            ("clean_drop", g.clean_drop, g.clean_drop.diff, 0.0),
-            ("relative_mce", g.relative_mce, g.relative_mce.b, 100.0),
-        ):
-            base = f"{M.GAIN_PREFIX}{split}/{name}"
-            out[base] = value
-            out[base + "_ci_low"] = d.ci_low + shift
-            out[base + "_ci_high"] = d.ci_high + shift
-            if name != "relative_mce":
-                out[base + "_p"] = d.p_value
-    return {k: float(v) for k, v in out.items() if math.isfinite(v)}
-
-
 def trial_label(trial: dict[str, Any]) -> str:
     return str(trial["tags"].get(M.TAG_TRIAL_ID) or trial.get("name") or trial["run_id"][:8])
 
@@ -190,13 +154,6 @@ def aliases_of(choice: Choice) -> dict[str, list[str]]:
     if choice.champion is not None:
         out[choice.champion.run_id].append("champion")
     return out
-
-
-def _clean(v: Any) -> Any:
-    """JSON-safe: NaN and inf become null."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
 
 
 def pareto_rows(choice: Choice) -> list[dict[str, Any]]:
@@ -226,5 +183,34 @@ def pareto_rows(choice: Choice) -> list[dict[str, Any]]:
         row["replicates_failed"] = int(t.get("replicates_failed", 0))
         row["runs"] = list(t.get("members", [t["run_id"]]))
         row.update(gain_fields(choice.gains.get(c.run_id, {})))
-        rows.append({k: _clean(v) for k, v in row.items()})
+        rows.append({k: M.finite_or_none(v) for k, v in row.items()})  # JSON-safe
     return rows
+
+
+def fourier_models(choice: Choice) -> list[tuple[str, dict[str, Any]]]:
+    """``(name, trial)`` of the baseline (``baseline``) and the Pareto models (``pareto-1``...),
+    in report order, each trial once (a baseline on the front keeps the name ``baseline``)."""
+    models = ([("baseline", choice.baseline)] if choice.baseline else []) + [
+        (f"pareto-{i}", c.trial) for i, c in enumerate(choice.result.front, start=1)
+    ]
+    seen: set[str] = set()
+    out = []
+    for name, t in models:
+        if t["run_id"] not in seen:
+            seen.add(t["run_id"])
+            out.append((name, t))
+    return out
+
+
+def shown_settings(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The frequency settings of a row that mean something in its mode, the others None:
+    the proportion p is a target only in fixed mode, or in learned mode with a pull
+    (λ > 0); the cutoff is unused in free mode; λ exists only in learned mode."""
+    mode = row.get("mode")
+    weight = row.get("proportion_weight")
+    pulled = mode == "learned" and M.is_finite_number(weight) and weight > 0
+    return {
+        "proportion": row.get("proportion") if mode == "fixed" or pulled else None,
+        "cutoff": row.get("cutoff") if mode != "free" else None,
+        "proportion_weight": weight if mode == "learned" else None,
+    }

@@ -21,6 +21,8 @@ import numpy as np
 
 from models.stem import FrequencySettings
 from study import metrics as M
+from study.analysis.gains import metric_gains
+from study.errors import FieldError
 from study.objectives import Objective
 from study.selection.pareto import crowding_distance, non_dominated_ranks
 
@@ -39,9 +41,9 @@ Trial = Mapping[str, Any]
 
 
 def check_max_clean_drop(points: float | None) -> None:
-    """``--max-clean-drop`` must be a number of points >= 0 (or absent)."""
+    """``max_clean_drop`` must be a number of points >= 0 (or absent)."""
     if points is not None and (math.isnan(points) or points < 0):
-        raise ValueError(f"--max-clean-drop: {points} must be a number of points >= 0")
+        raise FieldError("max_clean_drop", f": {points} must be a number of points >= 0")
 
 
 def parse_objectives(text: str | None) -> tuple[Objective, ...]:
@@ -269,9 +271,9 @@ def choose_champion(
         return front[0] if front else None
     check_max_clean_drop(max_clean_drop)
     if baseline is None:
-        raise ValueError(
-            "--max-clean-drop: the study has no finished baseline trial "
-            "(free mode, sigma 0) to measure the drop against"
+        raise FieldError(
+            "max_clean_drop",
+            ": the study has no finished baseline trial (free mode, sigma 0) to measure the drop against",
         )
     floor = metric_of(baseline, CLEAN_METRIC) - max_clean_drop
     ok = [c for c in front if metric_of(c.trial, CLEAN_METRIC) >= floor]
@@ -279,22 +281,7 @@ def choose_champion(
 
 
 def trial_gains(trial: Trial, baseline: Trial | None) -> dict[str, float]:
-    """Gains over the baseline: test split as reported numbers (``robustness_gain``,
-    ``clean_drop``, ``relative_mce``) and the validation ones with a ``val_`` prefix."""
-    if baseline is None:
-        return {
-            k: math.nan
-            for k in (
-                M.ROBUSTNESS_GAIN,
-                M.CLEAN_DROP,
-                M.RELATIVE_MCE,
-                "val_" + M.ROBUSTNESS_GAIN,
-                "val_" + M.CLEAN_DROP,
-            )
-        }
-    model, base = trial.get("metrics", {}), baseline.get("metrics", {})
-    out = M.gains(model, base, split="test")
-    val = M.gains(model, base, split="val")
-    out["val_" + M.ROBUSTNESS_GAIN] = val[M.ROBUSTNESS_GAIN]
-    out["val_" + M.CLEAN_DROP] = val[M.CLEAN_DROP]
-    return out
+    """Gains over the baseline from the runs' summary metrics, one per entry of the gain table
+    (:data:`study.analysis.gains.GAINS`): test split as reported (``robustness_gain``, ...) and
+    the validation ones with a ``val_`` prefix; NaN without a baseline."""
+    return metric_gains(trial.get("metrics", {}), None if baseline is None else baseline.get("metrics", {}))

@@ -37,7 +37,8 @@ def config_id_of(trial: Trial) -> str:
     return config_id if form is None else f"{config_id}|learned_form={form}"
 
 
-def replicate_of(trial: Trial) -> int:
+def run_replicate(trial: Trial) -> int:
+    """A trial run's replicate index 0..R-1 (its ``freqstudy.replicate`` tag; 0 when untagged)."""
     try:
         return int(trial.get("tags", {}).get(M.TAG_REPLICATE, 0))
     except (TypeError, ValueError):
@@ -74,7 +75,7 @@ def group_configurations(trials: Sequence[Trial]) -> tuple[list[dict[str, Any]],
         # One member per replicate: its finished run, else its latest attempt.
         per_replicate: dict[int, Trial] = {}
         for t in sorted(runs, key=lambda r: r.get("start_time") or 0):
-            k = replicate_of(t)
+            k = run_replicate(t)
             if k not in per_replicate or not _ended(per_replicate[k]) or _ended(t):
                 per_replicate[k] = t
         chosen = [per_replicate[k] for k in sorted(per_replicate)]

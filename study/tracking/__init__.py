@@ -10,8 +10,9 @@ import os
 RUN_LINKS_ENV = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 os.environ.setdefault(RUN_LINKS_ENV, "true")
 
+from study.tracking.models import load_logged_model  # noqa: E402
 from study.tracking.registry import load_model as load_registered_model  # noqa: E402
-from study.tracking.runs import TrackedTrial, load_logged_model, run_tracked_trial  # noqa: E402
+from study.tracking.runs import TrackedTrial, run_tracked_trial  # noqa: E402
 from study.tracking.server import bound_http, local_tracking_uri  # noqa: E402
 
 # Every MLflow HTTP call of a process that uses freqstudy's tracking is bounded (timeout,

@@ -29,8 +29,8 @@ def study_outcomes(
 
 
 def log_gains(choice, tracking_uri: str | None = None, client=None) -> int:
-    """Log ``study.selection.choice.gain_metrics`` on each trial run; returns how many runs got them."""
-    from study.selection.choice import gain_metrics
+    """Log ``study.analysis.gains.gain_metrics`` on each trial run; returns how many runs got them."""
+    from study.analysis.gains import gain_metrics
 
     client = client or client_for(tracking_uri)
     now = int(time.time() * 1000)

@@ -12,12 +12,21 @@ missing metric is ``study.selection.choose.check_metrics``'s, naming the metrics
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from study import metrics as M
+from study.errors import FieldError
+from study.npyfiles import Expect, read_npy
+
+if TYPE_CHECKING:
+    from study.selection.choice import Choice
 
 # Runs per page when listing a study: the server's cap; a study is hundreds of
 # trials, so a few pages at most.
@@ -31,20 +40,18 @@ def client_for(tracking_uri: str | None):
     The fluent API (model registration and loading) follows the same URI.
     """
     import mlflow
-    from mlflow import MlflowClient
 
-    from study.tracking.server import bound_http
+    from study.tracking.server import mlflow_client
 
-    bound_http()
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
-        raise ValueError("tracking URI: none given; pass --tracking-uri or set MLFLOW_TRACKING_URI")
+        raise FieldError("tracking_uri", ": none given; pass one or set MLFLOW_TRACKING_URI")
     # Commands read artifacts (outcomes, maps, models) per run: a progress bar for each
     # small file would bury the one-line messages on stderr.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return mlflow_client(uri)
 
 
 def list_studies(client) -> list[str]:
@@ -195,7 +202,7 @@ def run_in_study(run_id: str, study: str, tracking_uri: str | None = None, clien
     exp = client.get_experiment_by_name(study)
     if exp is None:
         names = list_studies(client)
-        raise ValueError(f"--study {study!r} not found; studies: {', '.join(names) if names else '(none)'}")
+        raise FieldError("study", f" {study!r} not found; studies: {', '.join(names) if names else '(none)'}")
     try:
         run = client.get_run(run_id)
     except MlflowException:
@@ -203,3 +210,79 @@ def run_in_study(run_id: str, study: str, tracking_uri: str | None = None, clien
     if run.info.experiment_id != exp.experiment_id:
         raise ValueError(f"{what} {run_id}: belongs to another experiment, not study {study!r}")
     return _run_to_dict(run)
+
+
+# Artifacts of a trial run the report reads (written by study.reporting.trial_artifacts).
+ALPHA_ARTIFACT = "alpha.npy"  # (O,) learned alpha of a learned-mode trial, when the trial logged it
+METRICS_ARTIFACT = "metrics.json"  # its "alpha_history" is (epochs, O) in learned mode
+FOURIER_ARTIFACT = "fourier_heatmap.npy"  # = study.analysis.fourier.FOURIER_HEATMAP_NPY (no torch here)
+
+
+def learned_alpha(choice: Choice, client, workdir: Path) -> dict[str, np.ndarray]:
+    """Per-filter alpha after the last epoch of each complete learned-mode trial.
+
+    Read from the trial's ``alpha.npy`` artifact when it has one, else from the
+    last row of ``alpha_history`` (epochs x filters) in its ``metrics.json``;
+    trials with neither contribute their final ``filters/mean_alpha`` to one
+    pooled box, so the figure still shows where the proportion went.
+    """
+    from study.selection.choice import trial_label
+    from study.selection.choose import metric_of, param_of
+
+    out: dict[str, np.ndarray] = {}
+    pooled = []
+    for c in choice.result.candidates:
+        t = c.trial
+        if param_of(t, "frequency.mode") != "learned":
+            continue
+        alpha = _alpha_from_artifacts(t["run_id"], client, workdir / t["run_id"], download_artifact)
+        if alpha is not None:
+            out[trial_label(t)] = alpha
+        elif not math.isnan(metric_of(t, M.FILTER_MEAN_ALPHA)):
+            pooled.append(metric_of(t, M.FILTER_MEAN_ALPHA))
+    if pooled:
+        out["mean α per trial"] = np.array(pooled)
+    return out
+
+
+def _alpha_from_artifacts(run_id: str, client, workdir: Path, download) -> np.ndarray | None:
+    path = download(run_id, ALPHA_ARTIFACT, workdir, client=client)
+    if path is not None:
+        return read_npy(path, what=f"run {run_id}: {ALPHA_ARTIFACT}", expect=Expect("f", 1, 1 << 24))
+    path = download(run_id, METRICS_ARTIFACT, workdir, client=client)
+    if path is None:
+        return None
+    try:
+        history = json.loads(Path(path).read_text()).get("alpha_history")
+    except (OSError, ValueError, AttributeError, RecursionError):  # RecursionError: '[[[[...' too deep
+        return None
+    if not history:
+        return None
+    last = np.asarray(history[-1], dtype=float).ravel()
+    return last if last.size and np.isfinite(last).all() else None
+
+
+def fourier_maps(choice: Choice, client, workdir: Path) -> dict[str, np.ndarray]:
+    """The Fourier heat maps that the baseline and the Pareto models logged, by their names
+    in :func:`study.selection.choice.fourier_models` (at most ``MAX_FOURIER_PANELS``); models
+    without one are left out.
+
+    Each map is the trial's ``fourier_heatmap.npy`` artifact, loaded without pickle; a file
+    that is not a square 2-D float array is skipped.
+    """
+    from study.selection.choice import MAX_FOURIER_PANELS, fourier_models
+
+    out: dict[str, np.ndarray] = {}
+    for name, t in fourier_models(choice):
+        if len(out) == MAX_FOURIER_PANELS:
+            break
+        path = download_artifact(t["run_id"], FOURIER_ARTIFACT, workdir / t["run_id"], client=client)
+        if path is None:
+            continue
+        try:
+            heatmap = read_npy(path, what=FOURIER_ARTIFACT, expect=Expect("f", 2, 1 << 20))
+        except (OSError, ValueError):
+            continue
+        if heatmap.ndim == 2 and heatmap.shape[0] == heatmap.shape[1] and heatmap.dtype.kind == "f":
+            out[name] = heatmap
+    return out

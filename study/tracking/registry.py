@@ -38,13 +38,13 @@ class Registration:
 def _model_source(client, run_id: str) -> tuple[str, str | None]:
     """``(source URI, logged model id)`` of the model a trial logged: its ``model/`` folder.
 
-    The folder is checked first (``study.tracking.runs.model_files``): only a freqstudy
+    The folder is checked first (``study.tracking.models.model_files``): only a freqstudy
     safetensors model is registered, never a pickle-format one. It is plain artifacts (no
     MLflow flavour, no logged-model entity), which the registry takes as they are. The
     source is the folder's own location, not ``runs:/<id>/model``: MLflow 3 resolves that
     to a logged model named ``model`` when the run also has one, and would mix its files in.
     """
-    from study.tracking.runs import model_files
+    from study.tracking.models import model_files
 
     model_files(client, run_id)
     return f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT}", None
@@ -130,10 +130,10 @@ def load_model(study: str, alias: str = CHAMPION_ALIAS, tracking_uri: str | None
     """The network registered under ``models:/<study>@<alias>``, on the CPU in eval mode.
 
     The alias is resolved to its version's run, and the run's model is loaded the one safe
-    way (``study.tracking.runs.load_logged_model``: safetensors weights into the network
+    way (``study.tracking.models.load_logged_model``: safetensors weights into the network
     rebuilt from the run's config; a pickle-format model is refused, never unpickled).
     """
-    from study.tracking.runs import load_logged_model
+    from study.tracking.models import load_logged_model
 
     client = client or client_for(tracking_uri)
     info = version_by_alias(study, alias, client=client)  # a clear error first

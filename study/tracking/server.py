@@ -174,6 +174,15 @@ def http_bounds_env() -> dict[str, str]:
     return {k: os.environ.get(k, v) for k, v in HTTP_BOUNDS.items()}
 
 
+def mlflow_client(tracking_uri: str | None):
+    """The one way freqstudy builds an ``MlflowClient``: HTTP calls bounded (:func:`bound_http`),
+    tracking and registry on the same URI."""
+    from mlflow import MlflowClient
+
+    bound_http()
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
 def bound_http() -> None:
     """Bound every MLflow HTTP call of this process (``HTTP_BOUNDS``); MLflow reads them per call.
 

@@ -16,23 +16,15 @@ from typing import Any
 
 from study import metrics as M
 from study.tracking.experiments import code_version, ensure_experiment
+from study.tracking.server import mlflow_client
 
 ROLE_STUDY = "study"
 ROLE_TRIAL = "trial"
 
 
-def _client(tracking_uri: str):
-    from mlflow import MlflowClient
-
-    from study.tracking.server import bound_http
-
-    bound_http()
-    return MlflowClient(tracking_uri=tracking_uri)
-
-
 def find_study_run(tracking_uri: str, study: str) -> str | None:
     """The run id of the study's parent run, or None when the study is new."""
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri)
     exp = client.get_experiment_by_name(study)
     if exp is None:
         return None
@@ -69,7 +61,7 @@ def start_study_run(
     """
     from mlflow.entities import Param, RunTag
 
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri)
     experiment_id = ensure_experiment(client, study)
     existing = find_study_run(tracking_uri, study)
     all_tags = {**tags, M.TAG_STUDY: study, M.TAG_ROLE: ROLE_STUDY, M.TAG_CODE_VERSION: code_version()}
@@ -135,7 +127,7 @@ def finish_study_run(
     (``study/trials_finished`` ...) and close the run."""
     from mlflow.entities import Metric
 
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri)
     close_orphaned_trials(client, run_id, reason=ORPHAN_AT_STUDY_END)
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(f"study/{k}", float(v), now, 0) for k, v in counts.items()])

@@ -17,9 +17,9 @@ import torch
 from mlflow import MlflowClient
 
 from study.cli import main
+from study.engine.model_folder import MODEL_FORMAT
 from study.tracking import load_logged_model, load_registered_model
 from study.tracking.registry import Registration, register_models
-from study.tracking.runs import MODEL_FORMAT
 
 pytestmark = pytest.mark.integration
 

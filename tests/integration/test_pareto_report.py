@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import subprocess
@@ -322,11 +323,10 @@ def test_report_is_self_contained_and_logged(smoke, capsys, tmp_path):
 
 
 def test_learned_alpha_is_per_filter(smoke, tmp_path):
-    from study.reporting.report import learned_alpha
     from study.selection.choice import choose, trial_label
     from study.selection.choose import param_of, parse_objectives
     from study.tracking import load_logged_model
-    from study.tracking.queries import client_for, load_study
+    from study.tracking.queries import client_for, learned_alpha, load_study
 
     uri, study = smoke
     c = client_for(uri)
@@ -518,3 +518,74 @@ def test_compare_refuses_runs_on_different_images(smoke, capsys, subset_dir, tmp
         capsys, "compare", base.info.run_id, "0" * 32, "--study", study, "--tracking-uri", uri
     )
     assert code == 2 and "RUN_B" in err and err.count("\n") == 1
+
+
+@pytest.fixture
+def throwaway_tables():
+    """A statistic and a gain added to the tables for one test only (each table is the one
+    source its consumers iterate over, so nothing else is touched)."""
+    from study.analysis import gains as G
+    from study.analysis import statistics as S
+    from study.analysis.outcomes import parse_key
+
+    def hardest(ix):
+        keys = ix.of(M.BENCHMARK_CORRUPTIONS)
+        top = max((parse_key(k)[2] for k in keys), default=None)
+        return [("hardest_severity_acc", tuple(k for k in keys if parse_key(k)[2] == top))] if keys else []
+
+    stat = S.Statistic("hardest_severity_acc", S.MEAN, hardest)
+    gain = G.GainSpec(
+        "hardest_gain",
+        "hardest_severity_acc",
+        +1,
+        0.0,
+        "hardest-severity gain (pts)",
+        "hardest",
+        2,
+        True,
+        "hardest",
+        True,
+        lambda model, base, split: math.nan,  # no summary metric of it: the point comes with outcomes
+    )
+    S.STATISTICS.append(stat)
+    G.GAINS.append(gain)
+    try:
+        yield stat, gain
+    finally:
+        S.STATISTICS.remove(stat)
+        G.GAINS.remove(gain)
+
+
+def test_a_throwaway_statistic_and_gain_reach_every_output(smoke, capsys, tmp_path, throwaway_tables):
+    uri, study = smoke
+    base = baseline_of(complete_trials(uri, study))
+    code, out, err = run_cli(capsys, "pareto", "--study", study, "--tracking-uri", uri, "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert rows and all("hardest_gain_ci" in r and "val_hardest_gain_ci" in r for r in rows)
+    # A Pareto trial evaluated on the baseline's images (others have no paired gain).
+    paired = [r for r in rows if r["run_id"] != base.info.run_id and r["hardest_gain_ci"] is not None]
+    if not paired:
+        pytest.skip("no Pareto trial of this smoke study shares the baseline's test images")
+    row = paired[0]
+    code, out, err = run_cli(
+        capsys, "compare", base.info.run_id, row["run_id"], "--study", study, "--tracking-uri", uri, "--json"
+    )
+    assert code == 0, err
+    diffs = {d["statistic"]: d for d in json.loads(out)["differences"]}
+    hard = diffs["hardest_severity_acc"]
+    assert hard["ci_low"] <= hard["diff"] <= hard["ci_high"] and hard["test"] == "sign-flip-permutation"
+    assert row["hardest_gain_ci"] == pytest.approx([hard["ci_low"], hard["ci_high"]])
+    out_dir = tmp_path / "report"
+    code, _, err = run_cli(capsys, "report", "--study", study, "--tracking-uri", uri, "--out", str(out_dir))
+    assert code == 0, err
+    with open(out_dir / "trials.csv") as f:
+        trial_row = {r["run_id"]: r for r in csv.DictReader(f)}[row["run_id"]]
+    assert float(trial_row["hardest_gain_ci_low"]) == pytest.approx(hard["ci_low"])
+    assert float(trial_row["hardest_gain_ci_high"]) == pytest.approx(hard["ci_high"])
+    with open(out_dir / "pareto.csv") as f:
+        assert "hardest_gain_ci_low" in next(csv.reader(f))
+    results = (out_dir / "results.md").read_text()
+    assert "hardest-severity gain (pts)" in results
+    assert f"{hard['diff']:+.2f} [{hard['ci_low']:+.2f}, {hard['ci_high']:+.2f}]" in results
+    assert "hardest-severity gain (pts)" in (out_dir / "report.html").read_text()

@@ -26,9 +26,10 @@ from study import metrics as M
 from study.config import TrialConfig
 from study.data import load_cifar10
 from study.engine.evaluate import EvalSettings, clean_accuracy, eval_loader
+from study.reporting.trial_artifacts import ARTIFACTS
 from study.tracking import load_logged_model, run_tracked_trial
 from study.tracking.experiments import EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING
-from study.tracking.runs import ARTIFACTS, PARENT_RUN_TAG
+from study.tracking.runs import PARENT_RUN_TAG
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,10 @@ from study.analysis.fourier import (
     FOURIER_HEATMAP_NPY,
     radius_map,
 )
-from study.reporting.report import FOURIER_ARTIFACT, FOURIER_FIGURE, FOURIER_METRICS, write_report
+from study.reporting.report import FOURIER_FIGURE, FOURIER_METRICS, write_report
 from study.selection.choice import choose
 from study.selection.choose import parse_objectives
+from study.tracking.queries import FOURIER_ARTIFACT
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

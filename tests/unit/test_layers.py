@@ -3,7 +3,8 @@
 Statically, over every import statement (module level and inside functions):
 ``models`` imports nothing from ``study``; only ``study.search.tune`` imports
 Ray; only ``study.tracking`` imports MLflow; the import graph of ``study`` has
-no cycles. Dynamically, in a fresh interpreter: the pure modules load neither
+no cycles, between modules or between packages, and no package imports one
+above it in :data:`PACKAGE_ORDER`. Dynamically, in a fresh interpreter: the pure modules load neither
 Ray nor MLflow.
 """
 
@@ -23,13 +24,19 @@ PURE = [
     "models.stem",
     "models.resnet",
     "study.config",
+    "study.band_warnings",
     "study.metrics",
+    "study.errors",
     "study.objectives",
     "study.selection.pareto",
     "study.selection.choose",
     "study.selection.choice",
     "study.analysis.outcomes",
     "study.analysis.paired",
+    "study.analysis.statistics",
+    "study.analysis.gains",
+    "study.analysis.resampling",
+    "study.reporting.formatting",
     "study.analysis.fourier",
     "study.analysis.importance",
     "study.search.spaces",
@@ -176,3 +183,77 @@ def test_the_import_graph_of_study_has_no_cycles():
 def test_the_cycle_check_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) == []
+
+
+# Packages from the bottom up: each may import only those before it. Pure helpers first,
+# then data, the statistics, training, choosing, rendering, MLflow, Ray, commands.
+PACKAGE_ORDER = [
+    "models",
+    "study.errors",
+    "study.files",
+    "study.yamlfiles",
+    "study.metrics",
+    "study.objectives",
+    "study.config",
+    "study.band_warnings",
+    "study.corruptions",
+    "study.data",
+    "study.cifar10c",
+    "study.analysis",
+    "study.engine",
+    "study.selection",
+    "study.reporting",
+    "study.tracking",
+    "study.search",
+    "study.bench",
+    "study.cli",
+]
+
+
+def package_of(module: str) -> str:
+    """``study.tracking.runs`` -> ``study.tracking``; ``models.stem`` -> ``models``."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "study" and len(parts) > 1 else parts[0]
+
+
+def package_graph(imports: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Package -> the other packages of ``models``/``study`` its modules import (the bare
+    ``study`` of ``from study import metrics`` is not a package of its own)."""
+    packages = {package_of(m) for m in imports} - {"study"}
+    graph: dict[str, set[str]] = {p: set() for p in packages}
+    for m, names in imports.items():
+        if package_of(m) == "study":
+            continue
+        for n in names:
+            target = package_of(n)
+            if target in packages and target != package_of(m):
+                graph[package_of(m)].add(target)
+    return graph
+
+
+def test_the_package_graph_has_no_cycles():
+    cycle = find_cycle(package_graph(IMPORTS))
+    assert not cycle, "package cycle: " + " -> ".join(cycle)
+
+
+def test_no_package_imports_one_above_it():
+    graph = package_graph(IMPORTS)
+    unplaced = sorted(set(graph) - set(PACKAGE_ORDER))
+    assert not unplaced, f"place these packages in PACKAGE_ORDER: {unplaced}"
+    rank = {p: i for i, p in enumerate(PACKAGE_ORDER)}
+    upward = sorted(f"{p} -> {q}" for p, deps in graph.items() for q in deps if rank[q] > rank[p])
+    assert not upward, "imports of a package above: " + "; ".join(upward)
+
+
+def test_the_package_check_sees_an_upward_import_and_a_cycle():
+    # The check can fail: tracking importing reporting while reporting imports tracking.
+    fake = {
+        "study.tracking.runs": {"study.reporting.figures_trial"},
+        "study.reporting.report": {"study.tracking.queries"},
+    }
+    graph = package_graph(fake)
+    assert graph == {"study.tracking": {"study.reporting"}, "study.reporting": {"study.tracking"}}
+    assert find_cycle(graph) in (
+        ["study.reporting", "study.tracking", "study.reporting"],
+        ["study.tracking", "study.reporting", "study.tracking"],
+    )

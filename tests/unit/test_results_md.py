@@ -7,7 +7,7 @@ import numpy as np
 from study.analysis.outcomes import Outcomes
 from study.analysis.paired import compare_groups, group_summary
 from study.metrics import BENCHMARK_CORRUPTIONS
-from study.reporting.results import category_table, configuration_rows, label_of, markdown_table
+from study.reporting.results import category_table, label_of, markdown_table, results_rows
 
 
 def outcomes(rng, p_clean, p_corrupt, n=300):
@@ -37,15 +37,15 @@ def test_rows_and_tables_carry_the_analysis_numbers():
     base = [outcomes(rng, 0.6, 0.5) for _ in range(3)]
     better = [outcomes(rng, 0.6, 0.6) for _ in range(3)]
     records = [record("b", "free", 0.0), record("x", "fixed", 0.5, p=0.25)]
-    rows = configuration_rows(records, {"b": base, "x": better}, "b")
+    rows = results_rows(records, {"b": base, "x": better}, "b")
     assert [r["label"] for r in rows] == ["free σ=0", "fixed p=0.25 σ=0.5"] == [label_of(r) for r in records]
     x = next(r for r in rows if r["run_id"] == "x")
     direct = {d.name: d for d in compare_groups(base, better, "test", statistics=["corruption_acc"])}
-    assert x["test_diff"]["corruption_acc"].ci_low == direct["corruption_acc"].ci_low
+    assert x["test_gains"]["robustness_gain"].ci_low == direct["corruption_acc"].ci_low
     own = group_summary(better, "test", statistics=["clean_acc"])["clean_acc"]
     assert x["test"]["clean_acc"] == (own.mean, own.ci_low, own.ci_high)
     table = markdown_table(rows, "test")
-    g = x["test_diff"]["corruption_acc"]
+    g = x["test_gains"]["robustness_gain"]
     assert f"{g.diff:+.2f} [{g.ci_low:+.2f}, {g.ci_high:+.2f}]" in table
     assert table.splitlines()[2].startswith("| free σ=0 (baseline) | 3 |")  # the baseline first
     assert "weather gain" in category_table(rows, "val")

@@ -81,7 +81,7 @@ def test_resume_refusal_is_one_line_and_a_uri_gets_a_note(tmp_path):
     folder = make_study(tmp_path)
     (folder / "evil.pkl").write_bytes(b"")
     with pytest.raises(
-        ValueError, match=r"^--resume: .*evil\.pkl is not a file Ray Tune writes.*trusted state"
+        ValueError, match=r"^resume: .*evil\.pkl is not a file Ray Tune writes.*trusted state"
     ):
         check_resumable(str(folder))
     note = check_resumable("s3://bucket/studies/s")

@@ -1,0 +1,122 @@
+"""The model folder a trial logs: three files no loader runs code from.
+
+``weights.safetensors`` (the state dict), ``config.yaml`` (the trial config the network
+is rebuilt from) and ``freqstudy-model.json`` (format, sha256 of the weights, input and
+output). Pure file format (torch and safetensors, no MLflow): :func:`write_model` and
+:func:`read_model` here, :func:`pickle_format` to refuse a folder that holds a file other
+tools would unpickle. ``study.tracking.models`` logs and downloads such folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from study.config import TrialConfig
+from study.engine.trial import build_model
+from study.files import write_text_atomic
+
+MODEL_FORMAT = "freqstudy.safetensors/1"
+MODEL_MANIFEST = "freqstudy-model.json"
+MODEL_WEIGHTS = "weights.safetensors"
+MODEL_CONFIG = "config.yaml"
+MODEL_FILES = (MODEL_MANIFEST, MODEL_WEIGHTS, MODEL_CONFIG)
+# Files that other tools load by unpickling (torch.save, MLflow's pytorch and pyfunc flavours,
+# joblib, cloudpickle...), and MLflow's model descriptor that sends a loader to them.
+PICKLE_SUFFIXES = (
+    ".pt",
+    ".pth",
+    ".pt2",
+    ".pkl",
+    ".pickle",
+    ".bin",
+    ".ckpt",
+    ".joblib",
+    ".dill",
+    ".cloudpickle",
+)
+MLFLOW_MODEL_FILE = "MLmodel"
+MODEL_INPUT = "float32 (B, 3, 32, 32), normalised with the CIFAR-10 mean and std (study.data)"
+MODEL_OUTPUT = "float32 (B, classes) logits"
+
+
+def model_manifest(weights_sha256: str) -> dict[str, Any]:
+    """The ``freqstudy-model.json`` document of a model folder."""
+    return {
+        "format": MODEL_FORMAT,
+        "weights": MODEL_WEIGHTS,
+        "config": MODEL_CONFIG,
+        "weights_sha256": weights_sha256,
+        "torch": torch.__version__,
+        "input": MODEL_INPUT,
+        "output": MODEL_OUTPUT,
+    }
+
+
+def write_model(out: Path, model: torch.nn.Module, config: TrialConfig) -> list[Path]:
+    """Write ``model`` as a freqstudy model folder: ``weights.safetensors`` (the state dict,
+    CPU copies), ``config.yaml`` (the trial config it is rebuilt from) and ``freqstudy-model.json``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    # Copies: safetensors wants contiguous tensors that share no storage.
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    weights = out / MODEL_WEIGHTS
+    save_file(state, str(weights), metadata={"format": MODEL_FORMAT})
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    return [
+        weights,
+        write_text_atomic(out / MODEL_CONFIG, config.to_yaml()),
+        write_text_atomic(out / MODEL_MANIFEST, json.dumps(model_manifest(digest), indent=2)),
+    ]
+
+
+def read_model(folder: Path, *, source: str) -> torch.nn.Module:
+    """The network of a model folder written by :func:`write_model`, on the CPU in eval mode.
+
+    Only JSON, YAML (safe loader) and safetensors are read: nothing in the folder can run code.
+
+    Raises:
+        ValueError: one line naming ``source`` and what is wrong.
+    """
+    try:
+        manifest = json.loads((folder / MODEL_MANIFEST).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{source}: {MODEL_MANIFEST} unreadable ({e})".splitlines()[0]) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MODEL_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise ValueError(f"{source}: {MODEL_MANIFEST} declares format {found!r}; expected {MODEL_FORMAT!r}")
+    weights = folder / MODEL_WEIGHTS
+    try:
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    except OSError as e:
+        raise ValueError(f"{source}: {MODEL_WEIGHTS} unreadable ({e})".splitlines()[0]) from None
+    if manifest.get("weights_sha256") != digest:
+        raise ValueError(f"{source}: {MODEL_WEIGHTS} does not match the sha256 in {MODEL_MANIFEST}")
+    try:
+        config = TrialConfig.from_yaml(folder / MODEL_CONFIG)
+    except ValueError as e:
+        raise ValueError(f"{source}: {MODEL_CONFIG}: {e}".splitlines()[0]) from None
+    try:
+        state = load_file(str(weights), device="cpu")
+        model = build_model(config)
+        model.load_state_dict(state, strict=True)
+    except (OSError, RuntimeError, ValueError, SafetensorError) as e:  # shapes, names, a bad file
+        raise ValueError(
+            f"{source}: {MODEL_WEIGHTS} does not fit {MODEL_CONFIG} ({e})".splitlines()[0]
+        ) from None
+    return model.eval()
+
+
+def pickle_format(files: list[str]) -> str | None:
+    """The first pickle-format file of ``files`` (a pickle before an ``MLmodel``), or None."""
+    names = [(path, path.rsplit("/", 1)[-1]) for path in files]
+    pickles = [path for path, name in names if name.lower().endswith(PICKLE_SUFFIXES)]
+    descriptors = [path for path, name in names if name == MLFLOW_MODEL_FILE]
+    found = pickles + descriptors
+    return found[0] if found else None

@@ -1,0 +1,250 @@
+"""The phases of a study that need no Ray: its plan (resources, device, the configs
+every trial starts from), its parent MLflow run, the console's opening line, the
+libraries' quiet, each trial's record and the study's close.
+
+``study.search.tune.run_study`` runs them around the Tuner, the one part that needs Ray.
+Errors name the keyword a caller passed (:class:`study.errors.FieldError`); notes and
+warnings go to the ``study.search`` logger, and the command decides what reaches the console.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from study.config import TrialConfig
+from study.errors import FieldError
+from study.search.spaces import BASELINE_FLAG, SearchSpace
+from study.search.summary import StudySummary
+from study.search.trials import device_for_resources
+
+log = logging.getLogger(__name__)
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# Tune's documented switches for a quiet driver (``verbose=0``), set for the study's duration:
+QUIET_TUNE_ENV = {
+    # The legacy output engine prints nothing at verbose 0; the new one still prints its
+    # configuration box, the experiment path, a TensorBoard hint and a final table.
+    "RAY_AIR_NEW_OUTPUT": "0",
+    # A crashed trial is one console line; its traceback stays in error.txt in its trial folder.
+    "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
+    # Every epoch checkpoints by design; Tune would warn about the snapshots that follow.
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """A study's resources and the configs every trial starts from (phase 1 of :func:`run_study`)."""
+
+    num_trials: int
+    max_concurrent: int
+    cpus: float
+    gpus: float
+    fixed: dict[str, Any]
+    baseline: dict[str, Any]
+    base_cfg: TrialConfig
+
+
+def plan_study(
+    space: SearchSpace,
+    study: str,
+    *,
+    resume: bool,
+    data_dir: str | None,
+    num_trials: int | None,
+    max_concurrent: int | None,
+    cpus_per_trial: float | None,
+    gpus_per_trial: float | None,
+) -> StudyPlan:
+    """Resources (the space's unless overridden), the device, the data folder, all validated.
+
+    Raises:
+        FieldError: naming ``study``, ``num_trials``, ``max_concurrent``, ``cpus_per_trial``
+            or ``gpus_per_trial``; ``ValueError`` from the trial config.
+    """
+    if not STUDY_NAME.match(study):
+        raise FieldError(
+            "study", f" {study!r}: use letters, digits, '_', '.', '-' (up to 100, starting alphanumeric)"
+        )
+    overrides = {
+        "num_trials": num_trials,
+        "max_concurrent": max_concurrent,
+        "cpus_per_trial": cpus_per_trial,
+        "gpus_per_trial": gpus_per_trial,
+    }
+    if resume and any(v is not None for v in overrides.values()):
+        given = ", ".join(k for k, v in overrides.items() if v is not None)
+        log.info(
+            "a resumed study continues with its original trial count, concurrency and resources; "
+            "%s given now ignored",
+            given,
+        )
+    num_trials = space.num_trials if num_trials is None else num_trials
+    max_concurrent = space.max_concurrent if max_concurrent is None else max_concurrent
+    cpus = cpus_per_trial if cpus_per_trial is not None else space.cpus
+    gpus = gpus_per_trial if gpus_per_trial is not None else space.gpus
+    check_positive(num_trials=num_trials, max_concurrent=max_concurrent, cpus_per_trial=cpus)
+    if gpus < 0:
+        raise FieldError("gpus_per_trial", f" {gpus}: must be >= 0")
+    fixed = dict(space.fixed)
+    baseline = space.baseline_flat()
+    if "device" not in {p.key for p in space.parameters}:
+        for flat in (fixed, baseline):
+            flat["device"] = device_for_resources(str(flat.get("device", "auto")), gpus)
+    if data_dir:
+        fixed["data.dir"] = baseline["data.dir"] = str(Path(data_dir).expanduser().resolve())
+    base_cfg = TrialConfig.from_flat(fixed)
+    TrialConfig.from_flat(baseline)
+    return StudyPlan(num_trials, max_concurrent, cpus, gpus, fixed, baseline, base_cfg)
+
+
+def start_parent_run(
+    uri: str, space: SearchSpace, plan: StudyPlan, *, study: str, path: str, resume: bool, max_failures: int
+) -> str:
+    """The study's parent MLflow run (phase 3), with the study's settings as params."""
+    from study.tracking.server import logging_to
+    from study.tracking.study_runs import start_study_run
+
+    with logging_to(uri, f"starting study {study}"):
+        return start_study_run(
+            uri,
+            study,
+            space_path=space.path,
+            resume=resume,
+            tags={
+                "freqstudy.space": Path(space.path).name,
+                "freqstudy.sampler": space.sampler.name,
+                "freqstudy.experiment_path": path,
+            },
+            params={
+                "study.space": space.path,
+                "study.num_trials": plan.num_trials,
+                "study.max_concurrent": plan.max_concurrent,
+                "study.cpus_per_trial": plan.cpus,
+                "study.gpus_per_trial": plan.gpus,
+                "study.max_failures": max_failures,
+                "study.sampler": space.sampler.name,
+                "study.sampler_seed": space.sampler.seed,
+                "study.objectives": ",".join(f"{o.metric}:{o.short}" for o in space.objectives),
+                "study.parameters": ",".join(p.key for p in space.parameters),
+            },
+        )
+
+
+def opening_line(space: SearchSpace, plan: StudyPlan, *, study: str, resume: bool) -> str:
+    cpus, gpus = plan.cpus, plan.gpus
+    return (
+        f"study {study}: {'resumed, ' if resume else ''}{plan.num_trials} "
+        + (f"configurations x {space.replicates} seeds, " if space.replicates > 1 else "trials, ")
+        + f"{plan.max_concurrent} at a time, {cpus:g} CPU{'' if cpus == 1 else 's'}"
+        f"{f' and {gpus:g} GPU' if gpus else ''} each; objectives "
+        + ", ".join(f"{o.metric} ({o.short})" for o in space.objectives)
+    )
+
+
+def close_study(summary: StudySummary, space: SearchSpace, uri: str) -> None:
+    """Gains and counts to MLflow, the parent run closed; a server gone by now is one line on
+    stderr (the trials' results are in the summary) instead of a traceback."""
+    from study.tracking.gains import annotate_study
+    from study.tracking.server import TrackingServerLost, logging_to
+    from study.tracking.study_runs import finish_study_run
+
+    assert summary.parent_run_id is not None, "a tracked study has a parent run"
+    try:
+        with logging_to(uri, f"closing study {summary.study}"):
+            summary.gains_logged = annotate_study(summary.study, space.objectives, tracking_uri=uri)
+            finish_study_run(
+                uri,
+                summary.parent_run_id,
+                counts={
+                    "trials_finished": summary.count("finished"),
+                    "trials_diverged": summary.count("diverged"),
+                    "trials_failed": summary.count("failed"),
+                    "trials_total": len(summary.trials),
+                },
+            )
+    except TrackingServerLost as e:
+        summary.gains_logged = "the tracking server was unreachable"
+        log.warning(
+            "%s; the study's gains and counts are not logged "
+            "(with the server back, a resume reruns the failed trials and closes their runs)",
+            e,
+        )
+
+
+def trial_record(result) -> dict[str, Any]:
+    metrics = dict(result.metrics or {})
+    config = dict(result.config or {})
+    if result.error is not None:
+        status = "failed"
+    else:
+        status = str(metrics.get("trial_status", "unknown"))
+    return {
+        "trial_id": metrics.get("trial_id") or config.get("trial_id"),
+        "status": status,
+        "baseline": bool(config.get(BASELINE_FLAG)),
+        "config": {k: v for k, v in config.items() if k != BASELINE_FLAG},
+        "metrics": metrics,
+        "full_budget": bool(metrics.get("full_budget")),
+        "error": None if result.error is None else str(result.error).strip().splitlines()[-1][:300],
+        "path": result.path,
+    }
+
+
+class DropMessages(logging.Filter):
+    """Drops log records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+@contextlib.contextmanager
+def quiet_libraries(verbose: int, extra_env: Mapping[str, str]):
+    """Ray, Tune and Optuna as quiet as the console wants them, for the study's duration.
+
+    ``verbose=0``: Tune's quiet switches (``QUIET_TUNE_ENV``), the ``ray`` logger at
+    ERROR (no token or start notices, no snapshot warnings, no INFO lines) and
+    Optuna at WARNING. ``extra_env`` (MLflow's link switch) applies either way.
+    Everything is put back afterwards.
+    """
+    env = {**(QUIET_TUNE_ENV if not verbose else {}), **extra_env}
+    saved_env = {k: os.environ.get(k) for k in env}
+    ray_logger = logging.getLogger("ray")
+    saved_ray_level = ray_logger.level
+    saved_optuna = optuna.logging.get_verbosity()
+    os.environ.update(env)
+    # The console has a line for each failed trial, and the summary lists them again.
+    unfinished = DropMessages("Trials did not complete")
+    if not verbose:
+        ray_logger.setLevel(logging.ERROR)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        logging.getLogger("ray.tune.tune").addFilter(unfinished)
+    try:
+        yield
+    finally:
+        logging.getLogger("ray.tune.tune").removeFilter(unfinished)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        ray_logger.setLevel(saved_ray_level)
+        optuna.logging.set_verbosity(saved_optuna)
+
+
+def check_positive(**values: float) -> None:
+    for name, v in values.items():
+        if v is None or v <= 0:
+            raise FieldError(name, f" {v}: must be > 0")
