@@ -191,6 +191,8 @@ PACKAGE_ORDER = [
     "models",
     "study.errors",
     "study.files",
+    "study.npyfiles",
+    "study.limits",
     "study.yamlfiles",
     "study.metrics",
     "study.objectives",
