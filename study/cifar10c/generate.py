@@ -33,10 +33,9 @@ import json
 import multiprocessing
 import os
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,14 +51,12 @@ from study.cifar10c.layout import (
     check_severities,
     read_manifest,
 )
-from study.corruptions import GENERATOR_VERSION, corrupt
+from study.cifar10c.worker import PARTIAL_SUFFIX, UnitTiming, exit_with_parent, fill_unit, marker, run_unit
+from study.corruptions import GENERATOR_VERSION
 from study.files import digest, named, write_atomic, write_text_atomic
 from study.metrics import ALL_CORRUPTIONS, SEVERITIES
 
 PARTIAL = ".partial"  # per-run files being filled, until each is published as <corruption>.npy
-PARTIAL_SUFFIX = (
-    ".npy.tmp"  # .partial/<corruption>.<pid>-<hex><suffix>; .partial/<...>.s<k>.done marks a block
-)
 SOURCE = "source"  # .partial/source.<pid>-<hex>.npy: the clean images, mapped by the workers
 # Unlocked temporaries (labels, manifest) live milliseconds; one this much older than a run is a dead run's.
 STALE_TMP_S = 60.0
@@ -119,11 +116,6 @@ def _is_whole(path: Path, rows: int) -> bool:
     except (OSError, ValueError):
         return False
     return a.dtype == np.uint8 and a.shape == (rows, 32, 32, 3)
-
-
-def _marker(data: Path, severity: int) -> Path:
-    """The empty file that says severity ``severity``'s block of the partial ``data`` is written."""
-    return data.with_name(f"{data.name.removesuffix(PARTIAL_SUFFIX)}.s{severity}.done")
 
 
 def _try_lock(path: Path) -> int | None:
@@ -272,7 +264,7 @@ def _open_partials(out: Path, names: Sequence[str], sevs: Sequence[int], n: int)
                 and _is_whole(data, rows)
             ):
                 if name in names:
-                    partials[name] = _Partial(name, data, fd, {s for s in sevs if _marker(data, s).exists()})
+                    partials[name] = _Partial(name, data, fd, {s for s in sevs if marker(data, s).exists()})
                     writable = os.open(data, os.O_RDWR)  # a dead run's may be sparse (older versions)
                     try:
                         _preallocate(data, writable)
@@ -314,73 +306,8 @@ def _publish(out: Path, partial: _Partial) -> None:
     """``os.replace`` a fully marked partial onto ``<name>.npy``, drop its markers, release its lock."""
     os.replace(partial.data, out / f"{partial.name}.npy")
     for s in partial.done:
-        _marker(partial.data, s).unlink(missing_ok=True)
+        marker(partial.data, s).unlink(missing_ok=True)
     partial.release()
-
-
-def _corrupt_unit(
-    images: np.ndarray, name: str, severity: int, seed: int, frost_dir: str | None
-) -> np.ndarray:
-    """``(N, 32, 32, 3)`` uint8 -> the same corrupted at one severity, with the unit's own generator."""
-    rng = np.random.default_rng([seed, ALL_CORRUPTIONS.index(name), severity])
-    out = corrupt(name, images, severity, rng, frost_dir=frost_dir)
-    if out.dtype != np.uint8 or out.shape != images.shape:
-        raise ValueError(
-            f"corruption {name} severity {severity}: returned {out.dtype} {out.shape}, "
-            f"expected uint8 {images.shape}"
-        )
-    return out
-
-
-def _fill_unit(
-    images: np.ndarray, data: str, block: int, name: str, severity: int, seed: int, frost_dir: str | None
-) -> None:
-    """Corrupt ``images`` at one severity into rows ``block*N:(block+1)*N`` of the partial, then mark it.
-
-    No ``msync``: once written, the pages are in the shared page cache, so the
-    block survives this process being killed; the marker comes after the
-    write, so a marked block is always whole. (Power loss is not covered, as
-    with the atomic renames elsewhere, which do not fsync either.)
-    """
-    n = images.shape[0]
-    result = _corrupt_unit(images, name, severity, seed, frost_dir)
-    target = np.load(data, mmap_mode="r+")  # (S*N, 32, 32, 3) uint8 map of the partial
-    target[block * n : (block + 1) * n] = result
-    del target
-    _marker(Path(data), severity).touch()
-
-
-@functools.lru_cache(maxsize=1)
-def _source_images(source: str) -> np.ndarray:
-    """The clean ``(N, 32, 32, 3)`` uint8 images, read once per worker process."""
-    return np.array(np.load(source, mmap_mode="r"))
-
-
-def _run_unit(
-    source: str, data: str, block: int, name: str, severity: int, seed: int, frost_dir: str | None
-) -> tuple[str, int, float]:
-    """``_fill_unit`` on the memory-mapped source, in a worker.
-
-    Top level so that spawned workers can unpickle it. Returns ``(name, severity, seconds)``.
-    """
-    t0 = time.perf_counter()
-    _fill_unit(_source_images(source), data, block, name, severity, seed, frost_dir)
-    return name, severity, time.perf_counter() - t0
-
-
-def _exit_with_parent(parent: int) -> None:
-    """Worker initializer: end this worker when the run that started it dies.
-
-    A pool worker whose parent is killed would otherwise finish its unit and
-    then wait on the task queue forever, holding a core of a shared machine.
-    """
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _is_main_test(test: ast.expr) -> bool:
@@ -466,7 +393,7 @@ def _worker_pool(n_workers: int):
     try:
         ctx = multiprocessing.get_context("spawn")  # fork is unsafe under torch/Ray threads
         with ProcessPoolExecutor(
-            max_workers=n_workers, mp_context=ctx, initializer=_exit_with_parent, initargs=(os.getpid(),)
+            max_workers=n_workers, mp_context=ctx, initializer=exit_with_parent, initargs=(os.getpid(),)
         ) as pool:
             yield pool
     finally:
@@ -508,6 +435,7 @@ def generate(
     frost_dir: str | os.PathLike | None = None,
     source_name: str = "test",
     progress: bool = True,
+    on_unit: Callable[[UnitTiming], None] | None = None,
 ) -> Path:
     """Write a CIFAR-10-C copy of ``images`` into ``out_dir`` in the official layout.
 
@@ -524,6 +452,8 @@ def generate(
         frost_dir: folder with the frost textures (frost corruption).
         source_name: recorded in the manifest (``test``, ``val``...).
         progress: show a progress bar over units on a terminal, else one line when work starts.
+        on_unit: called in this process with each finished unit's timing (the bench's
+            kernel time, per-unit overhead and worker start-up).
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -577,7 +507,10 @@ def generate(
         )
     source: tuple[Path, int] | None = None  # the workers' copy of the images, and our lock on it
 
-    def finish(c: str, s: int) -> None:
+    def finish(timing: UnitTiming) -> None:
+        c, s = timing.name, timing.severity
+        if on_unit is not None:
+            on_unit(timing)
         partials[c].done.add(s)
         if partials[c].done == set(sevs):
             _publish(out, partials.pop(c))
@@ -588,8 +521,9 @@ def generate(
             _publish(out, partials.pop(c))  # a dead run wrote every block but died before publishing
         if n_workers <= 1:
             for c, s in pending:
-                _fill_unit(images, str(partials[c].data), sevs.index(s), c, s, int(seed), frost)
-                finish(c, s)
+                t0 = time.perf_counter()
+                kernel_s = fill_unit(images, str(partials[c].data), sevs.index(s), c, s, int(seed), frost)
+                finish(UnitTiming(c, s, kernel_s, time.perf_counter() - t0, os.getpid(), None))
         elif pending:
             # Workers map the source from disk instead of receiving it pickled per task. It is
             # locked like a partial, so that a concurrent run's sweep leaves it alone.
@@ -605,7 +539,7 @@ def generate(
             with _worker_pool(n_workers) as pool:
                 futures = {
                     pool.submit(
-                        _run_unit, str(path), str(partials[c].data), sevs.index(s), c, s, int(seed), frost
+                        run_unit, str(path), str(partials[c].data), sevs.index(s), c, s, int(seed), frost
                     )
                     for c, s in pending
                 }
@@ -613,8 +547,7 @@ def generate(
                     while futures:
                         done, futures = wait(futures, return_when=FIRST_COMPLETED)  # publish as they finish
                         for f in done:
-                            c, s, _ = f.result()  # re-raises a worker's error here
-                            finish(c, s)
+                            finish(f.result())  # re-raises a worker's error here
                 except BaseException:
                     pool.shutdown(cancel_futures=True)  # don't run the queued units first
                     raise
