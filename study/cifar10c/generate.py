@@ -379,7 +379,7 @@ def _note_in_process() -> None:
 
 
 @contextlib.contextmanager
-def _worker_pool(n_workers: int):
+def worker_pool(n_workers: int):
     """A spawn ``ProcessPoolExecutor`` whose workers run their math libraries on one thread each.
 
     The workers already fill the cores; a BLAS/OpenMP pool per worker on top
@@ -521,9 +521,10 @@ def generate(
             _publish(out, partials.pop(c))  # a dead run wrote every block but died before publishing
         if n_workers <= 1:
             for c, s in pending:
-                t0 = time.perf_counter()
-                kernel_s = fill_unit(images, str(partials[c].data), sevs.index(s), c, s, int(seed), frost)
-                finish(UnitTiming(c, s, kernel_s, time.perf_counter() - t0, os.getpid(), None))
+                t0, c0 = time.perf_counter(), time.process_time()
+                kernel = fill_unit(images, str(partials[c].data), sevs.index(s), c, s, int(seed), frost)
+                unit = (time.perf_counter() - t0, time.process_time() - c0)
+                finish(UnitTiming(c, s, *kernel, *unit, os.getpid(), None, None))
         elif pending:
             # Workers map the source from disk instead of receiving it pickled per task. It is
             # locked like a partial, so that a concurrent run's sweep leaves it alone.
@@ -536,7 +537,7 @@ def generate(
                 np.save(path, images)
             except OSError as e:  # a failed write names no file
                 raise named(e, path) from None
-            with _worker_pool(n_workers) as pool:
+            with worker_pool(n_workers) as pool:
                 futures = {
                     pool.submit(
                         run_unit, str(path), str(partials[c].data), sevs.index(s), c, s, int(seed), frost

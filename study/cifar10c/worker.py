@@ -20,25 +20,30 @@ from typing import NamedTuple
 
 import numpy as np
 
-from study.corruptions import corrupt
+from study.corruptions import corrupt, get_corruption
 from study.metrics import ALL_CORRUPTIONS
 
 # .partial/<corruption>.<pid>-<hex><suffix>; .partial/<...>.s<k>.done marks a block
 PARTIAL_SUFFIX = ".npy.tmp"
 
-# time.time() when this worker's initializer ran: imports done, ready for units (None in the parent).
+# When this worker's initializer ran (imports done, ready for units): time.time() and the CPU
+# seconds the process had spent by then; None in the parent.
 _READY_AT: float | None = None
+_READY_CPU_S: float | None = None
 
 
 class UnitTiming(NamedTuple):
-    """One unit, as its worker timed it (seconds; ``ready_at`` and ``pid`` say which worker and when)."""
+    """One unit as its worker timed it, wall and CPU seconds (``pid``, ``ready_*``: whose, its start)."""
 
     name: str
     severity: int
-    kernel_s: float  # the corruption function alone
+    kernel_s: float  # the corruption function alone, wall
+    kernel_cpu_s: float  # the same, CPU seconds of the worker (one math thread: no more than wall)
     unit_s: float  # the whole unit: source (first unit of a worker), corruption, map, write, marker
+    unit_cpu_s: float
     pid: int
     ready_at: float | None  # time.time() when the worker was ready; None for a unit run in the parent
+    ready_cpu_s: float | None  # CPU seconds the worker spent starting (interpreter, imports)
 
 
 def marker(data: Path, severity: int) -> Path:
@@ -62,7 +67,7 @@ def corrupt_unit(
 
 def fill_unit(
     images: np.ndarray, data: str, block: int, name: str, severity: int, seed: int, frost_dir: str | None
-) -> float:
+) -> tuple[float, float]:
     """Corrupt ``images`` at one severity into rows ``block*N:(block+1)*N`` of the partial, then mark it.
 
     No ``msync``: once written, the pages are in the shared page cache, so the
@@ -71,17 +76,17 @@ def fill_unit(
     with the atomic renames elsewhere, which do not fsync either.)
 
     Returns:
-        The kernel's seconds (the corruption alone, without map and write).
+        The kernel's wall and CPU seconds (the corruption alone, without map and write).
     """
     n = images.shape[0]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = corrupt_unit(images, name, severity, seed, frost_dir)
-    kernel_s = time.perf_counter() - t0
+    kernel = (time.perf_counter() - t0, time.process_time() - c0)
     target = np.load(data, mmap_mode="r+")  # (S*N, 32, 32, 3) uint8 map of the partial
     target[block * n : (block + 1) * n] = result
     del target
     marker(Path(data), severity).touch()
-    return kernel_s
+    return kernel
 
 
 @functools.lru_cache(maxsize=1)
@@ -94,9 +99,12 @@ def run_unit(
     source: str, data: str, block: int, name: str, severity: int, seed: int, frost_dir: str | None
 ) -> UnitTiming:
     """``fill_unit`` on the memory-mapped source, in a worker (top level, so spawned workers unpickle it)."""
-    t0 = time.perf_counter()
-    kernel_s = fill_unit(_source_images(source), data, block, name, severity, seed, frost_dir)
-    return UnitTiming(name, severity, kernel_s, time.perf_counter() - t0, os.getpid(), _READY_AT)
+    t0, c0 = time.perf_counter(), time.process_time()
+    kernel_s, kernel_cpu_s = fill_unit(_source_images(source), data, block, name, severity, seed, frost_dir)
+    unit_s, unit_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    return UnitTiming(
+        name, severity, kernel_s, kernel_cpu_s, unit_s, unit_cpu_s, os.getpid(), _READY_AT, _READY_CPU_S
+    )
 
 
 def exit_with_parent(parent: int) -> None:
@@ -105,8 +113,8 @@ def exit_with_parent(parent: int) -> None:
     A pool worker whose parent is killed would otherwise finish its unit and
     then wait on the task queue forever, holding a core of a shared machine.
     """
-    global _READY_AT
-    _READY_AT = time.time()
+    global _READY_AT, _READY_CPU_S
+    _READY_AT, _READY_CPU_S = time.time(), time.process_time()
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -116,6 +124,13 @@ def exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def ready() -> tuple[int, float | None]:
-    """A task that does nothing: ``(pid, ready_at)``, for timing a worker's start."""
+def ready(load_corruptions: bool = False) -> tuple[int, float | None]:
+    """A task for timing a worker's start: ``(pid, ready_at)``.
+
+    With ``load_corruptions``, first import every corruption's code (Pillow,
+    scipy.ndimage...), which a worker otherwise does on its first unit of each.
+    """
+    if load_corruptions:
+        for name in ALL_CORRUPTIONS:
+            get_corruption(name)
     return os.getpid(), _READY_AT
