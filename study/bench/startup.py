@@ -30,7 +30,7 @@ def help_command() -> list[str]:
 
 def _worker_start(load_corruptions: bool) -> float:
     """Seconds from asking for a one-worker generation pool to the worker's first answer."""
-    from study.cifar10c.generate import worker_pool
+    from study.cifar10c.pool import worker_pool
     from study.cifar10c.worker import ready
 
     t0 = time.perf_counter()

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from study.cifar10c import ensure_corrupted_copy, generate, load_corrupted
-from study.cifar10c.generate import completed, worker_pool
+from study.cifar10c.generate import completed
+from study.cifar10c.pool import worker_pool
 from study.corruptions import GENERATOR_VERSION, corrupt
 from study.files import write_atomic
 from study.metrics import ALL_CORRUPTIONS
