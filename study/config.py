@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from models.stem import MODES, FrequencySettings, SettingError
+from models.settings import MODES, FrequencySettings, SettingError
 from study import limits, yamlfiles
 from study.metrics import ALL_CORRUPTIONS
 
@@ -305,7 +305,7 @@ class TrialConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     frequency: FrequencySettings = field(
         default_factory=FrequencySettings
-    )  # models.stem: the stem's own type
+    )  # models.settings: the stem's own type
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)

@@ -8,9 +8,13 @@ fused SGD on CUDA) against a plain PyTorch loop (a ``DataLoader`` over a
 same model and batch size; (2) evaluation images/s and the implied time for a
 full CIFAR-10-C + clean pass (15 x 5 x 10,000 + 10,000 = 760,000 images);
 (3) model FLOPs utilisation on a GPU from 3.33 GFLOP per trained image;
-(4) peak memory; (5) CIFAR-10-C generation images/s; (6) per-trial
-orchestration overhead of a Ray study (only where Ray is installed); (7) the
-cost of a Fourier heat map in perturbed images/s beside the evaluation rate.
+(4) peak memory; (5) CIFAR-10-C generation images/s beside the original
+generator's, with kernel time, per-unit overhead and worker start-up; (6)
+per-trial orchestration overhead of a Ray study (only where Ray is installed);
+(7) the cost of a Fourier heat map in perturbed images/s beside the evaluation
+rate; (8) start-up: ``freqstudy --help`` and a generation worker beside
+``python -c pass``. Figures the README's table records are checked against it
+(``study.bench.recorded``): a regression is printed as such.
 
 Needs only torch, numpy and the project: data are random uint8 images, so it
 runs on a bare GPU machine with no dataset and no network. A section that
@@ -29,6 +33,7 @@ from typing import Any
 import torch
 
 from study.bench.engine import bench_eval, bench_fourier, bench_train, mfu
+from study.bench.recorded import regressions
 from study.engine.device import peak_memory_mb, peak_memory_reserved_mb, resolve_device
 
 SKIPPED = "skipped"  # a section that could not run: {"skipped": "<one-line reason>"} in the JSON
@@ -78,7 +83,7 @@ def run_bench(
         torch.backends.cudnn.benchmark = True
         torch.cuda.set_device(dev)
         torch.cuda.reset_peak_memory_stats(dev)
-    sections = only or {"train", "eval", "fourier", "corrupt", "corruptions", "orchestration"}
+    sections = only or {"startup", "train", "eval", "fourier", "corrupt", "corruptions", "orchestration"}
     gpu = dev.type == "cuda"
     out: dict[str, Any] = {
         "device": str(dev),
@@ -88,6 +93,18 @@ def run_bench(
     }
     if gpu:
         out["device_name"] = torch.cuda.get_device_name(dev)
+    if "startup" in sections:
+        with _section(out, "startup", log):
+            from study.bench.startup import bench_startup
+
+            repeats = 3 if quick else 7
+            log(f"startup: python -c pass, freqstudy --help and a generation worker, best of {repeats} ...")
+            out["startup"] = st = bench_startup(repeats)
+            log(
+                f"startup: python -c pass {st['python_s']:.2f} s, freqstudy --help {st['help_s']:.2f} s "
+                f"({st['help_ratio']:.1f}x), a worker {st['worker_s']:.2f} s ({st['worker_ratio']:.1f}x; "
+                f"{st['worker_all_s']:.2f} s with every corruption's code)"
+            )
     if "train" in sections:
         with _section(out, "train", log):
             if gpu:
@@ -170,8 +187,15 @@ def run_bench(
 
             n = 200 if quick else 2000
             log(f"corrupt: all 19 corruptions x 5 severities on {n} images ...")
-            out["corrupt"] = bench_corruption_generation(n_images=n, workers=0, quick=quick)
-            log(f"corrupt: {json.dumps(out['corrupt'], default=float)}")
+            out["corrupt"] = co = bench_corruption_generation(n_images=n, workers=0, quick=quick)
+            log(
+                f"corrupt: {co['images_per_s']:,.0f} img/s, {co['speedup_vs_reference']:.1f}x the original "
+                f"generator ({co['seconds']:.2f} s wall, {co['cpu_seconds']:.2f} CPU s, "
+                f"{co['workers']} workers); "
+                f"kernels {co['kernel_cpu_s']:.2f} CPU s ({co['kernel_cpu_share']:.0%}), "
+                f"{co['unit_overhead_cpu_ms']:.1f} CPU ms overhead per unit, workers' start "
+                f"{co['worker_start_cpu_s']:.2f} CPU s (all ready after {co['worker_ready_s']:.2f} s)"
+            )
     if "corruptions" in sections:
         with _section(out, "corruptions", log):
             from study.bench.corrupt import synthetic_images
@@ -194,4 +218,7 @@ def run_bench(
     out["peak_memory_mb"] = peak_memory_mb(dev)
     if gpu:
         out["peak_memory_reserved_mb"] = peak_memory_reserved_mb(dev)
+    out["regressions"] = regressions(out)
+    for line in out["regressions"]:
+        log(line)
     return out

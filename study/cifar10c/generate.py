@@ -26,20 +26,16 @@ units to the locks, workers and the files they leave, which fail together.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import errno
 import fcntl
-import functools
 import json
-import multiprocessing
 import os
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,19 +50,16 @@ from study.cifar10c.layout import (
     check_severities,
     read_manifest,
 )
-from study.corruptions import GENERATOR_VERSION, corrupt
+from study.cifar10c.pool import note_in_process, spawn_reruns_caller, worker_pool
+from study.cifar10c.worker import PARTIAL_SUFFIX, UnitTiming, fill_unit, marker, run_unit
+from study.corruptions import GENERATOR_VERSION
 from study.files import digest, named, write_atomic, write_text_atomic
 from study.metrics import ALL_CORRUPTIONS, SEVERITIES
 
 PARTIAL = ".partial"  # per-run files being filled, until each is published as <corruption>.npy
-PARTIAL_SUFFIX = (
-    ".npy.tmp"  # .partial/<corruption>.<pid>-<hex><suffix>; .partial/<...>.s<k>.done marks a block
-)
 SOURCE = "source"  # .partial/source.<pid>-<hex>.npy: the clean images, mapped by the workers
 # Unlocked temporaries (labels, manifest) live milliseconds; one this much older than a run is a dead run's.
 STALE_TMP_S = 60.0
-# Math-library thread counts, read when a process starts; 1 in workers, which already fill the cores.
-THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # Manifest fields that identify a copy; a folder holding another value for any of them is refused.
 IDENTITY = ("source_sha256", "labels_sha256", "generator_version", "seed", "n", "severities")
 
@@ -121,11 +114,6 @@ def _is_whole(path: Path, rows: int) -> bool:
     except (OSError, ValueError):
         return False
     return a.dtype == np.uint8 and a.shape == (rows, 32, 32, 3)
-
-
-def _marker(data: Path, severity: int) -> Path:
-    """The empty file that says severity ``severity``'s block of the partial ``data`` is written."""
-    return data.with_name(f"{data.name.removesuffix(PARTIAL_SUFFIX)}.s{severity}.done")
 
 
 def _try_lock(path: Path) -> int | None:
@@ -274,7 +262,7 @@ def _open_partials(out: Path, names: Sequence[str], sevs: Sequence[int], n: int)
                 and _is_whole(data, rows)
             ):
                 if name in names:
-                    partials[name] = _Partial(name, data, fd, {s for s in sevs if _marker(data, s).exists()})
+                    partials[name] = _Partial(name, data, fd, {s for s in sevs if marker(data, s).exists()})
                     writable = os.open(data, os.O_RDWR)  # a dead run's may be sparse (older versions)
                     try:
                         _preallocate(data, writable)
@@ -316,167 +304,8 @@ def _publish(out: Path, partial: _Partial) -> None:
     """``os.replace`` a fully marked partial onto ``<name>.npy``, drop its markers, release its lock."""
     os.replace(partial.data, out / f"{partial.name}.npy")
     for s in partial.done:
-        _marker(partial.data, s).unlink(missing_ok=True)
+        marker(partial.data, s).unlink(missing_ok=True)
     partial.release()
-
-
-def _corrupt_unit(
-    images: np.ndarray, name: str, severity: int, seed: int, frost_dir: str | None
-) -> np.ndarray:
-    """``(N, 32, 32, 3)`` uint8 -> the same corrupted at one severity, with the unit's own generator."""
-    rng = np.random.default_rng([seed, ALL_CORRUPTIONS.index(name), severity])
-    out = corrupt(name, images, severity, rng, frost_dir=frost_dir)
-    if out.dtype != np.uint8 or out.shape != images.shape:
-        raise ValueError(
-            f"corruption {name} severity {severity}: returned {out.dtype} {out.shape}, "
-            f"expected uint8 {images.shape}"
-        )
-    return out
-
-
-def _fill_unit(
-    images: np.ndarray, data: str, block: int, name: str, severity: int, seed: int, frost_dir: str | None
-) -> None:
-    """Corrupt ``images`` at one severity into rows ``block*N:(block+1)*N`` of the partial, then mark it.
-
-    No ``msync``: once written, the pages are in the shared page cache, so the
-    block survives this process being killed; the marker comes after the
-    write, so a marked block is always whole. (Power loss is not covered, as
-    with the atomic renames elsewhere, which do not fsync either.)
-    """
-    n = images.shape[0]
-    result = _corrupt_unit(images, name, severity, seed, frost_dir)
-    target = np.load(data, mmap_mode="r+")  # (S*N, 32, 32, 3) uint8 map of the partial
-    target[block * n : (block + 1) * n] = result
-    del target
-    _marker(Path(data), severity).touch()
-
-
-@functools.lru_cache(maxsize=1)
-def _source_images(source: str) -> np.ndarray:
-    """The clean ``(N, 32, 32, 3)`` uint8 images, read once per worker process."""
-    return np.array(np.load(source, mmap_mode="r"))
-
-
-def _run_unit(
-    source: str, data: str, block: int, name: str, severity: int, seed: int, frost_dir: str | None
-) -> tuple[str, int, float]:
-    """``_fill_unit`` on the memory-mapped source, in a worker.
-
-    Top level so that spawned workers can unpickle it. Returns ``(name, severity, seconds)``.
-    """
-    t0 = time.perf_counter()
-    _fill_unit(_source_images(source), data, block, name, severity, seed, frost_dir)
-    return name, severity, time.perf_counter() - t0
-
-
-def _exit_with_parent(parent: int) -> None:
-    """Worker initializer: end this worker when the run that started it dies.
-
-    A pool worker whose parent is killed would otherwise finish its unit and
-    then wait on the task queue forever, holding a core of a shared machine.
-    """
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def _is_main_test(test: ast.expr) -> bool:
-    """Whether ``test`` is ``__name__ == "__main__"`` (either way round)."""
-    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
-        return False
-    sides = (test.left, test.comparators[0])
-    return any(isinstance(a, ast.Name) and a.id == "__name__" for a in sides) and any(
-        isinstance(a, ast.Constant) and a.value == "__main__" for a in sides
-    )
-
-
-@functools.lru_cache(maxsize=8)
-def _main_guards(filename: str) -> tuple[tuple[int, int], ...] | None:
-    """Line ranges of the ``if __name__ == "__main__":`` blocks' bodies in ``filename``; None: unreadable."""
-    try:
-        tree = ast.parse(Path(filename).read_text(encoding="utf-8"), filename)
-    except (OSError, SyntaxError, ValueError):
-        return None
-    return tuple(
-        (node.body[0].lineno, node.body[-1].end_lineno or node.body[-1].lineno)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and _is_main_test(node.test)
-    )
-
-
-def spawn_reruns_caller() -> bool:
-    """Whether spawned workers would re-run the code that is calling us now.
-
-    A spawned process imports the main module again (as ``__mp_main__``) before
-    it runs anything, except a package's ``__main__`` (``python -m pkg``) and
-    an interactive session, a notebook or ``python -c``, which have no file to
-    re-run. If the main module's top-level code is on the stack here, outside
-    any ``if __name__ == "__main__":`` block, each worker would run it again
-    and start processes while it is still bootstrapping, which multiprocessing
-    refuses. A file that cannot be read back counts as unguarded.
-    """
-    main = sys.modules.get("__main__")
-    if main is None:
-        return False
-    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
-    if spec_name is not None and (spec_name == "__main__" or spec_name.endswith(".__main__")):
-        return False
-    if spec_name is None and not getattr(main, "__file__", None):
-        return False
-    frame = sys._getframe(1)
-    while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
-        frame = frame.f_back
-    if frame is None:
-        return False  # not called from the main module's top level: a worker's re-run will not call us
-    guards = _main_guards(frame.f_code.co_filename)
-    return guards is None or not any(lo <= frame.f_lineno <= hi for lo, hi in guards)
-
-
-_NOTED_IN_PROCESS = False
-
-
-def _note_in_process() -> None:
-    global _NOTED_IN_PROCESS
-    if not _NOTED_IN_PROCESS:
-        _NOTED_IN_PROCESS = True
-        print(
-            "freqstudy: note: generating corruptions in this process, not in worker processes: "
-            'the script has no `if __name__ == "__main__":` guard around its code (spawned '
-            "workers would re-run it); add one for parallel workers",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
-@contextlib.contextmanager
-def _worker_pool(n_workers: int):
-    """A spawn ``ProcessPoolExecutor`` whose workers run their math libraries on one thread each.
-
-    The workers already fill the cores; a BLAS/OpenMP pool per worker on top
-    would oversubscribe them. The libraries read ``THREAD_ENV`` when a process
-    starts, and the executor may start workers at any ``submit``, so the
-    variables are set for the pool's whole life and restored after it (the
-    parent's own libraries were loaded long before and are unaffected).
-    """
-    saved = {k: os.environ.get(k) for k in THREAD_ENV}
-    os.environ.update({k: "1" for k in THREAD_ENV})
-    try:
-        ctx = multiprocessing.get_context("spawn")  # fork is unsafe under torch/Ray threads
-        with ProcessPoolExecutor(
-            max_workers=n_workers, mp_context=ctx, initializer=_exit_with_parent, initargs=(os.getpid(),)
-        ) as pool:
-            yield pool
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def completed(
@@ -510,6 +339,7 @@ def generate(
     frost_dir: str | os.PathLike | None = None,
     source_name: str = "test",
     progress: bool = True,
+    on_unit: Callable[[UnitTiming], None] | None = None,
 ) -> Path:
     """Write a CIFAR-10-C copy of ``images`` into ``out_dir`` in the official layout.
 
@@ -526,6 +356,8 @@ def generate(
         frost_dir: folder with the frost textures (frost corruption).
         source_name: recorded in the manifest (``test``, ``val``...).
         progress: show a progress bar over units on a terminal, else one line when work starts.
+        on_unit: called in this process with each finished unit's timing (the bench's
+            kernel time, per-unit overhead and worker start-up).
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -565,7 +397,7 @@ def generate(
     frost = None if frost_dir is None else str(frost_dir)
     n_workers = min(workers or os.cpu_count() or 1, max(len(pending), 1))
     if n_workers > 1 and spawn_reruns_caller():
-        _note_in_process()
+        note_in_process()
         n_workers = 1
     # A bar on a terminal; in a log file, one plain line instead of a stream of carriage returns.
     terminal = progress and sys.stderr.isatty()
@@ -579,7 +411,10 @@ def generate(
         )
     source: tuple[Path, int] | None = None  # the workers' copy of the images, and our lock on it
 
-    def finish(c: str, s: int) -> None:
+    def finish(timing: UnitTiming) -> None:
+        c, s = timing.name, timing.severity
+        if on_unit is not None:
+            on_unit(timing)
         partials[c].done.add(s)
         if partials[c].done == set(sevs):
             _publish(out, partials.pop(c))
@@ -590,8 +425,10 @@ def generate(
             _publish(out, partials.pop(c))  # a dead run wrote every block but died before publishing
         if n_workers <= 1:
             for c, s in pending:
-                _fill_unit(images, str(partials[c].data), sevs.index(s), c, s, int(seed), frost)
-                finish(c, s)
+                t0, c0 = time.perf_counter(), time.process_time()
+                kernel = fill_unit(images, str(partials[c].data), sevs.index(s), c, s, int(seed), frost)
+                unit = (time.perf_counter() - t0, time.process_time() - c0)
+                finish(UnitTiming(c, s, *kernel, *unit, os.getpid(), None, None))
         elif pending:
             # Workers map the source from disk instead of receiving it pickled per task. It is
             # locked like a partial, so that a concurrent run's sweep leaves it alone.
@@ -604,10 +441,10 @@ def generate(
                 np.save(path, images)
             except OSError as e:  # a failed write names no file
                 raise named(e, path) from None
-            with _worker_pool(n_workers) as pool:
+            with worker_pool(n_workers) as pool:
                 futures = {
                     pool.submit(
-                        _run_unit, str(path), str(partials[c].data), sevs.index(s), c, s, int(seed), frost
+                        run_unit, str(path), str(partials[c].data), sevs.index(s), c, s, int(seed), frost
                     )
                     for c, s in pending
                 }
@@ -615,8 +452,7 @@ def generate(
                     while futures:
                         done, futures = wait(futures, return_when=FIRST_COMPLETED)  # publish as they finish
                         for f in done:
-                            c, s, _ = f.result()  # re-raises a worker's error here
-                            finish(c, s)
+                            finish(f.result())  # re-raises a worker's error here
                 except BaseException:
                     pool.shutdown(cancel_futures=True)  # don't run the queued units first
                     raise

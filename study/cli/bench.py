@@ -13,7 +13,7 @@ import sys
 
 from study.cli.output import print_json
 
-SECTIONS = ("train", "eval", "fourier", "corrupt", "corruptions", "orchestration")
+SECTIONS = ("startup", "train", "eval", "fourier", "corrupt", "corruptions", "orchestration")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

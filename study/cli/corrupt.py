@@ -7,7 +7,6 @@ import os
 import time
 from pathlib import Path
 
-from study.cifar10c.layout import check_corruptions, check_severities
 from study.metrics import ALL_CORRUPTIONS, SEVERITIES
 
 MAX_SEED = 2**32 - 1  # numpy's generators take 0 .. 2**32 - 1
@@ -37,6 +36,8 @@ def _parse_list(text: str | None, what: str) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from study.cifar10c.layout import check_corruptions, check_severities  # numpy: not for --help
+
     try:
         names = check_corruptions(_parse_list(args.corruptions, "corruptions") or ALL_CORRUPTIONS)
     except ValueError as e:  # name the flag, not the parameter

@@ -9,14 +9,15 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from study import metrics as M
 from study.analysis.gains import GAINS, SPLIT_PREFIX
 from study.cli.output import print_json
 from study.reporting.formatting import fmt, fmt_p, with_ci
-from study.selection import choose as P
-from study.selection.choice import Choice, choose, pareto_rows, shown_settings, trial_label
+
+if TYPE_CHECKING:  # the selection stack loads scipy.stats: imported where it runs, not for --help
+    from study.selection.choice import Choice
 
 PARETO_ARTIFACTS = "pareto"  # artifact folder on the parent run
 
@@ -41,6 +42,9 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
     """The Pareto set as an aligned text table plus a few summary lines."""
+    from study.selection import choose as P
+    from study.selection.choice import shown_settings, trial_label
+
     objs = [o.metric for o in choice.result.objectives]
     cols: list[tuple[str, Any]] = [
         ("#", lambda r: r["position"]),
@@ -141,6 +145,8 @@ def registrations(choice: Choice, rows: list[dict[str, Any]]):
 def run(args: argparse.Namespace) -> int:
     from study.reporting.figures_study import pareto_figure
     from study.reporting.figures_trial import save_figure
+    from study.selection import choose as P
+    from study.selection.choice import choose, pareto_rows
     from study.tracking.gains import log_gains, study_outcomes
     from study.tracking.queries import client_for, load_study, log_files
     from study.tracking.server import local_tracking_uri

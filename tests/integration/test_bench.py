@@ -74,6 +74,25 @@ def test_fourier_section_gives_the_map_cost_beside_evaluation():
 
 
 @pytest.mark.slow
+def test_startup_and_generation_sections_hang_together():
+    out = run_bench("--only", "startup,corrupt")
+    st, co = out["startup"], out["corrupt"]
+    assert st["repeats"] == 3
+    for key in ("python", "help", "worker", "worker_all"):
+        assert 0 < st[f"{key}_s"] <= st[f"{key}_median_s"]
+    for key in ("help", "worker", "worker_all"):
+        assert math.isclose(st[f"{key}_ratio"], st[f"{key}_s"] / st["python_s"], rel_tol=1e-9)
+    # Generation: the kernels' CPU seconds are part of the run's (workers joined), and each
+    # worker's start was seen by the units it ran.
+    assert co["units"] == 95 and co["n_images"] == 200 and co["workers"] >= 1
+    assert 0 < co["kernel_cpu_s"] <= co["cpu_seconds"] * 1.02 and 0 < co["kernel_cpu_share"] <= 1.02
+    assert co["unit_overhead_cpu_ms"] >= 0 and co["worker_start_cpu_s"] > 0 and co["worker_ready_s"] > 0
+    assert math.isclose(co["speedup_vs_reference"], co["images_per_s"] / co["reference_images_per_s"])
+    assert isinstance(out["regressions"], list)
+    assert all(line.startswith("REGRESSION ") for line in out["regressions"])
+
+
+@pytest.mark.slow
 def test_bench_json_with_ray_is_exactly_one_document_on_stdout():
     """The orchestration section starts Ray and runs a Tune study; none of that reaches stdout."""
     proc = subprocess.run(

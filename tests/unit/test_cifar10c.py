@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from study.cifar10c import ensure_corrupted_copy, generate, load_corrupted
-from study.cifar10c.generate import _worker_pool, completed
+from study.cifar10c.generate import completed
+from study.cifar10c.pool import worker_pool
 from study.corruptions import GENERATOR_VERSION, corrupt
 from study.files import write_atomic
 from study.metrics import ALL_CORRUPTIONS
@@ -166,7 +167,7 @@ def test_concurrent_runs_into_one_folder(tmp_path, source):
 def test_workers_run_math_libraries_on_one_thread_and_the_env_is_restored(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-    with _worker_pool(1) as pool:
+    with worker_pool(1) as pool:
         seen = [
             pool.submit(os.getenv, k).result()
             for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
