@@ -44,11 +44,11 @@ from ray.tune.search.repeater import TRIAL_INDEX
 
 from study import metrics as M
 from study.config import TrialConfig, default_home
-from study.search.console import StudyConsole
+from study.search.console import StudyConsole, short_config
 from study.search.samplers import define_by_run, make_sampler
 from study.search.spaces import BASELINE_FLAG, SearchSpace
 from study.search.storage import check_resumable, create_private, is_uri, storage_problem
-from study.search.summary import StudySummary
+from study.search.summary import StudySummary, format_summary
 from study.search.trials import (
     CONFIG_ID_KEY,
     REPLICATE_KEY,
@@ -178,7 +178,7 @@ def _run_trial_in_worker(config: dict[str, Any], context: TrialContext, trial_fn
     """The Tune function trainable: the study's trial function, then its final report."""
     runtime = _TuneRuntime(config)
     is_baseline = bool(config.get(BASELINE_FLAG))
-    cfg = trial_config(config, context, trial_name=f"{context.study}-{runtime.trial_name}")
+    cfg = trial_config(config, context, trial_name=short_config(config))  # as the console names it
     cap_gpu_memory(context.gpus_per_trial)
     started = time.perf_counter()
     final = trial_fn(cfg, context, runtime, is_baseline)
@@ -504,16 +504,17 @@ def run_study(
         for r in results:
             summary.trials.append(_trial_record(r))
         if tracking:
-            _close_study(summary, space, uri)
+            _close_study(summary, space, uri, tracking_uri)
     return summary
 
 
-def _close_study(summary: StudySummary, space: SearchSpace, uri: str) -> None:
+def _close_study(summary: StudySummary, space: SearchSpace, uri: str, given_uri: str | None = None) -> None:
     """Gains and counts to MLflow, the parent run closed; a server gone by now is one line on
     stderr (the trials' results are in the summary) instead of a traceback."""
     from study.tracking.gains import annotate_study
+    from study.tracking.links import browse_line
     from study.tracking.server import TrackingServerLost, logging_to
-    from study.tracking.study_runs import finish_study_run
+    from study.tracking.study_runs import describe_study_run, finish_study_run
 
     try:
         with logging_to(uri, f"closing study {summary.study}"):
@@ -528,6 +529,8 @@ def _close_study(summary: StudySummary, space: SearchSpace, uri: str) -> None:
                     "trials_total": len(summary.trials),
                 },
             )
+            summary.browse = browse_line(given_uri, uri, summary.study)
+            describe_study_run(uri, summary.parent_run_id, format_summary(summary, space))
     except TrackingServerLost as e:
         summary.gains_logged = "the tracking server was unreachable"
         print(

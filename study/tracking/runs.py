@@ -47,6 +47,7 @@ from study.analysis.fourier import FOURIER_HEATMAP_NPY, FOURIER_HEATMAP_PNG
 from study.analysis.outcomes import OUTCOMES_ARTIFACT
 from study.analysis.outcomes import encode as encode_outcomes
 from study.config import TrialConfig
+from study.engine.prepare import prepare_data
 from study.engine.trial import DIVERGED, TrialResult, build_model, run_trial
 from study.files import write_bytes_atomic, write_text_atomic
 from study.metrics import (
@@ -65,7 +66,11 @@ from study.metrics import (
 )
 from study.reporting import figures_trial as figures
 from study.reporting.fourier_figures import heatmap_png
+from study.tracking.datasets import log_trial_datasets
 from study.tracking.experiments import code_version, ensure_experiment
+from study.tracking.links import EXPANDS_PARENT
+from study.tracking.logged_models import log_logged_model
+from study.tracking.notes import set_trial_note
 from study.tracking.server import bound_http, health_problem, logging_to
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
@@ -172,7 +177,7 @@ def start_trial_run(
         TAG_CODE_VERSION: code_version(),
     }
     if parent_run_id:
-        run_tags[PARENT_RUN_TAG] = parent_run_id
+        run_tags.update({PARENT_RUN_TAG: parent_run_id, **EXPANDS_PARENT})
     run_tags.update({k: str(v) for k, v in (tags or {}).items()})
     run = client.create_run(experiment_id, tags=run_tags, run_name=config.tracking.run_name)
     params = [Param(k, _param_value(v)) for k, v in sorted(config.to_flat().items())]
@@ -229,6 +234,7 @@ def run_tracked_trial(
             on_epoch(row)
 
     try:
+        data = data or prepare_data(config)  # here, so the training subset can be logged as an input
         result = run_trial(
             config,
             report=report,
@@ -243,6 +249,8 @@ def run_tracked_trial(
         with logging_to(tracking_uri, f"logging the final metrics of run {run_id}"):
             client.set_tag(run_id, TAG_DATA, result.fingerprint)
             log_metrics(client, run_id, {k: v for k, v in result.metrics.items() if last.get(k) != v}, step)
+            log_trial_datasets(client, run_id, config, result.outcomes, data)
+            set_trial_note(client, run_id, config, result.status, result.reason, result.metrics)
         with tempfile.TemporaryDirectory(prefix="freqstudy-artifacts-") as tmp:
             write_artifacts(Path(tmp), config, result)
             with logging_to(tracking_uri, f"logging the artifacts of run {run_id}"):
@@ -493,6 +501,7 @@ def log_model(model: torch.nn.Module, config: TrialConfig, *, run_id: str, track
     with tempfile.TemporaryDirectory(prefix="freqstudy-model-") as tmp:
         write_model(Path(tmp), model, config)
         client.log_artifacts(run_id, tmp, MODEL_ARTIFACT)
+        log_logged_model(client, run_id, Path(tmp))  # the same files, listed in MLflow's model view
 
 
 def _artifact_files(list_dir: Callable[[str | None], list], path: str | None = None) -> list[str]:
