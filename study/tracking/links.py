@@ -145,8 +145,10 @@ def column_keys(params: Iterable[str], metrics: Iterable[str], attributes: Itera
 
 def default_view_state(metrics: Sequence[str] = VIEW_METRICS) -> dict:
     """The shared-view document of the runs table: its columns, the list shown beside the charts."""
+    columns = column_keys(VIEW_PARAMS, metrics, VIEW_ATTRIBUTES)
     return {
-        "selectedColumns": column_keys(VIEW_PARAMS, metrics, VIEW_ATTRIBUTES),
+        "selectedColumns": columns,
+        "columnOrder": ["tags.`mlflow.runName`", *columns],  # else metrics come first, by name
         "runListHidden": False,
         "viewMaximized": False,
     }

@@ -14,6 +14,7 @@ which reads the run's own folder.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from mlflow.entities import LoggedModelOutput, Metric
@@ -66,8 +67,9 @@ def log_logged_model(client, run_id: str, folder: Path, *, step: int = 0) -> str
     return model.model_id
 
 
-def logged_model_of(client, run_id: str) -> str | None:
-    """The id of the freqstudy logged model of run ``run_id`` (the newest READY one), or None."""
+def logged_model_of(client, run_id: str, files: Sequence[str]) -> str | None:
+    """The id of the freqstudy logged model of run ``run_id`` (the newest READY one holding exactly
+    ``files``, a freqstudy model folder's), or None."""
     from mlflow.exceptions import MlflowException
 
     run = client.get_run(run_id)
@@ -80,6 +82,10 @@ def logged_model_of(client, run_id: str) -> str | None:
     except MlflowException:  # a server without logged models
         return None
     for m in found:
-        if m.model_type == MODEL_TYPE and str(m.status).endswith("READY"):
+        if m.model_type != MODEL_TYPE or not str(m.status).endswith("READY"):
+            continue
+        # Exactly the three files of a freqstudy model folder (anything else, a pickle included,
+        # and the model is not the one freqstudy logged: the run's own folder is used instead).
+        if sorted(a.path for a in client.list_logged_model_artifacts(m.model_id)) == sorted(files):
             return m.model_id
     return None

@@ -56,6 +56,11 @@ def fit(text: str, limit: int = NOTE_LIMIT, *, where: str = "") -> str:
 
 
 def _number(v: Any) -> str:
+    if isinstance(v, str):  # a run's params come back as text
+        try:
+            v = int(v) if v.lstrip("-").isdigit() else float(v)
+        except ValueError:
+            return v
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return str(v)
     if not math.isfinite(float(v)):

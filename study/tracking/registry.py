@@ -45,12 +45,12 @@ def _model_source(client, run_id: str) -> tuple[str, str | None]:
     has one, else the folder's own location, not ``runs:/<id>/model``: MLflow 3 resolves that
     to a logged model named ``model`` when the run also has one, and would mix its files in.
     """
-    from study.tracking.runs import model_files
+    from study.tracking.runs import MODEL_FILES, model_files
 
     model_files(client, run_id)
     from study.tracking.logged_models import logged_model_of
 
-    if (model_id := logged_model_of(client, run_id)) is not None:  # the same files, in the Models tab
+    if (model_id := logged_model_of(client, run_id, MODEL_FILES)) is not None:  # the same files, in the Models tab
         return f"models:/{model_id}", model_id
     return f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT}", None
 

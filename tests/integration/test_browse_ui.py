@@ -138,3 +138,26 @@ def test_run_pages_carry_the_study_summary_and_the_trial_numbers(study, mlflow_s
 
     text = page_text(run_url(mlflow_server.uri, exp.experiment_id, parent.info.run_id))
     assert f"study {STUDY}: 2 trials" in text, text[:3000]  # the description, on the run's page
+
+
+def test_register_registers_the_logged_models_and_loading_stays_safetensors(study, mlflow_server, capsys):
+    from study.cli import main
+    from study.tracking import load_registered_model
+    from study.tracking.logged_models import MODEL_TYPE
+
+    _, client = study
+    assert main(["pareto", "--study", STUDY, "--tracking-uri", mlflow_server.uri, "--register"]) == 0
+    assert "browse the runs: " in capsys.readouterr().out
+    versions = client.search_model_versions(f"name = '{STUDY}'")
+    assert versions
+    for mv in versions:
+        model = client.get_logged_model(mv.model_id)  # the version is the run's logged model
+        assert model.source_run_id == mv.run_id and model.model_type == MODEL_TYPE
+        files = sorted(a.path for a in client.list_logged_model_artifacts(mv.model_id))
+        assert files == [
+            "config.yaml",
+            "freqstudy-model.json",
+            "weights.safetensors",
+        ]  # no MLmodel, no pickle
+    net = load_registered_model(STUDY, "pareto-1", mlflow_server.uri)
+    assert net.stem is not None and not net.training

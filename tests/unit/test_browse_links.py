@@ -38,6 +38,7 @@ def test_default_view_columns_are_the_ui_column_ids():
     assert "params.`frequency.mode`" in cols and "params.`frequency.proportion`" in cols
     assert cols.index("metrics.`val/clean_acc`") > cols.index("params.`frequency.perturbation`")
     assert "metrics.`gain/test/robustness_ci_low`" in links.default_view_state()["selectedColumns"]
+    assert state["columnOrder"][1:] == cols  # the table keeps this order (params before metrics)
     assert len(json.dumps(state)) < 5000  # an experiment tag
 
 
