@@ -50,7 +50,8 @@ def _model_source(client, run_id: str) -> tuple[str, str | None]:
     model_files(client, run_id)
     from study.tracking.logged_models import logged_model_of
 
-    if (model_id := logged_model_of(client, run_id, MODEL_FILES)) is not None:  # the same files, in the Models tab
+    # The same files, as the logged model the Models tab lists.
+    if (model_id := logged_model_of(client, run_id, MODEL_FILES)) is not None:
         return f"models:/{model_id}", model_id
     return f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT}", None
 
