@@ -105,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
     from study.analysis.fourier import band_errors, clean_error, conjugate_pairs, fourier_heatmap
     from study.engine.device import resolve_device, uses_channels_last
     from study.tracking import load_logged_model, local_tracking_uri
+    from study.tracking.models import model_files
     from study.tracking.queries import client_for, run_params
-    from study.tracking.runs import model_files
 
     device = resolve_device(args.device, field="fourier --device")
     with local_tracking_uri(args.tracking_uri) as uri:

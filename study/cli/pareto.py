@@ -164,6 +164,9 @@ def run(args: argparse.Namespace) -> int:
             study_runs, objectives, args.max_clean_drop, outcomes=outcomes, significant=args.significant
         )
         log_gains(choice, client=client)  # every trial's gain and interval, sortable in the UI
+        from study.tracking.links import browse_line
+
+        browse = browse_line(args.tracking_uri, uri, choice.study, client=client)
         rows = pareto_rows(choice)
         if args.register and rows:
             from study.tracking.registry import register_models
@@ -189,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
         print_json(rows, indent=1)
     else:
         print(format_table(choice, rows))
+        if browse:
+            print(browse)
         if args.register and rows:
             print(
                 f"registered {len(rows)} versions of model {choice.study!r}; "

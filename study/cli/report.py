@@ -83,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
         if choice.parent is not None:
             log_files(choice.parent["run_id"], written, REPORT_ARTIFACTS, client=client)
             where = f"; logged to parent run {choice.parent['run_id']} under {REPORT_ARTIFACTS}/"
+            from study.tracking.links import browse_line
+            from study.tracking.notes import set_report_note
+
+            set_report_note(client, choice.parent["run_id"], (out / "results.md").read_text())
+            if browse := browse_line(args.tracking_uri, uri, choice.study, client=client):
+                where += f"\n{browse}"
         else:
             where = ""
             print(

@@ -103,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
         except TrackingServerLost as e:  # bounded: MLflow's HTTP settings (study.tracking.server)
             print(f"freqstudy train: {e}", file=sys.stderr)
             return 1
+        from study.tracking.links import browse_line
+
+        browse = browse_line(config.tracking.uri, uri, config.tracking.experiment)
     if args.output_json:
         finite = {k: M.finite_or_none(float(v)) for k, v in tracked.metrics.items()}
         write_text_atomic(
@@ -120,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
             ),
         )
     print(f"run {tracked.run_id} {tracked.status}")
+    if browse:
+        print(browse)
     if tracked.status == DIVERGED:
         print(f"freqstudy train: diverged: {tracked.reason} (run {tracked.run_id})", file=sys.stderr)
         return 1

@@ -64,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         with local_tracking_uri(None, host=args.host, port=args.port) as uri:
             note = " (already running for another freqstudy command)" if uri == shared else ""
             print(f"serving {store_dir()} at {uri}{note} (Ctrl-C stops)", flush=True)
+            from study.tracking.links import study_links
+
+            for study, url in study_links(uri):  # each study's runs view (not MLflow's GenAI overview)
+                print(f"  study {study}: {url}", flush=True)
             misses = 0
             while misses < HEALTH_MISSES:
                 time.sleep(HEALTH_EVERY_S)

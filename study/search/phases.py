@@ -150,12 +150,14 @@ def opening_line(space: SearchSpace, plan: StudyPlan, *, study: str, resume: boo
     )
 
 
-def close_study(summary: StudySummary, space: SearchSpace, uri: str) -> None:
+def close_study(summary: StudySummary, space: SearchSpace, uri: str, given_uri: str | None = None) -> None:
     """Gains and counts to MLflow, the parent run closed; a server gone by now is one line on
     stderr (the trials' results are in the summary) instead of a traceback."""
+    from study.search.summary import format_summary
     from study.tracking.gains import annotate_study
+    from study.tracking.links import browse_line
     from study.tracking.server import TrackingServerLost, logging_to
-    from study.tracking.study_runs import finish_study_run
+    from study.tracking.study_runs import describe_study_run, finish_study_run
 
     assert summary.parent_run_id is not None, "a tracked study has a parent run"
     try:
@@ -171,6 +173,8 @@ def close_study(summary: StudySummary, space: SearchSpace, uri: str) -> None:
                     "trials_total": len(summary.trials),
                 },
             )
+            summary.browse = browse_line(given_uri, uri, summary.study)
+            describe_study_run(uri, summary.parent_run_id, format_summary(summary, space))
     except TrackingServerLost as e:
         summary.gains_logged = "the tracking server was unreachable"
         log.warning(

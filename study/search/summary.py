@@ -25,6 +25,7 @@ class StudySummary:
     # Trials whose paired gain against the baseline (with intervals) was logged to MLflow;
     # a string when that could not be done (the reason).
     gains_logged: int | str = 0
+    browse: str | None = None  # "browse the runs: <url>" (the MLflow UI's runs view: study.tracking.links)
 
     def count(self, status: str) -> int:
         return sum(1 for t in self.trials if t["status"] == status)
@@ -79,6 +80,8 @@ def format_summary(summary: StudySummary, space: SearchSpace) -> str:
             )
         else:
             lines.append(f"  gains against the baseline: not logged ({summary.gains_logged})")
+        if summary.browse:
+            lines.append(f"  {summary.browse}")
         lines.append("  browse the local store any time with: freqstudy ui")
     return "\n".join(lines)
 

@@ -45,7 +45,7 @@ from ray.tune.search.repeater import TRIAL_INDEX
 from study import metrics as M
 from study.config import default_home
 from study.errors import FieldError
-from study.search.console import StudyConsole
+from study.search.console import StudyConsole, short_config
 from study.search.phases import (
     StudyPlan,
     close_study,
@@ -177,7 +177,7 @@ def _run_trial_in_worker(config: dict[str, Any], context: TrialContext, trial_fn
     """The Tune function trainable: the study's trial function, then its final report."""
     runtime = _TuneRuntime(config)
     is_baseline = bool(config.get(BASELINE_FLAG))
-    cfg = trial_config(config, context, trial_name=f"{context.study}-{runtime.trial_name}")
+    cfg = trial_config(config, context, trial_name=short_config(config))  # as the console names it
     cap_gpu_memory(context.gpus_per_trial)
     started = time.perf_counter()
     final = trial_fn(cfg, context, runtime, is_baseline)
@@ -383,7 +383,7 @@ def run_study(
         for r in results:
             summary.trials.append(trial_record(r))
         if tracking:
-            close_study(summary, space, uri)
+            close_study(summary, space, uri, tracking_uri)
     return summary
 
 

@@ -12,6 +12,7 @@ import mlflow
 from mlflow import MlflowClient
 
 from study import metrics as M
+from study.tracking.links import set_default_view
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 # Opens the UI on the runs table rather than MLflow 3's GenAI overview.
@@ -48,9 +49,11 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is None:
         try:
-            return client.create_experiment(
+            experiment_id = client.create_experiment(
                 name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND_TRAINING, M.TAG_STUDY: name}
             )
+            set_default_view(client, experiment_id)  # the runs table's columns (study.tracking.links)
+            return experiment_id
         except mlflow.exceptions.MlflowException:
             exp = client.get_experiment_by_name(name)
             if exp is None:

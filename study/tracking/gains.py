@@ -10,6 +10,7 @@ from typing import Any
 from mlflow.entities import Metric
 
 from study.analysis.outcomes import Outcomes
+from study.tracking.notes import refresh_trial_gains
 from study.tracking.queries import client_for, load_outcomes
 
 
@@ -38,6 +39,7 @@ def log_gains(choice, tracking_uri: str | None = None, client=None) -> int:
         metrics = [Metric(k, v, now, 0) for k, v in gain_metrics(gains).items()]
         if metrics:
             client.log_batch(run_id, metrics=metrics)
+            refresh_trial_gains(client, run_id)  # the trial's description shows them too
     return len(choice.gains)
 
 

@@ -29,6 +29,7 @@ from study.engine.model_folder import (
     write_model,
 )
 from study.metrics import MODEL_ARTIFACT
+from study.tracking.logged_models import log_logged_model
 from study.tracking.server import mlflow_client
 
 
@@ -43,6 +44,7 @@ def log_model(model: torch.nn.Module, config: TrialConfig, *, run_id: str, track
     with tempfile.TemporaryDirectory(prefix="freqstudy-model-") as tmp:
         write_model(Path(tmp), model, config)
         client.log_artifacts(run_id, tmp, MODEL_ARTIFACT)
+        log_logged_model(client, run_id, Path(tmp))  # the same files, listed in MLflow's model view
 
 
 def _artifact_files(list_dir: Callable[[str | None], list], path: str | None = None) -> list[str]:

@@ -41,12 +41,19 @@ def _model_source(client, run_id: str) -> tuple[str, str | None]:
     The folder is checked first (``study.tracking.models.model_files``): only a freqstudy
     safetensors model is registered, never a pickle-format one. It is plain artifacts (no
     MLflow flavour, no logged-model entity), which the registry takes as they are. The
-    source is the folder's own location, not ``runs:/<id>/model``: MLflow 3 resolves that
+    source is the run's logged model of those files (``study.tracking.logged_models``) when it
+    has one, else the folder's own location, not ``runs:/<id>/model``: MLflow 3 resolves that
     to a logged model named ``model`` when the run also has one, and would mix its files in.
     """
+    from study.engine.model_folder import MODEL_FILES
     from study.tracking.models import model_files
 
     model_files(client, run_id)
+    from study.tracking.logged_models import logged_model_of
+
+    # The same files, as the logged model the Models tab lists.
+    if (model_id := logged_model_of(client, run_id, MODEL_FILES)) is not None:
+        return f"models:/{model_id}", model_id
     return f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT}", None
 
 

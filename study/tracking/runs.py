@@ -33,6 +33,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from models.stem import LEARNED_FORM
 from study.config import TrialConfig
+from study.engine.prepare import prepare_data
 from study.engine.trial import DIVERGED, TrialResult, run_trial
 from study.metrics import (
     EPOCHS_COMPLETED,
@@ -48,8 +49,11 @@ from study.metrics import (
     TAG_TRIAL_ID,
 )
 from study.reporting.trial_artifacts import write_artifacts
+from study.tracking.datasets import log_trial_datasets
 from study.tracking.experiments import code_version, ensure_experiment
+from study.tracking.links import EXPANDS_PARENT
 from study.tracking.models import log_model
+from study.tracking.notes import set_trial_note
 from study.tracking.server import bound_http, health_problem, logging_to, mlflow_client
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
@@ -141,7 +145,7 @@ def start_trial_run(
         TAG_CODE_VERSION: code_version(),
     }
     if parent_run_id:
-        run_tags[PARENT_RUN_TAG] = parent_run_id
+        run_tags.update({PARENT_RUN_TAG: parent_run_id, **EXPANDS_PARENT})
     run_tags.update({k: str(v) for k, v in (tags or {}).items()})
     run = client.create_run(experiment_id, tags=run_tags, run_name=config.tracking.run_name)
     params = [Param(k, _param_value(v)) for k, v in sorted(config.to_flat().items())]
@@ -198,6 +202,7 @@ def run_tracked_trial(
             on_epoch(row)
 
     try:
+        data = data or prepare_data(config)  # here, so the training subset can be logged as an input
         result = run_trial(
             config,
             report=report,
@@ -212,6 +217,8 @@ def run_tracked_trial(
         with logging_to(tracking_uri, f"logging the final metrics of run {run_id}"):
             client.set_tag(run_id, TAG_DATA, result.fingerprint)
             log_metrics(client, run_id, {k: v for k, v in result.metrics.items() if last.get(k) != v}, step)
+            log_trial_datasets(client, run_id, config, result.outcomes, data)
+            set_trial_note(client, run_id, config, result.status, result.reason, result.metrics)
         with tempfile.TemporaryDirectory(prefix="freqstudy-artifacts-") as tmp:
             write_artifacts(Path(tmp), config, result)
             with logging_to(tracking_uri, f"logging the artifacts of run {run_id}"):

@@ -16,6 +16,7 @@ from typing import Any
 
 from study import metrics as M
 from study.tracking.experiments import code_version, ensure_experiment
+from study.tracking.links import set_default_view
 from study.tracking.server import mlflow_client
 
 ROLE_STUDY = "study"
@@ -63,6 +64,8 @@ def start_study_run(
 
     client = mlflow_client(tracking_uri)
     experiment_id = ensure_experiment(client, study)
+    objectives = [o.rsplit(":", 1)[0] for o in str(params.get("study.objectives", "")).split(",") if o]
+    set_default_view(client, experiment_id, objectives)  # the objectives among the table's columns
     existing = find_study_run(tracking_uri, study)
     all_tags = {**tags, M.TAG_STUDY: study, M.TAG_ROLE: ROLE_STUDY, M.TAG_CODE_VERSION: code_version()}
     if existing is not None:
@@ -80,6 +83,16 @@ def start_study_run(
     client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     client.log_artifact(run_id, space_path, artifact_path="space")
     return run_id
+
+
+def describe_study_run(tracking_uri: str, run_id: str, summary_text: str) -> None:
+    """The parent run's description: the study's summary (``study.tracking.notes``), and the
+    report's table when ``freqstudy report`` already put one there."""
+    from study.tracking.notes import NOTE_TAG, with_summary
+
+    client = mlflow_client(tracking_uri)
+    current = client.get_run(run_id).data.tags.get(NOTE_TAG, "")
+    client.set_tag(run_id, NOTE_TAG, with_summary(current, summary_text))
 
 
 # Why a trial run was closed by the study rather than by its trial.

@@ -12,10 +12,16 @@ from mlflow import MlflowClient
 
 from study import metrics as M
 from study.analysis.fourier import FOURIER_ERROR_HIGH, FOURIER_ERROR_LOW, FOURIER_ERROR_MIDDLE, radius_map
-from study.reporting.report import ALPHA_ARTIFACT, FOURIER_ARTIFACT, fourier_maps, learned_alpha
 from study.selection.choice import choose, trial_label
 from study.selection.choose import parse_objectives
-from study.tracking.queries import client_for, load_study
+from study.tracking.queries import (
+    ALPHA_ARTIFACT,
+    FOURIER_ARTIFACT,
+    client_for,
+    fourier_maps,
+    learned_alpha,
+    load_study,
+)
 from tests.support import object_array_npy, pickled_payload
 
 pytestmark = pytest.mark.integration

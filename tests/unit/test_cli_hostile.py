@@ -96,7 +96,7 @@ def test_train_refuses_sizes_and_hostile_config_in_one_line(capsys, tmp_path):
 def test_report_reads_a_logged_array_within_its_size(tmp_path):
     """A learned-mode trial's alpha.npy whose header declares 10**12 floats: numpy tried to
     allocate 7.3 TiB (a MemoryError traceback); now one line naming the run and the file."""
-    from study.reporting.report import ALPHA_ARTIFACT, _alpha_from_artifacts
+    from study.tracking.queries import ALPHA_ARTIFACT, _alpha_from_artifacts
 
     buf = io.BytesIO()
     np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
@@ -114,7 +114,7 @@ def test_report_reads_a_logged_array_within_its_size(tmp_path):
 
 def test_report_skips_a_metrics_file_nested_past_the_json_parser(tmp_path):
     """A metrics.json of '[[[[...' raised a RecursionError traceback out of the report."""
-    from study.reporting.report import _alpha_from_artifacts
+    from study.tracking.queries import _alpha_from_artifacts
 
     deep = tmp_path / "metrics.json"
     deep.write_text("[" * 50_000)

@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import save_file
 
 from study.config import TrialConfig
+from study.engine.model_folder import MODEL_MANIFEST, MODEL_WEIGHTS, read_model, write_model
 from study.engine.trial import build_model
-from study.tracking.runs import MODEL_MANIFEST, MODEL_WEIGHTS, read_model, write_model
 
 
 def small_model(seed: int) -> tuple[torch.nn.Module, TrialConfig]:
