@@ -121,26 +121,37 @@ ALPHA_END_TO_END = (
     INTEGRATION + "test_train_mlflow.py::test_learned_mode_logs_alpha_history",
     INTEGRATION + "test_train_cli.py::test_train_then_inspect",
 )
+NPY_READ = '    with open(Path(path), "rb") as f:\n        shape, fortran, dtype, header = _header(f, what)\n'
 ALPHA_NOTE = "the end-to-end alpha tests (--slow) are issue 21's"
 
 DEFECTS: tuple[Defect, ...] = (
     Defect(
-        "allow_pickle=True: outcomes.npz decoder",
-        (allow_pickle("study/analysis/outcomes.py", "np.load(io.BytesIO(bytes(data)), allow_pickle=False)"),),
+        "allow_pickle=True: .npz reader (outcomes)",
+        (
+            Patch(
+                "study/npyfiles.py",
+                "    try:\n        zf = zipfile.ZipFile(io.BytesIO(bytes(data)))\n",
+                "    with np.load(io.BytesIO(bytes(data)), allow_pickle=True) as npz:\n"
+                "        return {name: npz[name] for name in npz.files}\n"
+                "    try:\n        zf = zipfile.ZipFile(io.BytesIO(bytes(data)))\n",
+            ),
+        ),
         (UNIT + "test_outcomes.py::test_refuses_object_arrays",),
     ),
     Defect(
-        "allow_pickle=True: report's Fourier maps",
-        (allow_pickle("study/reporting/report.py", "heatmap = np.load(path, allow_pickle=False)"),),
+        "allow_pickle=True: .npy reader (report's maps and alpha)",
+        (
+            Patch(
+                "study/npyfiles.py",
+                NPY_READ,
+                "    return np.load(path, allow_pickle=True)\n" + NPY_READ,
+            ),
+        ),
         (
             INTEGRATION
             + "test_report_artifacts.py::test_maps_are_read_without_pickle_and_drawn_against_the_baseline",
+            INTEGRATION + "test_report_artifacts.py::test_learned_alpha_is_read_without_pickle",
         ),
-    ),
-    Defect(
-        "allow_pickle=True: report's learned alpha",
-        (allow_pickle("study/reporting/report.py", "return np.load(path, allow_pickle=False)"),),
-        (INTEGRATION + "test_report_artifacts.py::test_learned_alpha_is_read_without_pickle",),
     ),
     Defect(
         "allow_pickle=True: CIFAR-10-C loader",
@@ -276,12 +287,23 @@ DEFECTS: tuple[Defect, ...] = (
         (UNIT + "test_model_folder.py::test_weights_other_than_the_manifest_names_are_refused",),
     ),
     Defect(
-        "YAML loader that builds Python objects",
+        "YAML constructor that builds Python objects",
         (
             Patch(
                 "study/yamlfiles.py",
-                "yaml.load(text, Loader=UniqueKeyLoader)",
-                "yaml.load(text, Loader=yaml.UnsafeLoader)",
+                "yaml.constructor.SafeConstructor().construct_document(node)",
+                "yaml.constructor.UnsafeConstructor().construct_document(node)",
+            ),
+        ),
+        (UNIT + "test_yaml_safety.py::test_a_yaml_file_that_would_run_code_is_refused",),
+    ),
+    Defect(
+        "YAML duplicate-key check builds keys as Python objects",
+        (
+            Patch(
+                "study/yamlfiles.py",
+                "scalars = yaml.constructor.SafeConstructor()",
+                "scalars = yaml.constructor.UnsafeConstructor()",
             ),
         ),
         (UNIT + "test_yaml_safety.py::test_a_yaml_file_that_would_run_code_is_refused",),
@@ -300,7 +322,9 @@ DEFECTS: tuple[Defect, ...] = (
 # Every call that reads a file with a format that can carry code (numpy's pickle fallback, torch,
 # pickle, PyYAML) must be the pattern of some defect above, or be named here with the reason it
 # need not be: a new loader then fails --check until the list says how it is tested.
-LOADER_CALL = re.compile(r"\b(np\.load|torch\.load|pickle\.loads?|yaml\.(unsafe_)?load|_BatchUnpickler)\(")
+LOADER_CALL = re.compile(
+    r"\b(np\.load|torch\.load|pickle\.loads?|yaml\.(unsafe_|full_)?load|yaml\.constructor\.\w+|_BatchUnpickler)\("
+)
 LOADERS_EXEMPT = {
     ("study/cifar10c/generate.py", 'np.load(data, mmap_mode="r+")'): "the partial this run created",
     ("study/cifar10c/generate.py", 'np.load(source, mmap_mode="r")'): "the clean images this run saved",

@@ -1,6 +1,7 @@
 """The YAML a user hands freqstudy (a trial config, a search space) builds no Python objects:
-a file whose ``!!python/object/apply`` tag would create a marker folder is refused in one line
-naming the file, and the marker never appears (PyYAML's unsafe loader creates it)."""
+a file whose ``!!python/object/apply`` tag (on a value, or on a key) would create a marker
+folder is refused in one line naming the file, and the marker never appears (PyYAML's unsafe
+loader creates it)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,18 @@ import yaml
 from study.config import TrialConfig
 from study.search.space_parser import load_space
 
+PAYLOADS = {
+    "value": "seed: !!python/object/apply:os.mkdir [{marker!r}]\n",
+    "key": "? !!python/object/apply:os.mkdir [{marker!r}]\n: 1\n",  # keys are built to find duplicates
+}
 
-def crafted(tmp_path, marker):
-    path = tmp_path / "crafted.yaml"
-    path.write_text(f"seed: !!python/object/apply:os.mkdir [{str(marker)!r}]\n")
-    return path
 
-
+@pytest.mark.parametrize("where", sorted(PAYLOADS))
 @pytest.mark.parametrize("read", [TrialConfig.from_yaml, load_space], ids=["config", "space"])
-def test_a_yaml_file_that_would_run_code_is_refused(tmp_path, read):
+def test_a_yaml_file_that_would_run_code_is_refused(tmp_path, read, where):
     marker = tmp_path / "marker"
-    path = crafted(tmp_path, marker)
+    path = tmp_path / "crafted.yaml"
+    path.write_text(PAYLOADS[where].format(marker=str(marker)))
     with pytest.raises(ValueError, match="crafted.yaml.*not valid YAML") as info:
         read(str(path))
     assert "\n" not in str(info.value)
