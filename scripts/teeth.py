@@ -254,9 +254,9 @@ DEFECTS: tuple[Defect, ...] = (
         (
             Patch(
                 "study/analysis/paired.py",
-                'dist = _two_level([sa, sb], "ratio" if stat.kind == "mce" else "diff", n_resamples, seed)',
-                "dist = _two_level([sa.mean(0, keepdims=True), sb.mean(0, keepdims=True)],"
-                ' "ratio" if stat.kind == "mce" else "diff", n_resamples, seed)',
+                "dist = two_level([sa, sb], stat.kind.contrast, n_resamples, seed)",
+                "dist = two_level([sa.mean(0, keepdims=True), sb.mean(0, keepdims=True)],"
+                " stat.kind.contrast, n_resamples, seed)",
             ),
         ),
         (UNIT + "test_paired.py::test_two_level_brute_force",),
@@ -283,7 +283,7 @@ DEFECTS: tuple[Defect, ...] = (
     ),
     Defect(
         "manifest hash unchecked: model weights",
-        (Patch("study/tracking/runs.py", 'if manifest.get("weights_sha256") != digest:', "if False:"),),
+        (Patch("study/engine/model_folder.py", 'if manifest.get("weights_sha256") != digest:', "if False:"),),
         (UNIT + "test_model_folder.py::test_weights_other_than_the_manifest_names_are_refused",),
     ),
     Defect(
@@ -326,8 +326,8 @@ LOADER_CALL = re.compile(
     r"\b(np\.load|torch\.load|pickle\.loads?|yaml\.(unsafe_|full_)?load|yaml\.constructor\.\w+|_BatchUnpickler)\("
 )
 LOADERS_EXEMPT = {
-    ("study/cifar10c/generate.py", 'np.load(data, mmap_mode="r+")'): "the partial this run created",
-    ("study/cifar10c/generate.py", 'np.load(source, mmap_mode="r")'): "the clean images this run saved",
+    ("study/cifar10c/worker.py", 'np.load(data, mmap_mode="r+")'): "the partial this run created",
+    ("study/cifar10c/worker.py", 'np.load(source, mmap_mode="r")'): "the clean images this run saved",
 }
 
 
