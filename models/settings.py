@@ -13,6 +13,7 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["FrequencySettings", "MODES", "SettingError", "count_low_filters"]
 
@@ -28,7 +29,7 @@ class SettingError(ValueError):
         self.problem = problem
 
 
-def _check_setting(name: str, value: object, lo: float, hi: float, *, lo_open=False, hi_open=False) -> float:
+def _check_setting(name: str, value: Any, lo: float, hi: float, *, lo_open=False, hi_open=False) -> float:
     bad_type = isinstance(value, bool) or not isinstance(value, numbers.Real)
     if not bad_type:
         below = value <= lo if lo_open else value < lo
@@ -72,7 +73,7 @@ class FrequencySettings:
         _check_setting("proportion_weight", self.proportion_weight, 0.0, math.inf, hi_open=True)
         _check_setting("temperature", self.temperature, 0.0, 1.0, lo_open=True)
 
-    def replace(self, **changes: object) -> FrequencySettings:
+    def replace(self, **changes: Any) -> FrequencySettings:
         """A copy with some settings changed (validated)."""
         return dataclasses.replace(self, **changes)
 

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +62,7 @@ def bench_corruption_generation(n_images: int, workers: int, quick: bool) -> dic
         cpu0 = _cpu_seconds()
         started_at, t0 = time.time(), time.perf_counter()
         # Frost textures are found as study.corruptions resolves them ($FREQSTUDY_FROST_DIR, cache, download).
-        kw = dict(workers=workers, source_name="bench", progress=False, on_unit=units.append)
+        kw: dict[str, Any] = dict(workers=workers, source_name="bench", progress=False, on_unit=units.append)
         generate(images, labels, root / "c", **kw)
         seconds = time.perf_counter() - t0
         cpu_seconds = _cpu_seconds() - cpu0

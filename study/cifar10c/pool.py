@@ -18,6 +18,7 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from types import FrameType
 
 from study.cifar10c.worker import exit_with_parent
 
@@ -68,7 +69,7 @@ def spawn_reruns_caller() -> bool:
         return False
     if spec_name is None and not getattr(main, "__file__", None):
         return False
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
         frame = frame.f_back
     if frame is None:

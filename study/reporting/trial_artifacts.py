@@ -102,15 +102,17 @@ def write_artifacts(out: Path, config: TrialConfig, result: TrialResult) -> list
     if result.history:
         f = config.frequency
         pulled = f.mode == "fixed" or (f.mode == "learned" and f.proportion_weight > 0)
-        learned = result.alpha_history is not None
+        alpha_history = result.alpha_history
         written.append(
             figures.save_figure(
                 figures.plot_proportion_history(
                     result.history,
                     result.alpha_history,
                     f.proportion if pulled else None,
-                    alpha_start=initial_alpha(result.alpha_history.shape[1]).numpy() if learned else None,
-                    threshold=f.threshold if learned else None,
+                    alpha_start=None
+                    if alpha_history is None
+                    else initial_alpha(alpha_history.shape[1]).numpy(),
+                    threshold=None if alpha_history is None else f.threshold,
                 ),
                 out / "proportion_history.png",
             )

@@ -88,6 +88,7 @@ def trial_datasets(config, fingerprints: Mapping[str, Mapping[str, Any]], train:
         per_cell = min(int(fp["n"]), int(fp.get("corruption_limit") or fp["n"]))
         copy = {**fp, "corruptions": list(ev.corruptions), "severities": list(ev.severities)}
         rows = per_cell * len(ev.corruptions) * len(ev.severities)
+        assert corrupted_name is not None  # val and test have corrupted copies
         out.append(dataset_input(corrupted_name, _digest(copy), rows, context, copy))
     return out
 

@@ -115,7 +115,7 @@ def browse_line(given_uri: str | None, used_uri: str, study: str, client=None) -
     return f"browse the runs: {url}" + ("" if given_uri else " (with `freqstudy ui` running)")
 
 
-def study_links(tracking_uri: str | None, client=None, limit: int = 20) -> list[tuple[str, str]]:
+def study_links(tracking_uri: str | None, client=None, limit: int = 20) -> list[tuple[str, str | None]]:
     """``(study, runs view address)`` of the store's studies, newest first, at most ``limit``."""
     if browser_base(tracking_uri) is None:
         return []
