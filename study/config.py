@@ -1,5 +1,8 @@
 """The trial config: one frozen, typed tree, validated where it is built.
 
+One concern in one file, over 500 lines: the tree's sections are read together by every
+validation, override and flattening rule, and splitting them would scatter the one schema.
+
 Every knob of a trial lives here, with the reason beside its default. The tree
 is built from nested mappings (a YAML file), from ``section.key=value``
 overrides (the command line), or from the flat dotted form that search spaces

@@ -95,16 +95,12 @@ def run_bench(
         out["device_name"] = torch.cuda.get_device_name(dev)
     if "startup" in sections:
         with _section(out, "startup", log):
-            from study.bench.startup import bench_startup
+            from study.bench.startup import bench_startup, startup_line
 
             repeats = 3 if quick else 7
             log(f"startup: python -c pass, freqstudy --help and a generation worker, best of {repeats} ...")
-            out["startup"] = st = bench_startup(repeats)
-            log(
-                f"startup: python -c pass {st['python_s']:.2f} s, freqstudy --help {st['help_s']:.2f} s "
-                f"({st['help_ratio']:.1f}x), a worker {st['worker_s']:.2f} s ({st['worker_ratio']:.1f}x; "
-                f"{st['worker_all_s']:.2f} s with every corruption's code)"
-            )
+            out["startup"] = bench_startup(repeats)
+            log(startup_line(out["startup"]))
     if "train" in sections:
         with _section(out, "train", log):
             if gpu:
@@ -183,19 +179,13 @@ def run_bench(
             )
     if "corrupt" in sections:
         with _section(out, "corrupt", log):
-            from study.bench.corrupt import bench_corruption_generation
+            from study.bench.corrupt import bench_corruption_generation, generation_line
 
-            n = 200 if quick else 2000
-            log(f"corrupt: all 19 corruptions x 5 severities on {n} images ...")
-            out["corrupt"] = co = bench_corruption_generation(n_images=n, workers=0, quick=quick)
-            log(
-                f"corrupt: {co['images_per_s']:,.0f} img/s, {co['speedup_vs_reference']:.1f}x the original "
-                f"generator ({co['seconds']:.2f} s wall, {co['cpu_seconds']:.2f} CPU s, "
-                f"{co['workers']} workers); "
-                f"kernels {co['kernel_cpu_s']:.2f} CPU s ({co['kernel_cpu_share']:.0%}), "
-                f"{co['unit_overhead_cpu_ms']:.1f} CPU ms overhead per unit, workers' start "
-                f"{co['worker_start_cpu_s']:.2f} CPU s (all ready after {co['worker_ready_s']:.2f} s)"
+            log(f"corrupt: all 19 corruptions x 5 severities on {200 if quick else 2000} images ...")
+            out["corrupt"] = bench_corruption_generation(
+                n_images=200 if quick else 2000, workers=0, quick=quick
             )
+            log(generation_line(out["corrupt"]))
     if "corruptions" in sections:
         with _section(out, "corruptions", log):
             from study.bench.corrupt import synthetic_images

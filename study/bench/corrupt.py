@@ -100,3 +100,14 @@ def bench_corruption_generation(n_images: int, workers: int, quick: bool) -> dic
         "worker_ready_s": max((at - started_at for at, _ in starts.values()), default=0.0),
         "worker_start_cpu_s": sum(cpu for _, cpu in starts.values()),
     }
+
+
+def generation_line(co: dict[str, Any]) -> str:
+    """The console line of one ``bench_corruption_generation`` result."""
+    return (
+        f"corrupt: {co['images_per_s']:,.0f} img/s, {co['speedup_vs_reference']:.1f}x the original "
+        f"generator ({co['seconds']:.2f} s wall, {co['cpu_seconds']:.2f} CPU s, {co['workers']} workers); "
+        f"kernels {co['kernel_cpu_s']:.2f} CPU s ({co['kernel_cpu_share']:.0%}), "
+        f"{co['unit_overhead_cpu_ms']:.1f} CPU ms overhead per unit, workers' start "
+        f"{co['worker_start_cpu_s']:.2f} CPU s (all ready after {co['worker_ready_s']:.2f} s)"
+    )

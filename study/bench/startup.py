@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _wall(argv: list[str]) -> float:
@@ -68,3 +69,12 @@ def bench_startup(repeats: int = 5) -> dict[str, float]:
     for key in ("help", "worker", "worker_all"):
         out[f"{key}_ratio"] = out[f"{key}_s"] / out["python_s"]
     return out
+
+
+def startup_line(st: dict[str, Any]) -> str:
+    """The console line of one ``bench_startup`` result."""
+    return (
+        f"startup: python -c pass {st['python_s']:.2f} s, freqstudy --help {st['help_s']:.2f} s "
+        f"({st['help_ratio']:.1f}x), a worker {st['worker_s']:.2f} s ({st['worker_ratio']:.1f}x; "
+        f"{st['worker_all_s']:.2f} s with every corruption's code)"
+    )
