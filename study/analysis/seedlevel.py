@@ -228,29 +228,14 @@ def difference_arrays(
         seed_var = np.zeros_like(s_d)
         scope = NETWORKS
     else:
-        # One seed term, its df as if both seed variances were equal (2R - 2 for R per side;
-        # Satterthwaite of 1/R_A + 1/R_B otherwise): Welch's plug-in df is conservative at
-        # R = 2 (97.7% for a nominal 95%) because a ratio of two 1-df variances is so noisy.
-        # Equal-R t is robust to unequal seed variances: at R = 2 with a 4x variance ratio
-        # 94.0% in normal theory, 93.2% simulated (docs/inference.md).
-        df_seed = (1.0 / ra + 1.0 / rb) ** 2 / (1.0 / (ra**2 * (ra - 1.0)) + 1.0 / (rb**2 * (rb - 1.0)))
-        seed_terms = [
-            _tie_fallback(
-                ma["run_var"] / ra + mb["run_var"] / rb,
-                df_seed,
-                (ma["mse"] / ra + mb["mse"] / rb) / n,
-                (min(ra, rb) - 1.0) * (n - 1.0),
-            )
-        ]
-        image = s_d - ma["mse"] / ra - mb["mse"] / rb
-        image_terms = [
-            (s_d / n, n - 1.0),
-            (-ma["mse"] / (ra * n), (ra - 1.0) * (n - 1.0)),
-            (-mb["mse"] / (rb * n), (rb - 1.0) * (n - 1.0)),
-        ]
-        seed_var = np.maximum(0.0, ma["run_var"] - ma["mse"] / n) / ra
-        seed_var = seed_var + np.maximum(0.0, mb["run_var"] - mb["mse"] / n) / rb
-        scope = CONFIGURATIONS
+        res = difference_from_moments(ma, mb, ra, rb, n, s_d)
+        return {
+            "estimate": np.asarray(estimate, dtype=np.float64),
+            "var": scale**2 * res["var"],
+            "df": res["df"],
+            "seed_var": scale**2 * res["seed_var"],
+            "scope": CONFIGURATIONS,
+        }
     active = image > 0 if scope != NETWORKS else np.ones_like(image, dtype=bool)
     v = sum(t for t, _ in seed_terms) + np.where(active, image / n, 0.0) if seed_terms else image / n
     terms = list(seed_terms) + [(np.where(active, t, 0.0), dfk) for t, dfk in image_terms]
@@ -262,6 +247,45 @@ def difference_arrays(
         "seed_var": scale**2 * seed_var,
         "scope": scope,
     }
+
+
+def difference_from_moments(ma: dict, mb: dict, ra, rb, n: int, s_d) -> dict[str, np.ndarray]:
+    """Variance, df and seed variance of ``mean(m_B) - mean(m_A)`` (R >= 2 on both sides)
+    from each side's :func:`moments` and ``S_d^2``, the variance over images of the
+    difference of the two sides' per-image means; on the scores' scale (squared).
+
+    The one definition of the configuration-level V and its df: :func:`difference_arrays`
+    calls it, and so does the racer (:mod:`study.search.racing`), which keeps per-seed
+    summaries instead of score arrays and so passes ``ra``, ``rb`` as arrays (any
+    broadcastable shape, each >= 2).
+    """
+    ra, rb = np.asarray(ra, dtype=np.float64), np.asarray(rb, dtype=np.float64)
+    # One seed term, its df as if both seed variances were equal (2R - 2 for R per side;
+    # Satterthwaite of 1/R_A + 1/R_B otherwise): Welch's plug-in df is conservative at
+    # R = 2 (97.7% for a nominal 95%) because a ratio of two 1-df variances is so noisy.
+    # Equal-R t is robust to unequal seed variances: at R = 2 with a 4x variance ratio
+    # 94.0% in normal theory, 93.2% simulated (docs/inference.md).
+    df_seed = (1.0 / ra + 1.0 / rb) ** 2 / (1.0 / (ra**2 * (ra - 1.0)) + 1.0 / (rb**2 * (rb - 1.0)))
+    seed_terms = [
+        _tie_fallback(
+            ma["run_var"] / ra + mb["run_var"] / rb,
+            df_seed,
+            (ma["mse"] / ra + mb["mse"] / rb) / n,
+            (np.minimum(ra, rb) - 1.0) * (n - 1.0),
+        )
+    ]
+    image = s_d - ma["mse"] / ra - mb["mse"] / rb
+    image_terms = [
+        (s_d / n, n - 1.0),
+        (-ma["mse"] / (ra * n), (ra - 1.0) * (n - 1.0)),
+        (-mb["mse"] / (rb * n), (rb - 1.0) * (n - 1.0)),
+    ]
+    seed_var = np.maximum(0.0, ma["run_var"] - ma["mse"] / n) / ra
+    seed_var = seed_var + np.maximum(0.0, mb["run_var"] - mb["mse"] / n) / rb
+    active = image > 0
+    v = seed_terms[0][0] + np.where(active, image / n, 0.0)
+    terms = list(seed_terms) + [(np.where(active, t, 0.0), dfk) for t, dfk in image_terms]
+    return {"var": v, "df": _satterthwaite(terms, v), "seed_var": seed_var}
 
 
 def level_arrays(y: np.ndarray) -> dict[str, np.ndarray]:

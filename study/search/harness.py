@@ -1,0 +1,311 @@
+"""Measure seed policies without training: Optuna in-process against simulated configurations.
+
+A *problem* is K configurations with known expected validation accuracies (clean
+and CIFAR-10-C mean, both maximised) whose true Pareto front has 3-5 members,
+configuration 0 the baseline. Each configuration's runs are drawn once per study,
+up to the most seeds any policy may ask for, from the outcome simulator of the
+inference calibration (:mod:`study.analysis.simulate`: per-image correctness with
+seed, image, configuration x image and per-image seed noise, in its seed- and
+image-dominated regimes), and kept as the running sums the racer reads
+(:meth:`study.search.racing.Evidence.from_sums`). Every policy sees the same runs
+(its first R seeds of each configuration), so policies are compared on the same
+problems with common random numbers.
+
+A study is a real Optuna study driven by ask/tell, as the Ray searcher drives it:
+trial 0 is the baseline (enqueued), the others a grid sampler's draws of the
+configuration index; at most ``max_concurrent`` configurations race at once; a
+configuration's seeds are all started together and end together (one round), after
+which :func:`study.search.racing.decide` adds a seed or stops the race; Optuna is
+told the configuration's mean objectives (points) when its race ends. A fixed-R
+policy is the race with ``min_seeds = max_seeds = R``.
+
+The study returns the front of the configurations' estimated means and the
+trainings spent; :func:`measure` runs many studies and reports P(the exact true
+front) and the mean trainings.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+
+from study.analysis import simulate
+from study.search.racing import SEED, Evidence, RacePolicy, decide, front_of
+from study.search.samplers import StudyGridSampler
+
+OBJECTIVES = ("clean_acc", "corruption_acc")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """K configurations with known expected accuracies.
+
+    Attributes:
+        clean_shift, shift: ``(K,)`` logit effects on clean and corrupted images
+            (:func:`study.analysis.simulate.truth`).
+        truth: ``(J, K)`` expected accuracy in percent, objectives as :data:`OBJECTIVES`.
+        front: ``(K,)`` bool, the true Pareto front.
+    """
+
+    clean_shift: np.ndarray
+    shift: np.ndarray
+    truth: np.ndarray
+    front: np.ndarray
+
+
+def _inverse(regime: simulate.Regime, statistic: str) -> tuple[np.ndarray, np.ndarray]:
+    """(accuracy gain in points, logit shift) on a grid, for interpolation."""
+    grid = np.linspace(-2.0, 2.0, 161)
+    if statistic == "clean_acc":
+        acc = simulate.truth(regime, np.zeros_like(grid), clean_shift=grid)["clean_acc"]
+    else:
+        acc = simulate.truth(regime, grid)["corruption_acc"]
+    base = float(np.interp(0.0, grid, acc))
+    return acc - base, grid
+
+
+def draw_problem(
+    rng: np.random.Generator,
+    regime: simulate.Regime,
+    *,
+    configurations: int = 20,
+    front_sizes: Sequence[int] = (3, 4, 5),
+    scale: float = 1.0,
+    low: float = 3.0,
+    high: float = 10.0,
+) -> Problem:
+    """A random problem: a concave trade-off front of 3-5 configurations (corruption
+    gains of 1.5-9 points against the baseline, clean drops growing with them),
+    the baseline and the rest below it, each at a distance from the front drawn
+    uniformly in 0.75-6 points (x ``scale``) in a random direction: a few close
+    calls, most clear.
+    """
+    f = int(rng.choice(front_sizes))
+    # Neighbours on the front 2-4 points apart on both objectives: a trade-off, not a tie.
+    gains = rng.uniform(low, low + 2.0) + np.cumsum(np.r_[0.0, rng.uniform(2.0, 4.0, size=f - 1)])
+    drops = rng.uniform(-0.5, 0.5) - np.cumsum(np.r_[0.0, rng.uniform(2.0, 4.0, size=f - 1)])
+    pts = [(float(drops[0]) - scale * rng.uniform(low, high), 0.0)]  # the baseline, below the front
+    while len(pts) < configurations - f:
+        # Below and left of a front member, so it dominates: the distance is the margin.
+        at = rng.integers(f)
+        below = scale * rng.uniform(low, high, size=2)  # points below it on each objective
+        pts.append((drops[at] - below[0], gains[at] - below[1]))
+    pts += list(zip(drops, gains))
+    order = [0] + list(1 + rng.permutation(len(pts) - 1))
+    target = np.array([pts[i] for i in order])  # (K, 2): clean delta, corruption delta
+    dc, sc = _inverse(regime, "clean_acc")
+    dr, sr = _inverse(regime, "corruption_acc")
+    clean_shift = np.interp(target[:, 0], dc, sc)
+    shift = np.interp(target[:, 1], dr, sr)
+    tr = simulate.truth(regime, shift, clean_shift=clean_shift)
+    truth = np.stack([tr[o] for o in OBJECTIVES])
+    return Problem(clean_shift, shift, truth, front_of(truth))
+
+
+@dataclass(frozen=True)
+class Runs:
+    """Each configuration's simulated runs as running sums, per objective j:
+    ``run_means[j]``, ``run_sumsq[j]`` ``(K, S)`` and ``image_cumsum[j]`` ``(K, S, n_j)``
+    (per-image sums over the first s + 1 runs)."""
+
+    run_means: tuple[np.ndarray, ...]
+    run_sumsq: tuple[np.ndarray, ...]
+    image_cumsum: tuple[np.ndarray, ...]
+
+    def evidence(self, index: np.ndarray, seeds: np.ndarray) -> Evidence:
+        """Evidence of configurations ``index`` at ``seeds`` runs each."""
+        return Evidence.from_sums(
+            seeds,
+            [a[index] for a in self.run_means],
+            [a[index] for a in self.run_sumsq],
+            [c[index, seeds - 1] for c in self.image_cumsum],
+        )
+
+
+def draw_runs(rng: np.random.Generator, regime: simulate.Regime, problem: Problem, seeds: int) -> Runs:
+    """``seeds`` simulated validation runs of every configuration of ``problem``."""
+    sim = simulate.simulate(rng, regime, problem.shift, seeds, clean_shift=problem.clean_shift)
+    sc = simulate.scores(sim)
+    ys = [sc[o][0] for o in OBJECTIVES]  # (K, S, n)
+    return Runs(
+        tuple(y.mean(axis=-1) for y in ys),
+        tuple((y**2).sum(axis=-1) for y in ys),
+        tuple(np.cumsum(y, axis=1) for y in ys),
+    )
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """One simulated study.
+
+    Attributes:
+        seeds: ``(K,)`` seeds each configuration got.
+        found: ``(K,)`` bool, the front of the estimated means.
+        values: ``(K, J)`` what Optuna was told (percent).
+        reasons: why each race ended.
+        events: the racer's decisions in order, ``(configuration, action, reason)``.
+    """
+
+    seeds: np.ndarray
+    found: np.ndarray
+    values: np.ndarray
+    reasons: tuple[str, ...]
+    events: tuple[tuple[int, str, str], ...]
+
+    @property
+    def trainings(self) -> int:
+        return int(self.seeds.sum())
+
+
+def run_study(
+    runs: Runs,
+    policy: RacePolicy,
+    *,
+    sampler_seed: int = 0,
+    max_concurrent: int = 4,
+    budget: int | None = None,
+) -> StudyResult:
+    """One study through a real Optuna study (ask/tell) with ``policy`` deciding seeds."""
+    k = runs.run_means[0].shape[0]
+    study = optuna.create_study(
+        directions=["maximize"] * len(OBJECTIVES),
+        sampler=StudyGridSampler({"config": list(range(1, k))}, seed=sampler_seed),
+    )
+    study.enqueue_trial({})  # the baseline, as the Ray searcher enqueues it
+    seeds = np.zeros(k, dtype=np.int64)
+    trials: dict[int, optuna.trial.Trial] = {}
+    racing: list[int] = []
+    started: list[int] = []
+    reasons = [""] * k
+    events: list[tuple[int, str, str]] = []
+    values = np.full((k, len(OBJECTIVES)), np.nan)
+    while True:
+        while len(racing) < max_concurrent and len(started) < k:
+            spent = int(seeds.sum())
+            if budget is not None and spent + policy.min_seeds > budget:
+                break
+            trial = study.ask()
+            cfg = 0 if trial.number == 0 else int(trial.suggest_categorical("config", list(range(1, k))))
+            trials[cfg] = trial
+            seeds[cfg] = policy.min_seeds
+            racing.append(cfg)
+            started.append(cfg)
+        if not racing:
+            break
+        idx = np.array(started)
+        ev = runs.evidence(idx, seeds[idx])
+        mask = np.isin(idx, racing)
+        if policy.min_seeds == policy.max_seeds:
+            decisions = [(int(idx[i]), "stop", "fixed") for i in np.flatnonzero(mask)]
+        else:
+            left = None if budget is None else budget - int(seeds.sum())
+            decisions = [
+                (int(idx[d.index]), d.action, d.reason)
+                for d in decide(ev, mask, baseline=0, policy=policy, budget_left=left)
+            ]
+        for cfg, action, reason in decisions:
+            events.append((cfg, action, reason))
+            if action == SEED:
+                seeds[cfg] += 1
+                continue
+            racing.remove(cfg)
+            reasons[cfg] = reason
+            pos = started.index(cfg)
+            values[cfg] = 100.0 * ev.mean[:, pos]
+            study.tell(trials[cfg], values[cfg].tolist())
+    done = seeds > 0
+    means = np.full((len(OBJECTIVES), k), -np.inf)
+    means[:, done] = values[done].T
+    found = front_of(means) & done
+    return StudyResult(seeds, found, values, tuple(reasons), tuple(events))
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A policy over many studies: P(exact true front) with its binomial sd, and trainings."""
+
+    policy: str
+    regime: str
+    studies: int
+    exact_front: float
+    exact_front_sd: float
+    trainings: float
+    trainings_per_configuration: float
+
+
+def policy_label(policy: RacePolicy) -> str:
+    if policy.min_seeds == policy.max_seeds:
+        return f"fixed R = {policy.min_seeds}"
+    label = f"racing m = {policy.min_seeds}, M = {policy.max_seeds}"
+    if policy.confidence != RacePolicy.confidence:
+        label += f", confidence {policy.confidence:g}"
+    if policy.margin:
+        label += f", margin {policy.margin:g}"
+    return label
+
+
+def measure(
+    regime: simulate.Regime,
+    policies: Sequence[RacePolicy],
+    *,
+    studies: int = 200,
+    configurations: int = 20,
+    seed: int = 0,
+    max_concurrent: int = 4,
+    scale: float = 1.0,
+    low: float = 3.0,
+    high: float = 10.0,
+    log=None,
+) -> list[Measured]:
+    """Every policy on the same ``studies`` simulated problems and runs (``log``: a
+    callable given each study's ``(study, policy label, exact, trainings)``)."""
+    rng = np.random.default_rng(seed)
+    most = max(p.max_seeds for p in policies)
+    exact = np.zeros((len(policies), studies), dtype=bool)
+    spent = np.zeros((len(policies), studies))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for s in range(studies):
+        problem = draw_problem(rng, regime, configurations=configurations, scale=scale, low=low, high=high)
+        runs = draw_runs(rng, regime, problem, most)
+        for p, policy in enumerate(policies):
+            res = run_study(runs, policy, sampler_seed=s, max_concurrent=max_concurrent)
+            exact[p, s] = bool(np.array_equal(res.found, problem.front))
+            spent[p, s] = res.trainings
+            if log is not None:
+                log(s, policy_label(policy), bool(exact[p, s]), res.trainings)
+    out = []
+    for p, policy in enumerate(policies):
+        acc = float(exact[p].mean())
+        out.append(
+            Measured(
+                policy_label(policy),
+                regime.name,
+                studies,
+                acc,
+                math.sqrt(acc * (1 - acc) / studies),
+                float(spent[p].mean()),
+                float(spent[p].mean() / configurations),
+            )
+        )
+    return out
+
+
+def main() -> None:  # pragma: no cover - the README's table
+    policies = [RacePolicy(3, 3), RacePolicy(8, 8), RacePolicy(2, 8)]
+    for regime in simulate.REGIMES:
+        t = time.perf_counter()
+        for m in measure(regime, policies):
+            print(
+                f"| {m.regime} | {m.policy} | {m.studies} | {100 * m.exact_front:.1f} ± "
+                f"{100 * m.exact_front_sd:.1f} | {m.trainings:.1f} | {m.trainings_per_configuration:.2f} |"
+            )
+        print(f"({time.perf_counter() - t:.0f} s)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
