@@ -82,7 +82,9 @@ def components(scores: Sequence[np.ndarray], baseline: int = 0) -> Components:
                 continue
             d = mom[k]["image_means"] - mom[baseline]["image_means"]
             s_d = float(d.var(ddof=1))
-            image.append(s_d - float(mom[k]["mse"]) / y.shape[0] - float(mom[baseline]["mse"]) / base.shape[0])
+            image.append(
+                s_d - float(mom[k]["mse"]) / y.shape[0] - float(mom[baseline]["mse"]) / base.shape[0]
+            )
     w = max(0.0, float(np.mean(image))) if image else 0.0
     return Components(1e4 * run_var, 1e4 * w, n, int(dfs.sum()))
 
@@ -91,7 +93,9 @@ def family_level(alpha: float, configurations: int) -> float:
     """Per-test level of the primary family (2 tests per non-baseline configuration)
     at Holm's first step: ``alpha / (2 (K - 1))``."""
     if not 0.0 < alpha < 1.0 or configurations < 2:
-        raise ValueError(f"planning: need alpha in (0, 1) and >= 2 configurations, got {alpha}, {configurations}")
+        raise ValueError(
+            f"planning: need alpha in (0, 1) and >= 2 configurations, got {alpha}, {configurations}"
+        )
     return alpha / (2.0 * (configurations - 1))
 
 
@@ -111,10 +115,14 @@ def power(c: Components, effect: float, seeds: int, level: float) -> float:
     v, df = variance(c, seeds)
     if v <= 0:
         return 1.0 if effect != 0 else level
-    df = min(df, 1e6)
-    q = stats.t.ppf(1.0 - level / 2.0, df)
     nc = abs(effect) / math.sqrt(v)
-    return float(stats.nct.sf(q, df, nc) + stats.nct.cdf(-q, df, nc))
+    if df > 1e4:  # scipy's noncentral t loses accuracy (NaN) at huge df; it is the normal there
+        z = stats.norm.ppf(1.0 - level / 2.0)
+        return float(stats.norm.sf(z - nc) + stats.norm.cdf(-z - nc))
+    q = stats.t.ppf(1.0 - level / 2.0, df)
+    got = float(stats.nct.sf(q, df, nc) + stats.nct.cdf(-q, df, nc))
+    # Far in the tails scipy's noncentral t can return NaN; the power is then 0 or 1.
+    return got if math.isfinite(got) else float(nc > q)
 
 
 def seeds_for(c: Components, effect: float, level: float, target: float = 0.8) -> int | None:
@@ -135,7 +143,7 @@ def seeds_for(c: Components, effect: float, level: float, target: float = 0.8) -
 def detectable_effect(c: Components, seeds: int, level: float, target: float = 0.8) -> float:
     """The effect (points) detected with power ``target`` at R seeds per side."""
     v, _ = variance(c, seeds)
-    hi = 10.0 * math.sqrt(max(v, 1e-12)) + 1.0
+    hi = (stats.t.ppf(1.0 - level / 2.0, 2) + 6.0) * math.sqrt(max(v, 1e-12)) + 1.0
     return float(optimize.brentq(lambda e: power(c, e, seeds, level) - target, 1e-9, hi, xtol=1e-6))
 
 
