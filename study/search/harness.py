@@ -35,7 +35,7 @@ import numpy as np
 import optuna
 
 from study.analysis import simulate
-from study.search.racing import SEED, Evidence, RacePolicy, decide, front_of
+from study.search.racing import DOMINATED, SEED, Evidence, RacePolicy, decide, front_of
 from study.search.samplers import StudyGridSampler
 
 OBJECTIVES = ("clean_acc", "corruption_acc")
@@ -218,10 +218,12 @@ def run_study(
             pos = started.index(cfg)
             values[cfg] = 100.0 * ev.mean[:, pos]
             study.tell(trials[cfg], values[cfg].tolist())
-    done = seeds > 0
+    # A race stopped as dominated is eliminated (as in F-Race): its few-seed estimate
+    # must not re-enter the front when its dominator's estimate later moves.
+    kept = (seeds > 0) & np.array([r != DOMINATED for r in reasons])
     means = np.full((len(OBJECTIVES), k), -np.inf)
-    means[:, done] = values[done].T
-    found = front_of(means) & done
+    means[:, kept] = values[kept].T
+    found = front_of(means) & kept
     return StudyResult(seeds, found, values, tuple(reasons), tuple(events))
 
 
