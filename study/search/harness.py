@@ -258,11 +258,11 @@ def measure(
     studies: int = 200,
     configurations: int = 20,
     seed: int = 0,
+    log=None,
     max_concurrent: int = 4,
     scale: float = 1.0,
     low: float = 3.0,
     high: float = 10.0,
-    log=None,
 ) -> list[Measured]:
     """Every policy on the same ``studies`` simulated problems and runs (``log``: a
     callable given each study's ``(study, policy label, exact, trainings)``)."""

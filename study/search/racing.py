@@ -281,8 +281,7 @@ def decide(
     np.fill_diagonal(ahead, True)
     decisions: list[Decision] = []
     wanted: list[int] = []
-    for i in np.flatnonzero(racing):
-        i = int(i)
+    for i in map(int, np.flatnonzero(racing)):
         doms = np.flatnonzero(dominates[i])
         if doms.size:
             decisions.append(Decision(i, STOP, DOMINATED, int(doms[0])))
