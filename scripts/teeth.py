@@ -306,7 +306,7 @@ DEFECTS: tuple[Defect, ...] = (
                 "scalars = yaml.constructor.UnsafeConstructor()",
             ),
         ),
-        (UNIT + "test_yaml_safety.py::test_a_yaml_file_that_would_run_code_is_refused",),
+        (UNIT + "test_yaml_safety.py::test_a_scalar_key_that_would_import_code_is_refused",),
     ),
     Defect(
         "storage check on --resume skipped",
