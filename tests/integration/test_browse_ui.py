@@ -151,9 +151,13 @@ def test_register_registers_the_logged_models_and_loading_stays_safetensors(stud
     versions = client.search_model_versions(f"name = '{STUDY}'")
     assert versions
     for mv in versions:
-        model = client.get_logged_model(mv.model_id)  # the version is the run's logged model
+        # The version is the run's logged model: its source is models:/<id> (MLflow 3.17's server
+        # leaves the version's model_id field empty, so the source is what says which model).
+        assert mv.source.startswith("models:/"), mv.source
+        model_id = mv.model_id or mv.source.removeprefix("models:/")
+        model = client.get_logged_model(model_id)
         assert model.source_run_id == mv.run_id and model.model_type == MODEL_TYPE
-        files = sorted(a.path for a in client.list_logged_model_artifacts(mv.model_id))
+        files = sorted(a.path for a in client.list_logged_model_artifacts(model_id))
         assert files == [
             "config.yaml",
             "freqstudy-model.json",
