@@ -336,14 +336,25 @@ def replicate_group(mu: float, reps: int, n: int, z: np.ndarray, rng) -> list[Ou
 
 
 def test_two_level_brute_force():
-    """compare_groups against the documented draws, redone by hand: per batch, R_A runs for A,
-    R_B runs for B, then the shared image indices; run offsets scaled by the method-of-moments
-    factor."""
+    """The two-level resampler against the documented draws, redone by hand: per batch, R_A
+    runs for A, R_B runs for B, then the shared image indices; run offsets scaled by the
+    method-of-moments factor. (compare_groups uses seedlevel's t at R >= 2; checked below.)"""
+    from study.analysis import seedlevel as SL
+    from study.analysis.resampling import bootstrap_p, two_level
+
     rng = np.random.default_rng(0)
     n = 3000
     z = rng.normal(0, 1.5, n)
     a, b = replicate_group(1.5, 2, n, z, rng), replicate_group(1.6, 3, n, z, rng)
+    sa = np.stack([o.arrays["test/clean"] for o in a]).astype(float)
+    sb = np.stack([o.arrays["test/clean"] for o in b]).astype(float)
+    boot = two_level([sa, sb], "diff", 999, 9)
+    lo, hi = percentile_interval(boot, 0.95)
     (d,) = P.compare_groups(a, b, statistics=["clean_acc"], n_resamples=999, seed=9)
+    iv = SL.configuration_difference(sa, sb)
+    assert d.test == P.SEED_LEVEL and d.scope == SL.CONFIGURATIONS
+    assert (d.ci_low, d.ci_high, d.p_value) == (iv.ci_low, iv.ci_high, iv.p_value)
+    assert d.seed_share == iv.seed_share and d.seed_share + d.image_share == pytest.approx(1.0)
 
     def level(group):
         s = np.stack([o.arrays["test/clean"] for o in group]).astype(float)
@@ -366,9 +377,9 @@ def test_two_level_brute_force():
         offsets = cb * ob[rb].mean(1) - ca * oa[ra].mean(1)
         dist.append(np.mean((mb - ma)[idx], axis=-1) * 100 + 100 * offsets)
     dist = np.concatenate(dist)
-    assert (d.ci_low, d.ci_high) == pytest.approx(percentile_interval(dist), abs=1e-12, rel=0)
+    assert (lo, hi) == pytest.approx(percentile_interval(dist), abs=1e-12, rel=0)
     k = min(np.sum(dist <= 0), np.sum(dist >= 0))
-    assert d.p_value == pytest.approx(min(1.0, 2 * (k + 1) / 1000))
+    assert bootstrap_p(boot) == pytest.approx(min(1.0, 2 * (k + 1) / 1000))
     assert d.a == pytest.approx(100 * np.mean(ma)) and d.replicates == (2, 3)
 
 
@@ -444,9 +455,10 @@ def test_gain_interval():
     assert g.robustness_gain.diff == pytest.approx(ref[M.ROBUSTNESS_GAIN])
     assert g.clean_drop.diff == pytest.approx(ref[M.CLEAN_DROP])
     assert g.relative_mce.b == pytest.approx(ref[M.RELATIVE_MCE])
-    # Groups (or a run against a group) take the two-level path.
+    # A run against a group takes seedlevel's path, about networks (one side has one run).
     gg = P.gain_interval(a, [b, b], n_resamples=199, seed=1)
-    assert gg.robustness_gain.test == P.TWO_LEVEL and gg.robustness_gain.replicates == (1, 2)
+    assert gg.robustness_gain.test == P.SEED_LEVEL and gg.robustness_gain.replicates == (1, 2)
+    assert gg.robustness_gain.scope == "networks" and g.robustness_gain.scope == "networks"
     assert gg.robustness_gain.diff == pytest.approx(g.robustness_gain.diff)
     with pytest.raises(ValueError, match="not available"):
         P.gain_interval(clean_only(a.arrays["test/clean"]), clean_only(b.arrays["test/clean"]))
@@ -484,3 +496,19 @@ def test_sign_flip_p_equals_scipys_permutation_test(seed):
     # Each two-sided p is twice a one-sided share q of 4000 draws: both carry sd 2*sqrt(q(1-q)/B).
     q = ref / 2
     assert abs(ours - ref) < 4 * np.sqrt(2) * 2 * np.sqrt(q * (1 - q) / 4000) + 2 / 4000
+
+
+def test_configuration_with_itself_is_exactly_zero_and_levels_in_range():
+    """Issue 22's table: a configuration against itself gives 0 [0, 0] (p = 1) for every
+    statistic, relative mCE included; a 3-seed accuracy near 0 keeps its interval in [0, 100]."""
+    a, b = stored_pair(n=300, length=200)
+    group = [a, b, a]
+    for d in P.compare_groups(group, list(reversed(group))):
+        assert (d.diff, d.ci_low, d.ci_high, d.p_value) == (0.0, 0.0, 0.0, 1.0), d
+        assert d.scope == "configurations" and d.replicates == (3, 3)
+    rng = np.random.default_rng(3)
+    rare = [clean_only(rng.random(80) < 0.02) for _ in range(3)]
+    s = P.group_summary(rare, statistics=["clean_acc"])["clean_acc"]
+    assert 0.0 <= s.ci_low <= s.mean <= s.ci_high <= 100.0 and s.scope == "configurations"
+    (m,) = P.compare_groups([a, b], [b, b], statistics=["relative_mce"])
+    assert m.b + m.ci_low - m.diff >= 0.0  # rel. mCE's lower bound (100 + low) stays >= 0
