@@ -169,6 +169,30 @@ def gain_fields(gains: Mapping[str, Gain]) -> dict[str, Any]:
             )
             if spec.has_p:
                 out[f"{prefix}{spec.name}_p"] = None if d is None else M.finite_or_none(float(d.p_value))
+                out[f"{prefix}{spec.name}_p_adjusted"] = (
+                    None if d is None else M.finite_or_none(float(getattr(d, "p_adjusted", math.nan)))
+                )
+                out[f"{prefix}{spec.name}_family"] = None if d is None else getattr(d, "family", None)
+        first = None if g is None else g[GAINS[0].name]
+        # What the intervals speak of: "configurations" (R >= 2 per side) or "networks"
+        # (a side with one seed: two trained networks, not configurations).
+        out[f"{prefix}gain_scope"] = None if first is None else getattr(first, "scope", None)
+        out[f"{prefix}gain_seeds"] = None if first is None else list(first.replicates)
+        out[f"{prefix}gain_seed_share"] = (
+            None if first is None else M.finite_or_none(float(getattr(first, "seed_share", math.nan)))
+        )
+    return out
+
+
+def gain_tags(gains: Mapping[str, Gain]) -> dict[str, str]:
+    """MLflow tags saying what each split's logged gains speak of: ``gain/<split>/scope`` is
+    ``configurations`` or ``networks`` (two trained networks, seed luck not in the interval),
+    ``gain/<split>/seeds`` the runs per side (``3v3``)."""
+    out = {}
+    for split, g in gains.items():
+        d = g[GAINS[0].name]
+        out[f"{M.GAIN_PREFIX}{split}/scope"] = str(getattr(d, "scope", "networks"))
+        out[f"{M.GAIN_PREFIX}{split}/seeds"] = "{}v{}".format(*d.replicates)
     return out
 
 
@@ -185,6 +209,7 @@ def gain_metrics(gains: Mapping[str, Gain]) -> dict[str, float]:
             out[base + "_ci_low"], out[base + "_ci_high"] = spec.interval(d)
             if spec.has_p:
                 out[base + "_p"] = d.p_value
+                out[base + "_p_adjusted"] = getattr(d, "p_adjusted", math.nan)
     return {k: float(v) for k, v in out.items() if math.isfinite(v)}
 
 

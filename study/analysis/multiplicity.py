@@ -22,9 +22,10 @@ the network and is shared by validation and test, so the test split cannot
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, Decimal
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -180,3 +181,33 @@ def significant_champion(front: Sequence[Interval], champion: int, candidates: i
         low,
         k,
     )
+
+
+# Statistic names (without split) of each family; others (extras, relative mCE) are not adjusted.
+PRIMARY_STATISTICS = ("corruption_acc", "clean_acc")
+SECONDARY_PREFIXES = ("category/", "corruption/")
+
+
+def family_of(statistic: str) -> str | None:
+    """The family of a statistic of one comparison (``corruption_acc``, ``clean_acc``:
+    :data:`PRIMARY`; ``category/*``, ``corruption/*``: :data:`SECONDARY`; else None)."""
+    if statistic in PRIMARY_STATISTICS:
+        return PRIMARY
+    if statistic.startswith(SECONDARY_PREFIXES):
+        return SECONDARY
+    return None
+
+
+def adjust_families(items: Sequence[Any], family: Callable[[Any], str | None]) -> list[Any]:
+    """Each item (a dataclass with ``p_value``, ``family`` and ``p_adjusted`` fields, e.g.
+    :class:`~study.analysis.paired.Difference`) with its family and adjusted p, the
+    adjustment taken over all items of the same family (Holm or BH)."""
+    out = list(items)
+    for fam in FAMILIES:
+        idx = [i for i, x in enumerate(out) if family(x) == fam]
+        if not idx:
+            continue
+        adj = adjust([out[i].p_value for i in idx], fam)
+        for i, p in zip(idx, adj, strict=True):
+            out[i] = replace(out[i], family=fam, p_adjusted=float(p))
+    return out

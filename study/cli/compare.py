@@ -2,14 +2,16 @@
 
 Both runs' per-image outcomes are read from MLflow; every statistic (clean
 accuracy, the corruption mean, each category and corruption, relative mCE) is
-compared image by image as B − A with a 95% paired-bootstrap interval over
-source images and a p-value (``study.analysis.paired``). Runs evaluated on
+compared image by image as B − A with a 95% interval paired over source images
+and a p-value (``study.analysis.paired``), adjusted for multiplicity (clean and
+corruption mean Holm, categories and corruptions Benjamini-Hochberg). Runs evaluated on
 different images are refused with one line saying what differs.
 
 A run that is one replicate of a configuration (``replicates: R``) stands for
 its whole configuration: the means over its replicates are compared, with a
-two-level bootstrap (seeds, then images); ``--single-runs`` compares the two
-runs alone.
+t interval over seed means (``study.analysis.seedlevel``); ``--single-runs``
+compares the two runs alone, and such a comparison is labelled as being about
+two trained networks.
 """
 
 from __future__ import annotations
@@ -65,13 +67,34 @@ def form_lines(forms: dict[str, str | None]) -> list[str]:
     return out
 
 
+def scope_line(replicates: tuple[int, int]) -> str:
+    """What the intervals speak of: configurations (R >= 2 per side) or two trained networks."""
+    ra, rb = replicates
+    if min(ra, rb) >= 2:
+        return (
+            f"configurations: A over {ra} seeds, B over {rb}; t intervals over seed means with "
+            "Welch-Satterthwaite df folding in the image-level variance (seed share = the part more "
+            "seeds would shrink)"
+        )
+    return (
+        f"about two trained networks, not configurations ({ra} and {rb} seed(s)): the interval "
+        "counts image noise only; seed luck is not in it (replicates >= 2 for a configuration claim)"
+    )
+
+
 def format_table(rows: list[dict], run_a: str, run_b: str, split: str, confidence: float) -> str:
     """The differences as a fixed-width table, most general statistics first."""
+    from study.analysis.multiplicity import format_p
+
     head = (
-        f"{split}: B = {run_b} minus A = {run_a}; {confidence:.0%} paired-bootstrap intervals over source "
+        f"{split}: B = {run_b} minus A = {run_a}; {confidence:.0%} intervals, paired over source "
         "images (an image and its corrupted versions together)"
     )
-    lines = [head, f"{'statistic':<28} {'A':>7} {'B':>7} {'B-A':>7}  {'interval':<17} {'p':>7}  test"]
+    lines = [
+        head,
+        f"{'statistic':<28} {'A':>7} {'B':>7} {'B-A':>7}  {'interval':<17} {'p':>7} {'p adj':>7}  "
+        f"{'seeds':>5} {'seed%':>5}  test",
+    ]
 
     def num(v, fmt="7.2f"):
         return f"{v:{fmt}}" if v is not None else f"{'-':>7}"
@@ -82,10 +105,19 @@ def format_table(rows: list[dict], run_a: str, run_b: str, split: str, confidenc
             if r["ci_low"] is not None and r["ci_high"] is not None
             else "-"
         )
-        p = f"{r['p_value']:7.4f}" if r["p_value"] is not None else f"{'-':>7}"
+        p = f"{format_p(r['p_value']) if r['p_value'] is not None else '-':>7}"
+        padj = f"{format_p(r['p_adjusted']) if r['p_adjusted'] is not None else '-':>7}"
+        seeds = "{}v{}".format(*r["replicates"])
+        share = f"{100 * r['seed_share']:.0f}" if r["seed_share"] is not None else "-"
         values = f"{num(r['a'])} {num(r['b'])} {num(r['diff'], '+7.2f')}"
-        lines.append(f"{r['statistic']:<28} {values}  {ci:<17} {p}  {r['test']}")
+        lines.append(
+            f"{r['statistic']:<28} {values}  {ci:<17} {p} {padj}  {seeds:>5} {share:>5}  {r['test']}"
+        )
     lines.append("relative_mce: A = 100 by definition; B is 100·ΣE(B)/ΣE(A) over the benchmark corruptions.")
+    lines.append(
+        "p adj: clean_acc and corruption_acc Holm-adjusted (primary family); categories and "
+        "corruptions Benjamini-Hochberg (secondary); seed%: share of the variance from seeds."
+    )
     return "\n".join(lines)
 
 
@@ -94,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--confidence {args.confidence}: allowed (0, 1), e.g. 0.95")
     if not 0 <= args.seed <= 2**32 - 1:  # numpy's generators take 0 .. 2**32 - 1
         raise ValueError(f"--seed {args.seed}: allowed integers 0..{2**32 - 1}")
+    from study.analysis.multiplicity import FAMILIES, adjust_families, family_of
     from study.analysis.paired import compare_groups, compare_runs
     from study.selection.configurations import group_configurations
     from study.tracking.queries import client_for, load_outcomes, load_study, run_in_study
@@ -149,8 +182,15 @@ def run(args: argparse.Namespace) -> int:
             "p_value": M.finite_or_none(d.p_value),
             "test": d.test,
             "n_images": d.n_images,
+            "replicates": list(d.replicates),
+            "scope": d.scope,  # "configurations" (R >= 2 per side) or "networks" (two trained networks)
+            "seed_share": M.finite_or_none(d.seed_share),
+            "image_share": M.finite_or_none(d.image_share),
+            "df": M.finite_or_none(d.df),
+            "family": d.family,
+            "p_adjusted": M.finite_or_none(d.p_adjusted),
         }
-        for d in diffs
+        for d in adjust_families(diffs, lambda d: family_of(d.name))
     ]
     forms = {
         flag: M.learned_form_of(records.get(rid, {})) for flag, rid in (("a", args.run_a), ("b", args.run_b))
@@ -163,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
             "run_b": args.run_b,
             "learned_form": forms,  # per run: energy-share, band-gains (the earlier form) or null
             "replicates": [len(a), len(b)],
+            "scope": "configurations" if min(len(a), len(b)) >= 2 else "networks",
+            "families": list(FAMILIES),
             "confidence": args.confidence,
             "seed": args.seed,
             "differences": rows,
@@ -172,9 +214,5 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(rows, args.run_a, args.run_b, args.split, args.confidence))
         for line in form_lines(forms):
             print(line)
-        if len(a) > 1 or len(b) > 1:
-            print(
-                f"configurations: A over {len(a)} replicates, B over {len(b)}; intervals from a two-level "
-                "bootstrap (seeds, then images)"
-            )
+        print(scope_line((len(a), len(b))))
     return 0

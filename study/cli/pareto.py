@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--significant",
         action="store_true",
-        help="the champion needs a validation robustness-gain interval above 0",
+        help="the champion needs a validation robustness-gain interval above 0 after adjusting for "
+        "every configuration it was chosen from (needs replicates >= 2)",
     )
     p.add_argument("--register", action="store_true")
     p.add_argument("--json", action="store_true")
@@ -38,6 +39,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _fmt(v: Any, digits: int = 2) -> str:
     return fmt(v, digits, dash="-")
+
+
+def gain_scope_text(rows: list[dict[str, Any]]) -> str:
+    """What the gain intervals speak of: configurations (R >= 2 per side) or two trained networks."""
+    scopes = {r.get("gain_scope") for r in rows} - {None}
+    if scopes == {"configurations"}:
+        seeds = sorted({tuple(r["gain_seeds"]) for r in rows if r.get("gain_seeds")})
+        per = ", ".join("{}v{}".format(*s) for s in seeds)
+        return (
+            f"configurations (seeds per side {per}): t intervals over seed means, image noise folded in; "
+            "confirm a chosen configuration on fresh seeds"
+        )
+    if not scopes:
+        return "no intervals"
+    return (
+        "about two trained networks (one seed per configuration): intervals count image noise only, "
+        "not seed luck; replicates >= 2 for a claim about configurations"
+    )
 
 
 def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
@@ -72,6 +91,7 @@ def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
         )
         if g.has_p:
             cols.append(("p", lambda r, g=g: fmt_p(r.get(f"{g.name}_p"), dash="-")))
+            cols.append(("p adj", lambda r, g=g: fmt_p(r.get(f"{g.name}_p_adjusted"), dash="-")))
     cols += [
         ("aliases", lambda r: ",".join(r["aliases"]) or "-"),
     ]
@@ -93,8 +113,9 @@ def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
         "",
         f"study {choice.study}: {len(choice.trials)} trials, {complete} chosen from, "
         f"{len(rows)} on the front; {choice.result.describe_excluded()}",
-        f"baseline: {base_txt}; gains are test-split points against it, with 95% paired-bootstrap "
-        "intervals over test images",
+        f"baseline: {base_txt}; gains are test-split points against it, with 95% intervals paired "
+        "over test images; p adj: Holm over every configuration's gain and clean drop (primary family)",
+        f"scope: {gain_scope_text(rows)}",
     ]
     if not choice.gains:
         lines.append("intervals: none (the baseline has no per-image outcomes to pair with)")
@@ -111,15 +132,13 @@ def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
             if choice.max_clean_drop is not None
             else ""
         )
-        lines.append(
-            "champion: none: no Pareto trial's validation robustness-gain interval lies above 0" + within
-        )
+        lines.append(f"champion: none{within}: {choice.significance or 'no champion within the rule'}")
     elif choice.max_clean_drop is not None:
         lines.append(
             f"champion: none within {choice.max_clean_drop:g} points of the baseline's {M.VAL_CLEAN_ACC}"
         )
     if choice.significant and choice.champion is not None:
-        lines.append("  (its validation robustness-gain interval lies above 0: --significant)")
+        lines.append(f"  (--significant: {choice.significance})")
     return "\n".join(lines)
 
 

@@ -57,10 +57,13 @@ def with_ci(
 
 
 def fmt_p(v: Any, dash: str = DASH) -> str:
-    """A p-value to three decimals, ``<0.001`` below that."""
+    """A p-value at its resolution (:func:`study.analysis.multiplicity.format_p`: ``≤ 0.001``
+    below that, never a floor printed as a value; 2 significant digits rounded down)."""
     if not M.is_finite_number(v):
         return dash
-    return "<0.001" if v < 0.001 else f"{v:.3f}"
+    from study.analysis.multiplicity import format_p
+
+    return format_p(float(v))
 
 
 def flat_intervals(fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,8 @@ class Choice:
     # run_id -> split -> gain against the baseline with intervals (when outcomes were given).
     gains: Mapping[str, Mapping[str, Gain]] = field(default_factory=dict)
     significant: bool = False  # the champion had to have a validation gain interval above 0
+    # --significant's verdict in one line (multiplicity.significant_champion), None without it.
+    significance: str | None = None
     # Configurations (replicates taken together; a plain trial is its own) and their runs.
     configurations: list[dict[str, Any]] = field(default_factory=list)
     members: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -80,7 +82,7 @@ def choose(
         if outcomes
         else {}
     )
-    gains = gains_against_baseline(result, baseline, groups, seed=seed)
+    gains = adjusted_gains(gains_against_baseline(result, baseline, groups, seed=seed), baseline)
     if significant and baseline is None:
         raise FieldError("significant", ": the study has no finished baseline trial to measure gains against")
     if significant and not groups.get(baseline["run_id"]):
@@ -88,13 +90,11 @@ def choose(
             "significant", f": the baseline run {baseline['run_id']} has no per-image outcomes (outcomes.npz)"
         )
 
-    def is_significant(c: P.Candidate) -> bool:
-        g = gains.get(c.run_id, {}).get("val")
-        return g is not None and g.robustness_gain.ci_low > 0
-
-    champion = P.choose_champion(
-        result, baseline, max_clean_drop, eligible=is_significant if significant else None
-    )
+    champion = P.choose_champion(result, baseline, max_clean_drop)
+    verdict = None
+    if significant and champion is not None:
+        crowned, verdict = significant_verdict(result, champion, groups, baseline["run_id"])
+        champion = champion if crowned else None
     return Choice(
         study=study,
         parent=study_runs["parent"],
@@ -105,6 +105,7 @@ def choose(
         max_clean_drop=max_clean_drop,
         gains=gains,
         significant=significant,
+        significance=verdict,
         configurations=configurations,
         members=members,
     )
@@ -141,6 +142,66 @@ def gains_against_baseline(
                 out.setdefault(c.run_id, {})[split] = gain_interval(a, b, split, seed=seed)
             except ValueError:
                 continue  # evaluated on other images, or no benchmark corruption: no paired gain
+    return out
+
+
+def significant_verdict(
+    result: P.ParetoResult, champion: P.Candidate, groups: Mapping[str, Sequence[Outcomes]], base_id: str
+) -> tuple[bool, str]:
+    """Whether the champion the selection rule picked keeps a validation robustness gain above 0
+    after a Bonferroni adjustment for every configuration it was chosen from
+    (:func:`study.analysis.multiplicity.significant_champion`), and the one-line reason.
+
+    Raises:
+        FieldError: ``significant`` with one line saying why, when a front configuration has one
+            seed (its interval would be about two trained networks) or lacks validation outcomes.
+    """
+    import numpy as np
+
+    from study.analysis import seedlevel as SL
+    from study.analysis.multiplicity import significant_champion
+    from study.analysis.statistics import select, statistics_of
+
+    base = list(groups.get(base_id) or [])
+    front = []
+    for c in result.front:
+        mine = list(groups.get(c.run_id) or [])
+        if not mine or not all("val" in o.splits for o in base + mine):
+            raise FieldError("significant", f": {trial_label(c.trial)} has no validation per-image outcomes")
+        (stat,) = select(statistics_of(base[0].keys("val"), "val"), ["corruption_acc"])
+        ya = np.stack([stat.scores(o) for o in base])
+        yb = np.stack([stat.scores(o) for o in mine])
+        front.append(SL.configuration_difference(ya, yb))
+    k = len(result.candidates)  # every configuration the front was chosen from
+    verdict = significant_champion(front, [c.run_id for c in result.front].index(champion.run_id), k)
+    if not verdict.crowned and verdict.adjusted_low != verdict.adjusted_low:  # NaN: refused (R = 1)
+        raise FieldError("significant", f": {verdict.reason}")
+    return verdict.crowned, verdict.reason
+
+
+def adjusted_gains(
+    gains: Mapping[str, Mapping[str, Gain]], baseline: dict[str, Any] | None
+) -> dict[str, dict[str, Gain]]:
+    """The gains with their multiplicity adjustment, per split: the primary family (every
+    configuration's robustness gain and clean drop against the baseline, the baseline's own
+    zero left out) Holm-adjusted (``Difference.family``, ``Difference.p_adjusted``)."""
+    from dataclasses import replace
+
+    from study.analysis.multiplicity import PRIMARY, adjust
+
+    base_id = None if baseline is None else baseline["run_id"]
+    primary = (M.ROBUSTNESS_GAIN, M.CLEAN_DROP)
+    out = {rid: dict(by_split) for rid, by_split in gains.items()}
+    splits = {sp for by_split in gains.values() for sp in by_split}
+    for split in sorted(splits):
+        cells = [(rid, name) for rid in out if rid != base_id and split in out[rid] for name in primary]
+        if not cells:
+            continue
+        adj = adjust([out[rid][split][name].p_value for rid, name in cells], PRIMARY)
+        for (rid, name), p in zip(cells, adj, strict=True):
+            g = out[rid][split]
+            d = replace(g[name], family=PRIMARY, p_adjusted=float(p))
+            out[rid][split] = Gain({**g.differences, name: d})
     return out
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from mlflow.entities import Metric
+from mlflow.entities import Metric, RunTag
 
 from study.analysis.outcomes import Outcomes
 from study.tracking.notes import refresh_trial_gains
@@ -31,14 +31,16 @@ def study_outcomes(
 
 def log_gains(choice, tracking_uri: str | None = None, client=None) -> int:
     """Log ``study.analysis.gains.gain_metrics`` on each trial run; returns how many runs got them."""
-    from study.analysis.gains import gain_metrics
+    from study.analysis.gains import gain_metrics, gain_tags
 
     client = client or client_for(tracking_uri)
     now = int(time.time() * 1000)
     for run_id, gains in choice.gains.items():
         metrics = [Metric(k, v, now, 0) for k, v in gain_metrics(gains).items()]
-        if metrics:
-            client.log_batch(run_id, metrics=metrics)
+        # The scope tag says whether the logged interval is about configurations or two networks.
+        tags = [RunTag(k, v) for k, v in gain_tags(gains).items()]
+        if metrics or tags:
+            client.log_batch(run_id, metrics=metrics, tags=tags)
             refresh_trial_gains(client, run_id)  # the trial's description shows them too
     return len(choice.gains)
 

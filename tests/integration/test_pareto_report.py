@@ -464,17 +464,47 @@ def test_pareto_intervals_agree_with_compare_and_land_in_mlflow(smoke, capsys):
         assert run.data.metrics["gain/val/robustness_ci_high"] == pytest.approx(
             r["val_robustness_gain_ci"][1]
         )
-    # --significant: a champion only with a validation gain interval above 0, else it says so.
+    # --significant on a single-seed study: refused in one line saying why (two networks, not
+    # configurations), before any champion is named.
     code, out, err = run_cli(
         capsys, "pareto", "--study", study, "--tracking-uri", uri, "--json", "--significant"
     )
+    assert code != 0 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "--significant" in err and "two trained networks" in err
+    # The baseline's own row: gain exactly 0 with a zero-width interval; the rest name R = 1's scope
+    # and carry Holm-adjusted p-values of the primary family.
+    (b,) = [r for r in rows if r["run_id"] == base.info.run_id] or [None]
+    if b is not None:
+        assert b["robustness_gain_ci"] == [0.0, 0.0] and b[M.ROBUSTNESS_GAIN] == 0.0
+    for r in rows:
+        assert r["gain_scope"] == "networks" and r["gain_seeds"] == [1, 1]
+        if r["run_id"] != base.info.run_id:
+            assert r["robustness_gain_family"] == "primary (Holm)"
+            assert r["robustness_gain_p"] <= r["robustness_gain_p_adjusted"] <= 1
+            tags = client(uri).get_run(r["run_id"]).data.tags
+            assert tags["gain/test/scope"] == "networks" and tags["gain/test/seeds"] == "1v1"
+    code, text, err = run_cli(capsys, "pareto", "--study", study, "--tracking-uri", uri)
+    assert code == 0 and "about two trained networks" in text
+
+
+def test_compare_a_run_with_itself_is_exactly_zero(smoke, capsys):
+    """Issue 22: `compare --study S B0 B0` gives 0 [0, 0] for every statistic, p = 1, labelled
+    as about networks (one seed), with each statistic's multiplicity family named."""
+    uri, study = smoke
+    base = baseline_of(complete_trials(uri, study)).info.run_id
+    args = ("compare", base, base, "--study", study, "--tracking-uri", uri)
+    code, out, err = run_cli(capsys, *args, "--json")
     assert code == 0, err
-    champs = [r for r in json.loads(out) if r["champion"]]
-    assert all(r["val_robustness_gain_ci"][0] > 0 for r in champs)
-    code, text, err = run_cli(capsys, "pareto", "--study", study, "--tracking-uri", uri, "--significant")
-    assert code == 0
-    if not champs:
-        assert "no Pareto trial's validation robustness-gain interval lies above 0" in text
+    doc = json.loads(out)
+    assert doc["scope"] == "networks" and doc["families"]
+    for r in doc["differences"]:
+        assert (r["diff"], r["ci_low"], r["ci_high"]) == (0.0, 0.0, 0.0), r
+        assert r["scope"] == "networks" and r["replicates"] == [1, 1]
+    rows = {r["statistic"]: r for r in doc["differences"]}
+    assert rows["corruption_acc"]["family"] == "primary (Holm)"
+    assert rows["category/noise"]["family"] == "secondary (Benjamini-Hochberg)"
+    code, text, err = run_cli(capsys, *args)
+    assert code == 0 and "about two trained networks" in text
 
 
 def test_compare_refuses_runs_on_different_images(smoke, capsys, subset_dir, tmp_path, monkeypatch):
