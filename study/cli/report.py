@@ -33,12 +33,17 @@ def write_results_markdown(choice, outcomes, path: Path) -> Path:
     rows = results_rows(records, groups, base["run_id"], gains=choice.gains)  # the gains pareto computed
     parts = [f"# {choice.study}: configurations against the baseline", ""]
     parts += [
-        "Means over seeds with 95% intervals from a two-level bootstrap (seeds, then source images, an "
-        "image and all its corrupted versions together). Gains are configuration minus baseline, in points "
-        "(clean drop: baseline minus configuration; relative mCE: percent of the baseline's summed error), "
-        "with the intervals and p-values of the report's gains: the two-level bootstrap's for configurations "
-        "with replicates, a paired bootstrap over images with exact McNemar (clean) or sign-flip (others) "
-        "p-values for single runs; per-category differences and their p-values from the two-level bootstrap.",
+        "Means over seeds with 95% intervals. With 2 or more seeds per configuration: t intervals over "
+        "seed means whose Welch-Satterthwaite degrees of freedom fold in the image-level variance "
+        "(docs/method.md, uncertainty; logit scale for accuracies, so within [0, 100]; log scale for "
+        "relative mCE), p-values from the same t statistic. With one seed a row is about two trained "
+        "networks, not configurations: a paired bootstrap over source images (an image and all its "
+        "corrupted versions together) with exact McNemar (clean) or sign-flip (others) p-values, and seed "
+        "luck is not in the interval. Gains are configuration minus baseline, in points (clean drop: "
+        "baseline minus configuration; relative mCE: percent of the baseline's summed error). Multiplicity: "
+        "the robustness gain and clean drop of every configuration form the primary family (Holm-adjusted "
+        "p, 'p adj'); the per-category differences a secondary one (Benjamini-Hochberg, 'BH'). p-values "
+        "print at their resolution: '≤ 0.001' below it.",
         "",
     ]
     for split, what in (

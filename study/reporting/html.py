@@ -115,6 +115,11 @@ def render_html(
         gain_cols.append((gain(g.name, g.digits, g.signed), f"{g.label} [95% CI]"))
         if g.has_p:
             gain_cols.append((lambda r, g=g: fmt_p(r.get(f"{g.name}_p")), f"p ({g.short})"))
+            gain_cols.append(
+                (lambda r, g=g: fmt_p(r.get(f"{g.name}_p_adjusted")), f"p adj, Holm ({g.short})")
+            )
+    # What each row's gain intervals speak of: "configurations" or "networks" (one seed: two networks).
+    gain_cols.append(("gain_scope", "intervals about"))
     if any(r.get("replicates", 1) > 1 for r in complete):
         gain_cols.insert(4, ("replicates", "seeds"))
     obj_cols = [(objective(o.metric), f"{o.metric} ({o.short}) [95% CI]") for o in choice.result.objectives]
@@ -156,11 +161,13 @@ def render_html(
     )
     if choice.gains:
         gains_txt = (
-            "Each gain, clean drop and relative mCE has its 95% interval from a paired bootstrap over "
-            "source images (an image with all its corrupted versions, and both models' outcomes on it, "
-            "resampled together; over seeds, then images, for configurations with replicates) and a "
-            "two-sided p-value (exact McNemar for the clean drop, a paired sign-flip permutation test "
-            "for the gain; a two-level bootstrap one with replicates)."
+            "Each gain, clean drop and relative mCE has its 95% interval and a two-sided p-value. With "
+            "2 or more seeds per configuration: a t interval over seed means with Welch-Satterthwaite "
+            "degrees of freedom folding in the image-level variance, p from the same statistic, about "
+            "configurations. With one seed: a paired bootstrap over source images (an image with all its "
+            "corrupted versions, and both models' outcomes on it, resampled together), exact McNemar "
+            "(clean drop) or sign-flip (gain) p, about two trained networks, not configurations. "
+            "'p adj': Holm over every configuration's gain and clean drop (the primary family)."
         )
     elif base:
         gains_txt = "The baseline has no per-image outcomes (outcomes.npz): the gains have no intervals."

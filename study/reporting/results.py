@@ -3,9 +3,13 @@
 For each configuration (replicates taken together): its clean and CIFAR-10-C
 accuracy on the test set (reported, never chosen on) and on the validation copy
 (what the search optimised), each as the mean over seeds with a 95% interval
-from the two-level bootstrap (seeds, then images); and its difference from the
-baseline configuration, overall and per corruption category, with interval and
-p-value. Pure: outcomes and configuration records in, text out.
+(:mod:`study.analysis.seedlevel`'s logit t interval with R >= 2 seeds, within [0, 100];
+an image bootstrap of the one network with R = 1); and its difference from the
+baseline configuration, overall and per corruption category, with interval,
+p-value and multiplicity-adjusted p (gain and clean drop: Holm over every
+configuration, the primary family; categories: Benjamini-Hochberg). Each row
+says its seeds and what its intervals speak of (configurations, or two trained
+networks with one seed). Pure: outcomes and configuration records in, text out.
 """
 
 from __future__ import annotations
@@ -93,7 +97,31 @@ def results_rows(
             diffs = compare_groups(base, group, split, seed=seed, statistics=wanted) if wanted else []
             row[f"{split}_diff"] = {d.name: d for d in diffs}
         rows.append(row)
+    _adjust(rows)
     return rows
+
+
+def _adjust(rows: list[dict[str, Any]]) -> None:
+    """Per split, in place: the primary family (every configuration's robustness gain and clean
+    drop) Holm-adjusted, the per-category differences Benjamini-Hochberg (secondary)."""
+    from dataclasses import replace
+
+    from study.analysis.multiplicity import PRIMARY, SECONDARY, adjust
+
+    for split in ("val", "test"):
+        mine = [r for r in rows if not r["baseline"] and split in r]
+        for fam, field, names in (
+            (PRIMARY, f"{split}_gains", (M.ROBUSTNESS_GAIN, M.CLEAN_DROP)),
+            (SECONDARY, f"{split}_diff", tuple(f"category/{c}" for c in CATEGORIES)),
+        ):
+            cells = [(r, n) for r in mine for n in names if n in r[field]]
+            if not cells:
+                continue
+            adj = adjust([r[field][n].p_value for r, n in cells], fam)
+            for (r, n), p in zip(cells, adj, strict=True):
+                table = r[field] if isinstance(r[field], dict) else dict(r[field].differences)
+                table[n] = replace(r[field][n], family=fam, p_adjusted=float(p))
+                r[field] = table if isinstance(r[field], dict) else Gain(table)
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], split: str) -> str:
@@ -105,11 +133,11 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], split: str) -> str:
         heads.append(g.label)
         aligns.append("---")
         if g.has_p:
-            heads.append("p")
-            aligns.append("---:")
+            heads += ["p", "p adj (Holm)"]
+            aligns += ["---:", "---:"]
     lines = [
-        "| configuration | seeds | " + " | ".join(heads) + " |",
-        "|---|---:|" + "|".join(aligns) + "|",
+        "| configuration | seeds | intervals about | " + " | ".join(heads) + " |",
+        "|---|---:|---|" + "|".join(aligns) + "|",
     ]
     for r in sorted(rows, key=lambda r: (not r["baseline"], r["label"])):
         if split not in r:
@@ -121,12 +149,23 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], split: str) -> str:
             cells.append(DASH if d is None else _ci(g.value(d), *g.interval(d), g.signed, g.digits))
             if g.has_p:
                 cells.append(DASH if d is None else fmt_p(d.p_value))
+                cells.append(DASH if d is None else fmt_p(d.p_adjusted))
         lines.append(
             f"| {r['label']}{' (baseline)' if r['baseline'] else ''} | {r['replicates']} | "
-            + " | ".join(cells)
-            + " |"
+            f"{_about(r, split)} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines)
+
+
+def _about(row: Mapping[str, Any], split: str) -> str:
+    """What a row's gain intervals speak of, with the seed share of their variance."""
+    d = None if row["baseline"] else row[f"{split}_gains"][GAINS[0].name]
+    if d is None:
+        return "configurations" if row["replicates"] >= 2 else "one network"
+    if d.scope != "configurations":
+        return "two trained networks (1 seed)"
+    share = f", {100 * d.seed_share:.0f}% seed variance" if math.isfinite(d.seed_share) else ""
+    return "configurations ({}v{} seeds{})".format(*d.replicates, share)
 
 
 def category_table(rows: Sequence[Mapping[str, Any]], split: str) -> str:
@@ -143,7 +182,10 @@ def category_table(rows: Sequence[Mapping[str, Any]], split: str) -> str:
         for c in CATEGORIES:
             x = d.get(f"category/{c}")
             cells.append(
-                DASH if x is None else f"{_ci(x.diff, x.ci_low, x.ci_high, True)} (p {fmt_p(x.p_value)})"
+                DASH
+                if x is None
+                else f"{_ci(x.diff, x.ci_low, x.ci_high, True)} (p {fmt_p(x.p_value)}, "
+                f"BH {fmt_p(x.p_adjusted)})"
             )
         lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

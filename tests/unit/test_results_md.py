@@ -49,3 +49,34 @@ def test_rows_and_tables_carry_the_analysis_numbers():
     assert f"{g.diff:+.2f} [{g.ci_low:+.2f}, {g.ci_high:+.2f}]" in table
     assert table.splitlines()[2].startswith("| free σ=0 (baseline) | 3 |")  # the baseline first
     assert "weather gain" in category_table(rows, "val")
+
+
+def test_scope_multiplicity_ranges_and_p_resolution():
+    """Issue 22's table in results.md: replicated rows say their seeds and seed share, single-seed
+    rows say they are about two trained networks; p adj (Holm) >= p; a tiny p prints as '≤ 0.001';
+    accuracy intervals stay in [0, 100]."""
+    from study.analysis.multiplicity import PRIMARY, SECONDARY
+
+    rng = np.random.default_rng(1)
+    base = [outcomes(rng, 0.02, 0.5) for _ in range(3)]  # clean accuracy near 0: a range test
+    much = [outcomes(rng, 0.02, 0.8) for _ in range(3)]
+    same = [outcomes(rng, 0.02, 0.5) for _ in range(3)]
+    records = [record("b", "free", 0.0), record("x", "fixed", 0.5, p=0.25), record("y", "fixed", 0.5, p=0.5)]
+    rows = results_rows(records, {"b": base, "x": much, "y": same}, "b")
+    table = markdown_table(rows, "test")
+    assert "configurations (3v3 seeds" in table and "p adj (Holm)" in table
+    x = next(r for r in rows if r["run_id"] == "x")
+    g = x["test_gains"]["robustness_gain"]
+    assert g.family == PRIMARY and g.p_value <= g.p_adjusted <= 1 and g.scope == "configurations"
+    assert "≤ 0.001" in table and "<0.001" not in table
+    for r in rows:
+        for mean, lo, hi in r["test"].values():
+            assert 0.0 <= lo <= mean <= hi <= 100.0
+        for d in r["test_diff"].values():
+            if r["baseline"]:  # against itself: exactly 0, not a member of any family
+                assert (d.diff, d.ci_low, d.ci_high, d.family) == (0.0, 0.0, 0.0, None)
+                continue
+            assert d.family == SECONDARY and d.p_adjusted >= d.p_value
+    assert "BH" in category_table(rows, "test")
+    single = results_rows(records[:2], {"b": base[:1], "x": much[:1]}, "b")
+    assert "two trained networks (1 seed)" in markdown_table(single, "test")
