@@ -1,7 +1,7 @@
 """Calibration of :mod:`study.analysis.seedlevel` on simulated studies with a known answer.
 
 Pure (numpy and scipy only); the tests in ``tests/unit/test_calibration.py`` assert
-on these figures and ``docs/inference.md`` quotes them. Each cell is ``studies``
+on these figures and ``docs/method.md §8`` quotes them. Each cell is ``studies``
 simulated studies (:mod:`study.analysis.simulate`) of three configurations at
 ``max(rs)`` seeds: a baseline A, a configuration B with a real effect, and A',
 identical to A in distribution. A 95% interval of B - A must cover the truth

@@ -2,7 +2,7 @@
 
 Pure (numpy and scipy only).
 
-Families (docs/inference.md):
+Families (docs/method.md §8):
 
 - ``PRIMARY``: the question a study asks, each configuration's overall robustness
   gain and clean drop against the baseline (2 tests per configuration), Holm's
@@ -143,7 +143,7 @@ def significant_champion(front: Sequence[Interval], champion: int, candidates: i
             ``len(front)``). Pass every configuration that competed: the largest
             gain of all of them is always on the front, so adjusting for the
             front's size alone under-corrects (10 pure-noise configurations at 3
-            seeds: ~10% crowned instead of <= 5%, docs/inference.md).
+            seeds: ~10% crowned instead of <= 5%, docs/method.md §8).
 
     The rule: the champion's two-sided interval at ``1 - alpha / K`` (``alpha`` =
     1 - its confidence; Bonferroni over the K candidates, so under pure noise

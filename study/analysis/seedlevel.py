@@ -264,7 +264,7 @@ def difference_from_moments(ma: dict, mb: dict, ra, rb, n: int, s_d) -> dict[str
     # Satterthwaite of 1/R_A + 1/R_B otherwise): Welch's plug-in df is conservative at
     # R = 2 (97.7% for a nominal 95%) because a ratio of two 1-df variances is so noisy.
     # Equal-R t is robust to unequal seed variances: at R = 2 with a 4x variance ratio
-    # 94.0% in normal theory, 93.2% simulated (docs/inference.md).
+    # 94.0% in normal theory, 93.2% simulated (docs/method.md §8).
     df_seed = (1.0 / ra + 1.0 / rb) ** 2 / (1.0 / (ra**2 * (ra - 1.0)) + 1.0 / (rb**2 * (rb - 1.0)))
     seed_terms = [
         _tie_fallback(

@@ -43,7 +43,7 @@ def test_calibration_table(regime):
 def test_unequal_seed_variance_stays_close():
     # A configuration with twice the seed sd (4x the variance) of the baseline, R = 2
     # and 3: the equal-variance df is then slightly liberal (normal theory: 94.0% at
-    # R = 2). Documents the price of that df (docs/inference.md), with its own bounds.
+    # R = 2). Documents the price of that df (docs/method.md §8), with its own bounds.
     cells = calibration.calibrate(
         simulate.SEED_DOMINATED, (2, 3), studies=M, seed_scale=2.0, statistics=("corruption_acc",), seed=3
     )
