@@ -88,6 +88,13 @@ def results_rows(
                 continue
             own = group_summary(group, split, seed=seed, statistics=["clean_acc", "corruption_acc"])
             row[split] = {k: (s.mean, s.ci_low, s.ci_high) for k, s in own.items()}
+            row[f"{split}_clean_images"] = own["clean_acc"].n_images
+            limit = own["corruption_acc"].n_images if "corruption_acc" in own else 0
+            if 0 < limit < own["clean_acc"].n_images:
+                # eval.corruption_limit: CIFAR-10-C covers the first L source images only; the clean
+                # column beside it is recomputed on the same L images (row i of every key is image i).
+                row[split]["clean_acc"] = _clean_on_first(group, split, limit)
+                row[f"{split}_clean_images"] = limit
             known = (gains or {}).get(r["run_id"], {}).get(split)
             row[f"{split}_gains"] = (
                 known if known is not None else gain_interval(base, group, split, seed=seed)
@@ -99,6 +106,19 @@ def results_rows(
         rows.append(row)
     _adjust(rows)
     return rows
+
+
+def _clean_on_first(group: Sequence[Outcomes], split: str, limit: int) -> tuple[float, float, float]:
+    """Clean accuracy (mean, low, high; percent) of a configuration on the first ``limit`` source
+    images: seedlevel's logit interval (within [0, 100]; with one run, of that network)."""
+    import numpy as np
+
+    from study.analysis.outcomes import clean_key
+    from study.analysis.seedlevel import configuration_level
+
+    y = np.stack([o.arrays[clean_key(split)][:limit] for o in group]).astype(np.float64)
+    iv = configuration_level(y)
+    return iv.estimate, iv.ci_low, iv.ci_high
 
 
 def _adjust(rows: list[dict[str, Any]]) -> None:
@@ -139,10 +159,12 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], split: str) -> str:
         "| configuration | seeds | intervals about | " + " | ".join(heads) + " |",
         "|---|---:|---|" + "|".join(aligns) + "|",
     ]
+    counts: set[Any] = set()
     for r in sorted(rows, key=lambda r: (not r["baseline"], r["label"])):
         if split not in r:
             continue
         own, gains = r[split], r[f"{split}_gains"]
+        counts.add(r.get(f"{split}_clean_images"))
         cells = [_ci(*own["clean_acc"]), _ci(*own["corruption_acc"])]
         for g in GAINS:
             d = None if r["baseline"] else gains[g.name]
@@ -154,6 +176,13 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], split: str) -> str:
             f"| {r['label']}{' (baseline)' if r['baseline'] else ''} | {r['replicates']} | "
             f"{_about(r, split)} | " + " | ".join(cells) + " |"
         )
+    shown = sorted(c for c in counts if c is not None)
+    lines += [
+        "",
+        f"Clean and CIFAR-10-C accuracy above are on the same source images ({', '.join(map(str, shown))} "
+        "per run: the first ones, as eval.corruption_limit takes them); the clean drop uses every clean "
+        "image evaluated.",
+    ]
     return "\n".join(lines)
 
 

@@ -80,3 +80,29 @@ def test_scope_multiplicity_ranges_and_p_resolution():
     assert "BH" in category_table(rows, "test")
     single = results_rows(records[:2], {"b": base[:1], "x": much[:1]}, "b")
     assert "two trained networks (1 seed)" in markdown_table(single, "test")
+
+
+def test_clean_beside_cifar10c_on_the_same_images():
+    """eval.corruption_limit = L < N: the clean column beside CIFAR-10-C is on the first L images."""
+    from study.analysis.seedlevel import configuration_level
+
+    rng = np.random.default_rng(4)
+    n, limit = 300, 100
+
+    def limited(p_clean, p_corrupt):
+        o = outcomes(rng, p_clean, p_corrupt, n=n)
+        arrays = {k: (v.copy() if k.endswith("/clean") else v[:limit]) for k, v in o.arrays.items()}
+        arrays["test/clean"][:limit] = rng.random(limit) < 0.95  # the first L images: easier
+        return Outcomes(
+            arrays=arrays,
+            fingerprints={s: {**f, "corruption_limit": limit} for s, f in o.fingerprints.items()},
+        )
+
+    base = [limited(0.5, 0.5) for _ in range(2)]
+    records = [record("b", "free", 0.0)]
+    (row,) = results_rows(records, {"b": base}, "b")
+    y = np.stack([o.arrays["test/clean"][:limit] for o in base]).astype(float)
+    assert row["test_clean_images"] == limit and row["test"]["clean_acc"][0] == 100 * y.mean()
+    iv = configuration_level(y)
+    assert row["test"]["clean_acc"] == (iv.estimate, iv.ci_low, iv.ci_high)
+    assert f"same source images ({limit} per run" in markdown_table([row], "test")
