@@ -88,7 +88,7 @@ def trial_note(
         lines += ["| metric | value |", "|---|---|"] + [f"| `{k}` | {_number(v)} |" for k, v in shown] + [""]
     if gains:
         lines += ["| against the baseline | value | 95% interval |", "|---|---|---|"]
-        for key in sorted(k for k in gains if not k.endswith(("_ci_low", "_ci_high", "_p"))):
+        for key in sorted(k for k in gains if not k.endswith(("_ci_low", "_ci_high", "_p", "_p_adjusted"))):
             lo, hi = gains.get(key + "_ci_low"), gains.get(key + "_ci_high")
             interval = f"[{_number(lo)}, {_number(hi)}]" if lo is not None and hi is not None else "-"
             lines.append(f"| `{key}` | {_number(gains[key])} | {interval} |")
