@@ -96,12 +96,18 @@ def results_rows(
                 row[split]["clean_acc"] = _clean_on_first(group, split, limit)
                 row[f"{split}_clean_images"] = limit
             known = (gains or {}).get(r["run_id"], {}).get(split)
-            row[f"{split}_gains"] = (
-                known if known is not None else gain_interval(base, group, split, seed=seed)
-            )
             evaluated = {k.split("/")[1] for k in group[0].keys(split)}
             wanted = [f"category/{c}" for c in CATEGORIES if evaluated & set(M.CATEGORIES[c])]
-            diffs = compare_groups(base, group, split, seed=seed, statistics=wanted) if wanted else []
+            try:
+                row[f"{split}_gains"] = (
+                    known if known is not None else gain_interval(base, group, split, seed=seed)
+                )
+                diffs = compare_groups(base, group, split, seed=seed, statistics=wanted) if wanted else []
+            except ValueError:
+                # Evaluated on other images than the baseline's: no paired comparison, so the
+                # configuration is left out of this split's tables (as pareto leaves its gains blank).
+                del row[split]
+                continue
             row[f"{split}_diff"] = {d.name: d for d in diffs}
         rows.append(row)
     _adjust(rows)
