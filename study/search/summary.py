@@ -8,6 +8,10 @@ from typing import Any
 from study import metrics as M
 from study.objectives import Objective
 from study.search.spaces import SearchSpace
+from study.search.trials import CONFIG_ID_KEY, REPLICATE_KEY
+
+# Keys the study adds to a suggested config to run its replicates: not settings a person chose.
+INTERNAL_KEYS = (REPLICATE_KEY, CONFIG_ID_KEY)
 
 
 @dataclass
@@ -30,18 +34,35 @@ class StudySummary:
     def count(self, status: str) -> int:
         return sum(1 for t in self.trials if t["status"] == status)
 
-    def best(self, objective: Objective) -> dict[str, Any] | None:
-        """The best finished trial with its full training budget, for one objective."""
-        pool = [
-            t
-            for t in self.trials
-            if t["status"] == "finished"
-            and t.get("full_budget")
-            and M.is_finite_number(t["metrics"].get(objective.metric))
-        ]
+    def configurations(self) -> list[list[dict[str, Any]]]:
+        """The trials grouped by configuration (the same suggested settings, replicate index and
+        configuration id aside), in the order their first trial appears."""
+        groups: dict[tuple, list[dict[str, Any]]] = {}
+        for t in self.trials:
+            settings = tuple(sorted((k, repr(v)) for k, v in settings_of(t).items()))
+            groups.setdefault((t["baseline"], settings), []).append(t)
+        return list(groups.values())
+
+    def best(self, objective: Objective) -> tuple[float, list[dict[str, Any]]] | None:
+        """The best configuration for one objective, by the mean over its replicates (what the
+        searcher is told), and its trials; only configurations whose every replicate finished
+        its full training budget with a finite value count (a diverged seed rules it out)."""
+        pool = []
+        for group in self.configurations():
+            values = [t["metrics"].get(objective.metric) for t in group]
+            if all(
+                t["status"] == "finished" and t.get("full_budget") and M.is_finite_number(v)
+                for t, v in zip(group, values, strict=True)
+            ):
+                pool.append((sum(values) / len(values), group))
         if not pool:
             return None
-        return max(pool, key=lambda t: objective.sign * t["metrics"][objective.metric])
+        return max(pool, key=lambda p: objective.sign * p[0])
+
+
+def settings_of(trial: dict[str, Any]) -> dict[str, Any]:
+    """A trial's suggested settings under their config names, without the study's own keys."""
+    return {k: v for k, v in trial["config"].items() if k not in INTERNAL_KEYS}
 
 
 # -- the trial, inside a Ray worker ------------------------------------------------------
@@ -57,12 +78,16 @@ def format_summary(summary: StudySummary, space: SearchSpace) -> str:
     for o in space.objectives:
         best = summary.best(o)
         if best is None:
-            lines.append(f"  best {o.metric} ({o.direction}): no finished trial with its full budget")
+            lines.append(f"  best {o.metric} ({o.direction}): no configuration finished its full budget")
             continue
-        params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(best["config"].items())) or "baseline"
+        mean, group = best
+        first = group[0]
+        params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(settings_of(first).items())) or "baseline"
+        seeds = f" (mean of {len(group)} seeds)" if len(group) > 1 else ""
+        runs = ", ".join(str(t["metrics"].get("run_id", "")) for t in group)
         lines.append(
-            f"  best {o.metric} ({o.direction}): {best['metrics'][o.metric]:.2f}  "
-            f"[{'baseline' if best['baseline'] else params}]  run {best['metrics'].get('run_id', '')}"
+            f"  best {o.metric} ({o.direction}): {mean:.2f}{seeds}  "
+            f"[{'baseline' if first['baseline'] else params}]  run{'s' if len(group) > 1 else ''} {runs}"
         )
     for t in summary.trials:
         if t["status"] == "failed":
