@@ -61,7 +61,7 @@ def _row(choice, t, ranks, aliases, intervals: Intervals | None, gains: bool) ->
         "trial": trial_label(t),
         "run_id": t["run_id"],
         "status": t["tags"].get(M.TAG_STATUS, ""),
-        "excluded": P.incomplete_reason(t) or ("" if t["run_id"] in ranks else "missing or NaN objective"),
+        "excluded": excluded_reason(choice, t, ranks),
         "baseline": base is not None and base["run_id"] == t["run_id"],
         "pareto_rank": ranks.get(t["run_id"], ""),
         "aliases": " ".join(aliases.get(t["run_id"], [])),
@@ -81,6 +81,26 @@ def _row(choice, t, ranks, aliases, intervals: Intervals | None, gains: bool) ->
     row.update(P.trial_gains(t, base))
     row.update(flat_intervals(gain_fields(choice.gains.get(t["run_id"], {}) if gains else {})))
     return row
+
+
+def excluded_reason(choice: Choice, t: dict[str, Any], ranks: dict[str, int]) -> str:
+    """Why a trial (or configuration) row is not in the Pareto sort, "" when it is.
+
+    A replicate is judged by its own run first, then by its configuration: the sort ranks
+    configuration records (under their first replicate's run id), so a finished replicate
+    with finite objectives counts when its configuration does.
+    """
+    if reason := P.incomplete_reason(t):
+        return reason
+    if any(math.isnan(P.metric_of(t, o.metric)) for o in choice.result.objectives):
+        return "missing or NaN objective"
+    record_of = {m["run_id"]: rid for rid, runs in choice.members.items() for m in runs}
+    record = record_of.get(t["run_id"], t["run_id"])
+    if record in ranks:
+        return ""
+    config = next((c for c in choice.configurations if c["run_id"] == record), None)
+    why = (P.incomplete_reason(config) if config is not None else None) or "missing or NaN objective"
+    return f"configuration: {why}" if len(choice.members.get(record, [])) > 1 else why
 
 
 def corruption_accuracy(trial: dict[str, Any], split: str) -> dict[str, float]:
