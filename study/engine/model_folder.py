@@ -1,8 +1,10 @@
 """The model folder a trial logs: three files no loader runs code from.
 
 ``weights.safetensors`` (the state dict), ``config.yaml`` (the trial config the network
-is rebuilt from) and ``freqstudy-model.json`` (format, sha256 of the weights, input and
-output). Pure file format (torch and safetensors, no MLflow): :func:`write_model` and
+is rebuilt from) and ``freqstudy-model.json`` (format, sha256 of the weights and of the
+config, input and output). A manifest written before the config was covered (no
+``config_sha256``) is read only where the run's logged params vouch for the config.
+Pure file format (torch and safetensors, no MLflow): :func:`write_model` and
 :func:`read_model` here, :func:`pickle_format` to refuse a folder that holds a file other
 tools would unpickle. ``study.tracking.models`` logs and downloads such folders.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +49,14 @@ MODEL_INPUT = "float32 (B, 3, 32, 32), normalised with the CIFAR-10 mean and std
 MODEL_OUTPUT = "float32 (B, classes) logits"
 
 
-def model_manifest(weights_sha256: str) -> dict[str, Any]:
+def model_manifest(weights_sha256: str, config_sha256: str) -> dict[str, Any]:
     """The ``freqstudy-model.json`` document of a model folder."""
     return {
         "format": MODEL_FORMAT,
         "weights": MODEL_WEIGHTS,
         "config": MODEL_CONFIG,
         "weights_sha256": weights_sha256,
+        "config_sha256": config_sha256,
         "torch": torch.__version__,
         "input": MODEL_INPUT,
         "output": MODEL_OUTPUT,
@@ -69,17 +73,50 @@ def write_model(out: Path, model: torch.nn.Module, config: TrialConfig) -> list[
     weights = out / MODEL_WEIGHTS
     save_file(state, str(weights), metadata={"format": MODEL_FORMAT})
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    text = config.to_yaml()
+    config_digest = hashlib.sha256(text.encode()).hexdigest()
     return [
         weights,
-        write_text_atomic(out / MODEL_CONFIG, config.to_yaml()),
-        write_text_atomic(out / MODEL_MANIFEST, json.dumps(model_manifest(digest), indent=2)),
+        write_text_atomic(out / MODEL_CONFIG, text),
+        write_text_atomic(out / MODEL_MANIFEST, json.dumps(model_manifest(digest, config_digest), indent=2)),
     ]
 
 
-def read_model(folder: Path, *, source: str) -> torch.nn.Module:
+def param_text(value: Any) -> str:
+    """A config value as MLflow holds it among a run's params (lists comma-joined, None "null")."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(x) for x in value)
+    return "null" if value is None else str(value)
+
+
+def check_against_params(config: TrialConfig, params: Mapping[str, str], *, source: str) -> int:
+    """``config`` agrees with a run's logged params on every key both hold; returns how many
+    keys were compared.
+
+    Raises:
+        ValueError: one line naming the first key that differs and both values.
+    """
+    compared = 0
+    for key, value in sorted(config.to_flat().items()):
+        if key not in params:
+            continue  # a key added after the run was logged
+        compared += 1
+        if param_text(value) != params[key]:
+            raise ValueError(
+                f"{source}{MODEL_CONFIG} says {key}={param_text(value)} but the run's params say "
+                f"{key}={params[key]}; the model's config was edited after it was logged"
+            )
+    return compared
+
+
+def read_model(folder: Path, *, source: str, params: Mapping[str, str] | None = None) -> torch.nn.Module:
     """The network of a model folder written by :func:`write_model`, on the CPU in eval mode.
 
     Only JSON, YAML (safe loader) and safetensors are read: nothing in the folder can run code.
+    The weights and ``config.yaml`` must match the manifest's sha256s; with ``params`` (the
+    run's logged params) the config must also agree with them key by key. A manifest without
+    ``config_sha256`` (a model logged before the config was covered) is read only when
+    ``params`` vouch for the config.
 
     Raises:
         ValueError: one line naming ``source`` and what is wrong.
@@ -98,12 +135,39 @@ def read_model(folder: Path, *, source: str) -> torch.nn.Module:
         raise ValueError(f"{source}: {MODEL_WEIGHTS} unreadable ({e})".splitlines()[0]) from None
     if manifest.get("weights_sha256") != digest:
         raise ValueError(f"{source}: {MODEL_WEIGHTS} does not match the sha256 in {MODEL_MANIFEST}")
+    try:  # safetensors parses only its JSON header and raw tensors: nothing runs
+        state = load_file(str(weights), device="cpu")
+    except (OSError, RuntimeError, ValueError, SafetensorError) as e:
+        raise ValueError(
+            f"{source}: {MODEL_WEIGHTS} is not a safetensors file ({e})".splitlines()[0]
+        ) from None
+    try:
+        config_bytes = (folder / MODEL_CONFIG).read_bytes()
+    except OSError as e:
+        raise ValueError(f"{source}: {MODEL_CONFIG} unreadable ({e})".splitlines()[0]) from None
+    expected = manifest.get("config_sha256")
+    if expected is None and params is None:
+        raise ValueError(
+            f"{source}: {MODEL_MANIFEST} has no config_sha256 (a model logged before {MODEL_CONFIG} "
+            "was covered) and no run's params to check the config against; load it through its run"
+        )
+    if expected is not None and expected != hashlib.sha256(config_bytes).hexdigest():
+        raise ValueError(
+            f"{source}: {MODEL_CONFIG} does not match the sha256 in {MODEL_MANIFEST} "
+            "(the config was edited after the model was logged)"
+        )
     try:
         config = TrialConfig.from_yaml(folder / MODEL_CONFIG)
     except ValueError as e:
         raise ValueError(f"{source}: {MODEL_CONFIG}: {e}".splitlines()[0]) from None
+    if params is not None:
+        compared = check_against_params(config, params, source=f"{source}: ")
+        if expected is None and not compared:
+            raise ValueError(
+                f"{source}: {MODEL_MANIFEST} has no config_sha256 (a model logged before {MODEL_CONFIG} "
+                "was covered) and the run logged no params to check the config against"
+            )
     try:
-        state = load_file(str(weights), device="cpu")
         model = build_model(config)
         model.load_state_dict(state, strict=True)
     except (OSError, RuntimeError, ValueError, SafetensorError) as e:  # shapes, names, a bad file

@@ -135,4 +135,5 @@ def load_logged_model(
                 local = Path(repo.download_artifacts(f"{MODEL_ARTIFACT}/{name}", tmp))
         except (mlflow.exceptions.MlflowException, OSError) as e:
             raise ValueError(f"run {run_id}: model download failed ({e})".splitlines()[0]) from None
-        return read_model(local.parent, source=f"run {run_id} {MODEL_ARTIFACT}/")
+        # The run's params vouch for the config the network is rebuilt from.
+        return read_model(local.parent, source=f"run {run_id} {MODEL_ARTIFACT}/", params=run.data.params)

@@ -33,6 +33,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from models.stem import LEARNED_FORM
 from study.config import TrialConfig
+from study.engine.model_folder import param_text
 from study.engine.prepare import prepare_data
 from study.engine.trial import DIVERGED, TrialResult, run_trial
 from study.metrics import (
@@ -81,9 +82,8 @@ class TrackedTrial:
 
 
 def _param_value(v: Any) -> str:
-    if isinstance(v, (list, tuple)):
-        return ",".join(str(x) for x in v)
-    return "null" if v is None else str(v)
+    # The model loader compares a model's config.yaml with these params in the same form.
+    return param_text(v)
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:

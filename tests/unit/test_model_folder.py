@@ -4,6 +4,7 @@ names are refused in one line naming the folder, even when they fit the config."
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from study.config import TrialConfig
-from study.engine.model_folder import MODEL_MANIFEST, MODEL_WEIGHTS, read_model, write_model
+from study.engine.model_folder import MODEL_MANIFEST, MODEL_WEIGHTS, param_text, read_model, write_model
 from study.engine.trial import build_model
 
 
@@ -46,3 +47,60 @@ def test_weights_other_than_the_manifest_names_are_refused(tmp_path):
     (folder / MODEL_MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="does not match the sha256"):
         read_model(folder, source="run x")
+
+
+def _edit_mode(folder, *, rehash: bool) -> None:
+    """``mode: fixed`` -> ``mode: free`` in config.yaml; with ``rehash`` the manifest's digest too."""
+    path = folder / "config.yaml"
+    text = path.read_text()
+    assert "mode: fixed" in text
+    path.write_text(text.replace("mode: fixed", "mode: free"))
+    if rehash:
+        manifest = json.loads((folder / MODEL_MANIFEST).read_text())
+        manifest["config_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        (folder / MODEL_MANIFEST).write_text(json.dumps(manifest))
+
+
+def logged_params(config: TrialConfig) -> dict[str, str]:
+    return {k: param_text(v) for k, v in config.to_flat().items()}
+
+
+def test_an_edited_config_is_refused_by_the_manifest_sha256(tmp_path):
+    model, config = small_model(0)
+    folder = tmp_path / "model"
+    write_model(folder, model, config)
+    _edit_mode(folder, rehash=False)
+    with pytest.raises(ValueError, match=r"^run x: config\.yaml does not match the sha256") as info:
+        read_model(folder, source="run x")
+    assert "\n" not in str(info.value)
+
+
+def test_a_config_edited_with_its_digest_is_refused_by_the_runs_params(tmp_path):
+    model, config = small_model(0)
+    folder = tmp_path / "model"
+    write_model(folder, model, config)
+    _edit_mode(folder, rehash=True)
+    read_model(folder, source="run x")  # the manifest alone cannot tell: the run's params can
+    with pytest.raises(ValueError) as info:
+        read_model(folder, source="run x", params=logged_params(config))
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("run x: config.yaml says frequency.mode=free")
+    assert "the run's params say frequency.mode=fixed" in message
+
+
+def test_a_model_without_a_config_digest_needs_its_runs_params(tmp_path):
+    model, config = small_model(0)
+    folder = tmp_path / "model"
+    write_model(folder, model, config)
+    manifest = json.loads((folder / MODEL_MANIFEST).read_text())
+    del manifest["config_sha256"]  # as written before the config was covered
+    (folder / MODEL_MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"^run x: freqstudy-model\.json has no config_sha256"):
+        read_model(folder, source="run x")
+    with pytest.raises(ValueError, match="the run logged no params"):
+        read_model(folder, source="run x", params={})
+    back = read_model(folder, source="run x", params=logged_params(config))
+    assert back.stem.settings.mode == "fixed"
+    _edit_mode(folder, rehash=False)
+    with pytest.raises(ValueError, match="config.yaml says frequency.mode=free"):
+        read_model(folder, source="run x", params=logged_params(config))
