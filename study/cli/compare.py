@@ -138,7 +138,14 @@ def run(args: argparse.Namespace) -> int:
             run_in_study(run_id, args.study, client=client, what=flag)
         trials = load_study(args.study, client=client)["trials"]
         records = {t["run_id"]: t for t in trials}
-        _, members = group_configurations(trials)
+        configurations, members = group_configurations(trials)
+        if not args.single_runs:  # replicates are pooled only where they are one configuration
+            for c in configurations:
+                mine = {args.run_a, args.run_b} & {t["run_id"] for t in members.get(c["run_id"], [])}
+                if c.get("inconsistent") and mine:
+                    raise ValueError(
+                        f"{sorted(mine)[0]}: {c['inconsistent']} (--single-runs compares the runs)"
+                    )
         runs = {
             flag: [rid] if args.single_runs else _replicates_of(rid, members)
             for flag, rid in (("RUN_A", args.run_a), ("RUN_B", args.run_b))

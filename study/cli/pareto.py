@@ -182,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
         choice = choose(
             study_runs, objectives, args.max_clean_drop, outcomes=outcomes, significant=args.significant
         )
+        for problem in choice.problems:  # groups left out, baseline tags not used
+            print(f"freqstudy pareto: note: {problem}", file=sys.stderr)
         log_gains(choice, client=client)  # every trial's gain and interval, sortable in the UI
         from study.tracking.links import browse_line
 

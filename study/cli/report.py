@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         # Per-image outcomes: the gains' paired intervals (choice.gains) and each trial's own.
         outcomes = study_outcomes(study_runs, client=client)
         choice = choose(study_runs, parse_objectives(None), None, outcomes=outcomes)
+        for problem in choice.problems:  # groups left out, baseline tags not used
+            print(f"freqstudy report: note: {problem}", file=sys.stderr)
         with tempfile.TemporaryDirectory(prefix="freqstudy-report-") as tmp:
             alpha = learned_alpha(choice, client, Path(tmp))
             fourier = fourier_maps(choice, client, Path(tmp))

@@ -42,6 +42,8 @@ class Choice:
     # Configurations (replicates taken together; a plain trial is its own) and their runs.
     configurations: list[dict[str, Any]] = field(default_factory=list)
     members: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # One line each: configuration groups left out and baseline tags not used, and why.
+    problems: list[str] = field(default_factory=list)
 
 
 def choose(
@@ -74,6 +76,11 @@ def choose(
     configurations, members = group_configurations(trials)
     result = P.sort_trials(configurations, objectives)
     baseline = P.find_baseline(configurations)
+    problems = [str(c["inconsistent"]) for c in configurations if c.get("inconsistent")]
+    problems += [
+        f"{p}; the baseline is {'run ' + baseline['run_id'] if baseline else 'none'}"
+        for p in P.baseline_problems(configurations)
+    ]
     groups = (
         {
             rid: [outcomes[t["run_id"]] for t in runs if t["run_id"] in outcomes]
@@ -108,6 +115,7 @@ def choose(
         significance=verdict,
         configurations=configurations,
         members=members,
+        problems=problems,
     )
 
 

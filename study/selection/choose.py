@@ -137,6 +137,8 @@ def incomplete_reason(trial: Trial) -> str | None:
     half-trained metrics.
     """
     status = trial.get("tags", {}).get(M.TAG_STATUS)
+    if trial.get("inconsistent"):  # runs tagged as one configuration that are not one
+        return "inconsistent configuration"
     if trial.get("status") in ("FAILED", "KILLED"):  # the MLflow run itself did not end well
         return f"run {str(trial['status']).lower()}"
     if status != "finished":
@@ -154,18 +156,32 @@ def is_baseline(trial: Trial) -> bool:
     return str(trial.get("tags", {}).get(M.TAG_BASELINE, "")).lower() == "true"
 
 
+def is_plain(trial: Trial) -> bool:
+    """Free mode with no perturbation (σ = 0): what the README calls the baseline."""
+    return param_of(trial, "frequency.mode") == "free" and float_param(trial, "frequency.perturbation") == 0.0
+
+
+def baseline_problems(trials: Sequence[Trial]) -> list[str]:
+    """One line per trial tagged baseline that is not free mode with σ = 0 (never used as one)."""
+    return [
+        f"run {t['run_id']} is tagged {M.TAG_BASELINE}=true but is mode {param_of(t, 'frequency.mode')} "
+        f"with sigma {param_of(t, 'frequency.perturbation')}; the baseline is free mode with sigma 0, "
+        "so it is not used as one"
+        for t in trials
+        if is_baseline(t) and not is_plain(t)
+    ]
+
+
 def find_baseline(trials: Sequence[Trial]) -> Trial | None:
     """The study's baseline: the complete trial tagged baseline, else a complete
-    free-mode trial with no perturbation (the earliest, so the choice is stable)."""
+    free-mode trial with no perturbation (the earliest, so the choice is stable).
+    A tagged trial that is not free mode with σ = 0 is never the baseline
+    (:func:`baseline_problems` names it)."""
     complete = [t for t in trials if incomplete_reason(t) is None]
-    tagged = [t for t in complete if is_baseline(t)]
+    tagged = [t for t in complete if is_baseline(t) and is_plain(t)]
     if tagged:
         return min(tagged, key=lambda t: t.get("start_time") or 0)
-    plain = [
-        t
-        for t in complete
-        if param_of(t, "frequency.mode") == "free" and float_param(t, "frequency.perturbation") == 0.0
-    ]
+    plain = [t for t in complete if is_plain(t)]
     return min(plain, key=lambda t: t.get("start_time") or 0) if plain else None
 
 

@@ -15,6 +15,12 @@ records in, plain records out.
   configuration with a diverged seed is not one to choose.
 - A trial without the tag (a single-replicate study, ``freqstudy train``) is its
   own configuration, and its record is the trial record itself.
+- Runs that share a tag must be one configuration: the same params apart from the
+  per-run ones (:data:`PER_RUN_PARAMS`), the same base seed (seed - replicate), and at
+  most one run that ended per replicate index (a retried replicate's crashed attempts
+  aside). A group that breaks this is never averaged: its record carries
+  ``inconsistent`` (one line naming the runs and what differs), which leaves it out of
+  the sort (``choose.incomplete_reason``) and is shown by the commands.
 """
 
 from __future__ import annotations
@@ -35,6 +41,55 @@ def config_id_of(trial: Trial) -> str:
     config_id = str(trial.get("tags", {}).get(M.TAG_CONFIG_ID) or trial["run_id"])
     form = M.learned_form_of(trial)
     return config_id if form is None else f"{config_id}|learned_form={form}"
+
+
+# Params that differ between the replicates of one configuration by design: the seed (checked
+# as seed - replicate instead), where the run logged and read data, the device it ran on.
+PER_RUN_PARAMS = ("seed", "data.dir", "device")
+
+
+def _is_per_run(key: str) -> bool:
+    return key in PER_RUN_PARAMS or key.startswith("tracking.")
+
+
+def _base_seed(trial: Trial) -> str | None:
+    seed = trial.get("params", {}).get("seed")
+    try:
+        return None if seed is None else str(int(seed) - run_replicate(trial))
+    except (TypeError, ValueError):
+        return str(seed)
+
+
+def inconsistency(config_id: str, runs: Sequence[Trial]) -> str | None:
+    """Why ``runs`` (sharing ``config_id``) are not the replicates of one configuration, or None."""
+    first = runs[0]
+    fp = first.get("params", {})
+    for t in runs[1:]:
+        tp = t.get("params", {})
+        for key in sorted(set(fp) & set(tp)):  # keys added by a later version are absent from older runs
+            if not _is_per_run(key) and str(fp[key]) != str(tp[key]):
+                return (
+                    f"runs {first['run_id']} and {t['run_id']} share {M.TAG_CONFIG_ID}={config_id} but "
+                    f"differ in {key} ({fp[key]} vs {tp[key]}); left out"
+                )
+        if _base_seed(first) != _base_seed(t):
+            return (
+                f"runs {first['run_id']} and {t['run_id']} share {M.TAG_CONFIG_ID}={config_id} but not a "
+                f"base seed (seed - replicate: {_base_seed(first)} vs {_base_seed(t)}); left out"
+            )
+    ended: dict[int, Trial] = {}
+    for t in runs:
+        if not _ended(t):
+            continue
+        k = run_replicate(t)
+        other = ended.setdefault(k, t)
+        same_trial = other.get("tags", {}).get(M.TAG_TRIAL_ID) == t.get("tags", {}).get(M.TAG_TRIAL_ID)
+        if other is not t and not (same_trial and M.TAG_TRIAL_ID in t.get("tags", {})):
+            return (
+                f"runs {other['run_id']} and {t['run_id']} are both replicate {k} of "
+                f"{M.TAG_CONFIG_ID}={config_id}; left out"
+            )
+    return None
 
 
 def run_replicate(trial: Trial) -> int:
@@ -83,6 +138,9 @@ def group_configurations(trials: Sequence[Trial]) -> tuple[list[dict[str, Any]],
         running = [t for t in chosen if t.get("status") in ("RUNNING", "SCHEDULED")]
         failed = len(chosen) - len(done) - len(running)
         record = _record(done or chosen, failed)
+        problem = inconsistency(str(runs[0].get("tags", {}).get(M.TAG_CONFIG_ID)), runs)
+        if problem is not None:  # never averaged, never chosen: named instead
+            record["inconsistent"] = problem
         if running:  # seeds still training: the configuration is not complete yet
             record["tags"] = {**record["tags"], M.TAG_STATUS: "running"}
         records.append(record)

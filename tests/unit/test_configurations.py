@@ -138,3 +138,72 @@ def test_learned_forms_never_share_a_configuration_and_are_named():
         "B is learned mode, form energy-share",
     ]
     assert form_lines({"a": None, "b": None}) == []
+
+
+def tagged(run_id, config, replicate, *, start=0, trial=None, **params):
+    t = run(run_id, config, replicate, start=start, **{M.VAL_CLEAN_ACC: 50.0, M.VAL_CORRUPTION_ACC: 40.0})
+    t["params"] = {**t["params"], "seed": str(replicate), **params}
+    t["tags"][M.TAG_TRIAL_ID] = trial or run_id
+    return t
+
+
+def test_runs_of_another_configuration_under_a_groups_id_leave_the_group_out_named():
+    from study.selection.choose import incomplete_reason
+
+    trials = [tagged("a0", "A", 0), tagged("a1", "A", 1, start=1)]
+    # A run of another configuration (free mode) tagged with A's id.
+    trials += [tagged("x0", "A", 2, start=2, **{"frequency.mode": "free"})]
+    (record,), _ = group_configurations(trials)
+    assert incomplete_reason(record) == "inconsistent configuration"
+    assert "\n" not in record["inconsistent"]
+    assert (
+        "a0 and x0 share freqstudy.config_id=A but differ in frequency.mode (fixed vs free)"
+        in (record["inconsistent"])
+    )
+
+
+def test_per_run_params_and_seeds_of_replicates_are_not_inconsistencies():
+    trials = [
+        tagged("a0", "A", 0, **{"tracking.run_name": "x #0", "data.dir": "/n1"}),
+        tagged("a1", "A", 1, start=1, **{"tracking.run_name": "x #1", "data.dir": "/n2"}),
+    ]
+    (record,), _ = group_configurations(trials)
+    assert "inconsistent" not in record and record["replicates"] == 2
+
+
+def test_a_replicate_whose_seed_is_not_base_plus_index_is_named():
+    trials = [tagged("a0", "A", 0), tagged("a1", "A", 1, start=1, seed="7")]
+    (record,), _ = group_configurations(trials)
+    assert "not a base seed (seed - replicate: 0 vs 6)" in record["inconsistent"]
+
+
+def test_duplicate_replicate_numbers_are_refused_not_replaced():
+    trials = [tagged("a0", "A", 0), tagged("a1", "A", 1, start=1), tagged("a1bis", "A", 1, start=2)]
+    (record,), _ = group_configurations(trials)
+    assert (
+        record["inconsistent"] == "runs a1 and a1bis are both replicate 1 of freqstudy.config_id=A; left out"
+    )
+    # Two ended attempts of the same Tune trial (a resumed trial) stay one replicate.
+    trials[2]["tags"][M.TAG_TRIAL_ID] = "a1"
+    (record,), _ = group_configurations(trials)
+    assert "inconsistent" not in record
+
+
+def test_a_baseline_tag_on_a_fixed_mode_configuration_is_not_used_and_named():
+    from study.selection.choice import choose
+    from study.selection.choose import parse_objectives
+
+    def plain(run_id, mode, start, baseline):
+        t = tagged(
+            run_id, run_id, 0, start=start, **{"frequency.mode": mode, "frequency.perturbation": "0.0"}
+        )
+        if baseline:
+            t["tags"][M.TAG_BASELINE] = "true"
+        return t
+
+    trials = [plain("real", "free", 0, False), plain("moved", "fixed", 1, True)]
+    choice = choose({"study": "s", "parent": None, "trials": trials}, parse_objectives(None), None)
+    assert choice.baseline["run_id"] == "real"
+    (line,) = choice.problems
+    assert "run moved is tagged freqstudy.baseline=true but is mode fixed" in line
+    assert line.endswith("the baseline is run real"), line
