@@ -161,6 +161,15 @@ def is_plain(trial: Trial) -> bool:
     return param_of(trial, "frequency.mode") == "free" and float_param(trial, "frequency.perturbation") == 0.0
 
 
+def contradicts_baseline(trial: Trial) -> bool:
+    """A logged mode other than free, or a logged σ other than 0 (absent params say nothing)."""
+    mode = param_of(trial, "frequency.mode")
+    sigma = param_of(trial, "frequency.perturbation")
+    return (mode is not None and mode != "free") or (
+        sigma is not None and float_param(trial, "frequency.perturbation") != 0.0
+    )
+
+
 def baseline_problems(trials: Sequence[Trial]) -> list[str]:
     """One line per trial tagged baseline that is not free mode with σ = 0 (never used as one)."""
     return [
@@ -168,7 +177,7 @@ def baseline_problems(trials: Sequence[Trial]) -> list[str]:
         f"with sigma {param_of(t, 'frequency.perturbation')}; the baseline is free mode with sigma 0, "
         "so it is not used as one"
         for t in trials
-        if is_baseline(t) and not is_plain(t)
+        if is_baseline(t) and contradicts_baseline(t)
     ]
 
 
@@ -178,7 +187,7 @@ def find_baseline(trials: Sequence[Trial]) -> Trial | None:
     A tagged trial that is not free mode with σ = 0 is never the baseline
     (:func:`baseline_problems` names it)."""
     complete = [t for t in trials if incomplete_reason(t) is None]
-    tagged = [t for t in complete if is_baseline(t) and is_plain(t)]
+    tagged = [t for t in complete if is_baseline(t) and not contradicts_baseline(t)]
     if tagged:
         return min(tagged, key=lambda t: t.get("start_time") or 0)
     plain = [t for t in complete if is_plain(t)]

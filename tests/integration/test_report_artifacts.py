@@ -88,7 +88,14 @@ def crafted_study(mlflow_server, tmp_path_factory):
     ids = {
         # Front by robustness: d (77), b (75), a (70), e (65); c is dominated by a, the baseline by e.
         "base": log_trial(
-            client, experiment_id, "base", 87, 60, artifacts={FOURIER_ARTIFACT: files["base"]}, baseline=True
+            client,
+            experiment_id,
+            "base",
+            87,
+            60,
+            artifacts={FOURIER_ARTIFACT: files["base"]},
+            baseline=True,
+            mode="free",
         ),
         "a": log_trial(client, experiment_id, "a", 88, 70, artifacts={FOURIER_ARTIFACT: files["a"]}),
         "b": log_trial(client, experiment_id, "b", 85, 75, artifacts={FOURIER_ARTIFACT: files["b"]}),
