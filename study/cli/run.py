@@ -63,4 +63,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"freqstudy run: {e}", file=sys.stderr)
         return 1
     print(format_summary(summary, space))
+    if summary.interrupted:
+        print(f"freqstudy run: study {args.study} was interrupted; continue it with: {resume_command(args)}")
+        return 130  # the shell's code for a run ended by SIGINT
     return 0 if summary.count("failed") < len(summary.trials) else 1
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The ``freqstudy run ... --resume`` command that continues the study ``args`` ran, shell-quoted."""
+    import shlex
+
+    words = ["freqstudy", "run", "--space", str(args.space), "--study", args.study]
+    for flag in ("num_trials", "max_concurrent", "cpus_per_trial", "gpus_per_trial"):
+        if getattr(args, flag) is not None:
+            words += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    for flag in ("data_dir", "tracking_uri", "storage", "address"):
+        if getattr(args, flag):
+            words += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    for item in args.overrides or []:
+        words += ["--set", item]
+    return shlex.join([*words, "--resume"])

@@ -30,6 +30,14 @@ class StudySummary:
     # a string when that could not be done (the reason).
     gains_logged: int | str = 0
     browse: str | None = None  # "browse the runs: <url>" (the MLflow UI's runs view: study.tracking.links)
+    interrupted: bool = False  # stopped by SIGINT (Ctrl+C): Tune saved its state and returned early
+    planned: int = 0  # trials the study was to run (configurations x replicates)
+
+    def unaccounted(self) -> int:
+        """Trials of the plan that did not end (finished, diverged, stopped or failed): the ones
+        running when the study was interrupted and the ones not started."""
+        ended = sum(1 for t in self.trials if t["status"] in ("finished", "diverged", "stopped", "failed"))
+        return max(self.planned, len(self.trials)) - ended
 
     def count(self, status: str) -> int:
         return sum(1 for t in self.trials if t["status"] == status)
@@ -75,6 +83,12 @@ def format_summary(summary: StudySummary, space: SearchSpace) -> str:
         f"{summary.count('finished')} finished, {summary.count('diverged')} diverged, "
         f"{summary.count('failed')} failed"
     ]
+    if summary.interrupted:
+        lines.append(
+            f"  interrupted: {summary.unaccounted()} of {max(summary.planned, len(summary.trials))} "
+            "trials unaccounted for (running or not started); the study's state is saved, and "
+            "--resume continues it"
+        )
     for o in space.objectives:
         best = summary.best(o)
         if best is None:

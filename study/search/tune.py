@@ -46,6 +46,7 @@ from study import metrics as M
 from study.config import default_home
 from study.errors import FieldError
 from study.search.console import StudyConsole, short_config
+from study.search.interrupt import watch_interrupt
 from study.search.phases import (
     StudyPlan,
     close_study,
@@ -366,12 +367,15 @@ def run_study(
                 verbose=verbose,
                 max_failures=max_failures,
             )
-            results = tuner.fit()
+            with watch_interrupt() as sigint:  # Tune stops on Ctrl+C and returns what it has
+                results = tuner.fit()
         finally:
             view.close()
             if started_ray:
                 ray.shutdown()
         summary = StudySummary(
+            interrupted=sigint.interrupted,
+            planned=plan.num_trials * space.replicates,
             study=study,
             experiment_path=path,
             tracking_uri=uri if tracking else None,

@@ -52,3 +52,48 @@ def test_a_single_seed_study_shows_its_trial():
     text = format_summary(summary, space)
     line = next(x for x in text.splitlines() if "best val/corruption_acc" in x)
     assert ": 55.00  [baseline]  run run-A-0" in line, line
+
+
+def test_an_interrupted_study_counts_the_trials_unaccounted_for():
+    space = load_space("smoke")
+    summary = StudySummary(study="s", experiment_path="/x", tracking_uri=None, parent_run_id=None)
+    summary.trials = [trial(0, "A", 55.0, 70.0), trial(0, "B", 50.0, 75.0, status="unknown")]
+    summary.planned, summary.interrupted = 5, True
+    text = format_summary(summary, space)
+    assert "  interrupted: 4 of 5 trials unaccounted for" in text, text
+    summary.interrupted = False
+    assert "interrupted" not in format_summary(summary, space)
+
+
+def test_the_interrupt_watch_sees_a_handler_that_put_its_predecessor_back():
+    """Tune's handler, in miniature: installed over ours, it restores ours on SIGINT only."""
+    import os
+    import signal
+
+    from study.search.interrupt import watch_interrupt
+
+    def tune_like_run(send: bool) -> None:
+        found = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, lambda *_: signal.signal(signal.SIGINT, found))
+        if send:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    for send in (False, True):
+        with watch_interrupt() as seen:
+            tune_like_run(send)
+        assert seen.interrupted is send
+        assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_the_resume_command_repeats_the_studys_flags_quoted():
+    import argparse
+
+    from study.cli.run import add_arguments, resume_command
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(["--space", "my space.yaml", "--study", "s", "--num-trials", "4", "--set", "a.b=1"])
+    assert resume_command(args) == (
+        "freqstudy run --space 'my space.yaml' --study s --num-trials 4 --set a.b=1 --resume"
+    )
