@@ -126,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--confidence {args.confidence}: allowed (0, 1), e.g. 0.95")
     if not 0 <= args.seed <= 2**32 - 1:  # numpy's generators take 0 .. 2**32 - 1
         raise ValueError(f"--seed {args.seed}: allowed integers 0..{2**32 - 1}")
+    from study.cli.output import check_run_id
+
+    check_run_id("RUN_A", args.run_a)
+    check_run_id("RUN_B", args.run_b)
     from study.analysis.multiplicity import FAMILIES, adjust_families, family_of
     from study.analysis.paired import compare_groups, compare_runs
     from study.selection.configurations import group_configurations

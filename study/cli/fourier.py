@@ -99,6 +99,9 @@ def _test_split(data_dir: str | None, source: str):
 
 def run(args: argparse.Namespace) -> int:
     check_flags(args)
+    from study.cli.output import check_run_id
+
+    check_run_id("RUN_ID", args.run_id)
     import torch
     from tqdm import tqdm
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from study.cli.output import print_json
+from study.cli.output import check_run_id, print_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,6 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_run_id("RUN_ID", args.run_id)
     from study.engine.filters import describe_filters
     from study.tracking import load_logged_model, local_tracking_uri
 

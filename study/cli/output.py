@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -91,3 +92,16 @@ def add_overrides(p: argparse.ArgumentParser, help_text: str) -> None:
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text
     )
+
+
+# MLflow's run ids are 32 hex digits; other stores' may differ, but none holds a space, a slash
+# or nothing at all (an empty id made the server retry for minutes, a slash addresses a path).
+RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_run_id(name: str, value: str) -> None:
+    """A run id argument before any server is asked: one line naming ``name`` when it is not one."""
+    if not RUN_ID.fullmatch(value):
+        raise ValueError(
+            f"{name} {value!r}: not a run id; allowed 1-64 letters, digits, - and _ (MLflow: 32 hex)"
+        )

@@ -66,7 +66,8 @@ def write_results_markdown(choice, outcomes, path: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"report-{args.study}")
     if out.exists() and not out.is_dir():  # before any server starts
-        raise ValueError(f"--out {out}: is a file; give a folder")
+        kind = "a file" if out.is_file() else "not a folder (a device, socket or pipe)"
+        raise ValueError(f"--out {out}: is {kind}; give a folder")
     from study.reporting.report import REPORT_ARTIFACTS, write_report
     from study.selection.choice import choose
     from study.selection.choose import parse_objectives

@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from study import limits, yamlfiles
 from study.config import TrialConfig
 from study.engine.trial import build_model
 from study.files import write_text_atomic
@@ -45,6 +46,9 @@ PICKLE_SUFFIXES = (
     ".cloudpickle",
 )
 MLFLOW_MODEL_FILE = "MLmodel"
+# The manifest is a few hundred bytes; a config is YAML text (study.yamlfiles' bound); weights
+# must fit in the machine's memory to be loaded at all. Sizes are checked before any read.
+MAX_MANIFEST_BYTES = 64 << 10
 MODEL_INPUT = "float32 (B, 3, 32, 32), normalised with the CIFAR-10 mean and std (study.data)"
 MODEL_OUTPUT = "float32 (B, classes) logits"
 
@@ -121,16 +125,24 @@ def read_model(folder: Path, *, source: str, params: Mapping[str, str] | None = 
     Raises:
         ValueError: one line naming ``source`` and what is wrong.
     """
+    for name, most in (
+        (MODEL_MANIFEST, MAX_MANIFEST_BYTES),
+        (MODEL_CONFIG, yamlfiles.MAX_BYTES),
+        (MODEL_WEIGHTS, limits.machine_memory_bytes()),
+    ):
+        _check_size(folder / name, most, source=source)
     try:
         manifest = json.loads((folder / MODEL_MANIFEST).read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{source}: {MODEL_MANIFEST} unreadable ({e})".splitlines()[0]) from None
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: '[[[[...' too deep
+        reason = str(e) or type(e).__name__
+        raise ValueError(f"{source}: {MODEL_MANIFEST} unreadable ({reason})".splitlines()[0]) from None
     if not isinstance(manifest, dict) or manifest.get("format") != MODEL_FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise ValueError(f"{source}: {MODEL_MANIFEST} declares format {found!r}; expected {MODEL_FORMAT!r}")
     weights = folder / MODEL_WEIGHTS
     try:
-        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+        with open(weights, "rb") as f:  # in chunks: the weights are never held twice
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
     except OSError as e:
         raise ValueError(f"{source}: {MODEL_WEIGHTS} unreadable ({e})".splitlines()[0]) from None
     if manifest.get("weights_sha256") != digest:
@@ -175,6 +187,21 @@ def read_model(folder: Path, *, source: str, params: Mapping[str, str] | None = 
             f"{source}: {MODEL_WEIGHTS} does not fit {MODEL_CONFIG} ({e})".splitlines()[0]
         ) from None
     return model.eval()
+
+
+def _check_size(path: Path, most: int, *, source: str) -> None:
+    """``path`` is a regular file of at most ``most`` bytes (from its size, before a read)."""
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise ValueError(f"{source}: {path.name} unreadable ({e.strerror or e})") from None
+    if not path.is_file():
+        raise ValueError(f"{source}: {path.name} is not a regular file")
+    if size > most:
+        raise ValueError(
+            f"{source}: {path.name} is {limits.format_bytes(size)}; "
+            f"at most {limits.format_bytes(most)} is read"
+        )
 
 
 def pickle_format(files: list[str]) -> str | None:

@@ -123,3 +123,24 @@ def test_report_skips_a_metrics_file_nested_past_the_json_parser(tmp_path):
         return deep if name == "metrics.json" else None
 
     assert _alpha_from_artifacts("r1", None, tmp_path, download) is None
+
+
+@pytest.mark.parametrize(
+    "argv, name",
+    [
+        (["inspect", ""], "RUN_ID"),
+        (["fourier", "../../etc"], "RUN_ID"),
+        (["compare", "a b", "b", "--study", "s"], "RUN_A"),
+        (["compare", "a", "", "--study", "s"], "RUN_B"),
+    ],
+    ids=["inspect-empty", "fourier-path", "compare-space", "compare-empty"],
+)
+def test_a_malformed_run_id_is_named_before_any_server(argv, name, capsys):
+    """``inspect ''`` asked the server for an empty id and printed nothing for over two minutes."""
+    err = one_line_error(capsys, [*argv, "--tracking-uri", DEAD])
+    assert f"error: {name} " in err and "not a run id; allowed 1-64 letters" in err, err
+
+
+def test_report_out_on_a_device_is_not_called_a_file(capsys):
+    err = one_line_error(capsys, ["report", "--study", "s", "--out", "/dev/null", "--tracking-uri", DEAD])
+    assert err.endswith("--out /dev/null: is not a folder (a device, socket or pipe); give a folder"), err

@@ -104,3 +104,42 @@ def test_a_model_without_a_config_digest_needs_its_runs_params(tmp_path):
     _edit_mode(folder, rehash=False)
     with pytest.raises(ValueError, match="config.yaml says frequency.mode=free"):
         read_model(folder, source="run x", params=logged_params(config))
+
+
+def written(tmp_path):
+    model, config = small_model(0)
+    folder = tmp_path / "model"
+    write_model(folder, model, config)
+    return folder
+
+
+def test_an_oversized_or_too_deep_manifest_is_refused_in_one_line(tmp_path):
+    folder = written(tmp_path)
+    manifest = json.loads((folder / MODEL_MANIFEST).read_text())
+    (folder / MODEL_MANIFEST).write_text(json.dumps({**manifest, "pad": "x" * (1 << 20)}))
+    with pytest.raises(ValueError, match=r"^run x: freqstudy-model\.json is 1\.0 MB; at most 64\.0 KB is read$"):
+        read_model(folder, source="run x")
+    (folder / MODEL_MANIFEST).write_text("[" * 50_000)  # 50 KB: within the size, past json's recursion
+    with pytest.raises(ValueError, match=r"^run x: freqstudy-model\.json unreadable") as info:
+        read_model(folder, source="run x")
+    assert "\n" not in str(info.value)
+
+
+def test_weights_larger_than_the_machine_are_refused_from_their_size(tmp_path):
+    from study import limits
+
+    folder = written(tmp_path)
+    with open(folder / MODEL_WEIGHTS, "r+b") as f:  # sparse: no disk is used, nothing is read
+        f.truncate(limits.machine_memory_bytes() + 1)
+    with pytest.raises(ValueError, match=r"^run x: weights\.safetensors is .*; at most .* is read$"):
+        read_model(folder, source="run x")
+
+
+def test_a_torch_save_file_under_the_weights_name_is_called_what_it_is(tmp_path):
+    folder = written(tmp_path)
+    torch.save({"w": torch.zeros(2)}, folder / MODEL_WEIGHTS)
+    manifest = json.loads((folder / MODEL_MANIFEST).read_text())
+    manifest["weights_sha256"] = hashlib.sha256((folder / MODEL_WEIGHTS).read_bytes()).hexdigest()
+    (folder / MODEL_MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"^run x: weights\.safetensors is not a safetensors file"):
+        read_model(folder, source="run x")
