@@ -73,10 +73,8 @@ def resume_command(args: argparse.Namespace) -> str:
     """The ``freqstudy run ... --resume`` command that continues the study ``args`` ran, shell-quoted."""
     import shlex
 
+    # Trial count, concurrency and resources are the study's own on resume (given, they are ignored).
     words = ["freqstudy", "run", "--space", str(args.space), "--study", args.study]
-    for flag in ("num_trials", "max_concurrent", "cpus_per_trial", "gpus_per_trial"):
-        if getattr(args, flag) is not None:
-            words += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     for flag in ("data_dir", "tracking_uri", "storage", "address"):
         if getattr(args, flag):
             words += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]

