@@ -141,8 +141,11 @@ def read_model(folder: Path, *, source: str, params: Mapping[str, str] | None = 
         raise ValueError(f"{source}: {MODEL_MANIFEST} declares format {found!r}; expected {MODEL_FORMAT!r}")
     weights = folder / MODEL_WEIGHTS
     try:
+        sha = hashlib.sha256()
         with open(weights, "rb") as f:  # in chunks: the weights are never held twice
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                sha.update(chunk)
+        digest = sha.hexdigest()
     except OSError as e:
         raise ValueError(f"{source}: {MODEL_WEIGHTS} unreadable ({e})".splitlines()[0]) from None
     if manifest.get("weights_sha256") != digest:
