@@ -22,8 +22,9 @@ HEALTH_EVERY_S = 5.0  # while serving: how often the server is checked
 HEALTH_MISSES = 3  # consecutive failed checks before `ui` says the server is gone and exits 1
 
 
-class _Stop(Exception):
-    """A signal asked ``ui`` to end."""
+class _Stop(BaseException):
+    """A signal asked ``ui`` to end (a BaseException, as KeyboardInterrupt is: a library's
+    ``except Exception`` around whatever ui is doing when the signal lands must not swallow it)."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
