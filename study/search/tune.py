@@ -44,18 +44,24 @@ from ray.tune.search.repeater import TRIAL_INDEX
 
 from study import metrics as M
 from study.config import default_home
-from study.errors import FieldError
+from study.errors import FieldError, Stopped
+from study.provenance import CODE_VERSION_ENV, code_version
 from study.search.console import StudyConsole, short_config
+from study.search.lease import StudyLease
 from study.search.phases import (
     StudyPlan,
     close_study,
     opening_line,
     plan_study,
     quiet_libraries,
+    resume_plan,
     start_parent_run,
+    stop_on_sigterm,
+    stop_study,
     trial_record,
 )
 from study.search.samplers import define_by_run, make_sampler
+from study.search.settings import save_settings, settings_for
 from study.search.spaces import BASELINE_FLAG, SearchSpace
 from study.search.storage import check_resumable, create_private, is_uri, storage_problem
 from study.search.summary import StudySummary
@@ -249,7 +255,7 @@ def _trainable(context: TrialContext, trial_fn: TrialFunction, cpus: float, gpus
 
 
 def run_study(
-    space: SearchSpace,
+    space: SearchSpace | None,
     *,
     study: str,
     data_dir: str | None = None,
@@ -261,7 +267,8 @@ def run_study(
     max_concurrent: int | None = None,
     cpus_per_trial: float | None = None,
     gpus_per_trial: float | None = None,
-    max_failures: int = DEFAULT_MAX_FAILURES,
+    max_failures: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
     verbose: int = 0,
     trial_fn: TrialFunction = tracked_trial,
     tracking: bool = True,
@@ -270,15 +277,21 @@ def run_study(
     """Run (or, with ``resume``, continue) a study; returns what happened to every trial.
 
     Args:
-        space: a validated search space (``study.search.space_parser.load_space``).
+        space: a validated search space (``study.search.space_parser.load_space``); with
+            ``resume``, None takes the study's own (``study.search.settings``), and a given one
+            must equal it.
         study: study name: MLflow experiment and Tune experiment folder.
         data_dir: folder holding ``cifar-10-batches-py/`` (sets ``data.dir`` for every trial).
         tracking_uri: MLflow server; None starts the local one for the study's duration.
         storage: folder or URI for Tune's experiment state; default ``<FREQSTUDY_HOME>/studies``.
             Several nodes need storage they all reach (NFS or a bucket).
         address: a Ray cluster to join; None starts a local Ray on this machine's cores.
-        num_trials, max_concurrent, cpus_per_trial, gpus_per_trial: override the space's defaults.
-        max_failures: retries of a crashed trial before it is recorded as failed.
+        num_trials, max_concurrent, cpus_per_trial, gpus_per_trial: override the space's defaults
+            (with ``resume``: must equal the study's, which a resume keeps).
+        max_failures: retries of a crashed trial before it is recorded as failed (default
+            ``DEFAULT_MAX_FAILURES``).
+        overrides: fixed trial-config values on top of the space's (``freqstudy run --set``);
+            with ``resume``, each must equal the study's.
         verbose: 0 = the compact console only; 1 = also Ray's output (per-trial boxes and
             tables, workers' output, log lines), Optuna's log and MLflow's per-run links;
             2 = Tune's per-result boxes too.
@@ -287,26 +300,102 @@ def run_study(
         tracking: False runs without MLflow (benchmarks of the orchestration alone).
         console: False prints nothing of the trials (benchmarks); the console otherwise.
     """
-    plan = plan_study(
-        space,
-        study,
-        resume=resume,
-        data_dir=data_dir,
-        num_trials=num_trials,
-        max_concurrent=max_concurrent,
-        cpus_per_trial=cpus_per_trial,
-        gpus_per_trial=gpus_per_trial,
-    )
-    if tracking:
-        from study.tracking.server import check_server
+    counts = {
+        "num_trials": num_trials,
+        "max_concurrent": max_concurrent,
+        "cpus_per_trial": cpus_per_trial,
+        "gpus_per_trial": gpus_per_trial,
+    }
+    if resume:
+        path = _open_storage(storage, study, resume=True)
+        lease = StudyLease(path, study)
+        lease.acquire()  # a live driver of this study: one line naming it
+        try:
+            space, plan, max_failures = resume_plan(
+                path,
+                space,
+                study,
+                overrides=overrides or {},
+                counts=counts,
+                max_failures=max_failures,
+                data_dir=data_dir,
+            )
+            if tracking:
+                from study.tracking.server import check_server
 
-        check_server(tracking_uri)  # a given server that does not answer: one line, before any work
-    path = _open_storage(storage, study, resume=resume)
+                check_server(tracking_uri)
+        except BaseException:
+            lease.release()
+            raise
+    else:
+        if space is None:
+            raise FieldError("space", ": a new study needs a search space")
+        space = space.with_fixed(dict(overrides or {}))
+        plan = plan_study(space, study, resume=False, data_dir=data_dir, **counts)
+        max_failures = DEFAULT_MAX_FAILURES if max_failures is None else max_failures
+        if tracking:
+            from study.tracking.server import check_server
+
+            check_server(tracking_uri)  # a given server that does not answer: one line, before any work
+        path = _open_storage(storage, study, resume=False)
+        lease = StudyLease(path, study)
+        lease.acquire()
+        save_settings(
+            path,
+            settings_for(
+                space,
+                num_trials=plan.num_trials,
+                max_concurrent=plan.max_concurrent,
+                cpus=plan.cpus,
+                gpus=plan.gpus,
+                max_failures=max_failures,
+                data_dir=plan.fixed.get("data.dir"),
+                code_version=code_version(),
+            ),
+        )
+    try:
+        return _run_opened(
+            space,
+            plan,
+            path,
+            study=study,
+            tracking_uri=tracking_uri,
+            address=address,
+            resume=resume,
+            max_failures=max_failures,
+            verbose=verbose,
+            trial_fn=trial_fn,
+            tracking=tracking,
+            console=console,
+        )
+    finally:
+        lease.release()
+
+
+def _run_opened(
+    space: SearchSpace,
+    plan: StudyPlan,
+    path: str,
+    *,
+    study: str,
+    tracking_uri: str | None,
+    address: str | None,
+    resume: bool,
+    max_failures: int,
+    verbose: int,
+    trial_fn: TrialFunction,
+    tracking: bool,
+    console: bool,
+) -> StudySummary:
+    """Phases 3 to 5 of :func:`run_study`, with the study's folder open and its lease held."""
 
     started = time.perf_counter()
     links_env: dict[str, str] = {STRICT_METRIC_ENV: "1"}  # set for the study only, like the rest
     uri_context: Any = contextlib.nullcontext(None)
     if tracking:
+        # Imported now, not at the study's end: a Ray job's working directory (this
+        # package's folder, maybe) can be unpacked again under a running driver.
+        import study.tracking.gains  # noqa: F401
         from study.engine.prepare import prepare_data
         from study.tracking import run_links_env
         from study.tracking.server import http_bounds_env, local_tracking_uri
@@ -366,7 +455,14 @@ def run_study(
                 verbose=verbose,
                 max_failures=max_failures,
             )
-            results = tuner.fit()
+            with stop_on_sigterm():
+                try:
+                    results = tuner.fit()
+                except Stopped:
+                    view.close()
+                    if tracking and parent_run_id:
+                        stop_study(uri, parent_run_id, study=study)
+                    raise
         finally:
             view.close()
             if started_ray:
@@ -379,6 +475,8 @@ def run_study(
             wall_seconds=time.perf_counter() - started,
             ray_start_seconds=ray_start_seconds,
             setup_seconds=setup_seconds,
+            local_store=tracking and tracking_uri is None,
+            space=space,
         )
         for r in results:
             summary.trials.append(trial_record(r))
@@ -454,9 +552,8 @@ def _make_tuner(
 def _init_ray(address: str | None, *, verbose: int = 0, env: Mapping[str, str] | None = None) -> bool:
     """Join or start Ray; True when this call started it (and must shut it down).
 
-    Workers get the folder holding this package on PYTHONPATH: a driver started
-    from elsewhere with an uninstalled checkout would otherwise leave them unable
-    to import ``study`` (an installed package is found either way), and ``env``.
+    Workers get :func:`worker_env` (the checkout's root on PYTHONPATH, the driver's
+    code version, and ``env``).
     Unless ``verbose``, the workers' output stays in Ray's log files instead of
     reaching the driver's console, and the ``ray`` logger shows errors only. A study
     passes, in ``env``, MLflow's link switch and its bounded HTTP settings
@@ -466,9 +563,7 @@ def _init_ray(address: str | None, *, verbose: int = 0, env: Mapping[str, str] |
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")  # set for a driver submitted as a Ray job
-    root = str(Path(__file__).resolve().parents[1])
-    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    runtime_env = {"env_vars": {"PYTHONPATH": path, **(env or {})}}
+    runtime_env = {"env_vars": worker_env(env)}
     output = {"log_to_driver": bool(verbose), "logging_level": logging.INFO if verbose else logging.ERROR}
     if address:
         ray.init(address=address, runtime_env=runtime_env, **output)
@@ -488,6 +583,17 @@ def _init_ray(address: str | None, *, verbose: int = 0, env: Mapping[str, str] |
 
 
 LOOPBACK = "127.0.0.1"
+
+
+def worker_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a study's workers get: ``env``, the driver's code version (nodes
+    without ``.git`` tag their runs with it, ``study.provenance``), and ``PYTHONPATH`` with
+    the folder that holds the ``study`` package first, so ``import study`` works from an
+    uninstalled checkout. That folder is the checkout's root, never ``study/`` itself,
+    whose modules (``metrics``, ``config``, ``files``) would shadow top-level ones."""
+    root = str(Path(__file__).resolve().parents[2])  # .../<root>/study/search/tune.py
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, CODE_VERSION_ENV: code_version(), **(env or {})}
 
 
 @contextlib.contextmanager
