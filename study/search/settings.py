@@ -27,7 +27,7 @@ FORMAT = 1
 @dataclass(frozen=True)
 class StudySettings:
     space_source: str  # the space file the study started from (for the record; its text is below)
-    space_text: str
+    space_text: str | None  # None: a space built in code (no file), which a resume must be given
     fixed: dict[str, Any]  # the space's fixed values with --set applied
     num_trials: int
     max_concurrent: int
@@ -39,6 +39,8 @@ class StudySettings:
 
     def space(self) -> SearchSpace:
         """The study's space as it started: the stored text, then the stored fixed values."""
+        if self.space_text is None:
+            raise FieldError("space", f": the study's space was built in code ({self.space_source}); give it")
         space = parse_space(self.space_text, source=self.space_source)
         extra = {k: v for k, v in self.fixed.items() if k not in space.fixed or space.fixed[k] != v}
         return space.with_fixed(extra)
@@ -46,7 +48,7 @@ class StudySettings:
 
 _TYPES = {
     "space_source": str,
-    "space_text": str,
+    "space_text": (str, type(None)),
     "fixed": dict,
     "num_trials": int,
     "max_concurrent": int,
@@ -92,10 +94,12 @@ def settings_for(
     data_dir: str | None,
     code_version: str,
 ) -> StudySettings:
-    """What a new study stores: the space file's text is read again from ``space.path``."""
+    """What a new study stores: the space file's text is read again from ``space.path``
+    (a space built in code has no file: its fixed values alone are kept)."""
+    source = Path(space.path)
     return StudySettings(
         space_source=str(space.path),
-        space_text=Path(space.path).read_text(encoding="utf-8"),
+        space_text=source.read_text(encoding="utf-8") if source.is_file() else None,
         fixed=dict(space.fixed),
         num_trials=num_trials,
         max_concurrent=max_concurrent,
@@ -160,7 +164,10 @@ def check_resume(
         FieldError: naming the first field that differs (``set``, ``space``, ``num_trials``, ...),
             its value given and the study's.
     """
-    study_space = stored.space()
+    if stored.space_text is None and space is not None:
+        study_space = space.with_fixed(stored.fixed)  # the study's fixed values win; compared below
+    else:
+        study_space = stored.space()
     tail = "(stored when the study started); resume without it, or start a new study"
     for key, value in overrides.items():
         have = study_space.fixed.get(key, "(unset)")

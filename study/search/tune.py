@@ -565,6 +565,8 @@ def _init_ray(address: str | None, *, verbose: int = 0, env: Mapping[str, str] |
     address = address or os.environ.get("RAY_ADDRESS")  # set for a driver submitted as a Ray job
     runtime_env = {"env_vars": worker_env(env)}
     output = {"log_to_driver": bool(verbose), "logging_level": logging.INFO if verbose else logging.ERROR}
+    if not verbose:
+        _quiet_raylet_messages()
     if address:
         ray.init(address=address, runtime_env=runtime_env, **output)
     else:
@@ -583,6 +585,32 @@ def _init_ray(address: str | None, *, verbose: int = 0, env: Mapping[str, str] |
 
 
 LOOPBACK = "127.0.0.1"
+
+
+def _quiet_raylet_messages() -> None:
+    """Keep the error messages Ray's GCS publishes to every driver (a lost node's raylet state
+    dump, ~20 lines each, twice) out of the compact console: they go to this module's logger
+    at DEBUG (``freqstudy --debug`` shows them); the console says what happened to the trial.
+
+    Ray prints them from its driver thread ``listen_error_messages`` through the module function
+    ``ray._private.worker.print_to_stdstream``, looked up at each call, with the pid ``raylet``;
+    that function is wrapped here, and left alone if a Ray version moves it.
+    """
+    from ray._private import worker as ray_worker
+
+    printer = getattr(ray_worker, "print_to_stdstream", None)
+    if printer is None or getattr(printer, "_freqstudy_quiet", False):
+        return
+
+    def print_to_stdstream(data, *args, **kwargs):
+        if isinstance(data, dict) and data.get("pid") == "raylet":
+            for line in data.get("lines") or []:
+                log.debug("ray: %s", line)
+            return None
+        return printer(data, *args, **kwargs)
+
+    print_to_stdstream._freqstudy_quiet = True  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = print_to_stdstream
 
 
 def worker_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
