@@ -340,19 +340,23 @@ def run_study(
         path = _open_storage(storage, study, resume=False)
         lease = StudyLease(path, study)
         lease.acquire()
-        save_settings(
-            path,
-            settings_for(
-                space,
-                num_trials=plan.num_trials,
-                max_concurrent=plan.max_concurrent,
-                cpus=plan.cpus,
-                gpus=plan.gpus,
-                max_failures=max_failures,
-                data_dir=plan.fixed.get("data.dir"),
-                code_version=code_version(),
-            ),
-        )
+        try:
+            save_settings(
+                path,
+                settings_for(
+                    space,
+                    num_trials=plan.num_trials,
+                    max_concurrent=plan.max_concurrent,
+                    cpus=plan.cpus,
+                    gpus=plan.gpus,
+                    max_failures=max_failures,
+                    data_dir=plan.fixed.get("data.dir"),
+                    code_version=code_version(),
+                ),
+            )
+        except BaseException:
+            lease.release()
+            raise
     try:
         return _run_opened(
             space,

@@ -313,10 +313,12 @@ def test_stopped_driver_resumes_its_own_study_without_rerunning_finished_trials(
         log.close()
     assert time.time() - stopped_at < 30
     assert driver.returncode == 143, err
-    assert err.strip().splitlines() == [
+    # Its own line last (a band-split warning may precede it), and no stack dump.
+    assert err.strip().splitlines()[-1] == (
         f"freqstudy run: stopped (SIGTERM); study {study}'s running trials are closed as KILLED; "
         "continue it with --resume"
-    ], err
+    ), err
+    assert "Traceback" not in err and "SIGTERM handler" not in err, err
     parent = find_study_run(mlflow_server.uri, study)
     assert not [r for r in trial_runs(mlflow_server.uri, parent) if r["status"] == "RUNNING"]
     time.sleep(3)  # Ray's reaper takes down the stopped driver's local cluster
