@@ -288,16 +288,15 @@ def test_stopped_driver_resumes_its_own_study_without_rerunning_finished_trials(
     ]
     cmd += sets
     log = open(tmp_path / "driver.log", "w")
-    driver = subprocess.Popen(
-        cmd, cwd=REPO, stdout=log, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    errors = open(tmp_path / "driver.err", "w")
+    driver = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=errors, start_new_session=True)
     try:
         deadline = time.time() + 400
         while time.time() < deadline and driver.poll() is None:
             if list(_tune_states(path).values()).count("TERMINATED") >= 2:
                 break
             time.sleep(1)
-        assert driver.poll() is None, f"driver ended early: {(tmp_path / 'driver.log').read_text()[-3000:]}"
+        assert driver.poll() is None, f"driver ended early: {(tmp_path / 'driver.err').read_text()[-3000:]}"
         done_before = {tid for tid, s in _tune_states(path).items() if s == "TERMINATED"}
         # A second driver while the first lives: one line naming the holder.
         second = _cli("--resume", *where)
@@ -306,11 +305,13 @@ def test_stopped_driver_resumes_its_own_study_without_rerunning_finished_trials(
         assert len(lines) == 1 and f"driver PID {driver.pid} on " in lines[0], second.stderr
         driver.send_signal(signal.SIGTERM)
         stopped_at = time.time()
-        _, err = driver.communicate(timeout=60)
+        driver.wait(timeout=60)
     finally:
         if driver.poll() is None:
             driver.kill()
         log.close()
+        errors.close()
+    err = (tmp_path / "driver.err").read_text()
     assert time.time() - stopped_at < 30
     assert driver.returncode == 143, err
     # Its own line last (a band-split warning may precede it), and no stack dump.

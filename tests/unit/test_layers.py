@@ -27,6 +27,7 @@ PURE = [
     "study.band_warnings",
     "study.metrics",
     "study.errors",
+    "study.provenance",
     "study.objectives",
     "study.selection.pareto",
     "study.selection.choose",
@@ -193,6 +194,7 @@ def test_the_cycle_check_finds_a_cycle():
 PACKAGE_ORDER = [
     "models",
     "study.errors",
+    "study.provenance",
     "study.files",
     "study.npyfiles",
     "study.limits",
