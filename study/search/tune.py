@@ -399,7 +399,7 @@ def _run_opened(
     if tracking:
         # Imported now, not at the study's end: a Ray job's working directory (this
         # package's folder, maybe) can be unpacked again under a running driver.
-        import study.tracking.gains  # noqa: F401
+        from study.tracking import gains as _gains  # noqa: F401  (never `import study...`: it rebinds `study`)
         from study.engine.prepare import prepare_data
         from study.tracking import run_links_env
         from study.tracking.server import http_bounds_env, local_tracking_uri
