@@ -398,9 +398,10 @@ def _run_opened(
     uri_context: Any = contextlib.nullcontext(None)
     if tracking:
         # Imported now, not at the study's end: a Ray job's working directory (this
-        # package's folder, maybe) can be unpacked again under a running driver.
-        from study.tracking import gains as _gains  # noqa: F401  (never `import study...`: it rebinds `study`)
+        # package's folder, maybe) can be unpacked again under a running driver. Never
+        # `import study.tracking.gains` here: it would rebind the local name `study`.
         from study.engine.prepare import prepare_data
+        from study.tracking import gains as _gains  # noqa: F401
         from study.tracking import run_links_env
         from study.tracking.server import http_bounds_env, local_tracking_uri
 
