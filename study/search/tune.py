@@ -43,27 +43,22 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.repeater import TRIAL_INDEX
 
 from study import metrics as M
-from study.config import default_home
-from study.errors import FieldError, Stopped
+from study.errors import Stopped
 from study.provenance import CODE_VERSION_ENV, code_version
 from study.search.console import StudyConsole, short_config
-from study.search.lease import StudyLease
+from study.search.opening import open_study
 from study.search.phases import (
     StudyPlan,
     close_study,
     opening_line,
-    plan_study,
     quiet_libraries,
-    resume_plan,
     start_parent_run,
     stop_on_sigterm,
     stop_study,
     trial_record,
 )
 from study.search.samplers import define_by_run, make_sampler
-from study.search.settings import save_settings, settings_for
 from study.search.spaces import BASELINE_FLAG, SearchSpace
-from study.search.storage import check_resumable, create_private, is_uri, storage_problem
 from study.search.summary import StudySummary
 from study.search.trials import (
     CONFIG_ID_KEY,
@@ -80,19 +75,10 @@ from study.search.trials import (
 assert TRIAL_INDEX == REPLICATE_KEY, "Ray renamed the Repeater's trial index"
 
 # Retries of a crashed trial (from its last checkpoint) before it is recorded as failed.
-DEFAULT_MAX_FAILURES = 2
 log = logging.getLogger(__name__)
 # Tune's strict check wants every objective in every report; ours are computed
 # once, after the last epoch, so the per-epoch reports carry training metrics only.
 STRICT_METRIC_ENV = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
-
-
-def experiment_path(storage: str | None, study: str) -> str:
-    """Where Tune keeps the study: ``<storage>/<study>`` (a folder or a URI)."""
-    root = storage or str(default_home() / "studies")
-    if "://" in root:
-        return root.rstrip("/") + "/" + study
-    return str(Path(root).expanduser().resolve() / study)
 
 
 class ReplicateRepeater(Repeater):
@@ -306,57 +292,19 @@ def run_study(
         "cpus_per_trial": cpus_per_trial,
         "gpus_per_trial": gpus_per_trial,
     }
-    if resume:
-        path = _open_storage(storage, study, resume=True)
-        lease = StudyLease(path, study)
-        lease.acquire()  # a live driver of this study: one line naming it
-        try:
-            space, plan, max_failures = resume_plan(
-                path,
-                space,
-                study,
-                overrides=overrides or {},
-                counts=counts,
-                max_failures=max_failures,
-                data_dir=data_dir,
-            )
-            if tracking:
-                from study.tracking.server import check_server
-
-                check_server(tracking_uri)
-        except BaseException:
-            lease.release()
-            raise
-    else:
-        if space is None:
-            raise FieldError("space", ": a new study needs a search space")
-        space = space.with_fixed(dict(overrides or {}))
-        plan = plan_study(space, study, resume=False, data_dir=data_dir, **counts)
-        max_failures = DEFAULT_MAX_FAILURES if max_failures is None else max_failures
-        if tracking:
-            from study.tracking.server import check_server
-
-            check_server(tracking_uri)  # a given server that does not answer: one line, before any work
-        path = _open_storage(storage, study, resume=False)
-        lease = StudyLease(path, study)
-        lease.acquire()
-        try:
-            save_settings(
-                path,
-                settings_for(
-                    space,
-                    num_trials=plan.num_trials,
-                    max_concurrent=plan.max_concurrent,
-                    cpus=plan.cpus,
-                    gpus=plan.gpus,
-                    max_failures=max_failures,
-                    data_dir=plan.fixed.get("data.dir"),
-                    code_version=code_version(),
-                ),
-            )
-        except BaseException:
-            lease.release()
-            raise
+    space, plan, max_failures, path, lease = open_study(
+        space,
+        study,
+        storage=storage,
+        resume=resume,
+        can_restore=tune.Tuner.can_restore,
+        overrides=overrides,
+        counts=counts,
+        max_failures=max_failures,
+        data_dir=data_dir,
+        tracking=tracking,
+        tracking_uri=tracking_uri,
+    )
     try:
         return _run_opened(
             space,
@@ -488,34 +436,6 @@ def _run_opened(
         if tracking:
             close_study(summary, space, uri, tracking_uri)
     return summary
-
-
-def _open_storage(storage: str | None, study: str, *, resume: bool) -> str:
-    """The study's Tune folder (phase 2): an existing one to resume, checked to be trusted
-    state (Ray unpickles it), or a new private one; returns its path or URI.
-
-    Raises:
-        FieldError: ``resume`` without a study there, or one others could have written to;
-            ``study`` when a new study's folder already exists.
-    """
-    path = experiment_path(storage, study)
-    exists = tune.Tuner.can_restore(path)
-    if resume and not exists:
-        raise FieldError("resume", f": no study {study!r} at {path}; start it without resume")
-    if not resume and exists:
-        raise FieldError(
-            "study", f" {study!r} already exists at {path}; continue it with resume or pick another study"
-        )
-    if resume:
-        note = check_resumable(path)
-        if note:
-            log.info("%s", note)
-    else:
-        create_private(path)
-        problem = None if is_uri(path) else storage_problem(path)
-        if problem:
-            log.warning("%s; a resume will refuse this study as it is", problem)
-    return path
 
 
 def _make_tuner(
