@@ -8,14 +8,17 @@ one's are read back and the given flags checked against them. Ray's own restore 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from study.config import default_home
 from study.errors import FieldError
-from study.provenance import code_version
+from study.provenance import CODE_VERSION_ENV, code_version
 from study.search.lease import StudyLease
 from study.search.phases import StudyPlan, plan_study, resume_plan
 from study.search.settings import save_settings, settings_for
@@ -134,3 +137,45 @@ def open_study(
         lease.release()
         raise
     return space, plan, max_failures, path, lease
+
+
+def tracking_setup(
+    plan: StudyPlan, *, tracking: bool, tracking_uri: str | None, verbose: int, env: dict[str, str]
+):
+    """Phase 3's tracking side: ``env`` with MLflow's per-run links and bounded HTTP settings
+    added (for the driver and the workers), the data caches warmed, and the context giving
+    the tracking URI (a local server for the study's duration when none is given)."""
+    if not tracking:
+        return env, contextlib.nullcontext(None)
+    # Imported now, not at the study's end: a Ray job's working directory (this
+    # package's folder, maybe) can be unpacked again under a running driver. Never
+    # `import study.tracking.gains` here: it would rebind the name `study`.
+    from study.engine.prepare import prepare_data
+    from study.tracking import gains as _gains  # noqa: F401
+    from study.tracking import run_links_env
+    from study.tracking.server import http_bounds_env, local_tracking_uri
+
+    env.update({**run_links_env(show=verbose > 0), **http_bounds_env()})
+    prepare_data(plan.base_cfg)  # warm the data and corrupted-copy caches once, not per trial
+    return env, local_tracking_uri(tracking_uri)
+
+
+def warn_loopback(address: str | None, uri: str | None) -> None:
+    """Trials on other machines cannot reach a loopback tracking URI: say so."""
+    if address and uri and re.match(r"^https?://(127\.|localhost|\[::1\])", uri):
+        log.warning(
+            "tracking URI %s is a loopback address; trials on other machines cannot reach it "
+            "(give tracking_uri the head node's address)",
+            uri,
+        )
+
+
+def worker_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a study's workers get: ``env``, the driver's code version (nodes
+    without ``.git`` tag their runs with it, ``study.provenance``), and ``PYTHONPATH`` with
+    the folder that holds the ``study`` package first, so ``import study`` works from an
+    uninstalled checkout. That folder is the checkout's root, never ``study/`` itself,
+    whose modules (``metrics``, ``config``, ``files``) would shadow top-level ones."""
+    root = str(Path(__file__).resolve().parents[2])  # .../<root>/study/search/opening.py
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, CODE_VERSION_ENV: code_version(), **(env or {})}

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,9 +43,8 @@ from ray.tune.search.repeater import TRIAL_INDEX
 
 from study import metrics as M
 from study.errors import Stopped
-from study.provenance import CODE_VERSION_ENV, code_version
 from study.search.console import StudyConsole, short_config
-from study.search.opening import open_study
+from study.search.opening import open_study, tracking_setup, warn_loopback, worker_env
 from study.search.phases import (
     StudyPlan,
     close_study,
@@ -343,20 +341,9 @@ def _run_opened(
 
     started = time.perf_counter()
     links_env: dict[str, str] = {STRICT_METRIC_ENV: "1"}  # set for the study only, like the rest
-    uri_context: Any = contextlib.nullcontext(None)
-    if tracking:
-        # Imported now, not at the study's end: a Ray job's working directory (this
-        # package's folder, maybe) can be unpacked again under a running driver. Never
-        # `import study.tracking.gains` here: it would rebind the local name `study`.
-        from study.engine.prepare import prepare_data
-        from study.tracking import gains as _gains  # noqa: F401
-        from study.tracking import run_links_env
-        from study.tracking.server import http_bounds_env, local_tracking_uri
-
-        # MLflow's per-run links and its bounded HTTP settings, for the driver and the workers.
-        links_env.update({**run_links_env(show=verbose > 0), **http_bounds_env()})
-        prepare_data(plan.base_cfg)  # warm the data and corrupted-copy caches once, not per trial
-        uri_context = local_tracking_uri(tracking_uri)
+    links_env, uri_context = tracking_setup(
+        plan, tracking=tracking, tracking_uri=tracking_uri, verbose=verbose, env=links_env
+    )
     view = StudyConsole(
         study,
         [o.metric for o in space.objectives],
@@ -374,12 +361,7 @@ def _run_opened(
             if tracking
             else None
         )
-        if address and uri and re.match(r"^https?://(127\.|localhost|\[::1\])", uri):
-            log.warning(
-                "tracking URI %s is a loopback address; trials on other machines cannot reach it "
-                "(give tracking_uri the head node's address)",
-                uri,
-            )
+        warn_loopback(address, uri)
         context = TrialContext(
             study=study,
             fixed=plan.fixed,
@@ -536,17 +518,6 @@ def _quiet_raylet_messages() -> None:
 
     print_to_stdstream._freqstudy_quiet = True  # type: ignore[attr-defined]
     ray_worker.print_to_stdstream = print_to_stdstream
-
-
-def worker_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment a study's workers get: ``env``, the driver's code version (nodes
-    without ``.git`` tag their runs with it, ``study.provenance``), and ``PYTHONPATH`` with
-    the folder that holds the ``study`` package first, so ``import study`` works from an
-    uninstalled checkout. That folder is the checkout's root, never ``study/`` itself,
-    whose modules (``metrics``, ``config``, ``files``) would shadow top-level ones."""
-    root = str(Path(__file__).resolve().parents[2])  # .../<root>/study/search/tune.py
-    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    return {"PYTHONPATH": path, CODE_VERSION_ENV: code_version(), **(env or {})}
 
 
 @contextlib.contextmanager

@@ -297,9 +297,16 @@ def test_stopped_driver_resumes_its_own_study_without_rerunning_finished_trials(
                 break
             time.sleep(1)
         assert driver.poll() is None, f"driver ended early: {(tmp_path / 'driver.err').read_text()[-3000:]}"
-        done_before = {tid for tid, s in _tune_states(path).items() if s == "TERMINATED"}
-        # A second driver while the first lives: one line naming the holder.
-        second = _cli("--resume", *where)
+        # Held still while a second driver starts (seconds on a loaded machine; tiny trials run
+        # faster): the study cannot end and drop its lease meanwhile, and SIGTERM then finds it
+        # inside its trials. Its PID lives and its heartbeat is well inside the lease's TTL.
+        os.kill(driver.pid, signal.SIGSTOP)
+        try:
+            done_before = {tid for tid, s in _tune_states(path).items() if s == "TERMINATED"}
+            # A second driver while the first lives: one line naming the holder.
+            second = _cli("--resume", *where)
+        finally:
+            os.kill(driver.pid, signal.SIGCONT)
         assert second.returncode == 2, second.stderr
         lines = second.stderr.strip().splitlines()
         assert len(lines) == 1 and f"driver PID {driver.pid} on " in lines[0], second.stderr

@@ -47,6 +47,7 @@ PURE = [
     "study.search.space_parser",
     "study.search.trials",
     "study.search.summary",
+    "study.search.opening",
     "study.engine.trial",
     "study.data",
     "study.cifar10c",
