@@ -28,3 +28,16 @@ class FieldError(ValueError):
     def with_name(self, name: str) -> str:
         """The line with ``name`` (a flag) in place of the field."""
         return f"{name}{self.detail}"
+
+
+class Stopped(BaseException):
+    """The process was asked to stop (SIGTERM: ``ray job stop``, a scheduler, ``kill``).
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` on the
+    way (Ray's, a library's) swallows it; the command prints its one line and exits 143.
+    """
+
+    def __init__(self, signum: int, study: str | None = None) -> None:
+        self.signum = signum
+        self.study = study
+        super().__init__(f"stopped by signal {signum}")

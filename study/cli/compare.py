@@ -23,7 +23,11 @@ from study.cli.output import print_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_a", metavar="RUN_A", help="run id of A (e.g. the baseline)")
+    p.add_argument(
+        "run_a",
+        metavar="RUN_A",
+        help="run id of A (e.g. the baseline), the trial id pareto prints, or a run id prefix",
+    )
     p.add_argument("run_b", metavar="RUN_B", help="run id of B; differences are B - A")
     p.add_argument("--study", required=True, help="the study (MLflow experiment) both runs belong to")
     p.add_argument("--split", choices=("test", "val"), default="test")
@@ -133,11 +137,14 @@ def run(args: argparse.Namespace) -> int:
     from study.analysis.multiplicity import FAMILIES, adjust_families, family_of
     from study.analysis.paired import compare_groups, compare_runs
     from study.selection.configurations import group_configurations
-    from study.tracking.queries import client_for, load_outcomes, load_study, run_in_study
+    from study.tracking.queries import client_for, load_outcomes, load_study, resolve_run_id, run_in_study
     from study.tracking.server import local_tracking_uri
 
     with local_tracking_uri(args.tracking_uri) as uri:
         client = client_for(uri)
+        # A run id, or the trial id pareto prints, or a run id's prefix.
+        args.run_a = resolve_run_id(args.run_a, args.study, client, what="RUN_A")
+        args.run_b = resolve_run_id(args.run_b, args.study, client, what="RUN_B")
         for flag, run_id in (("RUN_A", args.run_a), ("RUN_B", args.run_b)):
             run_in_study(run_id, args.study, client=client, what=flag)
         trials = load_study(args.study, client=client)["trials"]

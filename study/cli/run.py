@@ -8,13 +8,18 @@ place on a terminal, plain lines otherwise, a line as each trial ends, then the 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from study.cli.output import add_overrides
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--space", required=True, help="search space YAML (a path or a name in search_spaces/)")
+    p.add_argument(
+        "--space",
+        help="search space YAML (a path or a name in search_spaces/); required for a new study, "
+        "and a resumed study keeps its own (given again, it must be the same)",
+    )
     p.add_argument("--study", required=True, help="study name (= MLflow experiment)")
     p.add_argument("--num-trials", type=int)
     p.add_argument("--max-concurrent", type=int)
@@ -24,7 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri")
     p.add_argument("--storage", help="study storage folder or URI")
     p.add_argument("--address", help="Ray cluster address; default: a local Ray")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted study")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted study with its own settings (space, --set values, trial counts)",
+    )
     p.add_argument(
         "--verbose",
         action="store_true",
@@ -36,17 +45,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from study.band_warnings import space_warnings
     from study.config import parse_overrides
+    from study.errors import Stopped
     from study.search.space_parser import load_space
     from study.search.summary import format_summary
     from study.search.tune import run_study
     from study.tracking.server import TrackingServerLost
 
-    space = load_space(args.space).with_fixed(parse_overrides(args.overrides or []))
-    for warning in space_warnings(space):  # allowed, but "low-frequency" would not mean what it says
-        print(f"freqstudy run: warning: {warning}", file=sys.stderr)
+    # A driver submitted as a Ray job runs in the job's unpacked working directory, which Ray
+    # may unpack again while the study runs (a worker on the same disk): nothing may depend
+    # on the current folder after the start, so imports find the package by absolute path.
+    sys.path[:] = [os.path.abspath(p or os.curdir) for p in sys.path]
+    if args.space is None and not args.resume:
+        raise ValueError("--space: required for a new study (a resumed one keeps its own)")
+    space = load_space(args.space) if args.space is not None else None
+    overrides = parse_overrides(args.overrides or [])
+    if space is not None and not args.resume:
+        # A bad --set: one line before anything starts; a band split that is allowed, but where
+        # "low-frequency" would not mean what it says, is a warning.
+        for warning in space_warnings(space.with_fixed(overrides)):
+            print(f"freqstudy run: warning: {warning}", file=sys.stderr)
     try:
         summary = run_study(
             space,
+            overrides=overrides,
             study=args.study,
             data_dir=args.data_dir,
             tracking_uri=args.tracking_uri,
@@ -59,10 +80,18 @@ def run(args: argparse.Namespace) -> int:
             gpus_per_trial=args.gpus_per_trial,
             verbose=1 if args.verbose else 0,
         )
+    except Stopped:
+        # One line: the runs are closed as KILLED, the lease released (study.search.phases.stop_study).
+        print(
+            f"freqstudy run: stopped (SIGTERM); study {args.study}'s running trials are closed as KILLED; "
+            "continue it with --resume",
+            file=sys.stderr,
+        )
+        return 143
     except TrackingServerLost as e:  # the server went away before any trial (a trial's loss fails the trial)
         print(f"freqstudy run: {e}", file=sys.stderr)
         return 1
-    print(format_summary(summary, space))
+    print(format_summary(summary, summary.space))
     if summary.interrupted:
         print(f"freqstudy run: study {args.study} was interrupted; continue it with: {resume_command(args)}")
         return 130  # the shell's code for a run ended by SIGINT
@@ -74,7 +103,13 @@ def resume_command(args: argparse.Namespace) -> str:
     import shlex
 
     # Trial count, concurrency and resources are the study's own on resume (given, they are ignored).
-    words = ["freqstudy", "run", "--space", str(args.space), "--study", args.study]
+    words = [
+        "freqstudy",
+        "run",
+        *(["--space", str(args.space)] if args.space is not None else []),
+        "--study",
+        args.study,
+    ]
     for flag in ("data_dir", "tracking_uri", "storage", "address"):
         if getattr(args, flag):
             words += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]

@@ -13,6 +13,8 @@ import contextlib
 import logging
 import os
 import re
+import signal
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Any
 import optuna
 
 from study.config import TrialConfig
-from study.errors import FieldError
+from study.errors import FieldError, Stopped
 from study.search.spaces import BASELINE_FLAG, SearchSpace
 from study.search.summary import StudySummary
 from study.search.trials import device_for_resources
@@ -74,19 +76,6 @@ def plan_study(
         raise FieldError(
             "study", f" {study!r}: use letters, digits, '_', '.', '-' (up to 100, starting alphanumeric)"
         )
-    overrides = {
-        "num_trials": num_trials,
-        "max_concurrent": max_concurrent,
-        "cpus_per_trial": cpus_per_trial,
-        "gpus_per_trial": gpus_per_trial,
-    }
-    if resume and any(v is not None for v in overrides.values()):
-        given = ", ".join(k for k, v in overrides.items() if v is not None)
-        log.info(
-            "a resumed study continues with its original trial count, concurrency and resources; "
-            "%s given now ignored",
-            given,
-        )
     num_trials = space.num_trials if num_trials is None else num_trials
     max_concurrent = space.max_concurrent if max_concurrent is None else max_concurrent
     cpus = cpus_per_trial if cpus_per_trial is not None else space.cpus
@@ -104,6 +93,54 @@ def plan_study(
     base_cfg = TrialConfig.from_flat(fixed)
     TrialConfig.from_flat(baseline)
     return StudyPlan(num_trials, max_concurrent, cpus, gpus, fixed, baseline, base_cfg)
+
+
+def resume_plan(
+    path: str,
+    space: SearchSpace | None,
+    study: str,
+    *,
+    overrides: Mapping[str, Any],
+    counts: Mapping[str, float | None],
+    max_failures: int | None,
+    data_dir: str | None,
+) -> tuple[SearchSpace, StudyPlan, int]:
+    """A resumed study's space, plan and retries: its own, as stored when it started
+    (``study.search.settings``), after checking what was given again against them.
+
+    A study started before freqstudy stored its settings resumes with what is given, as then.
+
+    Raises:
+        FieldError: naming the first given value that differs from the study's.
+    """
+    from study.search.settings import check_resume, load_settings
+
+    stored = load_settings(path)
+    if stored is None:
+        if space is None:
+            raise FieldError(
+                "space", f": study {study!r} at {path} keeps no settings (an older study); give it"
+            )
+        log.info(
+            "study %s keeps no settings (started by an older freqstudy); resuming with those given", study
+        )
+        space = space.with_fixed(dict(overrides))
+        plan = plan_study(space, study, resume=True, data_dir=data_dir, **counts)  # type: ignore[arg-type]
+        return space, plan, max_failures if max_failures is not None else 2
+    given = dict(counts, max_failures=max_failures)
+    resolved = str(Path(data_dir).expanduser().resolve()) if data_dir else None
+    space = check_resume(stored, space=space, overrides=dict(overrides), counts=given, data_dir=resolved)
+    plan = plan_study(
+        space,
+        study,
+        resume=True,
+        data_dir=stored.data_dir,
+        num_trials=stored.num_trials,
+        max_concurrent=stored.max_concurrent,
+        cpus_per_trial=stored.cpus_per_trial,
+        gpus_per_trial=stored.gpus_per_trial,
+    )
+    return space, plan, stored.max_failures
 
 
 def start_parent_run(
@@ -252,3 +289,43 @@ def check_positive(**values: float) -> None:
     for name, v in values.items():
         if v is None or v <= 0:
             raise FieldError(name, f" {v}: must be > 0")
+
+
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """SIGTERM raises :class:`study.errors.Stopped` in the driver while the trials run.
+
+    ``ray.init`` installs a SIGTERM handler that exits with Ray's stack dump and leaves the
+    study's runs RUNNING; this one ends the study the way an interrupt does (its runs closed
+    as KILLED, its lease released, one line). Only the main thread can set a handler; the
+    previous one is put back afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    saved = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, saved)
+
+
+def stop_study(uri: str, parent_run_id: str, *, study: str) -> None:
+    """A stopped study's MLflow side: trial runs still RUNNING and the parent run closed as
+    KILLED (a resume reopens the parent and reruns those trials). Quick, since ``ray job
+    stop`` follows SIGTERM with SIGKILL a few seconds later; a server gone is left alone."""
+    from study.tracking.server import TrackingServerLost, logging_to
+    from study.tracking.study_runs import finish_study_run
+
+    try:
+        with logging_to(uri, f"stopping study {study}"):
+            finish_study_run(uri, parent_run_id, counts={}, status="KILLED", reason=STOPPED_REASON)
+    except (TrackingServerLost, OSError) as e:
+        log.warning("study %s: its runs could not be closed (%s)", study, e)
+
+
+STOPPED_REASON = "killed: the study's driver was stopped (SIGTERM); --resume reruns the trial"

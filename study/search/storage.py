@@ -43,6 +43,10 @@ EXPERIMENT_FILES = (
     rf"experiment_state-{_TS}\.json",
     _STATE,
     rf"\.{_UUID}-tmp-{_STATE}",  # Ray's atomic write (temporary name, then a rename) cut short
+    # freqstudy's own JSON (study.search.settings, study.search.lease), and its atomic writes cut short
+    r"freqstudy-study\.json",
+    r"freqstudy-lease\.json",
+    r"\.freqstudy-(study|lease)\.json\.[0-9a-f]{32}\.tmp",
 )
 TRIAL_DIRS = (r"_run_trial_in_worker_[0-9a-f]+(_\d+)?_\d+_.+",)
 TRIAL_FILES = (

@@ -39,6 +39,10 @@ class StudySummary:
         ended = sum(1 for t in self.trials if t["status"] in ("finished", "diverged", "stopped", "failed"))
         return max(self.planned, len(self.trials)) - ended
 
+    # The tracking server was the local store's, started for the study (``freqstudy ui`` browses it).
+    local_store: bool = False
+    space: SearchSpace | None = None  # the space the study ran (a resumed study's own)
+
     def count(self, status: str) -> int:
         return sum(1 for t in self.trials if t["status"] == status)
 
@@ -76,8 +80,10 @@ def settings_of(trial: dict[str, Any]) -> dict[str, Any]:
 # -- the trial, inside a Ray worker ------------------------------------------------------
 
 
-def format_summary(summary: StudySummary, space: SearchSpace) -> str:
+def format_summary(summary: StudySummary, space: SearchSpace | None = None) -> str:
     """The end-of-study text: counts, best per objective, where to browse."""
+    space = space or summary.space
+    assert space is not None, "a summary from run_study carries its space"
     lines = [
         f"study {summary.study}: {len(summary.trials)} trials in {summary.wall_seconds:.0f} s: "
         f"{summary.count('finished')} finished, {summary.count('diverged')} diverged, "
@@ -121,7 +127,8 @@ def format_summary(summary: StudySummary, space: SearchSpace) -> str:
             lines.append(f"  gains against the baseline: not logged ({summary.gains_logged})")
         if summary.browse:
             lines.append(f"  {summary.browse}")
-        lines.append("  browse the local store any time with: freqstudy ui")
+        if summary.local_store:
+            lines.append("  browse the local store any time with: freqstudy ui")
     return "\n".join(lines)
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,22 +42,22 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.repeater import TRIAL_INDEX
 
 from study import metrics as M
-from study.config import default_home
-from study.errors import FieldError
+from study.errors import Stopped
 from study.search.console import StudyConsole, short_config
 from study.search.interrupt import watch_interrupt
+from study.search.opening import open_study, tracking_setup, warn_loopback, worker_env
 from study.search.phases import (
     StudyPlan,
     close_study,
     opening_line,
-    plan_study,
     quiet_libraries,
     start_parent_run,
+    stop_on_sigterm,
+    stop_study,
     trial_record,
 )
 from study.search.samplers import define_by_run, make_sampler
 from study.search.spaces import BASELINE_FLAG, SearchSpace
-from study.search.storage import check_resumable, create_private, is_uri, storage_problem
 from study.search.summary import StudySummary
 from study.search.trials import (
     CONFIG_ID_KEY,
@@ -75,19 +74,10 @@ from study.search.trials import (
 assert TRIAL_INDEX == REPLICATE_KEY, "Ray renamed the Repeater's trial index"
 
 # Retries of a crashed trial (from its last checkpoint) before it is recorded as failed.
-DEFAULT_MAX_FAILURES = 2
 log = logging.getLogger(__name__)
 # Tune's strict check wants every objective in every report; ours are computed
 # once, after the last epoch, so the per-epoch reports carry training metrics only.
 STRICT_METRIC_ENV = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
-
-
-def experiment_path(storage: str | None, study: str) -> str:
-    """Where Tune keeps the study: ``<storage>/<study>`` (a folder or a URI)."""
-    root = storage or str(default_home() / "studies")
-    if "://" in root:
-        return root.rstrip("/") + "/" + study
-    return str(Path(root).expanduser().resolve() / study)
 
 
 class ReplicateRepeater(Repeater):
@@ -250,7 +240,7 @@ def _trainable(context: TrialContext, trial_fn: TrialFunction, cpus: float, gpus
 
 
 def run_study(
-    space: SearchSpace,
+    space: SearchSpace | None,
     *,
     study: str,
     data_dir: str | None = None,
@@ -262,7 +252,8 @@ def run_study(
     max_concurrent: int | None = None,
     cpus_per_trial: float | None = None,
     gpus_per_trial: float | None = None,
-    max_failures: int = DEFAULT_MAX_FAILURES,
+    max_failures: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
     verbose: int = 0,
     trial_fn: TrialFunction = tracked_trial,
     tracking: bool = True,
@@ -271,15 +262,21 @@ def run_study(
     """Run (or, with ``resume``, continue) a study; returns what happened to every trial.
 
     Args:
-        space: a validated search space (``study.search.space_parser.load_space``).
+        space: a validated search space (``study.search.space_parser.load_space``); with
+            ``resume``, None takes the study's own (``study.search.settings``), and a given one
+            must equal it.
         study: study name: MLflow experiment and Tune experiment folder.
         data_dir: folder holding ``cifar-10-batches-py/`` (sets ``data.dir`` for every trial).
         tracking_uri: MLflow server; None starts the local one for the study's duration.
         storage: folder or URI for Tune's experiment state; default ``<FREQSTUDY_HOME>/studies``.
             Several nodes need storage they all reach (NFS or a bucket).
         address: a Ray cluster to join; None starts a local Ray on this machine's cores.
-        num_trials, max_concurrent, cpus_per_trial, gpus_per_trial: override the space's defaults.
-        max_failures: retries of a crashed trial before it is recorded as failed.
+        num_trials, max_concurrent, cpus_per_trial, gpus_per_trial: override the space's defaults
+            (with ``resume``: must equal the study's, which a resume keeps).
+        max_failures: retries of a crashed trial before it is recorded as failed (default
+            ``DEFAULT_MAX_FAILURES``).
+        overrides: fixed trial-config values on top of the space's (``freqstudy run --set``);
+            with ``resume``, each must equal the study's.
         verbose: 0 = the compact console only; 1 = also Ray's output (per-trial boxes and
             tables, workers' output, log lines), Optuna's log and MLflow's per-run links;
             2 = Tune's per-result boxes too.
@@ -288,34 +285,66 @@ def run_study(
         tracking: False runs without MLflow (benchmarks of the orchestration alone).
         console: False prints nothing of the trials (benchmarks); the console otherwise.
     """
-    plan = plan_study(
+    counts = {
+        "num_trials": num_trials,
+        "max_concurrent": max_concurrent,
+        "cpus_per_trial": cpus_per_trial,
+        "gpus_per_trial": gpus_per_trial,
+    }
+    space, plan, max_failures, path, lease = open_study(
         space,
         study,
+        storage=storage,
         resume=resume,
+        can_restore=tune.Tuner.can_restore,
+        overrides=overrides,
+        counts=counts,
+        max_failures=max_failures,
         data_dir=data_dir,
-        num_trials=num_trials,
-        max_concurrent=max_concurrent,
-        cpus_per_trial=cpus_per_trial,
-        gpus_per_trial=gpus_per_trial,
+        tracking=tracking,
+        tracking_uri=tracking_uri,
     )
-    if tracking:
-        from study.tracking.server import check_server
+    try:
+        return _run_opened(
+            space,
+            plan,
+            path,
+            study=study,
+            tracking_uri=tracking_uri,
+            address=address,
+            resume=resume,
+            max_failures=max_failures,
+            verbose=verbose,
+            trial_fn=trial_fn,
+            tracking=tracking,
+            console=console,
+        )
+    finally:
+        lease.release()
 
-        check_server(tracking_uri)  # a given server that does not answer: one line, before any work
-    path = _open_storage(storage, study, resume=resume)
+
+def _run_opened(
+    space: SearchSpace,
+    plan: StudyPlan,
+    path: str,
+    *,
+    study: str,
+    tracking_uri: str | None,
+    address: str | None,
+    resume: bool,
+    max_failures: int,
+    verbose: int,
+    trial_fn: TrialFunction,
+    tracking: bool,
+    console: bool,
+) -> StudySummary:
+    """Phases 3 to 5 of :func:`run_study`, with the study's folder open and its lease held."""
 
     started = time.perf_counter()
     links_env: dict[str, str] = {STRICT_METRIC_ENV: "1"}  # set for the study only, like the rest
-    uri_context: Any = contextlib.nullcontext(None)
-    if tracking:
-        from study.engine.prepare import prepare_data
-        from study.tracking import run_links_env
-        from study.tracking.server import http_bounds_env, local_tracking_uri
-
-        # MLflow's per-run links and its bounded HTTP settings, for the driver and the workers.
-        links_env.update({**run_links_env(show=verbose > 0), **http_bounds_env()})
-        prepare_data(plan.base_cfg)  # warm the data and corrupted-copy caches once, not per trial
-        uri_context = local_tracking_uri(tracking_uri)
+    links_env, uri_context = tracking_setup(
+        plan, tracking=tracking, tracking_uri=tracking_uri, verbose=verbose, env=links_env
+    )
     view = StudyConsole(
         study,
         [o.metric for o in space.objectives],
@@ -333,12 +362,7 @@ def run_study(
             if tracking
             else None
         )
-        if address and uri and re.match(r"^https?://(127\.|localhost|\[::1\])", uri):
-            log.warning(
-                "tracking URI %s is a loopback address; trials on other machines cannot reach it "
-                "(give tracking_uri the head node's address)",
-                uri,
-            )
+        warn_loopback(address, uri)
         context = TrialContext(
             study=study,
             fixed=plan.fixed,
@@ -367,8 +391,15 @@ def run_study(
                 verbose=verbose,
                 max_failures=max_failures,
             )
-            with watch_interrupt() as sigint:  # Tune stops on Ctrl+C and returns what it has
-                results = tuner.fit()
+            # Tune stops on Ctrl+C and returns what it has; SIGTERM (ray job stop) raises Stopped.
+            with watch_interrupt() as sigint, stop_on_sigterm():
+                try:
+                    results = tuner.fit()
+                except Stopped:
+                    view.close()
+                    if tracking and parent_run_id:
+                        stop_study(uri, parent_run_id, study=study)
+                    raise
         finally:
             view.close()
             if started_ray:
@@ -383,40 +414,14 @@ def run_study(
             wall_seconds=time.perf_counter() - started,
             ray_start_seconds=ray_start_seconds,
             setup_seconds=setup_seconds,
+            local_store=tracking and tracking_uri is None,
+            space=space,
         )
         for r in results:
             summary.trials.append(trial_record(r))
         if tracking:
             close_study(summary, space, uri, tracking_uri)
     return summary
-
-
-def _open_storage(storage: str | None, study: str, *, resume: bool) -> str:
-    """The study's Tune folder (phase 2): an existing one to resume, checked to be trusted
-    state (Ray unpickles it), or a new private one; returns its path or URI.
-
-    Raises:
-        FieldError: ``resume`` without a study there, or one others could have written to;
-            ``study`` when a new study's folder already exists.
-    """
-    path = experiment_path(storage, study)
-    exists = tune.Tuner.can_restore(path)
-    if resume and not exists:
-        raise FieldError("resume", f": no study {study!r} at {path}; start it without resume")
-    if not resume and exists:
-        raise FieldError(
-            "study", f" {study!r} already exists at {path}; continue it with resume or pick another study"
-        )
-    if resume:
-        note = check_resumable(path)
-        if note:
-            log.info("%s", note)
-    else:
-        create_private(path)
-        problem = None if is_uri(path) else storage_problem(path)
-        if problem:
-            log.warning("%s; a resume will refuse this study as it is", problem)
-    return path
 
 
 def _make_tuner(
@@ -458,9 +463,8 @@ def _make_tuner(
 def _init_ray(address: str | None, *, verbose: int = 0, env: Mapping[str, str] | None = None) -> bool:
     """Join or start Ray; True when this call started it (and must shut it down).
 
-    Workers get the folder holding this package on PYTHONPATH: a driver started
-    from elsewhere with an uninstalled checkout would otherwise leave them unable
-    to import ``study`` (an installed package is found either way), and ``env``.
+    Workers get :func:`worker_env` (the checkout's root on PYTHONPATH, the driver's
+    code version, and ``env``).
     Unless ``verbose``, the workers' output stays in Ray's log files instead of
     reaching the driver's console, and the ``ray`` logger shows errors only. A study
     passes, in ``env``, MLflow's link switch and its bounded HTTP settings
@@ -470,10 +474,10 @@ def _init_ray(address: str | None, *, verbose: int = 0, env: Mapping[str, str] |
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")  # set for a driver submitted as a Ray job
-    root = str(Path(__file__).resolve().parents[1])
-    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    runtime_env = {"env_vars": {"PYTHONPATH": path, **(env or {})}}
+    runtime_env = {"env_vars": worker_env(env)}
     output = {"log_to_driver": bool(verbose), "logging_level": logging.INFO if verbose else logging.ERROR}
+    if not verbose:
+        _quiet_raylet_messages()
     if address:
         ray.init(address=address, runtime_env=runtime_env, **output)
     else:
@@ -492,6 +496,32 @@ def _init_ray(address: str | None, *, verbose: int = 0, env: Mapping[str, str] |
 
 
 LOOPBACK = "127.0.0.1"
+
+
+def _quiet_raylet_messages() -> None:
+    """Keep the error messages Ray's GCS publishes to every driver (a lost node's raylet state
+    dump, ~20 lines each, twice) out of the compact console: they go to this module's logger
+    at DEBUG (``freqstudy --debug`` shows them); the console says what happened to the trial.
+
+    Ray prints them from its driver thread ``listen_error_messages`` through the module function
+    ``ray._private.worker.print_to_stdstream``, looked up at each call, with the pid ``raylet``;
+    that function is wrapped here, and left alone if a Ray version moves it.
+    """
+    from ray._private import worker as ray_worker
+
+    printer = getattr(ray_worker, "print_to_stdstream", None)
+    if printer is None or getattr(printer, "_freqstudy_quiet", False):
+        return
+
+    def print_to_stdstream(data, *args, **kwargs):
+        if isinstance(data, dict) and data.get("pid") == "raylet":
+            for line in data.get("lines") or []:
+                log.debug("ray: %s", line)
+            return None
+        return printer(data, *args, **kwargs)
+
+    print_to_stdstream._freqstudy_quiet = True  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = print_to_stdstream
 
 
 @contextlib.contextmanager

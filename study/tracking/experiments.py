@@ -3,42 +3,16 @@ and the version of the code that wrote it."""
 
 from __future__ import annotations
 
-import functools
-import importlib.metadata
-import subprocess
-from pathlib import Path
-
 import mlflow
 from mlflow import MlflowClient
 
 from study import metrics as M
+from study.provenance import code_version  # noqa: F401  (re-exported: runs tag it)
 from study.tracking.links import set_default_view
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 # Opens the UI on the runs table rather than MLflow 3's GenAI overview.
 EXPERIMENT_KIND_TRAINING = "custom_model_development"
-
-
-@functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """``git describe --always --dirty`` of the checkout, else the package version."""
-    repo = Path(__file__).resolve().parents[2]
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--tags"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        return importlib.metadata.version("freqstudy")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def ensure_experiment(client: MlflowClient, name: str) -> str:

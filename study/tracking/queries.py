@@ -123,10 +123,50 @@ def load_study(study: str, tracking_uri: str | None = None, client=None) -> dict
         for r in runs
         if r["tags"].get(M.TAG_ROLE, "trial") == "trial" and r["tags"].get(M.TAG_STUDY, study) == study
     ]
+    trials = one_run_per_trial(trials)
     # Several parents happen when a study is resumed with a new parent run; the
     # earliest is the study's, and trials point at theirs through mlflow.parentRunId.
     parent = min(parents, key=lambda r: r["start_time"] or 0) if parents else None
     return {"study": study, "experiment_id": exp.experiment_id, "parent": parent, "trials": trials}
+
+
+def one_run_per_trial(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One run per Tune trial: a trial retried after a crash or a lost node has a run per
+    attempt (the earlier ones KILLED or FAILED); its FINISHED run stands for it, else its
+    latest. Runs without a trial id (``freqstudy train``) are kept; the order is kept."""
+    latest: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        tid = r["tags"].get(M.TAG_TRIAL_ID)
+        if tid is None:
+            continue
+        seen = latest.get(tid)
+        rank = (r["status"] == "FINISHED", r["start_time"] or 0)
+        if seen is None or rank > (seen["status"] == "FINISHED", seen["start_time"] or 0):
+            latest[tid] = r
+    keep = {id(r) for r in latest.values()}
+    return [r for r in runs if r["tags"].get(M.TAG_TRIAL_ID) is None or id(r) in keep]
+
+
+def resolve_run_id(given: str, study: str, client, what: str = "run") -> str:
+    """The run id ``given`` names in ``study``: a full run id, a trial id as ``pareto`` prints it
+    (``freqstudy.trial_id``), or a unique prefix of a run id (8 characters or more).
+
+    Raises:
+        ValueError: one line when nothing or more than one run of the study matches.
+    """
+    exp = client.get_experiment_by_name(study)
+    if exp is None or len(given) >= 32:
+        return given  # run_in_study names what is wrong
+    runs = one_run_per_trial([_run_to_dict(r) for r in _search_all(client, [exp.experiment_id])])
+    found = [r for r in runs if r["tags"].get(M.TAG_TRIAL_ID) == given]
+    if not found and len(given) >= 8:
+        found = [r for r in runs if r["run_id"].startswith(given)]
+    if len(found) > 1:
+        ids = ", ".join(r["run_id"] for r in found[:4])
+        raise ValueError(
+            f"{what} {given}: names {len(found)} runs of study {study!r} ({ids}); give more of it"
+        )
+    return found[0]["run_id"] if found else given
 
 
 def list_artifacts(

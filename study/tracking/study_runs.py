@@ -134,14 +134,19 @@ def close_orphaned_trials(client, parent_run_id: str, *, reason: str) -> int:
 
 
 def finish_study_run(
-    tracking_uri: str, run_id: str, *, counts: Mapping[str, float], status: str = "FINISHED"
+    tracking_uri: str,
+    run_id: str,
+    *,
+    counts: Mapping[str, float],
+    status: str = "FINISHED",
+    reason: str = ORPHAN_AT_STUDY_END,
 ) -> None:
     """Close the trial runs left open (``close_orphaned_trials``), log the study's counts
     (``study/trials_finished`` ...) and close the run."""
     from mlflow.entities import Metric
 
     client = mlflow_client(tracking_uri)
-    close_orphaned_trials(client, run_id, reason=ORPHAN_AT_STUDY_END)
+    close_orphaned_trials(client, run_id, reason=reason)
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(f"study/{k}", float(v), now, 0) for k, v in counts.items()])
     client.set_terminated(run_id, status=status)

@@ -256,65 +256,111 @@ def test_two_nodes_one_server_and_a_failing_trial(home, subset_dir, mlflow_serve
     assert states.count("FAIL") == len(learned) and states.count("COMPLETE") == len(others)
 
 
-@pytest.mark.slow
-def test_killed_driver_resumes_without_rerunning_finished_trials(home, subset_dir, mlflow_server, tmp_path):
-    from study.search.tune import run_study
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "study.cli", "run", *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
+
+@pytest.mark.slow
+def test_stopped_driver_resumes_its_own_study_without_rerunning_finished_trials(
+    home, subset_dir, mlflow_server, tmp_path
+):
+    """A driver started with --set values and trial counts: while it lives, a second driver is
+    refused in one line naming it (the lease); SIGTERM (what `ray job stop` sends) ends it with
+    one line and no RUNNING run; `--resume` alone then runs the study's own settings (the old
+    code needed --space and ran new trials with whatever was given), refusing a conflicting flag;
+    finished trials are not run again."""
     storage = tmp_path / "studies"
     study = "resumed"
     path = str(storage / study)
     sets = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
-    cmd = [
-        sys.executable,
-        "-m",
-        "study.cli",
-        "run",
-        "--space",
-        "smoke",
-        "--study",
-        study,
+    where = ["--study", study, "--storage", str(storage), "--tracking-uri", mlflow_server.uri]
+    cmd = [sys.executable, "-m", "study.cli", "run", "--space", "smoke", *where]
+    cmd += [
         "--data-dir",
         str(subset_dir),
-        "--tracking-uri",
-        mlflow_server.uri,
-        "--storage",
-        str(storage),
         "--num-trials",
         "4",
         "--max-concurrent",
         "1",
         "--cpus-per-trial",
         "1",
-        *sets,
     ]
-    done_before = _run_then_kill(cmd, path, tmp_path, terminated=2)
-    time.sleep(3)  # Ray's reaper takes down the dead driver's local cluster
+    cmd += sets
+    log = open(tmp_path / "driver.log", "w")
+    errors = open(tmp_path / "driver.err", "w")
+    driver = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=errors, start_new_session=True)
+    try:
+        deadline = time.time() + 400
+        while time.time() < deadline and driver.poll() is None:
+            if list(_tune_states(path).values()).count("TERMINATED") >= 2:
+                break
+            time.sleep(1)
+        assert driver.poll() is None, f"driver ended early: {(tmp_path / 'driver.err').read_text()[-3000:]}"
+        # Held still while a second driver starts (seconds on a loaded machine; tiny trials run
+        # faster): the study cannot end and drop its lease meanwhile, and SIGTERM then finds it
+        # inside its trials. Its PID lives and its heartbeat is well inside the lease's TTL.
+        os.kill(driver.pid, signal.SIGSTOP)
+        try:
+            done_before = {tid for tid, s in _tune_states(path).items() if s == "TERMINATED"}
+            # A second driver while the first lives: one line naming the holder.
+            second = _cli("--resume", *where)
+        finally:
+            os.kill(driver.pid, signal.SIGCONT)
+        assert second.returncode == 2, second.stderr
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"driver PID {driver.pid} on " in lines[0], second.stderr
+        driver.send_signal(signal.SIGTERM)
+        stopped_at = time.time()
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        log.close()
+        errors.close()
+    err = (tmp_path / "driver.err").read_text()
+    assert time.time() - stopped_at < 30
+    assert driver.returncode == 143, err
+    # Its own line last (a band-split warning may precede it), and no stack dump.
+    assert err.strip().splitlines()[-1] == (
+        f"freqstudy run: stopped (SIGTERM); study {study}'s running trials are closed as KILLED; "
+        "continue it with --resume"
+    ), err
+    assert "Traceback" not in err and "SIGTERM handler" not in err, err
+    parent = find_study_run(mlflow_server.uri, study)
+    assert not [r for r in trial_runs(mlflow_server.uri, parent) if r["status"] == "RUNNING"]
+    time.sleep(3)  # Ray's reaper takes down the stopped driver's local cluster
+
+    # A flag that disagrees with the study: one line naming it and the study's value.
+    for flags, text in (
+        (["--num-trials", "6"], "--num-trials 6: the study was started with 4"),
+        (["--set", "train.epochs=3"], "--set train.epochs=3: the study runs with train.epochs=1"),
+    ):
+        refused = _cli("--resume", *where, *flags)
+        assert refused.returncode == 2 and text in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
 
     resumed_at_ms = time.time() * 1000
-    summary = run_study(
-        _space(),
-        study=study,
-        data_dir=str(subset_dir),
-        tracking_uri=mlflow_server.uri,
-        storage=str(storage),
-        resume=True,
-        verbose=0,
-    )
-    assert len(summary.trials) == 4
-    assert [t["status"] for t in summary.trials] == ["finished"] * 4
+    done = _cli("--resume", *where, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"study {study}: resumed, 4 trials" in done.stdout
+    assert f"study {study}: 4 trials in " in done.stdout and "4 finished" in done.stdout, done.stdout
 
-    # The same parent run; no new run for a trial that had finished before the kill.
+    # The same parent run; no new run for a trial that had finished before the stop.
     assert count_study_runs(mlflow_server.uri, study) == 1
-    runs = trial_runs(mlflow_server.uri, summary.parent_run_id)
+    runs = trial_runs(mlflow_server.uri, parent)
     for tid in done_before:
         mine = [r for r in runs if r["tags"].get(M.TAG_TRIAL_ID) == tid]
         assert len(mine) == 1 and mine[0]["status"] == "FINISHED"
         assert mine[0]["start_time"] < resumed_at_ms
-    assert not [r for r in runs if r["status"] == "RUNNING"]  # the killed driver's orphan was closed
-    finished_ids = {r["tags"][M.TAG_TRIAL_ID] for r in runs if r["status"] == "FINISHED"}
-    assert finished_ids == {t["metrics"]["trial_id"] for t in summary.trials}
+    assert not [r for r in runs if r["status"] == "RUNNING"]
+    finished = [r for r in runs if r["status"] == "FINISHED"]
+    assert len({r["tags"][M.TAG_TRIAL_ID] for r in finished}) == 4
+    # Every trial, before and after the resume, ran the study's own settings.
+    for r in finished:
+        assert r["params"]["train.epochs"] == "1" and r["params"]["data.train_limit"] == "500", r["params"]
     # The searcher state survived: exactly four Optuna trials, all told, none asked twice.
-    ot = optuna_study(summary.experiment_path)
+    ot = optuna_study(path)
     assert [t.number for t in ot.trials] == [0, 1, 2, 3]
     assert all(t.state.name == "COMPLETE" and len(t.values) == 2 for t in ot.trials)
 

@@ -27,6 +27,7 @@ PURE = [
     "study.band_warnings",
     "study.metrics",
     "study.errors",
+    "study.provenance",
     "study.objectives",
     "study.selection.pareto",
     "study.selection.choose",
@@ -46,6 +47,7 @@ PURE = [
     "study.search.space_parser",
     "study.search.trials",
     "study.search.summary",
+    "study.search.opening",
     "study.engine.trial",
     "study.data",
     "study.cifar10c",
@@ -193,6 +195,7 @@ def test_the_cycle_check_finds_a_cycle():
 PACKAGE_ORDER = [
     "models",
     "study.errors",
+    "study.provenance",
     "study.files",
     "study.npyfiles",
     "study.limits",
