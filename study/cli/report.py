@@ -68,6 +68,17 @@ def write_results_markdown(choice, outcomes, path: Path) -> Path:
     return write_text_atomic(path, "\n".join(parts))
 
 
+def results_from_export(export_dir: Path, path: Path) -> Path:
+    """``results.md`` alone from an export folder: what ``docs/results/paper-cpu.md`` is generated from."""
+    from study.exported import load_export
+    from study.selection.choice import choose
+    from study.selection.choose import parse_objectives
+
+    study_runs, outcomes = load_export(export_dir)
+    choice = choose(study_runs, parse_objectives(None), None, outcomes=outcomes)
+    return write_results_markdown(choice, outcomes, path)
+
+
 def report_from_export(export_dir: Path, out: Path) -> list[Path]:
     """The report and ``results.md`` of an export folder (``study.exported.load_export``), without a
     server: the learned α figure from each learned trial's final ``filters/mean_alpha`` (the per-filter
