@@ -142,3 +142,14 @@ def test_generated_blocks_splice_and_refuse_a_missing_one():
     md = "# s: title\n\nintro\n\n## Test\n\n| a |\n|---|\n| 1 |\n\n### more\n\n| b |\n"
     assert results_body(md) == "intro\n\n### Test\n\n| a |\n|---|\n| 1 |\n\n#### more\n\n| b |\n"
     assert first_table(md) == "| a |\n|---|\n| 1 |\n"
+
+
+def test_report_takes_a_study_or_an_export_not_both(tmp_path, capsys):
+    from study.cli import main
+
+    for argv in (["report"], ["report", "--study", "s", "--from-export", str(DATA)]):
+        assert main([*argv, "--out", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "give --study" in err[0] and "--from-export" in err[0]
+    assert main(["report", "--from-export", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")]) == 2
+    assert "not a folder" in capsys.readouterr().err
