@@ -9,8 +9,13 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--study", required=True)
+    p.add_argument("--study", help="the study in the MLflow store")
     p.add_argument("--tracking-uri")
+    p.add_argument(
+        "--from-export",
+        metavar="DIR",
+        help="read the study from a freqstudy export folder instead (no server; nothing logged)",
+    )
     p.add_argument("--out", help="output folder; default ./report-<study>")
 
 
@@ -63,11 +68,58 @@ def write_results_markdown(choice, outcomes, path: Path) -> Path:
     return write_text_atomic(path, "\n".join(parts))
 
 
+def results_from_export(export_dir: Path, path: Path) -> Path:
+    """``results.md`` alone from an export folder: what ``docs/results/paper-cpu.md`` is generated from."""
+    from study.exported import load_export
+    from study.selection.choice import choose
+    from study.selection.choose import parse_objectives
+
+    study_runs, outcomes = load_export(export_dir)
+    choice = choose(study_runs, parse_objectives(None), None, outcomes=outcomes)
+    return write_results_markdown(choice, outcomes, path)
+
+
+def report_from_export(export_dir: Path, out: Path) -> list[Path]:
+    """The report and ``results.md`` of an export folder (``study.exported.load_export``), without a
+    server: the learned α figure from each learned trial's final ``filters/mean_alpha`` (the per-filter
+    artifacts stay in MLflow), no Fourier maps."""
+    import math
+
+    import numpy as np
+
+    from study import metrics as M
+    from study.exported import load_export
+    from study.reporting.report import write_report
+    from study.selection.choice import choose
+    from study.selection.choose import metric_of, param_of, parse_objectives
+
+    study_runs, outcomes = load_export(export_dir)
+    choice = choose(study_runs, parse_objectives(None), None, outcomes=outcomes)
+    pooled = [
+        metric_of(c.trial, M.FILTER_MEAN_ALPHA)
+        for c in choice.result.candidates
+        if param_of(c.trial, "frequency.mode") == "learned"
+    ]
+    pooled = [a for a in pooled if not math.isnan(a)]
+    alpha = {"mean α per trial": np.array(pooled)} if pooled else {}
+    written = write_report(choice, out, alpha, {}, outcomes)
+    written.append(write_results_markdown(choice, outcomes, out / "results.md"))
+    return written
+
+
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out or f"report-{args.study}")
+    if (args.study is None) == (args.from_export is None):
+        raise ValueError(
+            "give --study (read MLflow) or --from-export DIR (read an export folder), one of them"
+        )
+    out = Path(args.out or f"report-{args.study or Path(args.from_export).name}")
     if out.exists() and not out.is_dir():  # before any server starts
         kind = "a file" if out.is_file() else "not a folder (a device, socket or pipe)"
         raise ValueError(f"--out {out}: is {kind}; give a folder")
+    if args.from_export is not None:
+        written = report_from_export(Path(args.from_export), out)
+        print(f"wrote {out / 'report.html'} and {len(written) - 1} more files (from {args.from_export})")
+        return 0
     from study.reporting.report import REPORT_ARTIFACTS, write_report
     from study.selection.choice import choose
     from study.selection.choose import parse_objectives

@@ -619,3 +619,52 @@ def test_a_throwaway_statistic_and_gain_reach_every_output(smoke, capsys, tmp_pa
     assert "hardest-severity gain (pts)" in results
     assert f"{hard['diff']:+.2f} [{hard['ci_low']:+.2f}, {hard['ci_high']:+.2f}]" in results
     assert "hardest-severity gain (pts)" in (out_dir / "report.html").read_text()
+
+
+def test_export_reads_back_as_the_server_study_and_reports_the_same(smoke, capsys, tmp_path):
+    """``freqstudy export`` then the file-backed source: the same trial records and outcomes as
+    the server's, and ``report --from-export`` writes the ``results.md`` that ``report --study`` writes."""
+    from study.exported import load_export
+    from study.tracking.gains import study_outcomes
+    from study.tracking.queries import load_study
+
+    uri, study = smoke
+    export = tmp_path / "export"
+    code, out, err = run_cli(capsys, "export", "--study", study, "--tracking-uri", uri, "--out", str(export))
+    assert code == 0, err
+    manifest = json.loads((export / "manifest.json").read_text())
+    finished = [t for t in runs_of(uri, study) if t.data.tags.get(M.TAG_ROLE) == "trial"]
+    finished = [t for t in finished if t.info.status == "FINISHED"]
+    assert {f"outcomes/{t.info.run_id}.npz" for t in finished} <= set(manifest["files"])
+    for t in finished:  # the logged artifact byte for byte
+        logged = client(uri).download_artifacts(t.info.run_id, "outcomes.npz", str(tmp_path / t.info.run_id))
+        assert (export / "outcomes" / f"{t.info.run_id}.npz").read_bytes() == Path(logged).read_bytes()
+    with open(export / "runs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["run_id"] for r in rows} == {
+        t.info.run_id for t in runs_of(uri, study) if t.data.tags.get(M.TAG_ROLE) == "trial"
+    }
+
+    runs, outcomes = load_export(export)
+    server_runs = load_study(study, tracking_uri=uri)
+
+    def same(a, b):  # JSON carries NaN as null; compare NaN-aware
+        na = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in a["metrics"].items()}
+        nb = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in b["metrics"].items()}
+        return {**a, "metrics": na} == {**b, "metrics": nb}
+
+    assert len(runs["trials"]) == len(server_runs["trials"])
+    assert all(same(a, b) for a, b in zip(runs["trials"], server_runs["trials"]))
+    assert same(runs["parent"], server_runs["parent"])
+    server_outcomes = study_outcomes(server_runs, tracking_uri=uri)
+    assert sorted(outcomes) == sorted(server_outcomes)
+    assert all(outcomes[k] == server_outcomes[k] for k in outcomes)
+
+    code, _, err = run_cli(
+        capsys, "report", "--study", study, "--tracking-uri", uri, "--out", str(tmp_path / "a")
+    )
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "report", "--from-export", str(export), "--out", str(tmp_path / "b"))
+    assert code == 0, err
+    assert (tmp_path / "b" / "results.md").read_text() == (tmp_path / "a" / "results.md").read_text()
+    assert (tmp_path / "b" / "trials.csv").read_bytes() == (tmp_path / "a" / "trials.csv").read_bytes()

@@ -208,6 +208,7 @@ PACKAGE_ORDER = [
     "study.data",
     "study.cifar10c",
     "study.analysis",
+    "study.exported",
     "study.engine",
     "study.selection",
     "study.reporting",
