@@ -48,10 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pareto": ("pareto", "the study's Pareto set; optionally register the models"),
     "compare": ("compare", "two runs image by image: differences with intervals and p-values"),
     "report": ("report", "the study report: HTML, CSV and PNGs"),
-    "export": (
-        "export",
-        "a study's run table and per-image outcomes as files (read by report --from-export)",
-    ),
+    "export": ("export", "a study's run table and per-image outcomes as files, for report --from-export"),
     "bench": ("bench", "performance benchmarks (torch and numpy only)"),
 }
 

@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass
 
 from study.errors import FieldError
+from study.files import pid_alive
 from study.search import study_files
 
 LEASE_FILE = "freqstudy-lease.json"
@@ -59,21 +60,11 @@ def _holder(value: dict | None) -> Holder | None:
         return None  # a damaged lease holds nothing
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
-
-
 def is_expired(holder: Holder, now: float, *, ttl: float = TTL_S) -> bool:
     """The holder stopped renewing, or it is a process of this host that no longer exists."""
     if now - holder.heartbeat > ttl:
         return True
-    return holder.host == socket.gethostname() and not _pid_alive(holder.pid)
+    return holder.host == socket.gethostname() and not pid_alive(holder.pid)
 
 
 class StudyLease:

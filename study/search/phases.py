@@ -55,6 +55,10 @@ class StudyPlan:
     base_cfg: TrialConfig
 
 
+# The counts a resumed study takes from its stored settings (study.search.settings).
+STORED_COUNTS = ("num_trials", "max_concurrent", "cpus_per_trial", "gpus_per_trial")
+
+
 def plan_study(
     space: SearchSpace,
     study: str,
@@ -130,16 +134,8 @@ def resume_plan(
     given = dict(counts, max_failures=max_failures)
     resolved = str(Path(data_dir).expanduser().resolve()) if data_dir else None
     space = check_resume(stored, space=space, overrides=dict(overrides), counts=given, data_dir=resolved)
-    plan = plan_study(
-        space,
-        study,
-        resume=True,
-        data_dir=stored.data_dir,
-        num_trials=stored.num_trials,
-        max_concurrent=stored.max_concurrent,
-        cpus_per_trial=stored.cpus_per_trial,
-        gpus_per_trial=stored.gpus_per_trial,
-    )
+    own: dict[str, Any] = {k: getattr(stored, k) for k in STORED_COUNTS}  # the study's, not the flags'
+    plan = plan_study(space, study, resume=True, data_dir=stored.data_dir, **own)
     return space, plan, stored.max_failures
 
 

@@ -113,16 +113,8 @@ def settings_for(
 
 # SearchSpace fields compared by a resume (the file's path and description are not the study).
 _SPACE_FIELDS = (
-    "objectives",
-    "sampler",
-    "parameters",
-    "baseline",
-    "points",
-    "num_trials",
-    "replicates",
-    "max_concurrent",
-    "cpus",
-    "gpus",
+    *("objectives", "sampler", "parameters", "baseline", "points"),
+    *("num_trials", "replicates", "max_concurrent", "cpus", "gpus"),
 )
 
 

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from study.config import default_home
-from study.files import write_text_atomic
+from study.files import pid_alive, write_text_atomic
 
 STARTUP_TIMEOUT_S = 180.0  # a cold `mlflow server` on a busy 2-core machine takes tens of seconds
 # MLflow 3 otherwise starts a job runner and seven huey consumers (module mlflow.server.jobs), each
@@ -324,16 +324,6 @@ def _start_server(root: Path, *, host: str = "127.0.0.1", port: int | None = Non
     return uri
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _live_leases(root: Path) -> list[Path]:
     """Lease files of running commands; those of dead ones (killed) are removed."""
     live = []
@@ -342,7 +332,7 @@ def _live_leases(root: Path) -> list[Path]:
             pid = int(lease.name.split("-")[0])
         except ValueError:
             continue
-        if _pid_alive(pid):
+        if pid_alive(pid):
             live.append(lease)
         else:
             lease.unlink(missing_ok=True)
