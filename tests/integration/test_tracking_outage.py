@@ -237,21 +237,23 @@ def test_trial_runs_never_stay_running_once_their_trials_ended(mlflow_server):
 DRIVER = """
 import json, sys
 from study.search.space_parser import load_space
+from study.cli import library_notes
 from study.search.tune import run_study
 
 fixed, data_dir, uri, storage, out = json.loads(sys.argv[1]), *sys.argv[2:]
-summary = run_study(
-    load_space("smoke").with_fixed(fixed),
-    study="server-killed",
-    data_dir=data_dir,
-    tracking_uri=uri,
-    storage=storage,
-    num_trials=3,
-    max_concurrent=1,
-    cpus_per_trial=1,
-    max_failures=0,
-    verbose=0,
-)
+with library_notes("run"):  # the library's notes reach stderr as `freqstudy run` shows them
+  summary = run_study(
+      load_space("smoke").with_fixed(fixed),
+      study="server-killed",
+      data_dir=data_dir,
+      tracking_uri=uri,
+      storage=storage,
+      num_trials=3,
+      max_concurrent=1,
+      cpus_per_trial=1,
+      max_failures=0,
+      verbose=0,
+  )
 trials = [{"status": t["status"], "error": t["error"]} for t in summary.trials]
 with open(out, "w") as f:
     json.dump({"trials": trials, "gains_logged": summary.gains_logged}, f)
@@ -303,5 +305,5 @@ def test_a_server_killed_mid_study_fails_the_remaining_trials_with_a_reason_and_
             assert f"tracking server {private_server.uri}: lost while " in t["error"], t
     assert summary["gains_logged"] == "the tracking server was unreachable"
     closing = [line for line in text.splitlines() if "lost while closing study server-killed" in line]
-    assert len(closing) == 1 and closing[0].startswith("freqstudy run: tracking server "), text[-3000:]
+    assert len(closing) == 1 and closing[0].startswith("freqstudy run: warning: tracking server "), text[-3000:]
     assert "Traceback" not in text, text[-3000:]
