@@ -305,5 +305,6 @@ def test_a_server_killed_mid_study_fails_the_remaining_trials_with_a_reason_and_
             assert f"tracking server {private_server.uri}: lost while " in t["error"], t
     assert summary["gains_logged"] == "the tracking server was unreachable"
     closing = [line for line in text.splitlines() if "lost while closing study server-killed" in line]
-    assert len(closing) == 1 and closing[0].startswith("freqstudy run: warning: tracking server "), text[-3000:]
+    warning = "freqstudy run: warning: tracking server "
+    assert len(closing) == 1 and closing[0].startswith(warning), text[-3000:]
     assert "Traceback" not in text, text[-3000:]
