@@ -310,6 +310,20 @@ def stop_on_sigterm():
         signal.signal(signal.SIGTERM, saved)
 
 
+def stopped_in(error: BaseException) -> Stopped | None:
+    """The :class:`Stopped` behind ``error``, or None. The handler raises it wherever the signal
+    lands; inside Ray's compiled code (``check_signals`` during ``ray.wait``) it comes back as
+    the cause of a ``SystemError``."""
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        if isinstance(e, Stopped):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def stop_study(uri: str, parent_run_id: str, *, study: str) -> None:
     """A stopped study's MLflow side: trial runs still RUNNING and the parent run closed as
     KILLED (a resume reopens the parent and reruns those trials). Quick, since ``ray job

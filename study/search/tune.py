@@ -42,7 +42,6 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.repeater import TRIAL_INDEX
 
 from study import metrics as M
-from study.errors import Stopped
 from study.search.console import StudyConsole, short_config
 from study.search.interrupt import watch_interrupt
 from study.search.opening import open_study, tracking_setup, warn_loopback, worker_env
@@ -54,6 +53,7 @@ from study.search.phases import (
     start_parent_run,
     stop_on_sigterm,
     stop_study,
+    stopped_in,
     trial_record,
 )
 from study.search.samplers import define_by_run, make_sampler
@@ -395,11 +395,14 @@ def _run_opened(
             with watch_interrupt() as sigint, stop_on_sigterm():
                 try:
                     results = tuner.fit()
-                except Stopped:
+                except BaseException as e:
+                    stopped = stopped_in(e)
+                    if stopped is None:
+                        raise
                     view.close()
                     if tracking and parent_run_id:
                         stop_study(uri, parent_run_id, study=study)
-                    raise
+                    raise stopped from None
         finally:
             view.close()
             if started_ray:

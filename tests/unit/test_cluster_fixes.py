@@ -122,3 +122,21 @@ def test_cluster_yaml_restarts_mlflow_without_killing_its_own_shell(tmp_path):
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
+
+
+def test_a_stop_raised_inside_rays_compiled_code_is_still_found():
+    """SIGTERM's handler raises Stopped wherever the signal lands; inside ray.wait's Cython code
+    it surfaces as the cause of a SystemError, which must still end the study as a stop."""
+    from study.errors import Stopped
+    from study.search.phases import stopped_in
+
+    stop = Stopped(15)
+    try:
+        try:
+            raise stop
+        except Stopped as e:
+            raise SystemError("returned a result with an exception set") from e
+    except SystemError as wrapped:
+        assert stopped_in(wrapped) is stop
+    assert stopped_in(stop) is stop
+    assert stopped_in(RuntimeError("a trial failed")) is None
