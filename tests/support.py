@@ -120,3 +120,15 @@ def object_array_npy(path: Path, marker: Path) -> Path:
     """A well-formed ``.npy`` of dtype object whose element touches ``marker`` when loaded."""
     np.save(path, np.array([Payload(marker)], dtype=object), allow_pickle=True)
     return path
+
+
+# A smoke study's settings cut to seconds per trial: what the integration studies run.
+TINY_STUDY: dict[str, Any] = {
+    "train.epochs": 1,
+    "data.train_limit": 500,
+    "train.batch_size": 128,
+    "eval.corruption_limit": 5,
+    "eval.corruptions": ["gaussian_noise", "contrast"],
+    "eval.severities": [1, 3],
+    "eval.test": False,
+}

@@ -26,20 +26,12 @@ import pytest
 from study import metrics as M
 from study.search.space_parser import load_space
 from study.tracking.study_runs import find_study_run
-from tests.support import count_study_runs, optuna_study, trial_runs
+from tests.support import TINY_STUDY, count_study_runs, optuna_study, trial_runs
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = {
-    "train.epochs": 1,
-    "data.train_limit": 500,
-    "train.batch_size": 128,
-    "eval.corruption_limit": 5,
-    "eval.corruptions": ["gaussian_noise", "contrast"],
-    "eval.severities": [1, 3],
-    "eval.test": False,
-}
+TINY = TINY_STUDY
 OBJECTIVES = (M.VAL_CLEAN_ACC, M.VAL_CORRUPTION_ACC)
 
 

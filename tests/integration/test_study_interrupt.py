@@ -18,20 +18,12 @@ from pathlib import Path
 import pytest
 
 from study import metrics as M
-from tests.support import trial_runs
+from tests.support import TINY_STUDY, trial_runs
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = {
-    "train.epochs": 1,
-    "data.train_limit": 500,
-    "train.batch_size": 128,
-    "eval.corruption_limit": 5,
-    "eval.corruptions": ["gaussian_noise"],
-    "eval.severities": [1],
-    "eval.test": False,
-}
+TINY = {**TINY_STUDY, "eval.corruptions": ["gaussian_noise"], "eval.severities": [1]}
 
 
 def _ended_trials(path: Path) -> int:

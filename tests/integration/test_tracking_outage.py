@@ -32,19 +32,12 @@ from study.tracking.server import (
     server_command,
     server_env,
 )
+from tests.support import TINY_STUDY
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = {
-    "train.epochs": 1,
-    "data.train_limit": 500,
-    "train.batch_size": 128,
-    "eval.corruption_limit": 5,
-    "eval.corruptions": ["gaussian_noise", "contrast"],
-    "eval.severities": [1, 3],
-    "eval.test": False,
-}
+TINY = TINY_STUDY
 
 
 class PrivateServer:
