@@ -161,6 +161,12 @@ TAG_TRIAL_ID = "freqstudy.trial_id"  # Ray Tune trial id (absent for `freqstudy 
 # configuration id (the Tune id of its first replicate) and its index 0..R-1 (seed = base + index).
 TAG_CONFIG_ID = "freqstudy.config_id"
 TAG_REPLICATE = "freqstudy.replicate"
+# A raced configuration (``replicates: {min, max}``): every run carries why its race ended --
+# "dominated" | "settled" | "max seeds" | "budget" (study/search/racing.py reasons) or "fixed" --,
+# the seeds the configuration got, and optionally the config id the reason names (the dominating one).
+TAG_RACE_REASON = "freqstudy.race.reason"
+TAG_RACE_SEEDS = "freqstudy.race.seeds"
+TAG_RACE_OTHER = "freqstudy.race.other"
 TAG_STATUS = "freqstudy.status"  # finished | diverged | failed | stopped
 TAG_FAILURE = "freqstudy.failure_reason"  # one line, when not finished
 TAG_MODE = "freqstudy.mode"  # frequency.mode of the trial
