@@ -21,6 +21,7 @@ from study.selection.choice import (
     aliases_of,
     trial_label,
 )
+from study.selection.races import race_of
 
 
 def trial_rows(choice: Choice, intervals: Intervals | None = None) -> list[dict[str, Any]]:
@@ -44,13 +45,18 @@ def trial_rows(choice: Choice, intervals: Intervals | None = None) -> list[dict[
 
 def configuration_rows(choice: Choice, intervals: Intervals | None = None) -> list[dict[str, Any]]:
     """One row per complete configuration (a trial without replicates is its own), fields as
-    :func:`trial_rows`, metrics the means over its replicates, with ``replicates``."""
+    :func:`trial_rows`, metrics the means over its replicates, with ``replicates`` (seeds that
+    ended), ``replicates_failed`` and its race (``seeds``, ``race_reason``, ``race_other``:
+    :func:`study.selection.races.race_of`)."""
     ranks = {c.run_id: c.rank for c in choice.result.candidates}
     aliases = aliases_of(choice)
     rows = []
     for c in choice.result.candidates:
         row = _row(choice, c.trial, ranks, aliases, intervals, True)
         row["replicates"] = int(c.trial.get("replicates", 1))
+        row["replicates_failed"] = int(c.trial.get("replicates_failed", 0))
+        race = race_of(c.trial)
+        row["seeds"], row["race_reason"], row["race_other"] = race.seeds, race.reason, race.other
         rows.append(row)
     return rows
 
