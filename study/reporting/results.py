@@ -85,7 +85,8 @@ def results_rows(
             "run_id": r["run_id"],
             "label": label_of(r),
             "replicates": len(group),
-            "seeds": seeds_text(r),
+            # A plain trial record (no configuration fields) has the seeds it was given.
+            "seeds": seeds_text(r) if "race_reason" in r else str(len(group)),
             "race": race_of(r),
             "race_text": race_text(race_of(r), label),
             "baseline": r["run_id"] == baseline_id,
