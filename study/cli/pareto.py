@@ -167,6 +167,9 @@ def registrations(choice: Choice, rows: list[dict[str, Any]]):
                 "mode": r["mode"],
                 "pareto_position": r["position"],
                 M.TAG_STUDY: choice.study,
+                # How many seeds the version's configuration got and why no more (fixed: no race).
+                "seeds": r["seeds"],
+                "race_reason": r["race_reason"],
             }
         )
         out.append(Registration(run_id=r["run_id"], aliases=tuple(r["aliases"]), tags=tags))

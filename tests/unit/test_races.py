@@ -272,3 +272,15 @@ def test_pareto_table_and_results_md_show_seeds_and_why(raced_study):
     assert "| fixed p=0.25 σ=0 | 2 | dominated by fixed p=0.5 σ=0.5 | configurations (8v2 seeds" in md
     assert "| free σ=0 (baseline) | 8 | max seeds | configurations |" in md
     assert race_paragraph(records)[0].startswith("Seeds: raced, 2 to 8 per configuration")
+
+
+def test_registered_versions_carry_their_race(raced_study):
+    from study.cli.pareto import registrations
+    from study.selection.choice import choose, pareto_rows
+    from study.selection.choose import parse_objectives
+
+    study, outs = raced_study
+    choice = choose(study, parse_objectives(None), None, outcomes=outs)
+    regs = {r.run_id: r.tags for r in registrations(choice, pareto_rows(choice))}
+    assert regs["B0"]["seeds"] == 5 and regs["B0"]["race_reason"] == "settled"
+    assert regs["base0"]["seeds"] == 8 and regs["base0"]["race_reason"] == "max seeds"
