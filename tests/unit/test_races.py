@@ -284,3 +284,16 @@ def test_registered_versions_carry_their_race(raced_study):
     regs = {r.run_id: r.tags for r in registrations(choice, pareto_rows(choice))}
     assert regs["B0"]["seeds"] == 5 and regs["B0"]["race_reason"] == "settled"
     assert regs["base0"]["seeds"] == 8 and regs["base0"]["race_reason"] == "max seeds"
+
+
+def test_every_run_of_trials_csv_says_its_configurations_race(raced_study):
+    from study.reporting.rows import configuration_rows, trial_rows
+    from study.selection.choice import choose
+    from study.selection.choose import parse_objectives
+
+    study, outs = raced_study
+    choice = choose(study, parse_objectives(None), None, outcomes=outs)
+    got = {(r["run_id"][:-1], r["seeds"], r["race_reason"]) for r in trial_rows(choice)}
+    assert got == {("base", 8, "max seeds"), ("B", 5, "settled"), ("A", 2, "dominated")}
+    rows = {r["run_id"]: r for r in configuration_rows(choice)}
+    assert (rows["A0"]["seeds"], rows["A0"]["race_other"], rows["A0"]["replicates"]) == (2, "B", 2)
