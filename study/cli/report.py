@@ -69,6 +69,10 @@ def write_results_markdown(choice, outcomes, path: Path) -> Path:
     return write_text_atomic(path, "\n".join(parts))
 
 
+def _sentence(line: str | None) -> str:
+    return f"{line[0].upper()}{line[1:]}." if line else ""
+
+
 def race_paragraph(records) -> list[str]:
     """results.md's lines on a racing study's seeds (none when every configuration's seeds were fixed)."""
     from study.selection.races import seeds_line, shows_races
@@ -76,7 +80,7 @@ def race_paragraph(records) -> list[str]:
     if not shows_races(records):
         return []
     return [
-        f"{(seeds_line(records) or '').capitalize()}. Seeds were raced (replicates: {{min, max}}, "
+        f"{_sentence(seeds_line(records))} Seeds were raced (replicates: {{min, max}}, "
         "docs/method.md): a configuration got one more seed at a time while its place on the front or "
         "its gain against the baseline was open; 'race ended' says why it got no more: dominated by "
         "a configuration on the front, settled, at max seeds, or out of the study's budget (max_seeds); "

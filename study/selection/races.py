@@ -166,7 +166,7 @@ def seeds_line(records: Sequence[Trial]) -> str | None:
     return f"seeds: raced, {span} per configuration (race ended: {why})"
 
 
-def other_labels(records: Sequence[Trial], label: Callable[[Trial], str]) -> Callable[[str], str]:
+def other_labels(records: Sequence[Trial], label: Callable[[Any], str]) -> Callable[[str], str]:
     """config id -> the label of its record in ``records`` (``label`` of it), else the id itself."""
     by_id: dict[str, str] = {}
     for r in records:
