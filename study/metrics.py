@@ -161,9 +161,9 @@ TAG_TRIAL_ID = "freqstudy.trial_id"  # Ray Tune trial id (absent for `freqstudy 
 # configuration id (the Tune id of its first replicate) and its index 0..R-1 (seed = base + index).
 TAG_CONFIG_ID = "freqstudy.config_id"
 TAG_REPLICATE = "freqstudy.replicate"
-# A raced configuration (``replicates: {min, max}``): every run carries why its race ended --
-# "dominated" | "settled" | "max seeds" | "budget" (study/search/racing.py reasons) or "fixed" --,
-# the seeds the configuration got, and optionally the config id the reason names (the dominating one).
+# How a configuration's race ended (study.search.races), on every run of the configuration once
+# it has: the reason (one of study.search.racing.STOP_REASONS, or "fixed" for plain replicates),
+# the seeds it got, and the configuration id the reason names (the dominating one; absent otherwise).
 TAG_RACE_REASON = "freqstudy.race.reason"
 TAG_RACE_SEEDS = "freqstudy.race.seeds"
 TAG_RACE_OTHER = "freqstudy.race.other"

@@ -63,7 +63,14 @@ def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
     """The Pareto set as an aligned text table plus a few summary lines."""
     from study.selection import choose as P
     from study.selection.choice import shown_settings, trial_label
-    from study.selection.races import other_labels, race_of, race_text, seeds_line, seeds_text, shows_races
+    from study.selection.race_outcomes import (
+        other_labels,
+        race_of,
+        race_text,
+        seeds_line,
+        seeds_text,
+        shows_races,
+    )
 
     objs = [o.metric for o in choice.result.objectives]
     configs = [c.trial for c in choice.result.candidates]

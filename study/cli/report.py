@@ -75,7 +75,7 @@ def _sentence(line: str | None) -> str:
 
 def race_paragraph(records) -> list[str]:
     """results.md's lines on a racing study's seeds (none when every configuration's seeds were fixed)."""
-    from study.selection.races import seeds_line, shows_races
+    from study.selection.race_outcomes import seeds_line, shows_races
 
     if not shows_races(records):
         return []

@@ -23,7 +23,14 @@ from study.selection.choice import (
     shown_settings,
     trial_label,
 )
-from study.selection.races import other_labels, race_of, race_text, seeds_line, seeds_text, shows_races
+from study.selection.race_outcomes import (
+    other_labels,
+    race_of,
+    race_text,
+    seeds_line,
+    seeds_text,
+    shows_races,
+)
 
 
 def _ci_of(row: Mapping[str, Any], key: str) -> tuple[Any, Any]:

@@ -23,7 +23,7 @@ from study.analysis.gains import GAINS, Gain
 from study.analysis.outcomes import Outcomes
 from study.analysis.paired import compare_groups, gain_interval, group_summary
 from study.reporting.formatting import DASH, fmt_p, with_ci
-from study.selection.races import other_labels, race_of, race_text, seeds_text
+from study.selection.race_outcomes import other_labels, race_of, race_text, seeds_text
 
 CATEGORIES = tuple(M.CATEGORIES)
 
@@ -69,7 +69,7 @@ def results_rows(
             :func:`~study.analysis.paired.gain_interval` here.
 
     Row fields: ``run_id``, ``label``, ``replicates`` (runs with outcomes), ``seeds`` (what the
-    configuration got, as shown), ``race`` (:class:`~study.selection.races.Race`), ``race_text``,
+    configuration got, as shown), ``race`` (:class:`~study.selection.race_outcomes.Race`), ``race_text``,
     ``baseline``; per evaluated split,
     ``<split>`` (statistic -> ``(mean, low, high)``, its own), ``<split>_gains`` (gain name
     -> Difference) and ``<split>_diff`` (``category/<cat>`` -> Difference).

@@ -22,7 +22,7 @@ from study.selection.choice import (
     trial_label,
 )
 from study.selection.configurations import config_id_of
-from study.selection.races import race_of
+from study.selection.race_outcomes import race_of
 
 
 def trial_rows(choice: Choice, intervals: Intervals | None = None) -> list[dict[str, Any]]:
@@ -34,7 +34,7 @@ def trial_rows(choice: Choice, intervals: Intervals | None = None) -> list[dict[
     validation split); blank without per-image outcomes, and blank on the runs of a
     configuration with several replicates (whose intervals are the configuration's:
     :func:`configuration_rows`, ``pareto.csv``). ``seeds`` and ``race_reason`` are its
-    configuration's (:func:`study.selection.races.race_of`)."""
+    configuration's (:func:`study.selection.race_outcomes.race_of`)."""
     ranks = {c.run_id: c.rank for c in choice.result.candidates}
     aliases = aliases_of(choice)
     config_of = {config_id_of(c): c for c in choice.configurations}
@@ -54,7 +54,7 @@ def configuration_rows(choice: Choice, intervals: Intervals | None = None) -> li
     """One row per complete configuration (a trial without replicates is its own), fields as
     :func:`trial_rows`, metrics the means over its replicates, with ``replicates`` (seeds that
     ended), ``replicates_failed`` and its race (``seeds``, ``race_reason``, ``race_other``:
-    :func:`study.selection.races.race_of`)."""
+    :func:`study.selection.race_outcomes.race_of`)."""
     ranks = {c.run_id: c.rank for c in choice.result.candidates}
     aliases = aliases_of(choice)
     rows = []

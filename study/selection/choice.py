@@ -19,7 +19,7 @@ from study.errors import FieldError
 from study.objectives import Objective
 from study.selection import choose as P
 from study.selection.configurations import group_configurations, replicates_of
-from study.selection.races import race_of
+from study.selection.race_outcomes import race_of
 
 MAX_FOURIER_PANELS = 7  # the baseline and the first 6 Pareto models: a wider figure stops being legible
 

@@ -21,9 +21,9 @@ records in, plain records out.
   aside). A group that breaks this is never averaged: its record carries
   ``inconsistent`` (one line naming the runs and what differs), which leaves it out of
   the sort (``choose.incomplete_reason``) and is shown by the commands. So is a group whose
-  runs disagree on their race's outcome (:func:`study.selection.races.race_problem`).
+  runs disagree on their race's outcome (:func:`study.selection.race_outcomes.race_problem`).
 - Every configuration record says how many seeds it got and why no more
-  (``seeds``, ``race_reason``, ``race_other``: :mod:`study.selection.races`); configurations
+  (``seeds``, ``race_reason``, ``race_other``: :mod:`study.selection.race_outcomes`); configurations
   of a racing study have unequal numbers of seeds, and every mean and interval is over the
   seeds each one has.
 """
@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from study import metrics as M
-from study.selection.races import is_racing_study, race_problem, record_race
+from study.selection.race_outcomes import is_racing_study, race_problem, record_race
 
 Trial = Mapping[str, Any]
 

@@ -1,16 +1,17 @@
 """How many seeds each configuration got, and why it got no more: its race's outcome as the
-commands show it.
+commands show it (the race itself is run by :mod:`study.search.races` and
+:mod:`study.search.racing`; this module only reads what they leave on the runs).
 
 A configuration of a racing study (``replicates: {min, max}``) starts with ``min`` seeds and
-gets one more at a time until the racer stops it (:mod:`study.search.racing`): ``dominated``
-by a configuration on the front, ``settled``, at ``max seeds``, or out of ``budget``. The
-searcher then tags every run of the configuration with the reason
-(:data:`~study.metrics.TAG_RACE_REASON`), the seeds it got
-(:data:`~study.metrics.TAG_RACE_SEEDS`) and, for ``dominated``, the configuration that
-dominates it (:data:`~study.metrics.TAG_RACE_OTHER`, a ``freqstudy.config_id``). A study with
-a plain ``replicates: R``, or runs logged before racing existed, carry no such tags: their
-seeds are ``fixed`` (R). A configuration of a racing study whose runs are not tagged yet is
-still ``open`` (its race is being decided). Pure: plain records in, plain values out.
+gets one more at a time until the racer stops it: ``dominated`` by a configuration on the
+front, ``settled``, at ``max seeds``, or out of ``budget``. The searcher then tags every run
+of the configuration with the reason (:data:`~study.metrics.TAG_RACE_REASON`), the seeds it
+got (:data:`~study.metrics.TAG_RACE_SEEDS`) and the configuration the reason names, if any
+(:data:`~study.metrics.TAG_RACE_OTHER`, a ``freqstudy.config_id``: the dominating one). A study
+with a plain ``replicates: R`` is tagged (or, logged before racing existed, taken as) ``fixed``
+with R seeds. A configuration of a racing study whose runs are not tagged yet is still
+``open`` (its race is being decided, or its tags are still to be written). Pure: plain
+records in, plain values out.
 """
 
 from __future__ import annotations

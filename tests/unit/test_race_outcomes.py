@@ -11,7 +11,7 @@ from study import metrics as M
 from study.analysis.outcomes import Outcomes
 from study.metrics import BENCHMARK_CORRUPTIONS
 from study.selection.configurations import group_configurations
-from study.selection.races import (
+from study.selection.race_outcomes import (
     FIXED,
     OPEN,
     REASONS,
