@@ -161,6 +161,12 @@ TAG_TRIAL_ID = "freqstudy.trial_id"  # Ray Tune trial id (absent for `freqstudy 
 # configuration id (the Tune id of its first replicate) and its index 0..R-1 (seed = base + index).
 TAG_CONFIG_ID = "freqstudy.config_id"
 TAG_REPLICATE = "freqstudy.replicate"
+# How a configuration's race ended (study.search.races), on every run of the configuration once
+# it has: the reason (one of study.search.racing.STOP_REASONS, or "fixed" for plain replicates),
+# the seeds it got, and the configuration id the reason names (the dominating one; absent otherwise).
+TAG_RACE_REASON = "freqstudy.race.reason"
+TAG_RACE_SEEDS = "freqstudy.race.seeds"
+TAG_RACE_OTHER = "freqstudy.race.other"
 TAG_STATUS = "freqstudy.status"  # finished | diverged | failed | stopped
 TAG_FAILURE = "freqstudy.failure_reason"  # one line, when not finished
 TAG_MODE = "freqstudy.mode"  # frequency.mode of the trial

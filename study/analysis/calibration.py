@@ -6,7 +6,10 @@ simulated studies (:mod:`study.analysis.simulate`) of three configurations at
 ``max(rs)`` seeds: a baseline A, a configuration B with a real effect, and A',
 identical to A in distribution. A 95% interval of B - A must cover the truth
 (coverage) and A' - A must give p < 0.05 rarely (null rejection); the first R
-seeds of each configuration give the cell for R. Monte-Carlo sd of a coverage
+seeds of each configuration give the cell for R. A cell for a pair ``(R_A, R_B)``
+compares the first R_A seeds of A with the first R_B of B (and of A'): the unequal
+seeds of a racing study, where a dominated configuration stops at 2 and the
+baseline goes on to 8. Monte-Carlo sd of a coverage
 near 95% over M studies: ``sqrt(0.95 * 0.05 / M)`` (0.49 points at M = 2000).
 """
 
@@ -39,7 +42,7 @@ class Cell:
 
     regime: str
     statistic: str
-    replicates: int
+    replicates: int | tuple[int, int]
     coverage: float
     null_rejection: float
     power: float
@@ -69,7 +72,7 @@ def _judge(res: dict, target: float, alpha: float) -> tuple[np.ndarray, np.ndarr
 
 def calibrate(
     regime: simulate.Regime,
-    rs: Sequence[int] = (2, 3, 5, 10),
+    rs: Sequence[int | tuple[int, int]] = (2, 3, 5, 10),
     *,
     studies: int = 2000,
     shift: float | None = None,
@@ -83,6 +86,7 @@ def calibrate(
     """Coverage, null rejection and power per statistic and R for one regime.
 
     Args:
+        rs: seeds per configuration: R for both sides, or ``(R_A, R_B)`` (A the baseline).
         shift: logit effect of B on every corruption (default: +2 points of
             CIFAR-10-C accuracy); ``clean_shift`` its effect on clean images.
         seed_scale: factor on the seed parts of B and A' (1: the same seed
@@ -96,20 +100,22 @@ def calibrate(
     shifts, cleans, scales = [0.0, shift, 0.0], [0.0, clean_shift, 0.0], [1.0, seed_scale, seed_scale]
     tr = simulate.truth(regime, shifts, cleans, scales)
     alpha = 1.0 - confidence
-    acc: dict[tuple[str, int], dict[str, list[np.ndarray]]] = {
+    acc: dict[tuple[str, int | tuple[int, int]], dict[str, list[np.ndarray]]] = {
         (s, r): {"cover": [], "null": [], "power": [], "share": []} for s in statistics for r in rs
     }
+    most = max(max((r,) if isinstance(r, int) else r) for r in rs)
     done = 0
     while done < studies:
         m = min(chunk, studies - done)
         sc = simulate.scores(
-            simulate.simulate(rng, regime, shifts, max(rs), studies=m, clean_shift=cleans, seed_scale=scales)
+            simulate.simulate(rng, regime, shifts, most, studies=m, clean_shift=cleans, seed_scale=scales)
         )
         for s in statistics:
             y, kind = _stat_scores(sc, s)
             for r in rs:
-                eff = seedlevel.difference_arrays(y[:, 0, :r], y[:, 1, :r], kind)
-                nul = seedlevel.difference_arrays(y[:, 0, :r], y[:, 2, :r], kind)
+                ra, rb = (r, r) if isinstance(r, int) else r
+                eff = seedlevel.difference_arrays(y[:, 0, :ra], y[:, 1, :rb], kind)
+                nul = seedlevel.difference_arrays(y[:, 0, :ra], y[:, 2, :rb], kind)
                 cover, p = _judge(eff, _target(tr, s, 1), alpha)
                 acc[(s, r)]["cover"].append(cover)
                 acc[(s, r)]["power"].append(p < alpha)

@@ -63,12 +63,29 @@ def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
     """The Pareto set as an aligned text table plus a few summary lines."""
     from study.selection import choose as P
     from study.selection.choice import shown_settings, trial_label
+    from study.selection.race_outcomes import (
+        other_labels,
+        race_of,
+        race_text,
+        seeds_line,
+        seeds_text,
+        shows_races,
+    )
 
     objs = [o.metric for o in choice.result.objectives]
+    configs = [c.trial for c in choice.result.candidates]
+    seeds = seeds_line(configs)
     cols: list[tuple[str, Any]] = [
         ("#", lambda r: r["position"]),
         ("trial", lambda r: r["trial"]),
         ("mode", lambda r: r["mode"]),
+    ]
+    if seeds is not None:  # a study of one seed per configuration keeps its narrow table
+        cols.append(("seeds", seeds_text))
+    if shows_races(configs):
+        label = other_labels(choice.configurations, trial_label)
+        cols.append(("race ended", lambda r: race_text(race_of(r), label)))
+    cols += [
         # Settings that mean nothing in a row's mode are shown as '-' (study.selection.choice.shown_settings).
         ("p", lambda r: _fmt(shown_settings(r)["proportion"])),
         ("cutoff", lambda r: _fmt(shown_settings(r)["cutoff"])),
@@ -117,6 +134,8 @@ def format_table(choice: Choice, rows: list[dict[str, Any]]) -> str:
         "over test images; p adj: Holm over every configuration's gain and clean drop (primary family)",
         f"scope: {gain_scope_text(rows)}",
     ]
+    if seeds is not None:
+        lines.append(seeds)
     if not choice.gains:
         lines.append("intervals: none (the baseline has no per-image outcomes to pair with)")
     if choice.champion is not None:
@@ -155,6 +174,9 @@ def registrations(choice: Choice, rows: list[dict[str, Any]]):
                 "mode": r["mode"],
                 "pareto_position": r["position"],
                 M.TAG_STUDY: choice.study,
+                # How many seeds the version's configuration got and why no more (fixed: no race).
+                "seeds": r["seeds"],
+                "race_reason": r["race_reason"],
             }
         )
         out.append(Registration(run_id=r["run_id"], aliases=tuple(r["aliases"]), tags=tags))

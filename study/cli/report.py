@@ -51,6 +51,7 @@ def write_results_markdown(choice, outcomes, path: Path) -> Path:
         "print at their resolution: '≤ 0.001' below it.",
         "",
     ]
+    parts += race_paragraph(records)
     for split, what in (
         ("test", "Test set (reported, never chosen on)"),
         ("val", "Validation copy (what the search optimised)"),
@@ -66,6 +67,27 @@ def write_results_markdown(choice, outcomes, path: Path) -> Path:
             "",
         ]
     return write_text_atomic(path, "\n".join(parts))
+
+
+def _sentence(line: str | None) -> str:
+    return f"{line[0].upper()}{line[1:]}." if line else ""
+
+
+def race_paragraph(records) -> list[str]:
+    """results.md's lines on a racing study's seeds (none when every configuration's seeds were fixed)."""
+    from study.selection.race_outcomes import seeds_line, shows_races
+
+    if not shows_races(records):
+        return []
+    return [
+        f"{_sentence(seeds_line(records))} Seeds were raced (replicates: {{min, max}}, "
+        "docs/method.md): a configuration got one more seed at a time while its place on the front or "
+        "its gain against the baseline was open; 'race ended' says why it got no more: dominated by "
+        "a configuration on the front, settled, at max seeds, or out of the study's budget (max_seeds); "
+        "open: still racing. Configurations therefore rest on unequal numbers of seeds, and each interval "
+        "uses every seed of each side.",
+        "",
+    ]
 
 
 def results_from_export(export_dir: Path, path: Path) -> Path:

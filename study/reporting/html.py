@@ -23,6 +23,14 @@ from study.selection.choice import (
     shown_settings,
     trial_label,
 )
+from study.selection.race_outcomes import (
+    other_labels,
+    race_of,
+    race_text,
+    seeds_line,
+    seeds_text,
+    shows_races,
+)
 
 
 def _ci_of(row: Mapping[str, Any], key: str) -> tuple[Any, Any]:
@@ -120,8 +128,16 @@ def render_html(
             )
     # What each row's gain intervals speak of: "configurations" or "networks" (one seed: two networks).
     gain_cols.append(("gain_scope", "intervals about"))
-    if any(r.get("replicates", 1) > 1 for r in complete):
-        gain_cols.insert(4, ("replicates", "seeds"))
+    # Seeds per configuration (and, in a racing study, why a configuration got no more); a study of
+    # one seed each keeps its narrow tables.
+    configs = [c.trial for c in choice.result.candidates]
+    seeds = seeds_line(configs)
+    race_cols: list[tuple[Any, str]] = [(seeds_text, "seeds")] if seeds is not None else []
+    if shows_races(configs):
+        label = other_labels(choice.configurations, trial_label)
+        race_cols.append((lambda r: race_text(race_of(r), label), "race ended"))
+    gain_cols[4:4] = race_cols
+    seeds_txt = f" {seeds[0].upper()}{seeds[1:]}." if seeds else ""
     obj_cols = [(objective(o.metric), f"{o.metric} ({o.short}) [95% CI]") for o in choice.result.objectives]
     objs = {o.metric for o in choice.result.objectives}
     pareto_cols = (
@@ -129,6 +145,7 @@ def render_html(
             ("position", "#"),
             ("trial", "trial"),
             ("mode", "mode"),
+            *race_cols,
             (lambda r: fmt(shown_settings(r)["proportion"]), "p"),
             (lambda r: fmt(shown_settings(r)["cutoff"]), "cutoff"),
             ("perturbation", "σ"),
@@ -185,7 +202,8 @@ def render_html(
 <p>{e(_counts(choice, len(rows)))} finished their full training budget and are
 chosen from ({e(choice.result.describe_excluded())}); {len(pareto)} on the Pareto front of
 {e(", ".join(f"{o.metric} ({o.short})" for o in choice.result.objectives))}.
-Baseline: {base_txt}. Choosing uses validation metrics only; test and CIFAR-10-C numbers are reported.
+Baseline: {base_txt}.{e(seeds_txt)}
+Choosing uses validation metrics only; test and CIFAR-10-C numbers are reported.
 Gains are test-split points against the baseline; relative mCE = 100 · Σ<sub>c</sub> E<sub>c</sub>(model) /
 Σ<sub>c</sub> E<sub>c</sub>(baseline) over the benchmark corruptions evaluated. {e(gains_txt)}{acc_txt}
 {e(report_note(choice.trials))}</p>

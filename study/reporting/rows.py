@@ -21,6 +21,8 @@ from study.selection.choice import (
     aliases_of,
     trial_label,
 )
+from study.selection.configurations import config_id_of
+from study.selection.race_outcomes import race_of
 
 
 def trial_rows(choice: Choice, intervals: Intervals | None = None) -> list[dict[str, Any]]:
@@ -31,26 +33,37 @@ def trial_rows(choice: Choice, intervals: Intervals | None = None) -> list[dict[
     p-value (``robustness_gain_ci_low``, ..., ``robustness_gain_p``; ``val_`` for the
     validation split); blank without per-image outcomes, and blank on the runs of a
     configuration with several replicates (whose intervals are the configuration's:
-    :func:`configuration_rows`, ``pareto.csv``)."""
+    :func:`configuration_rows`, ``pareto.csv``). ``seeds`` and ``race_reason`` are its
+    configuration's (:func:`study.selection.race_outcomes.race_of`)."""
     ranks = {c.run_id: c.rank for c in choice.result.candidates}
     aliases = aliases_of(choice)
+    config_of = {config_id_of(c): c for c in choice.configurations}
     rows = []
     for t in choice.trials:
         runs = choice.members.get(t["run_id"], [t] if not choice.members else [])
         own = len(runs) == 1  # the run is its configuration: the intervals are its own
-        rows.append(_row(choice, t, ranks, aliases, intervals if own else None, own))
+        row = _row(choice, t, ranks, aliases, intervals if own else None, own)
+        # Each run says its configuration's seeds and why they stopped there.
+        race = race_of(config_of.get(config_id_of(t), t))
+        row["seeds"], row["race_reason"] = race.seeds, race.reason
+        rows.append(row)
     return rows
 
 
 def configuration_rows(choice: Choice, intervals: Intervals | None = None) -> list[dict[str, Any]]:
     """One row per complete configuration (a trial without replicates is its own), fields as
-    :func:`trial_rows`, metrics the means over its replicates, with ``replicates``."""
+    :func:`trial_rows`, metrics the means over its replicates, with ``replicates`` (seeds that
+    ended), ``replicates_failed`` and its race (``seeds``, ``race_reason``, ``race_other``:
+    :func:`study.selection.race_outcomes.race_of`)."""
     ranks = {c.run_id: c.rank for c in choice.result.candidates}
     aliases = aliases_of(choice)
     rows = []
     for c in choice.result.candidates:
         row = _row(choice, c.trial, ranks, aliases, intervals, True)
         row["replicates"] = int(c.trial.get("replicates", 1))
+        row["replicates_failed"] = int(c.trial.get("replicates_failed", 0))
+        race = race_of(c.trial)
+        row["seeds"], row["race_reason"], row["race_other"] = race.seeds, race.reason, race.other
         rows.append(row)
     return rows
 

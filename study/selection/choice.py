@@ -19,6 +19,7 @@ from study.errors import FieldError
 from study.objectives import Objective
 from study.selection import choose as P
 from study.selection.configurations import group_configurations, replicates_of
+from study.selection.race_outcomes import race_of
 
 MAX_FOURIER_PANELS = 7  # the baseline and the first 6 Pareto models: a wider figure stops being legible
 
@@ -248,6 +249,8 @@ def pareto_rows(choice: Choice) -> list[dict[str, Any]]:
             row.setdefault(key, P.metric_of(t, key))
         row.update(P.trial_gains(t, choice.baseline))
         row["crowding_distance"] = c.crowding
+        race = race_of(t)  # seeds it got and why no more (fixed: replicates R, or one seed)
+        row["seeds"], row["race_reason"], row["race_other"] = race.seeds, race.reason, race.other
         row["replicates"] = replicates_of(t)
         row["replicates_failed"] = int(t.get("replicates_failed", 0))
         row["runs"] = list(t.get("members", [t["run_id"]]))

@@ -20,7 +20,12 @@ records in, plain records out.
   most one run that ended per replicate index (a retried replicate's crashed attempts
   aside). A group that breaks this is never averaged: its record carries
   ``inconsistent`` (one line naming the runs and what differs), which leaves it out of
-  the sort (``choose.incomplete_reason``) and is shown by the commands.
+  the sort (``choose.incomplete_reason``) and is shown by the commands. So is a group whose
+  runs disagree on their race's outcome (:func:`study.selection.race_outcomes.race_problem`).
+- Every configuration record says how many seeds it got and why no more
+  (``seeds``, ``race_reason``, ``race_other``: :mod:`study.selection.race_outcomes`); configurations
+  of a racing study have unequal numbers of seeds, and every mean and interval is over the
+  seeds each one has.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from study import metrics as M
+from study.selection.race_outcomes import is_racing_study, race_problem, record_race
 
 Trial = Mapping[str, Any]
 
@@ -122,6 +128,7 @@ def group_configurations(trials: Sequence[Trial]) -> tuple[list[dict[str, Any]],
         by_config.setdefault(config_id_of(t), []).append(t)
     records: list[dict[str, Any]] = []
     members: dict[str, list[Trial]] = {}
+    racing = is_racing_study(trials)
     for runs in by_config.values():
         if len(runs) == 1 and M.TAG_CONFIG_ID not in runs[0].get("tags", {}):
             records.append(runs[0])  # type: ignore[arg-type]
@@ -138,7 +145,9 @@ def group_configurations(trials: Sequence[Trial]) -> tuple[list[dict[str, Any]],
         running = [t for t in chosen if t.get("status") in ("RUNNING", "SCHEDULED")]
         failed = len(chosen) - len(done) - len(running)
         record = _record(done or chosen, failed)
-        problem = inconsistency(str(runs[0].get("tags", {}).get(M.TAG_CONFIG_ID)), runs)
+        record.update(record_race(runs, done, racing))
+        config_id = str(runs[0].get("tags", {}).get(M.TAG_CONFIG_ID))
+        problem = inconsistency(config_id, runs) or race_problem(config_id, runs, done)
         if problem is not None:  # never averaged, never chosen: named instead
             record["inconsistent"] = problem
         if running:  # seeds still training: the configuration is not complete yet
