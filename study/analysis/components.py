@@ -110,8 +110,8 @@ def simulated_components(
     regime: simulate.Regime,
     *,
     configurations: int = 20,
-    seeds: int = 4,
-    studies: int = 6,
+    seeds: int = 6,
+    studies: int = 10,
     seed: int = 0,
 ) -> dict[str, Measured]:
     """What :func:`measure` gives, averaged over ``studies`` simulated studies of
@@ -166,10 +166,10 @@ def fit_regime(
     measured: Mapping[str, Measured],
     *,
     name: str = "fitted",
-    iterations: int = 6,
+    iterations: int = 4,
     configurations: int = 20,
-    seeds: int = 4,
-    studies: int = 6,
+    seeds: int = 6,
+    studies: int = 10,
     seed: int = 0,
 ) -> FittedRegime:
     """The regime whose simulated components come closest to ``measured``.
