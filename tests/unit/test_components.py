@@ -87,7 +87,9 @@ def study_records(sim: simulate.Simulated, m: int, split: str = "val", seeds=Non
                 }
             )
             arrays = simulate.to_outcomes(sim, m, k, r, split)
-            outcomes[rid] = Outcomes(arrays, {split: {"n": len(arrays[f"{split}/clean"])}})
+            outcomes[rid] = Outcomes(
+                arrays, {split: {"n": len(arrays[f"{split}/clean"]), "source": "simulated"}}
+            )
     return {"study": "synthetic", "parent": None, "trials": trials}, outcomes
 
 
