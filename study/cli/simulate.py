@@ -150,11 +150,11 @@ def format_result(doc: dict[str, Any]) -> str:
         f"seed x corruption {reg['seed_corruption_sd']:.3g}, seed x image {reg['quirk_sd']:.3g}, "
         f"configuration x image {reg['config_image_sd']:.3g}; {reg['n_clean']} clean, "
         f"{reg['n_corrupted']} corrupted images",
-        "components (points²)      measured   simulated",
+        f"{'components (points²)':<30}{'measured':>9}   {'simulated':>9}",
     ]
     for r in doc["components"]:
         lines.append(
-            f"  {r['statistic'] + ' ' + r['component']:<24}{r['measured']:>9.3g}   {r['simulated']:>9.3g}"
+            f"  {r['statistic'] + ' ' + r['component']:<28}{r['measured']:>9.3g}   {r['simulated']:>9.3g}"
         )
     lines.append(
         "a problem: a true front of 3-5 configurations, the rest 3-10 points behind it "
