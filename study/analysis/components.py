@@ -103,6 +103,9 @@ class FittedRegime(simulate.Regime):
         return super().corruption_base() + self.corruption_offset
 
 
+# Logit spreads beyond this are not a model of a trained network (the accuracy would be a
+# coin flip per seed); the fit stops there.
+MAX_SPREAD = 5.0
 _SPREADS = ("seed_sd", "seed_corruption_sd", "quirk_sd", "config_image_sd")
 
 
@@ -150,6 +153,15 @@ def _vector(m: Mapping[str, Measured]) -> np.ndarray:
     )
 
 
+def _root(f, low: float = -30.0, high: float = 30.0) -> float:
+    """The root of an increasing ``f`` in [low, high], or the end nearer one (a level that
+    the spreads cannot reach: with large ones the expected accuracy is squeezed toward 50%)."""
+    fl, fh = f(low), f(high)
+    if fl >= 0 or fh <= 0:
+        return low if abs(fl) <= abs(fh) else high
+    return float(optimize.brentq(f, low, high, xtol=1e-6))
+
+
 def _with_levels(regime: FittedRegime, levels: Mapping[str, float]) -> FittedRegime:
     """``regime`` with the clean offset and the corruption offset that give ``levels``
     (percent) as expected accuracies of an unshifted configuration."""
@@ -157,8 +169,8 @@ def _with_levels(regime: FittedRegime, levels: Mapping[str, float]) -> FittedReg
     def at(field: str, value: float, stat: str) -> float:
         return float(simulate.truth(replace(regime, **{field: value}), [0.0])[stat][0]) - levels[stat]
 
-    clean = optimize.brentq(lambda b: at("base_clean", b, "clean_acc"), -8.0, 8.0, xtol=1e-6)
-    offset = optimize.brentq(lambda o: at("corruption_offset", o, "corruption_acc"), -8.0, 8.0, xtol=1e-6)
+    clean = _root(lambda b: at("base_clean", b, "clean_acc"))
+    offset = _root(lambda o: at("corruption_offset", o, "corruption_acc"))
     return replace(regime, base_clean=clean, corruption_offset=offset)
 
 
@@ -234,7 +246,7 @@ def fit_regime(
         b = (target - value + jac @ theta) / scale
         proposal, _ = optimize.nnls(a, b)
         # Damped: at most a 4-fold change of a variance per step (the map bends where expit does).
-        proposal = np.clip(proposal, theta / 4.0, 4.0 * theta + 0.01)
+        proposal = np.clip(proposal, theta / 4.0, np.minimum(4.0 * theta + 0.01, MAX_SPREAD**2))
         theta = proposal
         value = components_of(theta)
         loss = float(np.sum(((value - target) / scale) ** 2))

@@ -206,3 +206,97 @@ def test_simulate_reports_cost_and_accuracy_beside_fixed_seeds(studies, capsys, 
     code, out, err = run_cli(capsys, *argv, "--fixed", "3", "--tracking-uri", uri)
     assert code == 0, err
     assert "racing m = 2, M = 4" in out and "fixed R = 3" in out and "P(exact true front)" in out
+
+
+def val_score(o, stat: str) -> np.ndarray:
+    """Per-image score of a run on val, by hand: correctness (clean) or its mean over the
+    benchmark corruptions' keys (the CIFAR-10-C mean)."""
+    from study.metrics import BENCHMARK_CORRUPTIONS
+
+    if stat == "clean_acc":
+        return o.arrays["val/clean"].astype(float)
+    keys = [k for k in o.arrays if k.startswith("val/") and k.split("/")[1] in BENCHMARK_CORRUPTIONS]
+    return np.mean([o.arrays[k] for k in keys], axis=0, dtype=float)
+
+
+@pytest.fixture(scope="module")
+def trained(mlflow_server, subset_dir, tmp_path_factory):
+    """A real replicated study (``freqstudy run``, real Ray, real training on the CIFAR-10
+    subset): the smoke space at 2 configurations x 2 seeds, 1 epoch on 500 images."""
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path_factory.mktemp("freqstudy-home")
+    space = home / "replicated.yaml"
+    text = (REPO / "search_spaces" / "smoke.yaml").read_text().replace("num_trials: 6", "num_trials: 2")
+    space.write_text(text + "replicates: 2\n")
+    env = {**os.environ, "FREQSTUDY_HOME": str(home), "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "study.cli", "run", "--space", str(space), "--study", "plan-trained"]
+    cmd += [
+        "--data-dir",
+        str(subset_dir),
+        "--tracking-uri",
+        mlflow_server.uri,
+        "--storage",
+        str(home / "studies"),
+    ]
+    cmd += ["--max-concurrent", "2", "--cpus-per-trial", "1"]
+    for key, value in {"train.epochs": 1, "data.train_limit": 500, "eval.test": "false"}.items():
+        cmd += ["--set", f"{key}={value}"]
+    cmd += ["--set", "tracking.log_model=false"]
+    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    assert out.returncode == 0, f"freqstudy run failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return mlflow_server.uri, "plan-trained"
+
+
+@pytest.mark.slow
+def test_plan_on_a_trained_study_equals_its_outcomes_read_by_hand(trained, capsys):
+    """On real trained runs: the components equal those computed from each run's
+    outcomes.npz downloaded by hand and grouped by its configuration tag."""
+    from mlflow import MlflowClient
+
+    from study.analysis.outcomes import decode
+
+    uri, study = trained
+    code, out, err = run_cli(
+        capsys, "plan", "--study", study, "--effect", "5", "--tracking-uri", uri, "--json"
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(study)
+    groups: dict[str, list] = {}
+    base = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in client.search_runs([exp.experiment_id], filter_string=f"tags.`{M.TAG_ROLE}` = 'trial'"):
+            if r.info.status != "FINISHED":
+                continue
+            path = client.download_artifacts(r.info.run_id, OUTCOMES_ARTIFACT, tmp)
+            groups.setdefault(r.data.tags[M.TAG_CONFIG_ID], []).append(decode(Path(path).read_bytes()))
+            if r.data.tags.get(M.TAG_BASELINE) == "true":
+                base = r.data.tags[M.TAG_CONFIG_ID]
+    assert base is not None and sorted(len(g) for g in groups.values()) == [2, 2]
+    order = [base] + [k for k in groups if k != base]
+    assert doc["configurations"] == 2 and doc["seeds"]["used"] == 2
+    for row, stat in zip(doc["objectives"], ("clean_acc", "corruption_acc")):
+        want = measure([np.stack([val_score(o, stat) for o in groups[k]]) for k in order], stat)
+        assert row["run_var"] == pytest.approx(want.components.run_var, rel=1e-9, abs=1e-12)
+        assert row["image_var"] == pytest.approx(want.components.image_var, rel=1e-9, abs=1e-12)
+        assert row["n_images"] == want.components.n_images and row["df"] == 2
+
+
+@pytest.mark.slow
+def test_simulate_from_a_trained_study(trained, capsys, tmp_path):
+    """The noise of real trained runs drives the harness: the fitted model shows the
+    measured seed variance again (within a factor 2: a 2 x 2 study measures it with 2 df)."""
+    uri, study = trained
+    space = racing_space(tmp_path, num_trials=6)
+    argv = ["simulate", "--space", str(space), "--from-study", study, "--studies", "2", "--json"]
+    code, out, err = run_cli(capsys, *argv, "--tracking-uri", uri)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert [p["policy"] for p in doc["policies"]] == ["racing m = 2, M = 4", "fixed R = 2", "fixed R = 4"]
+    for c in doc["components"]:
+        if c["component"] == "run_var":
+            assert c["measured"] / 2 <= c["simulated"] <= 2 * c["measured"], c
