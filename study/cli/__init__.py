@@ -48,6 +48,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pareto": ("pareto", "the study's Pareto set; optionally register the models"),
     "compare": ("compare", "two runs image by image: differences with intervals and p-values"),
     "report": ("report", "the study report: HTML, CSV and PNGs"),
+    "plan": ("plan", "seeds per configuration to detect a difference, from a study's measured variance"),
+    "simulate": (
+        "simulate",
+        "what a seed policy (fixed or racing) would cost and find, with a study's measured noise",
+    ),
     "export": ("export", "a study's run table and per-image outcomes as files, for report --from-export"),
     "bench": ("bench", "performance benchmarks (torch and numpy only)"),
 }
