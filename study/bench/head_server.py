@@ -96,7 +96,9 @@ def head_tracking_server(root: str | Path | None = None) -> Iterator[HeadServer]
         while not is_healthy(uri):
             if proc.poll() is not None or time.monotonic() > deadline:
                 tail = log_path.read_text(errors="replace")[-1500:].replace("\n", " | ")
-                raise RuntimeError(f"mlflow server on PostgreSQL not healthy (exit {proc.returncode}): {tail}")
+                raise RuntimeError(
+                    f"mlflow server on PostgreSQL not healthy (exit {proc.returncode}): {tail}"
+                )
             time.sleep(0.5)
         yield HeadServer(
             uri=uri, postgres=postgres, artifacts=artifacts, log_path=log_path, proc=proc, command=command

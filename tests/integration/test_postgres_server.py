@@ -68,13 +68,17 @@ def test_the_server_command_is_the_one_cluster_yaml_runs():
     head, mine = _flags(argv), _flags(ours)
     assert set(head) == set(mine), (sorted(head), sorted(mine))
     assert head["--workers"] == mine["--workers"] == str(HEAD_SERVER_WORKERS)
-    assert head["--backend-store-uri"] == "$BACKEND"  # the secret holds postgresql://USER:PASSWORD@HOST:5432/mlflow
+    assert (
+        head["--backend-store-uri"] == "$BACKEND"
+    )  # the secret holds postgresql://USER:PASSWORD@HOST:5432/mlflow
     assert "postgresql://USER:PASSWORD@HOST:5432/mlflow" in (REPO / "cluster.yaml").read_text()
     assert all(env.get(k) == v for k, v in LEAN_SERVER_ENV.items()), env
     # The head installs the driver the `cluster` extra names (SQLAlchemy 2 loads psycopg 3).
     import tomllib
 
-    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["cluster"]
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"][
+        "cluster"
+    ]
     config = yamlfiles.load_file(REPO / "cluster.yaml", "cluster file")
     installed = " ".join(config["head_setup_commands"])
     assert [r.split(">")[0] for r in extra] == ["psycopg[binary]"] and '"psycopg[binary]"' in installed
@@ -85,7 +89,11 @@ def study_on_postgres(postgres_mlflow_server, subset_dir, tmp_path_factory):
     """A tiny finished study (baseline + 2 trials, models logged) on the PostgreSQL server."""
     server = postgres_mlflow_server
     home = tmp_path_factory.mktemp("freqstudy-home")
-    settings = {**TINY_STUDY, "eval.test": True, "tracking.log_model": True}  # `report` and `--register` need them
+    settings = {
+        **TINY_STUDY,
+        "eval.test": True,
+        "tracking.log_model": True,
+    }  # `report` and `--register` need them
     sets = [arg for k, v in settings.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
     cmd = [sys.executable, "-m", "study.cli", "run", "--space", "smoke", "--study", STUDY]
     cmd += ["--num-trials", "3", "--max-concurrent", "2", "--cpus-per-trial", "1"]
@@ -137,7 +145,9 @@ def test_study_pareto_register_report_compare_land_in_postgresql(study_on_postgr
     assert rows and {r["run_id"] for r in rows} <= trials
     versions = _query(server, "select run_id from model_versions where name = %s", STUDY)
     assert {v[0] for v in versions} == {r["run_id"] for r in rows}
-    aliases = {a[0] for a in _query(server, "select alias from registered_model_aliases where name = %s", STUDY)}
+    aliases = {
+        a[0] for a in _query(server, "select alias from registered_model_aliases where name = %s", STUDY)
+    }
     assert {f"pareto-{i}" for i in range(1, len(rows) + 1)} <= aliases
     from study.tracking import load_registered_model
 
@@ -159,7 +169,18 @@ def test_study_pareto_register_report_compare_land_in_postgresql(study_on_postgr
         list(trials),
     )[0][0]
     other = sorted(trials - {base})[0]
-    argv = ["compare", base, other, "--study", STUDY, "--tracking-uri", server.uri, "--split", "val", "--json"]
+    argv = [
+        "compare",
+        base,
+        other,
+        "--study",
+        STUDY,
+        "--tracking-uri",
+        server.uri,
+        "--split",
+        "val",
+        "--json",
+    ]
     assert main(argv) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc and json.dumps(doc).count(other) >= 1
