@@ -213,6 +213,10 @@ def run_bench(
             from study.bench.tracking import bench_tracking
 
             try:
+                import psycopg  # noqa: F401  (what SQLAlchemy loads for the server's postgresql:// URI)
+            except ImportError:
+                raise SectionSkipped("psycopg is not installed: pip install -e '.[cluster]'") from None
+            try:
                 out["tracking"] = bench_tracking(quick=quick, log=log)
             except PostgresMissing as e:
                 raise SectionSkipped(str(e)) from None

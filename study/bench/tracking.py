@@ -93,9 +93,11 @@ def summarize_level(
         "requests": len(inside),
         "requests_per_s": round(len(inside) / span, 1),
         **_percentiles([r[1] for r in inside]),
-        "errors": len(errors) + len(writer_errors),
+        "errors": len(errors),  # requests answered with >= 400 or not at all (after MLflow's retries)
         "error_statuses": statuses,
-        "writer_errors": writer_errors[:5],
+        # Writers whose trial would have failed (a call raised; its request is among the errors).
+        "writers_stopped": sum(bool(v["errors"]) for v in per_writer.values()),
+        "writer_errors": writer_errors[:3],
         "epoch_logs_per_s": round(epochs / span, 2),
         "offered_epoch_logs_per_s": round(writers / epoch_s, 2),
         "trials_finished": sum(v["trials_finished"] for v in per_writer.values()),
@@ -113,7 +115,8 @@ def level_line(r: dict[str, Any]) -> str:
     mean, most = (100 * (r["tracking_wait_share"][k] or 0) for k in ("mean", "max"))
     return (
         f"tracking: {r['writers']} writers ({r['processes']} processes): {r['requests_per_s']:.1f} req/s, "
-        f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, {r['errors']} errors, "
+        f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, {r['errors']} errors "
+        f"({r['writers_stopped']} writers stopped), "
         f"{r['trials_finished']} trials ended; trials waited {mean:.1f}% of their time on tracking "
         f"(max {most:.1f}%)"
     )
@@ -183,8 +186,11 @@ def bench_tracking(
         study.bench.postgres.PostgresMissing: no PostgreSQL here (the section is skipped).
     """
     from study.bench.head_server import head_tracking_server
+    from study.bench.postgres import postgres_bin_dir
     from study.tracking.server import HEAD_SERVER_WORKERS, LEAN_SERVER_ENV
 
+    if uri is None:
+        postgres_bin_dir()  # no PostgreSQL: say so before minutes of rendering
     shape = QUICK_TRIAL if quick else GPU_TRIAL
     levels = tuple(levels or (QUICK_LEVELS if quick else LEVELS))
     window_s = window_s or (QUICK_WINDOW_S if quick else WINDOW_S)

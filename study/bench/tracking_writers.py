@@ -43,8 +43,8 @@ def request_kind(method: str, url: str) -> str:
 @dataclass
 class Recorder:
     """Every HTTP request of this process to the server at ``uri``: ``(start wall time, seconds,
-    kind, status or error name)``. Requests elsewhere (MLflow's client looks a package version up
-    on PyPI when it creates a logged model) are counted apart: they do not load the server."""
+    kind, status or error name)``. Requests elsewhere (MLflow's client fetches its telemetry
+    settings from config.mlflow-telemetry.io) are listed apart: they do not load the server."""
 
     uri: str
     requests: list[tuple[float, float, str, Any]] = field(default_factory=list)
@@ -85,7 +85,8 @@ class Recorder:
             )
             return response
 
-        HTTPAdapter.send = timed_send
+        # MLflow builds its session inside: time it at the class (this is a writer process).
+        HTTPAdapter.send = timed_send  # type: ignore[method-assign,assignment]
 
 
 @dataclass
@@ -136,7 +137,7 @@ def _end_trial(payload: TrialPayload, client, cfg, run_id: str) -> None:
     client.set_terminated(run_id, status="FINISHED")
 
 
-def _writer(payload: TrialPayload, plan: WriterPlan, writer: int, out: dict[str, Any]) -> None:
+def _writer(payload: TrialPayload, plan: WriterPlan, writer: int, out: dict[int, Any]) -> None:
     """One trial after another until the window ends; ``out`` gets its waits and counts."""
     from study.tracking.runs import log_metrics
     from study.tracking.server import mlflow_client
@@ -145,7 +146,7 @@ def _writer(payload: TrialPayload, plan: WriterPlan, writer: int, out: dict[str,
     shape = payload.shape
     client = mlflow_client(plan.uri)
     waited = 0.0  # seconds spent in tracking calls inside the window
-    counts = {"epochs": 0, "trials_finished": 0, "errors": []}
+    counts: dict[str, Any] = {"epochs": 0, "trials_finished": 0, "errors": []}
     try:
         time.sleep(max(0.0, plan.start + rng.uniform(0, plan.warmup_s) - time.time()))
         n = 0
