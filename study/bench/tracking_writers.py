@@ -50,43 +50,45 @@ class Recorder:
     requests: list[tuple[float, float, str, Any]] = field(default_factory=list)
     elsewhere: list[str] = field(default_factory=list)
 
+    def note(self, request, started: float, seconds: float, outcome: Any) -> None:
+        if not str(request.url).startswith(self.uri.rstrip("/") + "/"):
+            self.elsewhere.append(str(request.url).split("?", 1)[0][:200])
+        else:  # list.append is atomic under the GIL: the writer threads share the lists
+            self.requests.append((started, seconds, request_kind(request.method, request.url), outcome))
+
     def install(self) -> None:
-        """Time every request sent through ``requests`` in this (writer) process."""
-        from requests.adapters import HTTPAdapter
+        """Record this process's requests here from now on (a pool process serves several levels)."""
+        global _RECORDER
+        _RECORDER = self
+        _time_requests()
 
-        original = HTTPAdapter.send
-        record = self.requests.append  # list.append is atomic under the GIL
-        server = self.uri.rstrip("/") + "/"
 
-        def timed_send(adapter, request, **kwargs):
-            if not str(request.url).startswith(server):
-                self.elsewhere.append(str(request.url).split("?", 1)[0][:200])
-                return original(adapter, request, **kwargs)
-            started, t0 = time.time(), time.perf_counter()
-            try:
-                response = original(adapter, request, **kwargs)
-            except Exception as e:
-                record(
-                    (
-                        started,
-                        time.perf_counter() - t0,
-                        request_kind(request.method, request.url),
-                        type(e).__name__,
-                    )
-                )
-                raise
-            record(
-                (
-                    started,
-                    time.perf_counter() - t0,
-                    request_kind(request.method, request.url),
-                    response.status_code,
-                )
-            )
-            return response
+_RECORDER: Recorder | None = None
 
-        # MLflow builds its session inside: time it at the class (this is a writer process).
-        HTTPAdapter.send = timed_send  # type: ignore[method-assign,assignment]
+
+def _time_requests() -> None:
+    """Time every request ``requests`` sends in this (writer) process into ``_RECORDER``: MLflow
+    builds its session inside its client, so the adapter class is wrapped, once."""
+    from requests.adapters import HTTPAdapter
+
+    if getattr(HTTPAdapter.send, "freqstudy_timed", False):
+        return
+    original = HTTPAdapter.send
+
+    def timed_send(adapter, request, **kwargs):
+        started, t0 = time.time(), time.perf_counter()
+        try:
+            response = original(adapter, request, **kwargs)
+        except Exception as e:
+            if _RECORDER is not None:
+                _RECORDER.note(request, started, time.perf_counter() - t0, type(e).__name__)
+            raise
+        if _RECORDER is not None:
+            _RECORDER.note(request, started, time.perf_counter() - t0, response.status_code)
+        return response
+
+    timed_send.freqstudy_timed = True  # type: ignore[attr-defined]
+    HTTPAdapter.send = timed_send  # type: ignore[method-assign,assignment]
 
 
 @dataclass
