@@ -110,3 +110,21 @@ def mlflow_server(tmp_path_factory) -> MlflowServer:
     server = MlflowServer(tmp_path_factory.mktemp("mlflow"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_mlflow_server(tmp_path_factory):
+    """``mlflow server`` as ``cluster.yaml``'s head starts it (``study.bench.head_server``) on a
+    fresh PostgreSQL (``study.bench.postgres``: initdb in a temporary folder, loopback port,
+    run as the ``postgres`` OS user under root), both stopped by PID at the end. Skips, saying
+    why, where PostgreSQL or psycopg is missing (``.ci/run`` installs both)."""
+    from study.bench.head_server import head_tracking_server
+    from study.bench.postgres import PostgresMissing, postgres_bin_dir
+
+    try:
+        postgres_bin_dir()
+        import psycopg  # noqa: F401  (the driver SQLAlchemy loads for postgresql://: the cluster extra)
+    except (PostgresMissing, ImportError) as e:
+        pytest.skip(f"no PostgreSQL-backed server here: {e}")
+    with head_tracking_server(tmp_path_factory.mktemp("head")) as server:
+        yield server

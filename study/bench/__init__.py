@@ -13,8 +13,10 @@ generator's, with kernel time, per-unit overhead and worker start-up; (6)
 per-trial orchestration overhead of a Ray study (only where Ray is installed);
 (7) the cost of a Fourier heat map in perturbed images/s beside the evaluation
 rate; (8) start-up: ``freqstudy --help`` and a generation worker beside
-``python -c pass``. Figures the README's table records are checked against it
-(``study.bench.recorded``): a regression is printed as such.
+``python -c pass``; (9) the head's PostgreSQL-backed tracking server under 8, 32 and 128
+concurrent GPU trials (``tracking``: requests/s, latency, errors; only where PostgreSQL is
+installed, and only when asked for by ``--only``: it takes minutes). Figures the README's
+table records are checked against it (``study.bench.recorded``): a regression is printed as such.
 
 Needs only torch, numpy and the project: data are random uint8 images, so it
 runs on a bare GPU machine with no dataset and no network. A section that
@@ -205,6 +207,19 @@ def run_bench(
             log("orchestration: a study of tiny trials on local Ray ...")
             out["orchestration"] = bench_orchestration(n_trials=4 if quick else 12, quick=quick)
             log(f"orchestration: {json.dumps(out['orchestration'], default=float)}")
+    if "tracking" in sections:
+        with _section(out, "tracking", log):
+            from study.bench.postgres import PostgresMissing
+            from study.bench.tracking import bench_tracking
+
+            try:
+                import psycopg  # noqa: F401  (what SQLAlchemy loads for the server's postgresql:// URI)
+            except ImportError:
+                raise SectionSkipped("psycopg is not installed: pip install -e '.[cluster]'") from None
+            try:
+                out["tracking"] = bench_tracking(quick=quick, log=log)
+            except PostgresMissing as e:
+                raise SectionSkipped(str(e)) from None
     out["peak_memory_mb"] = peak_memory_mb(dev)
     if gpu:
         out["peak_memory_reserved_mb"] = peak_memory_reserved_mb(dev)

@@ -90,6 +90,39 @@ def server_command(*, host: str, port: int, root: Path | None = None) -> list[st
     ]
 
 
+HEAD_SERVER_WORKERS = 4  # cluster.yaml's head: up to 16 trials on 8 nodes log through it at once
+
+
+def head_server_command(
+    *, backend_store_uri: str, artifacts_destination: str, host: str, port: int, allowed_hosts: str
+) -> list[str]:
+    """The ``mlflow server`` command line of ``cluster.yaml``'s head (run it with :func:`server_env`).
+
+    Flag for flag what the head runs (``tests/integration/test_postgres_server.py`` compares the two):
+    a ``postgresql://USER:PASSWORD@HOST:PORT/DB`` backend (SQLAlchemy 2 loads psycopg 3 for it: the
+    ``cluster`` extra), artifacts proxied to ``artifacts_destination`` (``s3://BUCKET/mlflow`` there),
+    ``HEAD_SERVER_WORKERS`` web workers and the hosts it answers for.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend_store_uri,
+        "--artifacts-destination",
+        artifacts_destination,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(HEAD_SERVER_WORKERS),
+        "--allowed-hosts",
+        allowed_hosts,
+    ]
+
+
 def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for :func:`server_command`: ``base`` (default ``os.environ``) made lean.
 
