@@ -7,19 +7,22 @@ Every configuration starts with ``min_seeds`` seeds. Once they have ended, the
 racer looks at what is known of every configuration of the study (the
 :class:`Evidence`: per objective, each configuration's run means, per-image means
 and the seed x image residual, the variance pieces of
-:func:`study.analysis.seedlevel.difference_from_moments`) and decides for each
-configuration still racing (docs/racing.md):
+:func:`study.analysis.seedlevel.difference_from_moments`, with the seed variance
+pooled over the configurations where Bartlett's test keeps them equal,
+:mod:`study.analysis.pooling`) and decides for each configuration still racing
+(docs/method.md §8.7):
 
 - **stop, dominated**: some configuration on the current estimated front is
   confidently at least as good on every objective and confidently better on one
   (one-sided t tests of the configuration-level differences at level
-  ``alpha / |F|``, Bonferroni over the ``|F|`` front members that could dominate;
+  ``alpha / (|F| - 1)``, Bonferroni over the front members that could dominate;
   an intersection-union test over objectives needs no adjustment, Berger 1982);
-- **stop, settled**: it is on the estimated front, confidently better than every
-  other configuration on at least one objective (level ``alpha / J``, Bonferroni
-  over the J objectives of each union), and its gain against the baseline is
-  settled on every objective (the two-sided interval at ``1 - alpha / J`` excludes
-  0, or lies within ``+- margin`` points: practically equal, TOST);
+- **stop, settled**: it is on the estimated front, its pair with every contender
+  (a configuration not confidently dominated) is a confident trade-off (each
+  confidently better than the other on some objective, level ``alpha / J``,
+  Bonferroni over the J objectives of each union), and its gain against the
+  baseline is settled on every objective (the two-sided interval at
+  ``1 - alpha / J`` excludes 0, or lies within ``+- margin`` points: TOST);
 - **stop, max seeds** at ``max_seeds``; **stop, budget** when the study's total
   trainings would exceed ``budget``;
 - otherwise **one more seed**. The baseline races too: every gain involves it, so
