@@ -211,7 +211,9 @@ def run_study(
     while True:
         inflight: list[int] = []
         while len(inflight) < max_concurrent:
-            can_start = len(started) < k and (budget is None or int(seeds.sum()) + policy.min_seeds <= budget)
+            can_start = len(started) < k and (
+                budget is None or int(seeds.sum()) + len(waiting) + policy.min_seeds <= budget
+            )
             if can_start and (breadth or not waiting):
                 trial = study.ask()
                 cfg = 0 if trial.number == 0 else int(trial.suggest_categorical("config", list(range(1, k))))
@@ -235,12 +237,17 @@ def run_study(
         if policy.min_seeds == policy.max_seeds:
             decisions = [(int(idx[i]), "stop", "fixed") for i in np.flatnonzero(mask)]
         else:
+            # Seeds granted to waiting races are re-decided here, so they are not spent yet.
             left = None if budget is None else budget - int(seeds.sum())
             decisions = [
                 (int(idx[d.index]), d.action, d.reason)
                 for d in decide(ev, mask, baseline=0, policy=policy, budget_left=left)
             ]
-        more = breadth and len(started) < k
+        more = (
+            breadth
+            and len(started) < k
+            and (budget is None or int(seeds.sum()) + len(waiting) + policy.min_seeds <= budget)
+        )
         for cfg, action, reason in decisions:
             if action == STOP and reason == SETTLED and more:
                 # Settled among the configurations sampled so far: a newcomer may yet

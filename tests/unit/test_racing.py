@@ -139,6 +139,17 @@ def test_breadth_first_settles_no_race_before_every_configuration_has_started():
     assert len(first) == 12
 
 
+def test_a_budget_ends_every_race_and_tells_optuna():
+    rng = np.random.default_rng(9)
+    problem = H.draw_problem(rng, simulate.SEED_DOMINATED, configurations=12)
+    runs = H.draw_runs(rng, simulate.SEED_DOMINATED, problem, 8)
+    res = H.run_study(runs, rc.RacePolicy(2, 8), budget=20, max_concurrent=3)
+    started = res.seeds > 0
+    assert res.trainings <= 20 and started.sum() < 12
+    assert all(res.reasons[k] in rc.STOP_REASONS for k in np.flatnonzero(started))
+    assert np.isfinite(res.values[started]).all()
+
+
 def test_heterogeneous_seed_variances_draw_and_run():
     rng = np.random.default_rng(8)
     problem = H.draw_problem(rng, simulate.SEED_DOMINATED, configurations=8, seed_spread=0.5)
