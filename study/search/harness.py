@@ -13,11 +13,13 @@ problems with common random numbers.
 
 A study is a real Optuna study driven by ask/tell, as the Ray searcher drives it:
 trial 0 is the baseline (enqueued), the others a grid sampler's draws of the
-configuration index; at most ``max_concurrent`` configurations race at once; a
-configuration's seeds are all started together and end together (one round), after
-which :func:`study.search.racing.decide` adds a seed or stops the race; Optuna is
-told the configuration's mean objectives (points) when its race ends. A fixed-R
-policy is the race with ``min_seeds = max_seeds = R``.
+configuration index; at most ``max_concurrent`` configurations train at once, a new
+one's seeds started together and ending together (one round), an open race's next
+seed likewise; new configurations get free slots before open races' next seeds
+while any are left to start (``breadth``, irace's order; :func:`run_study`). After
+each round :func:`study.search.racing.decide` adds a seed or stops each open race;
+Optuna is told the configuration's mean objectives (points) when its race ends. A
+fixed-R policy is the race with ``min_seeds = max_seeds = R``.
 
 The study returns the front of the configurations' estimated means and the
 trainings spent; :func:`measure` runs many studies and reports P(the exact true
@@ -159,7 +161,9 @@ class StudyResult:
         found: ``(K,)`` bool, the front of the estimated means.
         values: ``(K, J)`` what Optuna was told (percent).
         reasons: why each race ended.
-        events: the racer's decisions in order, ``(configuration, action, reason)``.
+        events: the racer's decisions in order, ``(configuration, action, reason)``:
+            each stop, and each seed once when granted (a race waiting for its
+            seed is decided again every round; repeats are not logged).
     """
 
     seeds: np.ndarray
