@@ -249,7 +249,9 @@ def difference_arrays(
     }
 
 
-def difference_from_moments(ma: dict, mb: dict, ra, rb, n: int, s_d) -> dict[str, np.ndarray]:
+def difference_from_moments(
+    ma: dict, mb: dict, ra, rb, n: int, s_d, *, seed_df=None
+) -> dict[str, np.ndarray]:
     """Variance, df and seed variance of ``mean(m_B) - mean(m_A)`` (R >= 2 on both sides)
     from each side's :func:`moments` and ``S_d^2``, the variance over images of the
     difference of the two sides' per-image means; on the scores' scale (squared).
@@ -257,7 +259,9 @@ def difference_from_moments(ma: dict, mb: dict, ra, rb, n: int, s_d) -> dict[str
     The one definition of the configuration-level V and its df: :func:`difference_arrays`
     calls it, and so does the racer (:mod:`study.search.racing`), which keeps per-seed
     summaries instead of score arrays and so passes ``ra``, ``rb`` as arrays (any
-    broadcastable shape, each >= 2).
+    broadcastable shape, each >= 2). ``seed_df`` (broadcastable): the seed term's df
+    when the caller knows more than the two sides' runs (the racer's moderated seed
+    variances, :mod:`study.analysis.moderation`); default the equal-variance df below.
     """
     ra, rb = np.asarray(ra, dtype=np.float64), np.asarray(rb, dtype=np.float64)
     # One seed term, its df as if both seed variances were equal (2R - 2 for R per side;
@@ -266,6 +270,8 @@ def difference_from_moments(ma: dict, mb: dict, ra, rb, n: int, s_d) -> dict[str
     # Equal-R t is robust to unequal seed variances: at R = 2 with a 4x variance ratio
     # 94.0% in normal theory, 93.2% simulated (docs/method.md §8).
     df_seed = (1.0 / ra + 1.0 / rb) ** 2 / (1.0 / (ra**2 * (ra - 1.0)) + 1.0 / (rb**2 * (rb - 1.0)))
+    if seed_df is not None:
+        df_seed = np.asarray(seed_df, dtype=np.float64)
     seed_terms = [
         _tie_fallback(
             ma["run_var"] / ra + mb["run_var"] / rb,

@@ -161,6 +161,27 @@ class Simulated:
     seed_corruption_effect: np.ndarray
 
 
+@dataclass(frozen=True)
+class Images:
+    """One validation set's image effects, to hold fixed across simulated studies.
+
+    Attributes:
+        difficulty: ``(n_clean,)`` ``b``.
+        corruption_difficulty: ``(C, n_corrupted)`` ``h``.
+    """
+
+    difficulty: np.ndarray
+    corruption_difficulty: np.ndarray
+
+
+def draw_images(rng: np.random.Generator, regime: Regime) -> Images:
+    """A validation set's ``b`` and ``h`` (what a study that reuses the images shares)."""
+    return Images(
+        regime.image_sd * rng.standard_normal(regime.n_clean),
+        regime.image_corruption_sd * rng.standard_normal((N_CORRUPTIONS, regime.n_corrupted)),
+    )
+
+
 def simulate(
     rng: np.random.Generator,
     regime: Regime,
@@ -170,6 +191,7 @@ def simulate(
     studies: int = 1,
     clean_shift=None,
     seed_scale=None,
+    images: Images | None = None,
 ) -> Simulated:
     """Draw ``studies`` independent studies (fresh images, configuration x image
     effects and seeds each) of the ``K`` configurations that ``shift`` describes.
@@ -179,6 +201,9 @@ def simulate(
         shift, clean_shift, seed_scale: as :func:`truth`.
         replicates: seeds per configuration, R >= 1.
         studies: M.
+        images: hold these image effects in every study (a later study on the
+            same validation images; configuration x image effects and seeds are
+            still fresh); default fresh images per study.
     """
     shift, clean, scale = _shifts(shift, clean_shift, seed_scale)
     if replicates < 1 or studies < 1:
@@ -186,8 +211,14 @@ def simulate(
     r, k, m = regime, len(shift), studies
     n, ell, c = regime.n_clean, regime.n_corrupted, N_CORRUPTIONS
     f32 = np.float32
-    b = (r.image_sd * rng.standard_normal((m, 1, 1, n))).astype(f32)
-    h = (r.image_corruption_sd * rng.standard_normal((m, 1, 1, c, 1, ell))).astype(f32)
+    if images is None:
+        b = (r.image_sd * rng.standard_normal((m, 1, 1, n))).astype(f32)
+        h = (r.image_corruption_sd * rng.standard_normal((m, 1, 1, c, 1, ell))).astype(f32)
+    else:
+        if images.difficulty.shape != (n,) or images.corruption_difficulty.shape != (c, ell):
+            raise ValueError(f"simulate: images must be ({n},) and ({c}, {ell}) for regime {regime.name}")
+        b = np.asarray(images.difficulty, dtype=f32)[None, None, None, :]
+        h = np.asarray(images.corruption_difficulty, dtype=f32)[None, None, None, :, None, :]
     w = (r.config_image_sd * rng.standard_normal((m, k, 1, n))).astype(f32)
     sc = scale.astype(f32)[None, :, None, None]
     a = (r.seed_sd * rng.standard_normal((m, k, replicates, 1))).astype(f32)

@@ -7,19 +7,22 @@ Every configuration starts with ``min_seeds`` seeds. Once they have ended, the
 racer looks at what is known of every configuration of the study (the
 :class:`Evidence`: per objective, each configuration's run means, per-image means
 and the seed x image residual, the variance pieces of
-:func:`study.analysis.seedlevel.difference_from_moments`) and decides for each
-configuration still racing (docs/racing.md):
+:func:`study.analysis.seedlevel.difference_from_moments`, with the seed variance
+pooled over the configurations where Bartlett's test keeps them equal,
+:mod:`study.analysis.pooling`) and decides for each configuration still racing
+(docs/method.md §8.7):
 
 - **stop, dominated**: some configuration on the current estimated front is
   confidently at least as good on every objective and confidently better on one
   (one-sided t tests of the configuration-level differences at level
-  ``alpha / |F|``, Bonferroni over the ``|F|`` front members that could dominate;
+  ``alpha / (|F| - 1)``, Bonferroni over the front members that could dominate;
   an intersection-union test over objectives needs no adjustment, Berger 1982);
-- **stop, settled**: it is on the estimated front, confidently better than every
-  other configuration on at least one objective (level ``alpha / J``, Bonferroni
-  over the J objectives of each union), and its gain against the baseline is
-  settled on every objective (the two-sided interval at ``1 - alpha / J`` excludes
-  0, or lies within ``+- margin`` points: practically equal, TOST);
+- **stop, settled**: it is on the estimated front, its pair with every contender
+  (a configuration not confidently dominated) is a confident trade-off (each
+  confidently better than the other on some objective, level ``alpha / J``,
+  Bonferroni over the J objectives of each union), and its gain against the
+  baseline is settled on every objective (the two-sided interval at
+  ``1 - alpha / J`` excludes 0, or lies within ``+- margin`` points: TOST);
 - **stop, max seeds** at ``max_seeds``; **stop, budget** when the study's total
   trainings would exceed ``budget``;
 - otherwise **one more seed**. The baseline races too: every gain involves it, so
@@ -39,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from study.analysis import pooling
 from study.analysis.seedlevel import difference_from_moments
 
 SEED = "seed"
@@ -61,12 +65,16 @@ class RacePolicy:
         confidence: 1 - alpha of each decision (before the Bonferroni split).
         margin: points within which a gain against the baseline counts as settled
             at "no difference" (0: only a known sign settles it).
+        pool: pool the seed variance over the study's configurations where they
+            share one (:mod:`study.analysis.pooling`); False: each comparison has
+            only its two configurations' runs (2 df at 2 seeds each).
     """
 
     min_seeds: int = 2
     max_seeds: int = 8
     confidence: float = 0.95
     margin: float = 0.0
+    pool: bool = True
 
     def __post_init__(self) -> None:
         if not 2 <= self.min_seeds <= self.max_seeds:
@@ -174,8 +182,17 @@ class Decision:
     other: int = -1
 
 
-def pairwise(evidence: Evidence, directions: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pairwise(
+    evidence: Evidence, directions: Sequence[int], *, pool: bool = True, level: float = 0.05
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every configuration against every other on every objective.
+
+    With ``pool`` the seed variances are pooled over all the configurations per
+    objective where Bartlett's test at ``level`` keeps them equal
+    (:mod:`study.analysis.pooling`), and the seed term then has the pooled df
+    ``sum (R_k - 1)``; where they differ each side's variance is the larger of its
+    own and the pooled one, with the pair's own df (``2R - 2``); without ``pool``
+    each pair has only its own runs.
 
     Returns:
         ``(est, se, df)``, each ``(J, K, K)``: ``est[j, a, b]`` is how much better
@@ -184,6 +201,7 @@ def pairwise(evidence: Evidence, directions: Sequence[int]) -> tuple[np.ndarray,
         ``df`` its Welch-Satterthwaite degrees of freedom (``se = 0`` on the diagonal).
     """
     r = evidence.seeds.astype(np.float64)
+    ra, rb = r[:, None], r[None, :]
     est, se, df = [], [], []
     for j, sign in enumerate(directions):
         img = evidence.image_means[j]
@@ -192,9 +210,15 @@ def pairwise(evidence: Evidence, directions: Sequence[int]) -> tuple[np.ndarray,
         gram = c @ c.T / (n - 1.0)
         d = np.diag(gram)
         s_d = np.maximum(d[:, None] + d[None, :] - 2.0 * gram, 0.0)
-        ma = {"run_var": evidence.run_var[j][:, None], "mse": evidence.mse[j][:, None]}
-        mb = {"run_var": evidence.run_var[j][None, :], "mse": evidence.mse[j][None, :]}
-        res = difference_from_moments(ma, mb, r[:, None], r[None, :], n, s_d)
+        run_var, seed_df = evidence.run_var[j], None
+        if pool:
+            got = pooling.pool(run_var, r - 1.0, level)
+            run_var = got.var
+            if got.pooled:
+                seed_df = float(got.df[0])
+        ma = {"run_var": run_var[:, None], "mse": evidence.mse[j][:, None]}
+        mb = {"run_var": run_var[None, :], "mse": evidence.mse[j][None, :]}
+        res = difference_from_moments(ma, mb, ra, rb, n, s_d, seed_df=seed_df)
         m = evidence.mean[j]
         est.append(100.0 * sign * (m[None, :] - m[:, None]))
         v = 1e4 * res["var"]
@@ -251,7 +275,7 @@ def decide(
     if racing.shape != (k,) or not 0 <= baseline < k:
         raise ValueError(f"racing: racing mask must be ({k},) and baseline in [0, {k}), got {baseline}")
     alpha = 1.0 - policy.confidence
-    est, se, df = pairwise(evidence, dirs)
+    est, se, df = pairwise(evidence, dirs, pool=policy.pool, level=alpha)
     values = np.array(dirs)[:, None] * evidence.mean
     front = front_of(values)
     n_front = int(front.sum())
@@ -276,9 +300,15 @@ def decide(
         sign_known = sign_known | within
     gain_open = ~sign_known.all(axis=0)  # (K,)
     gain_open[baseline] = False
-    # Membership settled for a front member: better than every other on some objective.
+    # Contenders: not confidently dominated by a front member. Membership is settled
+    # against a contender g only when the pair is a confident trade-off (each better
+    # on some objective): then neither's estimate can come to dominate the other's.
+    # Being ahead of g is not enough: a front member that stops on a lucky estimate
+    # would knock a true neighbour off the front that its own further seeds would not.
     ahead = better.transpose(0, 2, 1).any(axis=0)  # ahead[a, g]: a confidently better than g somewhere
-    np.fill_diagonal(ahead, True)
+    contender = ~dominates.any(axis=1)
+    resolved = (ahead & ahead.T) | ~contender[None, :]
+    np.fill_diagonal(resolved, True)
     decisions: list[Decision] = []
     wanted: list[int] = []
     for i in map(int, np.flatnonzero(racing)):
@@ -289,7 +319,7 @@ def decide(
         if evidence.seeds[i] >= policy.max_seeds:
             decisions.append(Decision(i, STOP, MAX_SEEDS))
             continue
-        open_vs = np.flatnonzero(~ahead[i])
+        open_vs = np.flatnonzero(~resolved[i])
         if not front[i]:
             above = np.flatnonzero(front & ~dominates[i])
             decisions.append(Decision(i, SEED, "off the front, not confidently dominated", int(above[0])))

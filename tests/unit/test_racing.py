@@ -38,13 +38,23 @@ def test_evidence_from_sums_matches_moments_and_seedlevel():
             assert ev.run_var[j, k] == pytest.approx(float(m["run_var"]))
             assert ev.mse[j, k] == pytest.approx(float(m["mse"]))
             np.testing.assert_allclose(ev.image_means[j][k], m["image_means"])
-    est, se, df = rc.pairwise(ev, [1, -1])
+    est, se, df = rc.pairwise(ev, [1, -1], pool=False)
+    pooled_est, pooled_se, pooled_df = rc.pairwise(ev, [1, -1], pool=True, level=1e-9)
+    r = ev.seeds
     for a, b in [(0, 1), (1, 2), (2, 0)]:
         for j, sign in enumerate([1, -1]):
             ref = seedlevel.difference_arrays(sc[a][j], sc[b][j])
             assert est[j, a, b] == pytest.approx(sign * float(ref["estimate"]))
             assert se[j, a, b] == pytest.approx(float(np.sqrt(ref["var"])))
             assert df[j, a, b] == pytest.approx(float(ref["df"]))
+            # Pooled (Bartlett cannot reject at 1e-9): the seed term's variances become the
+            # pooled one; the image term is untouched.
+            s_p = float(np.sum((r - 1) * ev.run_var[j]) / np.sum(r - 1))
+            own = ev.run_var[j, a] / r[a] + ev.run_var[j, b] / r[b]
+            want = float(ref["var"]) + 1e4 * (s_p * (1 / r[a] + 1 / r[b]) - own)  # points^2
+            assert pooled_est[j, a, b] == est[j, a, b]
+            assert pooled_se[j, a, b] ** 2 == pytest.approx(want)
+            assert pooled_df[j, a, b] >= df[j, a, b]
 
 
 def test_front_of_brute_force():
@@ -101,18 +111,69 @@ def test_optuna_is_told_each_configurations_means():
     assert all(reason in rc.STOP_REASONS for reason in res.reasons)
 
 
-def test_racing_beats_three_seeds_and_spends_less_than_eight():
-    """30 simulated studies (20 configurations, a front of 3-5) through real Optuna
-    studies; the measured table (200 studies per regime) is in the README."""
-    got = {
-        m.policy: m
-        for m in H.measure(
-            simulate.SEED_DOMINATED,
-            [rc.RacePolicy(3, 3), rc.RacePolicy(8, 8), rc.RacePolicy(2, 8)],
-            studies=30,
-            seed=7,
-        )
-    }
-    race, r3, r8 = got["racing m = 2, M = 8"], got["fixed R = 3"], got["fixed R = 8"]
-    assert race.exact_front > r3.exact_front
-    assert race.trainings < 0.75 * r8.trainings
+def test_a_front_member_ahead_of_its_neighbour_on_one_side_only_keeps_racing():
+    """Being confidently better than a neighbour somewhere is not enough to stop: until the
+    neighbour is confidently better somewhere too, the member's estimate could come to
+    dominate the neighbour's (the racer's most common error before this rule)."""
+    rng = np.random.default_rng(4)
+    # 1 and 2 a trade-off; 1 clearly ahead on clean, 2 barely ahead on corruption.
+    means = [[0.40, 0.40], [0.70, 0.60], [0.55, 0.601]]
+    ev = rc.Evidence.from_scores(_scores(rng, means, [4, 4, 4], n=400, seed_sd=0.01))
+    decided = {d.index: d for d in rc.decide(ev, np.ones(3, bool), baseline=0)}
+    assert decided[0].action == rc.STOP and decided[0].reason == rc.DOMINATED
+    assert decided[1].action == rc.SEED and decided[1].other == 2
+    assert decided[2].action == rc.SEED and decided[2].other == 1
+
+
+def test_breadth_first_settles_no_race_before_every_configuration_has_started():
+    rng = np.random.default_rng(6)
+    problem = H.draw_problem(rng, simulate.IMAGE_DOMINATED, configurations=12)
+    runs = H.draw_runs(rng, simulate.IMAGE_DOMINATED, problem, 8)
+    res = H.run_study(runs, rc.RacePolicy(2, 8), max_concurrent=3)
+    first = {}
+    for pos, (cfg, _, _) in enumerate(res.events):
+        first.setdefault(cfg, pos)
+    last_start = max(first.values())
+    settled = [pos for pos, (_, action, reason) in enumerate(res.events) if reason == rc.SETTLED]
+    assert all(pos > last_start for pos in settled)
+    assert len(first) == 12
+
+
+def test_a_budget_ends_every_race_and_tells_optuna():
+    rng = np.random.default_rng(9)
+    problem = H.draw_problem(rng, simulate.SEED_DOMINATED, configurations=12)
+    runs = H.draw_runs(rng, simulate.SEED_DOMINATED, problem, 8)
+    res = H.run_study(runs, rc.RacePolicy(2, 8), budget=20, max_concurrent=3)
+    started = res.seeds > 0
+    assert res.trainings <= 20 and started.sum() < 12
+    assert all(res.reasons[k] in rc.STOP_REASONS for k in np.flatnonzero(started))
+    assert np.isfinite(res.values[started]).all()
+
+
+def test_heterogeneous_seed_variances_draw_and_run():
+    rng = np.random.default_rng(8)
+    problem = H.draw_problem(rng, simulate.SEED_DOMINATED, configurations=8, seed_spread=0.5)
+    assert problem.seed_scale.shape == (8,) and problem.seed_scale.std() > 0
+    runs = H.draw_runs(rng, simulate.SEED_DOMINATED, problem, 4)
+    res = H.run_study(runs, rc.RacePolicy(2, 4))
+    assert 16 <= res.trainings <= 32
+
+
+@pytest.mark.slow
+def test_racing_is_as_accurate_as_eight_seeds_at_half_the_trainings():
+    """40 simulated studies per regime (20 configurations, a front of 3-5) through real
+    Optuna studies, on problem seeds the rule was not designed on: racing finds the exact
+    true front more often than 3 fixed seeds and within 7.5 points of 8 (its binomial sd
+    at 40 studies is ~4), with at most 55% of 8's trainings (the goal: 50%; the measured
+    200-study table is in the README). ~60 s on 2 cores."""
+    for regime in simulate.REGIMES:
+        got = {
+            m.policy: m
+            for m in H.measure(
+                regime, [rc.RacePolicy(3, 3), rc.RacePolicy(8, 8), rc.RacePolicy(2, 8)], studies=40, seed=7
+            )
+        }
+        race, r3, r8 = got["racing m = 2, M = 8"], got["fixed R = 3"], got["fixed R = 8"]
+        assert race.exact_front > r3.exact_front, regime.name
+        assert race.exact_front >= r8.exact_front - 0.075, regime.name
+        assert race.trainings <= 0.55 * r8.trainings, regime.name
