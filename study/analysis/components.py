@@ -167,7 +167,11 @@ def _with_levels(regime: FittedRegime, levels: Mapping[str, float]) -> FittedReg
     (percent) as expected accuracies of an unshifted configuration."""
 
     def at(field: str, value: float, stat: str) -> float:
-        return float(simulate.truth(replace(regime, **{field: value}), [0.0])[stat][0]) - levels[stat]
+        if field == "base_clean":
+            moved = replace(regime, base_clean=value)
+        else:
+            moved = replace(regime, corruption_offset=value)
+        return float(simulate.truth(moved, [0.0])[stat][0]) - levels[stat]
 
     clean = _root(lambda b: at("base_clean", b, "clean_acc"))
     offset = _root(lambda o: at("corruption_offset", o, "corruption_acc"))

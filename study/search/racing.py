@@ -306,7 +306,7 @@ def decide(
     # Being ahead of g is not enough: a front member that stops on a lucky estimate
     # would knock a true neighbour off the front that its own further seeds would not.
     ahead = better.transpose(0, 2, 1).any(axis=0)  # ahead[a, g]: a confidently better than g somewhere
-    contender = ~dominates.any(axis=1)
+    contender = np.asarray(~dominates.any(axis=1), dtype=bool)
     resolved = (ahead & ahead.T) | ~contender[None, :]
     np.fill_diagonal(resolved, True)
     decisions: list[Decision] = []
