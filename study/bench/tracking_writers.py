@@ -122,11 +122,9 @@ def _trial(payload: TrialPayload, plan: WriterPlan, client, writer: int, n: int,
 def _end_trial(payload: TrialPayload, client, cfg, run_id: str) -> None:
     from pathlib import Path
 
-    from mlflow.entities import RunTag
-
     from study.tracking.logged_models import log_logged_model
     from study.tracking.notes import set_trial_note
-    from study.tracking.runs import log_metrics
+    from study.tracking.runs import end_run, log_metrics
 
     client.set_tag(run_id, M.TAG_DATA, payload.fingerprint)
     log_metrics(client, run_id, payload.final_metrics, payload.shape.epochs)
@@ -135,8 +133,7 @@ def _end_trial(payload: TrialPayload, client, cfg, run_id: str) -> None:
     client.log_artifacts(run_id, payload.artifacts_dir)
     client.log_artifacts(run_id, payload.model_dir, M.MODEL_ARTIFACT)
     log_logged_model(client, run_id, Path(payload.model_dir), step=payload.shape.epochs)
-    client.log_batch(run_id, tags=[RunTag(M.TAG_STATUS, "finished")])
-    client.set_terminated(run_id, status="FINISHED")
+    end_run(client, run_id, "finished", None, mlflow_status="FINISHED")  # as a trial ends its run
 
 
 def _writer(payload: TrialPayload, plan: WriterPlan, writer: int, out: dict[int, Any]) -> None:

@@ -238,15 +238,15 @@ def run_tracked_trial(
         raise
     with logging_to(tracking_uri, f"logging the end of run {run_id}"):
         if result.status == DIVERGED:
-            _end_run(client, run_id, result.status, result.reason, mlflow_status="FAILED")
+            end_run(client, run_id, result.status, result.reason, mlflow_status="FAILED")
         else:
-            _end_run(client, run_id, result.status, result.reason, mlflow_status="FINISHED")
+            end_run(client, run_id, result.status, result.reason, mlflow_status="FINISHED")
     return TrackedTrial(
         run_id=run_id, status=result.status, reason=result.reason, metrics=dict(result.metrics), result=result
     )
 
 
-def _end_run(
+def end_run(
     client: MlflowClient, run_id: str, status: str, reason: str | None, *, mlflow_status: str
 ) -> None:
     """The status tag (and reason), then the run's end: a run whose tags could not be written
@@ -268,6 +268,6 @@ def _end_failed_run(
     if tracking_uri.startswith(("http://", "https://")) and health_problem(tracking_uri, 3.0) is not None:
         return
     try:
-        _end_run(client, run_id, "failed", reason, mlflow_status=mlflow_status)
+        end_run(client, run_id, "failed", reason, mlflow_status=mlflow_status)
     except Exception:  # the original exception is what the caller needs to see
         pass
