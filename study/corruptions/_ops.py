@@ -1,19 +1,20 @@
 """Shared image operations for the CIFAR-10-C corruptions, reproducing the
 libraries the original generator called (scipy/scikit-image Gaussian blur,
 scikit-image HSV, OpenCV's small Gaussian kernels, ImageMagick-6 motion blur,
-scipy's clipped zoom) with numpy and scipy only, vectorised over a batch.
+scipy's clipped zoom) with numpy only, vectorised over a batch; the scipy
+filters they need are repeated bit for bit in ``_filters``.
 
 Conventions: a batch is ``(N, H, W)`` or ``(N, H, W, C)``; spatial filters act
 on axes 1 and 2 only. Float arrays keep the scale they come in (0-1 or
 0-255) unless a function says otherwise. Separable linear filters are applied
 as two small ``(size, size)`` matrices (one per spatial axis) built by running
-scipy's own 1-D filter on an identity matrix, so the border handling is
-exactly scipy's and a whole batch costs two matrix products.
+scipy's 1-D filter (``_filters.correlate1d``) on an identity matrix, so the
+border handling is exactly scipy's and a whole batch costs two matrix products.
 
 Public helpers (B2 and the corruptions modules rely on these names):
 
 - ``gaussian_blur(images, sigma, mode="nearest", truncate=4.0)``: scipy /
-  skimage ``gaussian`` over H and W only (scipy's own, whole batch at once).
+  skimage ``gaussian`` over H and W only (scipy's, whole batch at once).
 - ``gaussian_matrix(sigma, size, mode, truncate)``, ``axis_filter_matrix``,
   ``apply_separable(images, rows, cols)``: the building blocks of the above.
 - ``cv2_gaussian_kernel(ksize, sigma)``: ``cv2.getGaussianKernel`` (float32).
@@ -43,7 +44,8 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from scipy import ndimage
+
+from study.corruptions import _filters
 
 __all__ = [
     "adjust_hsv",
@@ -110,7 +112,7 @@ def axis_filter_matrix(weights: tuple[float, ...], size: int, mode: str = "neare
     ``constant`` with 0). Read-only and cached.
     """
     eye = np.eye(size)
-    m = ndimage.correlate1d(eye, np.asarray(weights, dtype=np.float64), axis=0, mode=mode)
+    m = _filters.correlate1d(eye, np.asarray(weights, dtype=np.float64), axis=0, mode=mode)
     m.setflags(write=False)
     return m
 
@@ -155,9 +157,9 @@ def gaussian_blur(
 ) -> np.ndarray:
     """skimage ``gaussian(x, sigma, channel_axis=-1)`` = scipy ``gaussian_filter`` over H and W.
 
-    scipy's own filter with zero sigma on the batch (and channel) axis, which
-    it skips: one call for the whole batch, bit-identical by construction and
-    faster than any numpy re-implementation of it.
+    scipy's filter with zero sigma on the batch (and channel) axis, which it
+    skips, as ``_filters.gaussian_filter`` repeats it bit for bit: the whole
+    batch at once, and no scipy import in a generation worker.
 
     Args:
         images: float ``(N, H, W[, C])``, any scale. sigma in pixels.
@@ -168,7 +170,7 @@ def gaussian_blur(
     _check_batch(images)
     x = np.asarray(images, dtype=np.float64)
     sigmas = (0.0, float(sigma), float(sigma)) + (0.0,) * (x.ndim - 3)
-    return ndimage.gaussian_filter(x, sigmas, mode=mode, truncate=truncate)
+    return _filters.gaussian_filter(x, sigmas, mode=mode, truncate=truncate)
 
 
 def cv2_gaussian_kernel(ksize: int, sigma: float) -> np.ndarray:
@@ -361,7 +363,7 @@ def zoom_matrix(size: int, zoom_factor: float) -> np.ndarray:
     """
     ch, top, trim = _zoom_1d(size, zoom_factor)
     eye = np.eye(size)[top : top + ch]  # (ch, size): crop as a matrix
-    zoomed = ndimage.zoom(eye, (zoom_factor, 1.0), order=1)  # (round(ch·z), size)
+    zoomed = _filters.zoom_linear(eye, zoom_factor)  # (round(ch·z), size), as scipy.ndimage.zoom
     m = np.ascontiguousarray(zoomed[trim : trim + size])
     if m.shape != (size, size):
         raise ValueError(
