@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from study.corruptions import corrupt, get_corruption
+from study.files import named
 from study.metrics import ALL_CORRUPTIONS
 
 # .partial/<corruption>.<pid>-<hex><suffix>; .partial/<...>.s<k>.done marks a block
@@ -85,12 +86,12 @@ def fill_unit(
         The kernel's wall and CPU seconds (the corruption alone, without the write).
     """
     n = images.shape[0]
-    t0, c0 = time.perf_counter(), time.process_time()
-    result = corrupt_unit(images, name, severity, seed, frost_dir)
-    kernel = (time.perf_counter() - t0, time.process_time() - c0)
     offset, rows = _layout(data)
     if (block + 1) * n > rows:
         raise ValueError(f"{data}: {rows} rows, no room for block {block} of {n} images")
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = corrupt_unit(images, name, severity, seed, frost_dir)
+    kernel = (time.perf_counter() - t0, time.process_time() - c0)
     payload = memoryview(np.ascontiguousarray(result)).cast("B")
     position = offset + block * payload.nbytes
     fd = os.open(data, os.O_WRONLY)
@@ -98,6 +99,8 @@ def fill_unit(
         while payload:  # a regular file takes it all at once; the loop is for the rule
             written = os.pwrite(fd, payload, position)
             payload, position = payload[written:], position + written
+    except OSError as e:  # a failed write names no file (EIO)
+        raise named(e, data) from None
     finally:
         os.close(fd)
     marker(Path(data), severity).touch()
