@@ -211,21 +211,41 @@ def correlate2d(images: np.ndarray, kernel: np.ndarray, mode: str = "mirror") ->
     rank = int(np.sum(s > s[0] * 1e-12)) if s[0] > 0 else 0
     x = np.asarray(images, dtype=np.float64)
     n, h, w = x.shape[:3]
-    # Each rank term is apply_separable(x, rows, cols): the same two products np.tensordot makes,
-    # with the operands it lays out. The first one's layout of x, (N, W, ..., H) as rows, is the
-    # same for every term, so it is made once; the sum is kept as (N, ..., H, W) and moved back
-    # once at the end. Same products, same sums: bit for bit apply_separable's.
+    terms = [
+        (_filter_matrix(u[:, r] * s[r], h, mode).T, _filter_matrix(vt[r], w, mode).T) for r in range(rank)
+    ]  # (weights along H, along W) of each rank-1 term, as right-hand operands
+    out = np.empty(x.shape, dtype=np.float64)
+    # Blocks of images, each through all its products while it is in the CPU cache. BLAS gives
+    # every output the same sum whatever the number of rows around it, for the tall products
+    # made here (each block has at least CORRELATE_BLOCK images, the last one takes the rest).
+    starts = list(range(0, max(n - CORRELATE_BLOCK, 0) + 1, CORRELATE_BLOCK)) if n else []
+    for lo, hi in zip(starts, [*starts[1:], n]):
+        out[lo:hi] = _correlate_block(x[lo:hi], terms)
+    return out
+
+
+# Images per block of correlate2d (an RGB 32x32 float64 block of 32 images is 786 KB).
+CORRELATE_BLOCK = 32
+
+
+def _correlate_block(x: np.ndarray, terms: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """``Σ_r apply_separable(x, rows_r, cols_r)`` of a float64 batch, bit for bit.
+
+    Each term makes the two products np.tensordot makes, with the operands it
+    lays out. The first one's layout of ``x``, ``(N, W, ..., H)`` as rows, is
+    the same for every term, so it is made once; the sum is kept as
+    ``(N, ..., H, W)`` and moved back once at the end. Same products, same sums.
+    """
+    n, h, w = x.shape[:3]
     order = (0, 2, *range(3, x.ndim), 1)
     lhs = x.transpose(order).reshape(-1, h)  # (N·W·C, H)
     inner = (n, w, *x.shape[3:], h)
     out = np.zeros((n, *x.shape[3:], h, w), dtype=np.float64)
-    for r in range(rank):
-        col = u[:, r] * s[r]  # weights along H
-        row = vt[r]  # weights along W
-        y = np.dot(lhs, _filter_matrix(col, h, mode).T).reshape(inner)  # (N, W, ..., H_out)
+    for rows_t, cols_t in terms:
+        y = np.dot(lhs, rows_t).reshape(inner)  # (N, W, ..., H_out)
         y = y.transpose(order).reshape(-1, w)  # (N·...·H_out, W)
-        out += np.dot(y, _filter_matrix(row, w, mode).T).reshape(out.shape)
-    return np.ascontiguousarray(np.moveaxis(out, 1, -1)) if x.ndim == 4 else out  # (N, C, H, W) -> NHWC
+        out += np.dot(y, cols_t).reshape(out.shape)
+    return np.moveaxis(out, 1, -1) if x.ndim == 4 else out  # (N, C, H, W) -> (N, H, W, C)
 
 
 def _filter_matrix(weights: np.ndarray, size: int, mode: str) -> np.ndarray:

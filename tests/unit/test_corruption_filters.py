@@ -138,3 +138,19 @@ def test_plan_splits_units_when_corruptions_are_too_few():
     tasks = plan_tasks(pending, n_workers=2)  # 3 corruptions < 2 per worker: one unit per task
     assert sorted(t[0] for t in tasks) == sorted(pending) and all(len(t) == 1 for t in tasks)
     assert tasks[0][0][0] == "snow" and tasks[-1][0] == ("frost", 1)
+
+
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 65, 200])
+def test_correlate2d_is_the_sum_of_its_separable_terms_bit_for_bit(n):
+    # Blocked by images and sharing one layout of the batch, it still makes the products and sums
+    # that apply_separable makes for each rank-1 term (so defocus_blur's bytes did not move).
+    x = np.random.default_rng(n).integers(0, 256, (n, 32, 32, 3)) / 255.0
+    for severity in range(1, 6):
+        kernel = blur.defocus_kernel(*blur.DEFOCUS[severity - 1])
+        u, s, vt = np.linalg.svd(kernel.astype(np.float64))
+        want = np.zeros(x.shape)
+        for r in range(int(np.sum(s > s[0] * 1e-12))):
+            rows = _ops.axis_filter_matrix(tuple(float(v) for v in u[:, r] * s[r]), 32, "mirror")
+            cols = _ops.axis_filter_matrix(tuple(float(v) for v in vt[r]), 32, "mirror")
+            want += _ops.apply_separable(x, rows, cols)
+        assert np.array_equal(_ops.correlate2d(x, kernel), want), severity
