@@ -4,7 +4,8 @@ Generation workers use them instead of importing scipy.ndimage, and CIFAR-10-C
 files must not change by a single byte for it (``GENERATOR_VERSION`` did not
 move), so each is compared with ``np.array_equal`` against scipy itself, on
 random data and on the exact inputs the corruptions give them. Also here: the
-plan that groups units into worker tasks.
+corruptions computed a block of images at a time (defocus, elastic) equal the
+whole batch, and the plan that groups units into worker tasks.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from scipy import ndimage, sparse
 
 from study.cifar10c.schedule import TOGETHER, plan_tasks
-from study.corruptions import _filters, _ops, blur
+from study.corruptions import _filters, _ops, blur, elastic
 from study.metrics import ALL_CORRUPTIONS
 
 MODES = ("nearest", "reflect", "mirror", "wrap", "constant")
@@ -154,3 +155,35 @@ def test_correlate2d_is_the_sum_of_its_separable_terms_bit_for_bit(n):
             cols = _ops.axis_filter_matrix(tuple(float(v) for v in vt[r]), 32, "mirror")
             want += _ops.apply_separable(x, rows, cols)
         assert np.array_equal(_ops.correlate2d(x, kernel), want), severity
+
+
+def test_elastic_in_blocks_is_the_whole_batch_bit_for_bit(monkeypatch):
+    images = np.random.default_rng(5).integers(0, 256, (150, 32, 32, 3), dtype=np.uint8)
+    for severity in range(1, 6):
+        blocked = elastic.elastic_transform(images, severity, np.random.default_rng(severity))
+        with monkeypatch.context() as m:
+            m.setattr(elastic, "ELASTIC_BLOCK", 10**6)  # one block: the whole batch, as before blocks
+            whole = elastic.elastic_transform(images, severity, np.random.default_rng(severity))
+        assert np.array_equal(blocked, whole), severity
+
+
+def test_sample_planes_blocks_fold_and_pad_as_their_batch_does():
+    # One image's coordinates lie far outside (the batch is folded), another's reach 5 pixels out
+    # (a 5-pixel pad): every block sampled with the batch's reach equals the batch sampled at once.
+    rng = np.random.default_rng(6)
+    planes = rng.random((3, 8, 32, 32)).astype(np.float32)
+    rows, cols = rng.uniform(-1, 32, (2, 8, 32, 32))
+    for far in (np.inf, 5.0):
+        r, c = rows.copy(), cols.copy()
+        r[2] += 40.0 if far == np.inf else 0.0
+        c[6] -= far if far != np.inf else 0.0
+        for edge_repeated in (False, True):
+            whole = elastic.sample_planes(planes, r, c, edge_repeated=edge_repeated)
+            reach = elastic.sample_reach(r, c, 32, 32)
+            parts = [
+                elastic.sample_planes(
+                    planes[:, k : k + 3], r[k : k + 3], c[k : k + 3], edge_repeated=edge_repeated, reach=reach
+                )
+                for k in range(0, 8, 3)
+            ]
+            assert np.array_equal(np.concatenate(parts, axis=1), whole), (far, edge_repeated)
