@@ -49,7 +49,7 @@ def bench_corruption_generation(n_images: int, workers: int, quick: bool) -> dic
         and where the time went: ``kernel_s``/``kernel_cpu_s`` (the corruptions
         themselves, summed over units) with their share of all CPU seconds,
         ``unit_overhead_ms``/``unit_overhead_cpu_ms`` (the rest of a unit: source
-        read, map, write, marker), ``worker_ready_s`` (from the call until the
+        read, write, marker), ``worker_ready_s`` (from the call until the
         last worker had started and imported) and ``worker_start_cpu_s`` (CPU
         seconds the workers spent starting, summed).
     """
@@ -88,7 +88,7 @@ def bench_corruption_generation(n_images: int, workers: int, quick: bool) -> dic
         "speedup_vs_reference": rate / REFERENCE_IMAGES_PER_S,
         "projected_full_test_seconds": 10_000 * n_units / rate,
         # Where the time went: the corruptions themselves, the rest of each unit (source read,
-        # map, write, marker) and the workers' start (spawn, imports); CPU seconds beside wall
+        # write, marker) and the workers' start (spawn, imports); CPU seconds beside wall
         # ones, since on a shared machine the wall clock also counts other people's work.
         "kernel_s": kernel_s,
         "kernel_cpu_s": kernel_cpu_s,

@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from study.cifar10c.layout import (
     LABELS,
@@ -51,7 +50,8 @@ from study.cifar10c.layout import (
     read_manifest,
 )
 from study.cifar10c.pool import note_in_process, spawn_reruns_caller, worker_pool
-from study.cifar10c.worker import PARTIAL_SUFFIX, UnitTiming, fill_unit, marker, run_unit
+from study.cifar10c.schedule import plan_tasks
+from study.cifar10c.worker import PARTIAL_SUFFIX, UnitTiming, fill_unit, marker, run_units
 from study.corruptions import GENERATOR_VERSION
 from study.files import digest, named, write_atomic, write_text_atomic
 from study.metrics import ALL_CORRUPTIONS, SEVERITIES
@@ -399,7 +399,11 @@ def generate(
     if n_workers > 1 and spawn_reruns_caller():
         note_in_process()
         n_workers = 1
+    tasks = plan_tasks(pending, n_workers)  # a corruption's severities together, costliest first
+    n_workers = min(n_workers, max(len(tasks), 1))
     # A bar on a terminal; in a log file, one plain line instead of a stream of carriage returns.
+    from tqdm import tqdm  # here, not at the top: every spawned worker imports this package
+
     terminal = progress and sys.stderr.isatty()
     bar = tqdm(total=len(pending), desc=f"CIFAR-10-C {source_name}", unit="unit", disable=not terminal)
     if progress and not terminal and pending:
@@ -444,15 +448,20 @@ def generate(
             with worker_pool(n_workers) as pool:
                 futures = {
                     pool.submit(
-                        run_unit, str(path), str(partials[c].data), sevs.index(s), c, s, int(seed), frost
+                        run_units,
+                        str(path),
+                        [(c, s, str(partials[c].data), sevs.index(s)) for c, s in task],
+                        int(seed),
+                        frost,
                     )
-                    for c, s in pending
+                    for task in tasks
                 }
                 try:
                     while futures:
                         done, futures = wait(futures, return_when=FIRST_COMPLETED)  # publish as they finish
                         for f in done:
-                            finish(f.result())  # re-raises a worker's error here
+                            for timing in f.result():  # re-raises a worker's error here
+                                finish(timing)
                 except BaseException:
                     pool.shutdown(cancel_futures=True)  # don't run the queued units first
                     raise

@@ -1,12 +1,14 @@
-"""What a CIFAR-10-C generation worker runs: one (corruption, severity) unit into a partial file.
+"""What a CIFAR-10-C generation worker runs: (corruption, severity) units into partial files.
 
 A spawned worker imports this module to unpickle its tasks, so it imports only
 what corruption needs: numpy here, and through ``study.corruptions`` Pillow and
 ``scipy.ndimage``/``sparse``/``special`` where a corruption uses them, never
-torch, the trial config or the tracking stack (a test holds it to that). Each
-unit reports its kernel time (the corruption itself) beside its whole time
-(source read, map, write, marker) and when its worker became ready, so the
-bench can tell start-up and per-unit overhead from the work.
+torch, the trial config or the tracking stack (a test holds it to that). A
+task is a list of units (``study.cifar10c.schedule`` groups a corruption's
+severities into one). Each unit reports its kernel time (the corruption
+itself) beside its whole time (source read, write, marker) and when its
+worker became ready, so the bench can tell start-up and per-unit overhead
+from the work.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import functools
 import os
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from study.corruptions import corrupt, get_corruption
+from study.files import named
 from study.metrics import ALL_CORRUPTIONS
 
 # .partial/<corruption>.<pid>-<hex><suffix>; .partial/<...>.s<k>.done marks a block
@@ -39,7 +43,7 @@ class UnitTiming(NamedTuple):
     severity: int
     kernel_s: float  # the corruption function alone, wall
     kernel_cpu_s: float  # the same, CPU seconds of the worker (one math thread: no more than wall)
-    unit_s: float  # the whole unit: source (first unit of a worker), corruption, map, write, marker
+    unit_s: float  # the whole unit: source (first unit of a worker), corruption, write, marker
     unit_cpu_s: float
     pid: int
     ready_at: float | None  # time.time() when the worker was ready; None for a unit run in the parent
@@ -70,23 +74,48 @@ def fill_unit(
 ) -> tuple[float, float]:
     """Corrupt ``images`` at one severity into rows ``block*N:(block+1)*N`` of the partial, then mark it.
 
-    No ``msync``: once written, the pages are in the shared page cache, so the
-    block survives this process being killed; the marker comes after the
-    write, so a marked block is always whole. (Power loss is not covered, as
-    with the atomic renames elsewhere, which do not fsync either.)
+    The block is written with ``pwrite`` at its offset in the ``.npy`` (a
+    memory map would fault in every page, several times the cost). No fsync:
+    once written, the bytes are in the shared page cache, so the block survives
+    this process being killed; the marker comes after the write, so a marked
+    block is always whole. (Power loss is not covered, as with the atomic
+    renames elsewhere, which do not fsync either.) The partial's disk blocks
+    were allocated when it was made, so the write cannot run out of space.
 
     Returns:
-        The kernel's wall and CPU seconds (the corruption alone, without map and write).
+        The kernel's wall and CPU seconds (the corruption alone, without the write).
     """
     n = images.shape[0]
+    offset, rows = _layout(data)
+    if (block + 1) * n > rows:
+        raise ValueError(f"{data}: {rows} rows, no room for block {block} of {n} images")
     t0, c0 = time.perf_counter(), time.process_time()
     result = corrupt_unit(images, name, severity, seed, frost_dir)
     kernel = (time.perf_counter() - t0, time.process_time() - c0)
-    target = np.load(data, mmap_mode="r+")  # (S*N, 32, 32, 3) uint8 map of the partial
-    target[block * n : (block + 1) * n] = result
-    del target
+    payload = memoryview(np.ascontiguousarray(result)).cast("B")
+    position = offset + block * payload.nbytes
+    fd = os.open(data, os.O_WRONLY)
+    try:
+        while payload:  # a regular file takes it all at once; the loop is for the rule
+            written = os.pwrite(fd, payload, position)
+            payload, position = payload[written:], position + written
+    except OSError as e:  # a failed write names no file (EIO)
+        raise named(e, data) from None
+    finally:
+        os.close(fd)
     marker(Path(data), severity).touch()
     return kernel
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(data: str) -> tuple[int, int]:
+    """Where the rows of the partial ``data`` start (bytes) and how many it has: its ``.npy`` header."""
+    mapped = np.load(data, mmap_mode="r")  # reads the header; no page of the data
+    if mapped.dtype != np.uint8 or mapped.ndim != 4 or mapped.shape[1:] != (32, 32, 3):
+        raise ValueError(f"{data}: {mapped.dtype} {mapped.shape}, not a uint8 (rows, 32, 32, 3) partial")
+    if not mapped.flags.c_contiguous:
+        raise ValueError(f"{data}: stored in Fortran order, not as a partial is made")
+    return int(mapped.offset), int(mapped.shape[0])
 
 
 @functools.lru_cache(maxsize=1)
@@ -95,16 +124,36 @@ def _source_images(source: str) -> np.ndarray:
     return np.array(np.load(source, mmap_mode="r"))
 
 
-def run_unit(
-    source: str, data: str, block: int, name: str, severity: int, seed: int, frost_dir: str | None
-) -> UnitTiming:
-    """``fill_unit`` on the memory-mapped source, in a worker (top level, so spawned workers unpickle it)."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    kernel_s, kernel_cpu_s = fill_unit(_source_images(source), data, block, name, severity, seed, frost_dir)
-    unit_s, unit_cpu_s = time.perf_counter() - t0, time.process_time() - c0
-    return UnitTiming(
-        name, severity, kernel_s, kernel_cpu_s, unit_s, unit_cpu_s, os.getpid(), _READY_AT, _READY_CPU_S
-    )
+def run_units(
+    source: str, units: Sequence[tuple[str, int, str, int]], seed: int, frost_dir: str | None
+) -> list[UnitTiming]:
+    """``fill_unit`` for each ``(name, severity, partial, block)`` of one task, in a worker.
+
+    Top level, so spawned workers unpickle it. The source (an ``.npy`` of the
+    clean images) is read once per worker; a unit's markers are on disk as soon
+    as it is done, so the units before one that fails are kept for the next run.
+    """
+    timings = []
+    for name, severity, data, block in units:
+        t0, c0 = time.perf_counter(), time.process_time()
+        kernel_s, kernel_cpu_s = fill_unit(
+            _source_images(source), data, block, name, severity, seed, frost_dir
+        )
+        unit_s, unit_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+        timings.append(
+            UnitTiming(
+                name,
+                severity,
+                kernel_s,
+                kernel_cpu_s,
+                unit_s,
+                unit_cpu_s,
+                os.getpid(),
+                _READY_AT,
+                _READY_CPU_S,
+            )
+        )
+    return timings
 
 
 def exit_with_parent(parent: int) -> None:

@@ -1,19 +1,20 @@
 """Shared image operations for the CIFAR-10-C corruptions, reproducing the
 libraries the original generator called (scipy/scikit-image Gaussian blur,
 scikit-image HSV, OpenCV's small Gaussian kernels, ImageMagick-6 motion blur,
-scipy's clipped zoom) with numpy and scipy only, vectorised over a batch.
+scipy's clipped zoom) with numpy only, vectorised over a batch; the scipy
+filters they need are repeated bit for bit in ``_filters``.
 
 Conventions: a batch is ``(N, H, W)`` or ``(N, H, W, C)``; spatial filters act
 on axes 1 and 2 only. Float arrays keep the scale they come in (0-1 or
 0-255) unless a function says otherwise. Separable linear filters are applied
 as two small ``(size, size)`` matrices (one per spatial axis) built by running
-scipy's own 1-D filter on an identity matrix, so the border handling is
-exactly scipy's and a whole batch costs two matrix products.
+scipy's 1-D filter (``_filters.correlate1d``) on an identity matrix, so the
+border handling is exactly scipy's and a whole batch costs two matrix products.
 
 Public helpers (B2 and the corruptions modules rely on these names):
 
 - ``gaussian_blur(images, sigma, mode="nearest", truncate=4.0)``: scipy /
-  skimage ``gaussian`` over H and W only (scipy's own, whole batch at once).
+  skimage ``gaussian`` over H and W only (scipy's, whole batch at once).
 - ``gaussian_matrix(sigma, size, mode, truncate)``, ``axis_filter_matrix``,
   ``apply_separable(images, rows, cols)``: the building blocks of the above.
 - ``cv2_gaussian_kernel(ksize, sigma)``: ``cv2.getGaussianKernel`` (float32).
@@ -30,7 +31,7 @@ Public helpers (B2 and the corruptions modules rely on these names):
 - ``rgb_to_hsv(rgb)``, ``hsv_to_rgb(hsv)``: scikit-image's formulas, last
   axis = 3 channels, floats on 0-1; ``rgb_to_hsv_planes``, ``hsv_to_rgb_planes``
   the same on separate channel planes, and ``adjust_hsv(images, adjust)`` the
-  uint8 round trip that brightness and saturate make.
+  uint8 round trip that brightness and saturate make (in ``_colour``, named here too).
 - ``to_uint8(x)``: the original's ``np.uint8(x)`` (truncation) of 0-255 floats.
 - ``check_rgb_batch(images, severity)``: the input check of the weather and
   elastic corruptions.
@@ -43,7 +44,9 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from scipy import ndimage
+
+from study.corruptions import _filters
+from study.corruptions._colour import adjust_hsv, hsv_to_rgb, hsv_to_rgb_planes, rgb_to_hsv, rgb_to_hsv_planes
 
 __all__ = [
     "adjust_hsv",
@@ -110,7 +113,7 @@ def axis_filter_matrix(weights: tuple[float, ...], size: int, mode: str = "neare
     ``constant`` with 0). Read-only and cached.
     """
     eye = np.eye(size)
-    m = ndimage.correlate1d(eye, np.asarray(weights, dtype=np.float64), axis=0, mode=mode)
+    m = _filters.correlate1d(eye, np.asarray(weights, dtype=np.float64), axis=0, mode=mode)
     m.setflags(write=False)
     return m
 
@@ -155,9 +158,9 @@ def gaussian_blur(
 ) -> np.ndarray:
     """skimage ``gaussian(x, sigma, channel_axis=-1)`` = scipy ``gaussian_filter`` over H and W.
 
-    scipy's own filter with zero sigma on the batch (and channel) axis, which
-    it skips: one call for the whole batch, bit-identical by construction and
-    faster than any numpy re-implementation of it.
+    scipy's filter with zero sigma on the batch (and channel) axis, which it
+    skips, as ``_filters.gaussian_filter`` repeats it bit for bit: the whole
+    batch at once, and no scipy import in a generation worker.
 
     Args:
         images: float ``(N, H, W[, C])``, any scale. sigma in pixels.
@@ -168,7 +171,7 @@ def gaussian_blur(
     _check_batch(images)
     x = np.asarray(images, dtype=np.float64)
     sigmas = (0.0, float(sigma), float(sigma)) + (0.0,) * (x.ndim - 3)
-    return ndimage.gaussian_filter(x, sigmas, mode=mode, truncate=truncate)
+    return _filters.gaussian_filter(x, sigmas, mode=mode, truncate=truncate)
 
 
 def cv2_gaussian_kernel(ksize: int, sigma: float) -> np.ndarray:
@@ -207,13 +210,43 @@ def correlate2d(images: np.ndarray, kernel: np.ndarray, mode: str = "mirror") ->
         raise ValueError(f"kernel must be 2-D with odd sides, got shape {k.shape}")
     u, s, vt = np.linalg.svd(k)
     rank = int(np.sum(s > s[0] * 1e-12)) if s[0] > 0 else 0
-    h, w = images.shape[1], images.shape[2]
-    out = np.zeros(images.shape, dtype=np.float64)
-    for r in range(rank):
-        col = u[:, r] * s[r]  # weights along H
-        row = vt[r]  # weights along W
-        out += apply_separable(images, _filter_matrix(col, h, mode), _filter_matrix(row, w, mode))
+    x = np.asarray(images, dtype=np.float64)
+    n, h, w = x.shape[:3]
+    terms = [
+        (_filter_matrix(u[:, r] * s[r], h, mode).T, _filter_matrix(vt[r], w, mode).T) for r in range(rank)
+    ]  # (weights along H, along W) of each rank-1 term, as right-hand operands
+    out = np.empty(x.shape, dtype=np.float64)
+    # Blocks of images, each through all its products while it is in the CPU cache. BLAS gives
+    # every output the same sum whatever the number of rows around it, for the tall products
+    # made here (each block has at least CORRELATE_BLOCK images, the last one takes the rest).
+    starts = list(range(0, max(n - CORRELATE_BLOCK, 0) + 1, CORRELATE_BLOCK)) if n else []
+    for lo, hi in zip(starts, [*starts[1:], n]):
+        out[lo:hi] = _correlate_block(x[lo:hi], terms)
     return out
+
+
+# Images per block of correlate2d (an RGB 32x32 float64 block of 32 images is 786 KB).
+CORRELATE_BLOCK = 32
+
+
+def _correlate_block(x: np.ndarray, terms: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """``Σ_r apply_separable(x, rows_r, cols_r)`` of a float64 batch, bit for bit.
+
+    Each term makes the two products np.tensordot makes, with the operands it
+    lays out. The first one's layout of ``x``, ``(N, W, ..., H)`` as rows, is
+    the same for every term, so it is made once; the sum is kept as
+    ``(N, ..., H, W)`` and moved back once at the end. Same products, same sums.
+    """
+    n, h, w = x.shape[:3]
+    order = (0, 2, *range(3, x.ndim), 1)
+    lhs = x.transpose(order).reshape(-1, h)  # (N·W·C, H)
+    inner = (n, w, *x.shape[3:], h)
+    out = np.zeros((n, *x.shape[3:], h, w), dtype=np.float64)
+    for rows_t, cols_t in terms:
+        y = np.dot(lhs, rows_t).reshape(inner)  # (N, W, ..., H_out)
+        y = y.transpose(order).reshape(-1, w)  # (N·...·H_out, W)
+        out += np.dot(y, cols_t).reshape(out.shape)
+    return np.moveaxis(out, 1, -1) if x.ndim == 4 else out  # (N, C, H, W) -> (N, H, W, C)
 
 
 def _filter_matrix(weights: np.ndarray, size: int, mode: str) -> np.ndarray:
@@ -361,7 +394,7 @@ def zoom_matrix(size: int, zoom_factor: float) -> np.ndarray:
     """
     ch, top, trim = _zoom_1d(size, zoom_factor)
     eye = np.eye(size)[top : top + ch]  # (ch, size): crop as a matrix
-    zoomed = ndimage.zoom(eye, (zoom_factor, 1.0), order=1)  # (round(ch·z), size)
+    zoomed = _filters.zoom_linear(eye, zoom_factor)  # (round(ch·z), size), as scipy.ndimage.zoom
     m = np.ascontiguousarray(zoomed[trim : trim + size])
     if m.shape != (size, size):
         raise ValueError(
@@ -378,100 +411,6 @@ def clipped_zoom(images: np.ndarray, zoom_factor: float) -> np.ndarray:
         raise ValueError(f"clipped_zoom needs square images, got {images.shape[1]}x{images.shape[2]}")
     z = zoom_matrix(images.shape[1], float(zoom_factor))
     return apply_separable(images, z, z)
-
-
-# --- colour -------------------------------------------------------------------------------
-
-
-def rgb_to_hsv_planes(
-    r: np.ndarray, g: np.ndarray, b: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """scikit-image ``rgb2hsv`` on channel planes: float64 R, G, B on 0-1 (any one shape) -> H, S, V on 0-1.
-
-    H from whichever channel is the maximum, with blue over green over red on
-    ties (skimage assigns red, then green, then blue, later overwriting);
-    ``H = S = 0`` where max == min. Every value is computed by the same float
-    operations as skimage's (so results are bit-identical), on contiguous
-    planes and with each division done once.
-    """
-    v = np.maximum(np.maximum(r, g), b)
-    delta = v - np.minimum(np.minimum(r, g), b)
-    is_b = b == v
-    is_g = (g == v) & ~is_b
-    numerator = np.where(is_b, r - g, np.where(is_g, b - r, g - b))
-    grey = delta == 0.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        s = delta / v
-        h = numerator / delta
-    h = np.where(is_b, 4.0 + h, np.where(is_g, 2.0 + h, h))
-    h /= 6.0
-    # h/6 lies in [-1/6, 1): numpy's "% 1.0" is exactly "+ 1.0" on the negative part.
-    h = np.where(h < 0.0, h + 1.0, h)
-    h[grey] = 0.0
-    s[grey] = 0.0
-    return h, s, v
-
-
-def hsv_to_rgb_planes(
-    h: np.ndarray, s: np.ndarray, v: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """scikit-image ``hsv2rgb`` on channel planes: float64 H, S, V on 0-1 -> R, G, B on 0-1, bit-identical.
-
-    skimage computes ``p = v(1-s)``, ``q = v(1-fs)``, ``t = v(1-(1-f)s)`` and
-    picks (r, g, b) per sextant; every sextant uses ``v``, ``p`` and one of
-    ``q`` (odd sextants) or ``t`` (even), so only that one is computed, with
-    the same operations.
-    """
-    h6 = h * 6
-    hi = np.floor(h6)
-    f = h6 - hi
-    sextant = hi.astype(np.uint8) % 6  # skimage casts to uint8 before the modulo
-    odd = (sextant & 1).astype(bool)
-    p = v * (1 - s)
-    third = v * (1 - np.where(odd, f, 1 - f) * s)
-    v_channel, p_channel = _SEXTANT_V[sextant], _SEXTANT_P[sextant]
-    return tuple(np.where(v_channel == c, v, np.where(p_channel == c, p, third)) for c in range(3))
-
-
-# Sextant -> the channel (0 r, 1 g, 2 b) that takes v, and the one that takes p, as in skimage's hsv2rgb:
-# (v,t,p), (q,v,p), (p,v,t), (p,q,v), (t,p,v), (v,p,q).
-_SEXTANT_V = np.array([0, 1, 1, 2, 2, 0], dtype=np.uint8)
-_SEXTANT_P = np.array([2, 2, 0, 0, 1, 1], dtype=np.uint8)
-
-
-def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
-    """scikit-image ``rgb2hsv``: float ``(..., 3)`` RGB on 0-1 -> HSV, each on 0-1.
-
-    See :func:`rgb_to_hsv_planes`.
-    """
-    rgb = np.asarray(rgb, dtype=np.float64)
-    return np.stack(rgb_to_hsv_planes(rgb[..., 0], rgb[..., 1], rgb[..., 2]), axis=-1)
-
-
-def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
-    """scikit-image ``hsv2rgb``: float ``(..., 3)`` HSV on 0-1 -> RGB on 0-1.
-
-    See :func:`hsv_to_rgb_planes`.
-    """
-    hsv = np.asarray(hsv, dtype=np.float64)
-    return np.stack(hsv_to_rgb_planes(hsv[..., 0], hsv[..., 1], hsv[..., 2]), axis=-1)
-
-
-def adjust_hsv(images: np.ndarray, adjust) -> np.ndarray:
-    """``uint8(clip(hsv2rgb(adjust(rgb2hsv(x/255))), 0, 1)·255)`` for a uint8 ``(N, H, W, 3)`` batch.
-
-    Args:
-        images: uint8 ``(N, H, W, 3)``.
-        adjust: ``(h, s, v) -> (h, s, v)`` on float64 planes of shape ``(N·H·W,)``.
-
-    Returns:
-        uint8, same shape.
-    """
-    x = images.reshape(-1, 3).T / 255.0  # (N, H, W, 3) -> (3, N·H·W): contiguous channel planes
-    rgb = np.stack(hsv_to_rgb_planes(*adjust(*rgb_to_hsv_planes(x[0], x[1], x[2]))))
-    np.clip(rgb, 0, 1, out=rgb)
-    rgb *= 255
-    return to_uint8(rgb.T).reshape(images.shape)
 
 
 # --- parameters ---------------------------------------------------------------------------

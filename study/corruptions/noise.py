@@ -15,7 +15,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy import special
 
 from study.corruptions._ops import severity_params, to_uint8
 
@@ -75,6 +74,8 @@ def shot_noise_table(photons: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ``(256·SHOT_GUIDE_CELLS,)``, for input ``k`` and cell ``g`` the first
         position of row ``k`` whose bound exceeds ``g / SHOT_GUIDE_CELLS``. Read-only.
     """
+    from scipy import special  # here: only a worker that draws shot noise pays for importing scipy
+
     counts = np.arange(photons + 1)
     out = to_uint8(np.clip(counts / photons, 0, 1) * 255)  # the original's output for each count
     last = np.flatnonzero(np.diff(out.astype(np.int64)) != 0)  # last count of every level but 255

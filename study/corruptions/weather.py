@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
-from study.corruptions import _ops
+from study.corruptions import _filters, _ops
 
 IMAGE_SIZE = 32
 
@@ -340,8 +339,6 @@ def sobel_gradients(layers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # tan(22.5°) in OpenCV's Q15 fixed point.
 _TG22 = int(0.4142135623730950488016887242097 * (1 << 15) + 0.5)
-_PLANE_8 = np.zeros((3, 3, 3), dtype=bool)
-_PLANE_8[1] = True  # 8-connected within an image, never across the batch
 
 
 def canny(layers: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -351,7 +348,7 @@ def canny(layers: np.ndarray, low: float, high: float) -> np.ndarray:
     OpenCV's fixed-point sector test and tie rule (strictly greater than the
     neighbour before, at least the one after; both strict on diagonals;
     zero magnitude outside the image); hysteresis: candidates above ``low``
-    8-connected to one above ``high``.
+    8-connected (within the image) to one above ``high``.
 
     Returns:
         (N, H, W) bool edge map.
@@ -384,11 +381,7 @@ def canny(layers: np.ndarray, low: float, high: float) -> np.ndarray:
     strong = candidate & (mag > high_i)
     if not strong.any():
         return strong
-    labels, _ = ndimage.label(candidate, structure=_PLANE_8)
-    keep = np.zeros(labels.max() + 1, dtype=bool)
-    keep[labels[strong]] = True
-    keep[0] = False
-    return keep[labels]
+    return _filters.connected_to(candidate, strong)
 
 
 # cv2.distanceTransform(DIST_L2, 5): a 5×5 chamfer with steps 1 (edge), 1.4 (diagonal)
@@ -459,7 +452,7 @@ def distance_to_edges(edges: np.ndarray) -> np.ndarray:
 
 def box_blur3(x: np.ndarray) -> np.ndarray:
     """``cv2.blur(x, (3, 3))`` of (N, H, W): 3×3 mean, border reflect-101, float64."""
-    return ndimage.uniform_filter(x.astype(np.float64), size=(1, 3, 3), mode="mirror")
+    return _filters.uniform_filter(x.astype(np.float64), (1, 3, 3), mode="mirror")
 
 
 def equalize_hist(x: np.ndarray) -> np.ndarray:
@@ -534,14 +527,14 @@ def spatter(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
     n, h, w, _ = images.shape
     x = images.astype(np.float32) / np.float32(255)
     liquid = rng.normal(loc, scale, size=(n, h, w))
-    liquid = ndimage.gaussian_filter(liquid, sigma=(0, sigma, sigma), mode="nearest", truncate=4.0)
+    liquid = _filters.gaussian_filter(liquid, (0, sigma, sigma), mode="nearest", truncate=4.0)
     liquid[liquid < threshold] = 0
     if mode == 0:
         shade = water_mask(liquid) * np.float32(strength)
         out = x + shade[..., None] * WATER_RGB
     else:
         mud = (liquid > threshold).astype(np.float32)
-        mud = ndimage.gaussian_filter(mud, sigma=(0, strength, strength), mode="nearest", truncate=4.0)
+        mud = _filters.gaussian_filter(mud, (0, strength, strength), mode="nearest", truncate=4.0)
         mud[mud < 0.8] = 0
         out = x * (1 - mud[..., None]) + MUD_RGB * mud[..., None]
     return _ops.to_uint8(np.clip(out, 0, 1) * 255)
