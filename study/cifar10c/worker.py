@@ -92,7 +92,7 @@ def fill_unit(
     t0, c0 = time.perf_counter(), time.process_time()
     result = corrupt_unit(images, name, severity, seed, frost_dir)
     kernel = (time.perf_counter() - t0, time.process_time() - c0)
-    payload = memoryview(np.ascontiguousarray(result)).cast("B")
+    payload = memoryview(np.ascontiguousarray(result).data).cast("B")
     position = offset + block * payload.nbytes
     fd = os.open(data, os.O_WRONLY)
     try:

@@ -60,7 +60,8 @@ def hsv_to_rgb_planes(
     p = v * (1 - s)
     third = v * (1 - np.where(odd, f, 1 - f) * s)
     v_channel, p_channel = _SEXTANT_V[sextant], _SEXTANT_P[sextant]
-    return tuple(np.where(v_channel == c, v, np.where(p_channel == c, p, third)) for c in range(3))
+    r, g, b = (np.where(v_channel == c, v, np.where(p_channel == c, p, third)) for c in range(3))
+    return r, g, b
 
 
 # Sextant -> the channel (0 r, 1 g, 2 b) that takes v, and the one that takes p, as in skimage's hsv2rgb:

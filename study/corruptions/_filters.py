@@ -40,7 +40,7 @@ def _padded(x: np.ndarray, axis: int, before: int, after: int, mode: str) -> np.
         raise ValueError(f"mode: {mode!r}; allowed: {', '.join(_PAD)}")
     widths = [(0, 0)] * x.ndim
     widths[axis] = (before, after)
-    return np.pad(x, widths, mode=_PAD[mode])
+    return np.pad(x, widths, mode=_PAD[mode])  # type: ignore[call-overload]  # mode is one of _PAD's values
 
 
 def _tap(p: np.ndarray, axis: int, start: int, length: int) -> np.ndarray:
@@ -158,7 +158,7 @@ def gaussian_filter(x: np.ndarray, sigmas, mode: str = "reflect", truncate: floa
     out = np.empty_like(x)
     if x.ndim and x.size and not any(axis == 0 for axis, _, _ in passes):
         step = max(1, _BLOCK_BYTES // (x[:1].size * 8))  # whole images per block
-        spans = [(k, k + step) for k in range(0, x.shape[0], step)]
+        spans: list[tuple[int | None, int | None]] = [(k, k + step) for k in range(0, x.shape[0], step)]
     else:
         spans = [(None, None)]
     for lo, hi in spans:
