@@ -9,7 +9,6 @@ trainings than 8.
 
 import numpy as np
 import pytest
-
 from scipy import stats as scipy_stats
 
 from study.analysis import seedlevel, simulate
