@@ -26,7 +26,9 @@ pooled over the configurations where Bartlett's test keeps them equal,
 - **stop, max seeds** at ``max_seeds``; **stop, budget** when the study's total
   trainings would exceed ``budget``;
 - otherwise **one more seed**. The baseline races too: every gain involves it, so
-  it gets a seed while its own membership or any racing front member's gain is open.
+  it gets a seed while its own membership is open or any racing front member's gain
+  is open on an objective where it could still settle by ``max_seeds`` (were the
+  estimate the truth, :func:`_projected_se`): a gain near 0 never settles.
 
 The ancestors are single-objective: F-Race (Birattari et al. 2002; Friedman test
 after each round, no adjustment for repeated looks), irace (Lopez-Ibanez et al.
