@@ -26,7 +26,9 @@ pooled over the configurations where Bartlett's test keeps them equal,
 - **stop, max seeds** at ``max_seeds``; **stop, budget** when the study's total
   trainings would exceed ``budget``;
 - otherwise **one more seed**. The baseline races too: every gain involves it, so
-  it gets a seed while its own membership or any racing front member's gain is open.
+  it gets a seed while its own membership is open or any racing front member's gain
+  is open on an objective where it could still settle by ``max_seeds`` (were the
+  estimate the truth, :func:`_projected_se`): a gain near 0 never settles.
 
 The ancestors are single-objective: F-Race (Birattari et al. 2002; Friedman test
 after each round, no adjustment for repeated looks), irace (Lopez-Ibanez et al.
@@ -200,9 +202,18 @@ def pairwise(
         minimised objective), ``se`` its configuration-level standard error and
         ``df`` its Welch-Satterthwaite degrees of freedom (``se = 0`` on the diagonal).
     """
+    est, se, df, _ = _pairwise(evidence, directions, pool=pool, level=level)
+    return est, se, df
+
+
+def _pairwise(
+    evidence: Evidence, directions: Sequence[int], *, pool: bool, level: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`pairwise` and, fourth, the seed variances ``(J, K)`` (points^2, per run:
+    pooled where pooled) its seed terms used, for projecting a comparison to more seeds."""
     r = evidence.seeds.astype(np.float64)
     ra, rb = r[:, None], r[None, :]
-    est, se, df = [], [], []
+    est, se, df, seed = [], [], [], []
     for j, sign in enumerate(directions):
         img = evidence.image_means[j]
         n = img.shape[1]
@@ -225,7 +236,8 @@ def pairwise(
         np.fill_diagonal(v, 0.0)
         se.append(np.sqrt(np.maximum(v, 0.0)))
         df.append(res["df"])
-    return np.stack(est), np.stack(se), np.stack(df)
+        seed.append(1e4 * run_var)
+    return np.stack(est), np.stack(se), np.stack(df), np.stack(seed)
 
 
 def front_of(values: np.ndarray) -> np.ndarray:
@@ -242,6 +254,23 @@ def _confident(est: np.ndarray, se: np.ndarray, df: np.ndarray, shift: float, le
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(se > 0, (est - shift) / np.where(se > 0, se, 1.0), np.sign(est - shift) * np.inf)
     return t > stats.t.ppf(1.0 - level, np.where(np.isfinite(df), df, 1e12))
+
+
+def _projected_se(
+    g_se: np.ndarray, seed_var: np.ndarray, seeds: np.ndarray, baseline: int, max_seeds: int
+) -> np.ndarray:
+    """``(J, K)`` standard errors (points) of every configuration's gain against the
+    baseline were both sides at ``max_seeds`` seeds (those beyond it kept): the seed
+    term ``s_b^2 / R_b + s_k^2 / R_k`` shrinks to its value at M seeds, the
+    configuration x image term stays (more seeds of the same images do not shrink it).
+    ``g_se`` ``(J, K)`` the gains' standard errors now, ``seed_var`` ``(J, K)`` the
+    seed variances (points^2) their seed terms used, ``seeds`` ``(K,)``."""
+    r = np.asarray(seeds, dtype=np.float64)
+    m = np.maximum(r, float(max_seeds))
+    sb = seed_var[:, baseline][:, None]
+    v = g_se**2 - sb / r[baseline] - seed_var / r[None, :] + sb / m[baseline] + seed_var / m[None, :]
+    v[:, baseline] = 0.0
+    return np.sqrt(np.maximum(v, 0.0))
 
 
 def decide(
@@ -275,7 +304,7 @@ def decide(
     if racing.shape != (k,) or not 0 <= baseline < k:
         raise ValueError(f"racing: racing mask must be ({k},) and baseline in [0, {k}), got {baseline}")
     alpha = 1.0 - policy.confidence
-    est, se, df = pairwise(evidence, dirs, pool=policy.pool, level=alpha)
+    est, se, df, seed_var = _pairwise(evidence, dirs, pool=policy.pool, level=alpha)
     values = np.array(dirs)[:, None] * evidence.mean
     front = front_of(values)
     n_front = int(front.sum())
@@ -300,6 +329,16 @@ def decide(
         sign_known = sign_known | within
     gain_open = ~sign_known.all(axis=0)  # (K,)
     gain_open[baseline] = False
+    # What keeps the baseline racing: a gain open on an objective where it could still
+    # settle by M seeds on both sides, were the estimate the truth (the seed term shrinks
+    # to M seeds, the configuration x image term does not; z: the df at their largest).
+    # A gain near 0 never settles with margin 0: seeds spent on it are wasted.
+    se_m = _projected_se(g_se, seed_var, evidence.seeds, baseline, policy.max_seeds)
+    z = stats.norm.ppf(1.0 - alpha / (2 * j))
+    reachable = np.abs(g_est) > z * se_m
+    if policy.margin > 0:
+        reachable |= np.abs(g_est) + stats.norm.ppf(1.0 - alpha / j) * se_m < policy.margin
+    gain_serves = (~sign_known & reachable).any(axis=0) & gain_open
     # Contenders: not confidently dominated by a front member. Membership is settled
     # against a contender g only when the pair is a confident trade-off (each better
     # on some objective): then neither's estimate can come to dominate the other's.
@@ -326,7 +365,7 @@ def decide(
         elif open_vs.size:
             decisions.append(Decision(i, SEED, "front membership open", int(open_vs[0])))
         elif i == baseline:
-            waiting = np.flatnonzero(racing & gain_open & front)
+            waiting = np.flatnonzero(racing & gain_serves & front)
             if waiting.size:
                 decisions.append(Decision(i, SEED, "gains against the baseline open", int(waiting[0])))
             else:
@@ -341,7 +380,7 @@ def decide(
     # A baseline that is off the front or settled still serves the gains of racing front members.
     for pos, d in enumerate(decisions):
         if d.index == baseline and d.action == STOP and d.reason == DOMINATED:
-            waiting = np.flatnonzero(racing & gain_open & front)
+            waiting = np.flatnonzero(racing & gain_serves & front)
             if waiting.size and evidence.seeds[baseline] < policy.max_seeds:
                 decisions[pos] = Decision(baseline, SEED, "gains against the baseline open", int(waiting[0]))
                 wanted.append(pos)

@@ -9,6 +9,7 @@ trainings than 8.
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from study.analysis import seedlevel, simulate
 from study.search import harness as H
@@ -177,3 +178,57 @@ def test_racing_is_as_accurate_as_eight_seeds_at_half_the_trainings():
         assert race.exact_front > r3.exact_front, regime.name
         assert race.exact_front >= r8.exact_front - 0.075, regime.name
         assert race.trainings <= 0.55 * r8.trainings, regime.name
+
+
+def test_projected_gain_se_brute_force_against_the_one_definition():
+    """The gain's standard error at M seeds (what decides whether a gain can still settle)
+    equals seedlevel.difference_from_moments at M seeds per side with the same run
+    variances and MSE and the same configuration x image variance (S_d^2 less the MSEs'
+    share at the current seeds, plus their share at M)."""
+    rng = np.random.default_rng(11)
+    means = [[0.5, 0.4], [0.6, 0.45], [0.45, 0.55], [0.52, 0.41]]
+    seeds = [3, 2, 5, 4]
+    ev = rc.Evidence.from_scores(_scores(rng, means, seeds, n=80, seed_sd=0.04))
+    dirs = [1, -1]
+    est, se, df, seed_var = rc._pairwise(ev, dirs, pool=False, level=0.05)
+    big = 8
+    got = rc._projected_se(se[:, 0, :], seed_var, ev.seeds, 0, big)
+    r = ev.seeds.astype(float)
+    for j in range(2):
+        img = ev.image_means[j]
+        n = img.shape[1]
+        for k in range(1, 4):
+            s_d = float(np.var(img[k] - img[0], ddof=1))
+            interaction = s_d - ev.mse[j, 0] / r[0] - ev.mse[j, k] / r[k]
+            ma = {"run_var": ev.run_var[j, 0], "mse": ev.mse[j, 0]}
+            mb = {"run_var": ev.run_var[j, k], "mse": ev.mse[j, k]}
+            s_d_big = interaction + ev.mse[j, 0] / big + ev.mse[j, k] / big
+            ref = seedlevel.difference_from_moments(ma, mb, big, big, n, s_d_big)
+            if interaction > 0:  # both then keep the interaction term
+                assert got[j, k] == pytest.approx(100.0 * float(np.sqrt(ref["var"])), rel=1e-9)
+    # With M at or below every configuration's seeds the projection is the identity.
+    now = rc._projected_se(se[:, 0, :], seed_var, ev.seeds, 0, 2)
+    np.testing.assert_allclose(now[:, 1:], se[:, 0, 1:], rtol=1e-9)
+    assert np.all(got[:, 0] == 0.0)
+
+
+def test_a_gain_that_cannot_settle_by_max_seeds_does_not_keep_the_baseline_racing():
+    """The baseline (0) is dominated by 2; front member 1 ties it on clean (a gain of 0
+    never settles with margin 0, however many seeds) and is far ahead on corruption:
+    the baseline stops as dominated. With 1's clean gain two points (open now, settled at M
+    seeds were the estimate the truth) the baseline keeps racing for it."""
+    rng = np.random.default_rng(12)
+    tie = [[0.50, 0.40], [0.50, 0.60], [0.60, 0.50]]
+    ev = rc.Evidence.from_scores(_scores(rng, tie, [3, 3, 3], n=2000, seed_sd=0.02))
+    decided = {d.index: d for d in rc.decide(ev, np.ones(3, bool), baseline=0)}
+    assert decided[0].action == rc.STOP and decided[0].reason == rc.DOMINATED
+    rng = np.random.default_rng(12)
+    near = [[0.50, 0.40], [0.52, 0.60], [0.60, 0.50]]
+    ev = rc.Evidence.from_scores(_scores(rng, near, [3, 3, 3], n=2000, seed_sd=0.02))
+    est, se, _, seed_var = rc._pairwise(ev, [1, 1], pool=True, level=0.05)
+    se_m = rc._projected_se(se[:, 0, :], seed_var, ev.seeds, 0, 8)
+    z = scipy_stats.norm.ppf(1 - 0.05 / 4)
+    # The setting this case means: 1's clean gain open now, settled at 8 seeds.
+    assert abs(est[0, 0, 1]) < z * se[0, 0, 1] and abs(est[0, 0, 1]) > z * se_m[0, 1]
+    decided = {d.index: d for d in rc.decide(ev, np.ones(3, bool), baseline=0)}
+    assert decided[0].action == rc.SEED and decided[0].other == 1
