@@ -33,13 +33,16 @@ def outcomes(seed: int, accuracy: float, *, corruption_limit: int = 20, source: 
     return Outcomes(arrays, {"test": fingerprint})
 
 
-def log_trial(client, exp_id, tmp_path, *, trial, accuracy, seed, status="FINISHED", tags=None, **kw):
+def log_trial(
+    client, exp_id, tmp_path, *, trial, accuracy, seed, status="FINISHED", tags=None, mode="fixed", **kw
+):
     """A trial run as a study's worker logs it: tags, params, metrics, ``outcomes.npz``."""
-    tags = {M.TAG_ROLE: "trial", M.TAG_TRIAL_ID: trial, M.TAG_MODE: "fixed", **(tags or {})}
+    tags = {M.TAG_ROLE: "trial", M.TAG_TRIAL_ID: trial, M.TAG_MODE: mode, **(tags or {})}
     if status == "FINISHED":
         tags[M.TAG_STATUS] = "finished"
     run_id = client.create_run(exp_id, tags=tags).info.run_id
-    params = {"train.epochs": "2", "frequency.mode": "fixed", "model.width": "8", "seed": str(seed)}
+    params = {"train.epochs": "2", "frequency.mode": mode, "model.width": "8", "seed": str(seed)}
+    params.update({"frequency.perturbation": "0.0"} if mode == "free" else {})
     for key, value in params.items():
         client.log_param(run_id, key, value)
     if status == "FINISHED":
@@ -72,8 +75,11 @@ def retried(mlflow_server, tmp_path_factory):
         trial = f"t{i}"
         if trial == "t2":  # the lost node's attempt: no metrics, closed as KILLED
             log_trial(client, exp_id, tmp, trial=trial, accuracy=0.6, seed=i, status="KILLED")
-        extra = {M.TAG_BASELINE: "true", M.TAG_MODE: "free"} if i == 0 else {}
-        runs[trial] = log_trial(client, exp_id, tmp, trial=trial, accuracy=0.5 + 0.05 * i, seed=i, tags=extra)
+        baseline = {M.TAG_BASELINE: "true"} if i == 0 else {}
+        mode = "free" if i == 0 else "fixed"
+        runs[trial] = log_trial(
+            client, exp_id, tmp, trial=trial, accuracy=0.5 + 0.05 * i, seed=i, tags=baseline, mode=mode
+        )
     return mlflow_server.uri, study, runs
 
 
