@@ -75,10 +75,16 @@ def check_same_images(groups: dict, split: str) -> None:
     ref_id, ref = groups["RUN_A"][0]
     for flag, members in groups.items():
         for i, (rid, o) in enumerate(members):
+            which = flag if i == 0 else f"a replicate of {flag}'s configuration"
+            if split not in o.splits:
+                raise ValueError(
+                    f"{rid} ({which}): no {split} outcomes; it has {', '.join(o.splits) or 'none'}"
+                )
+            if o is ref:
+                continue
             try:
                 check_comparable(ref, o, split)
             except ValueError as e:
-                which = flag if i == 0 else f"a replicate of {flag}'s configuration"
                 hint = " (--single-runs compares the two runs alone)" if i else ""
                 raise ValueError(
                     f"{rid} ({which}) and {ref_id} (RUN_A) were not evaluated on the same images: {e}{hint}"
