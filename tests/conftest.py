@@ -23,6 +23,12 @@ torch.set_num_threads(1)
 _TEST_HOME = tempfile.mkdtemp(prefix="freqstudy-test-home-")
 os.environ["FREQSTUDY_HOME"] = _TEST_HOME
 
+# No freqstudy command in the suite prints a traceback without --debug: every in-process
+# `main([...])` is checked (tests/cli_runner.py), installed before a test module imports it.
+from tests.cli_runner import install as _check_cli_tracebacks  # noqa: E402
+
+_check_cli_tracebacks()
+
 
 def pytest_unconfigure(config):
     shutil.rmtree(_TEST_HOME, ignore_errors=True)

@@ -58,6 +58,39 @@ def _replicates_of(run_id: str, members) -> list[str]:
     return [run_id]
 
 
+def check_same_images(groups: dict, split: str) -> None:
+    """Refuse, in one line naming the two runs, when any run compared was evaluated on other
+    ``split`` images than RUN_A's: a replicate of either configuration, or RUN_B itself.
+
+    Args:
+        groups: ``{"RUN_A": [(run id, Outcomes), ...], "RUN_B": [...]}``, each side's runs
+            (RUN_A's or RUN_B's own run first, then the other replicates of its configuration).
+
+    Raises:
+        ValueError: ``<run> (<which>) and <run> (RUN_A) were not evaluated on the same images:
+            <what differs>``; only this check says so, so no other refusal is read as it.
+    """
+    from study.analysis.outcomes import check_comparable
+
+    ref_id, ref = groups["RUN_A"][0]
+    for flag, members in groups.items():
+        for i, (rid, o) in enumerate(members):
+            which = flag if i == 0 else f"a replicate of {flag}'s configuration"
+            if split not in o.splits:
+                raise ValueError(
+                    f"{rid} ({which}): no {split} outcomes; it has {', '.join(o.splits) or 'none'}"
+                )
+            if o is ref:
+                continue
+            try:
+                check_comparable(ref, o, split)
+            except ValueError as e:
+                hint = " (--single-runs compares the two runs alone)" if i else ""
+                raise ValueError(
+                    f"{rid} ({which}) and {ref_id} (RUN_A) were not evaluated on the same images: {e}{hint}"
+                ) from None
+
+
 def form_lines(forms: dict[str, str | None]) -> list[str]:
     """One line per learned-mode run naming its form (``{"a": "band-gains", "b": None}``)."""
     out = []
@@ -178,17 +211,18 @@ def run(args: argparse.Namespace) -> int:
                     raise ValueError(f"{flag} {rid}: no {args.split} outcomes; it has {', '.join(o.splits)}")
                 group.append(o)
             groups[flag] = group
+    named = {"RUN_A": args.run_a, "RUN_B": args.run_b}
+    check_same_images(  # each side's named run first, then its configuration's other replicates
+        {f: sorted(zip(runs[f], groups[f]), key=lambda r, f=f: r[0] != named[f]) for f in groups},
+        args.split,
+    )
     a, b = groups["RUN_A"], groups["RUN_B"]
     kw = dict(confidence=args.confidence, seed=args.seed, per_severity=args.per_severity)
-    try:
-        if len(a) == 1 and len(b) == 1:
-            diffs = compare_runs(a[0], b[0], args.split, **kw)
-        else:
-            diffs = compare_groups(a, b, args.split, **kw)
-    except ValueError as e:
-        raise ValueError(
-            f"{args.run_a} and {args.run_b} were not evaluated on the same images: {e}"
-        ) from None
+    # Any other refusal of the analysis speaks for itself (it is not about the images).
+    if len(a) == 1 and len(b) == 1:
+        diffs = compare_runs(a[0], b[0], args.split, **kw)
+    else:
+        diffs = compare_groups(a, b, args.split, **kw)
     rows = [
         {
             "statistic": d.name,

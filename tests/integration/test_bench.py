@@ -12,6 +12,8 @@ import textwrap
 import pytest
 from conftest import REPO
 
+from tests.cli_runner import run_freqstudy
+
 pytestmark = pytest.mark.integration
 
 # Make `import ray` and `import mlflow` fail, as on a bare GPU machine.
@@ -95,14 +97,8 @@ def test_startup_and_generation_sections_hang_together():
 @pytest.mark.slow
 def test_bench_json_with_ray_is_exactly_one_document_on_stdout():
     """The orchestration section starts Ray and runs a Tune study; none of that reaches stdout."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "study.cli", "bench", "--quick", "--device", "cpu"]
-        + ["--only", "eval,orchestration", "--json"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    argv = ["bench", "--quick", "--device", "cpu", "--only", "eval,orchestration", "--json"]
+    proc = run_freqstudy(*argv, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)  # the whole of stdout
     assert out["eval"]["img_s"] > 0
@@ -134,13 +130,7 @@ def test_a_section_that_cannot_run_is_skipped_and_the_others_kept(monkeypatch, c
 
 
 def test_unknown_section_is_one_line_error():
-    proc = subprocess.run(
-        [sys.executable, "-m", "study.cli", "bench", "--only", "train,warp"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_freqstudy("bench", "--only", "train,warp", timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "warp" in lines[0] and "allowed" in lines[0]

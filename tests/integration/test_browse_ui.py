@@ -15,13 +15,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from study import metrics as M
+from tests.cli_runner import run_freqstudy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -85,12 +85,12 @@ def study(mlflow_server, subset_dir, tmp_path_factory):
 
     home = tmp_path_factory.mktemp("freqstudy-home")
     env = {**os.environ, "FREQSTUDY_HOME": str(home), "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "study.cli", "run", "--space", "smoke", "--study", STUDY]
-    cmd += ["--num-trials", "2", "--max-concurrent", "2", "--data-dir", str(subset_dir)]
-    cmd += ["--tracking-uri", mlflow_server.uri, "--storage", str(home / "studies")]
+    argv = ["run", "--space", "smoke", "--study", STUDY]
+    argv += ["--num-trials", "2", "--max-concurrent", "2", "--data-dir", str(subset_dir)]
+    argv += ["--tracking-uri", mlflow_server.uri, "--storage", str(home / "studies")]
     for setting in TINY:
-        cmd += ["--set", setting]
-    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        argv += ["--set", setting]
+    out = run_freqstudy(*argv, env=env, timeout=900)
     assert out.returncode == 0, f"freqstudy run failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return out.stdout, MlflowClient(mlflow_server.uri)
 

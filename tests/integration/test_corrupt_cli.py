@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,19 +14,14 @@ import pytest
 
 from study.cifar10c import generate
 from study.data import load_cifar10, stratified_split
+from tests.cli_runner import freqstudy_command, no_traceback, run_freqstudy
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
 def corrupt_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "study.cli", "corrupt", *map(str, args)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_freqstudy("corrupt", *args, timeout=120)
 
 
 @pytest.mark.slow
@@ -106,12 +100,11 @@ def test_killed_run_resumes_byte_identical_and_its_workers_exit(subset_dir, tmp_
         "--workers",
         2,
     ]
-    run = subprocess.Popen(
-        [sys.executable, "-m", "study.cli", "corrupt", *map(str, args)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    errors = tmp_path / "killed.err"
+    with open(errors, "w") as err:  # what the killed run and its orphaned workers print
+        run = subprocess.Popen(
+            freqstudy_command("corrupt", *args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=err
+        )
     deadline = time.monotonic() + 60
     while not list(out.glob(".partial/*.done")) and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -124,6 +117,7 @@ def test_killed_run_resumes_byte_identical_and_its_workers_exit(subset_dir, tmp_
     while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert workers and not any(Path(f"/proc/{w}").exists() for w in workers)  # orphans do not linger
+    no_traceback(errors.read_text(), ["corrupt", *args])
 
     r = corrupt_cli(*args)
     assert r.returncode == 0, r.stderr

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from study.cifar10c import load_corrupted
 from study.cifar10c.generate import completed
+from tests.cli_runner import run_freqstudy
 from tests.unit.test_data import write_cifar
 
 pytestmark = pytest.mark.integration
@@ -32,12 +32,13 @@ def data_dir(tmp_path_factory) -> Path:
 
 def corrupt_cli(data_dir: Path, out: Path, workers: int, env: dict | None = None):
     argv = ["--data-dir", data_dir, "--out", out, "--corruptions", ",".join(NAMES), "--severities", "1,2"]
-    return subprocess.run(
-        [sys.executable, "-m", "study.cli", "corrupt", *map(str, argv), "--limit", "20"]
-        + ["--workers", str(workers)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    return run_freqstudy(
+        "corrupt",
+        *argv,
+        "--limit",
+        "20",
+        "--workers",
+        workers,
         timeout=300,
         env={**os.environ, **(env or {})},
     )

@@ -18,6 +18,7 @@ import pytest
 from mlflow import MlflowClient
 
 from study import metrics as M
+from tests.cli_runner import run_freqstudy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -80,9 +81,8 @@ def test_train_offline_with_an_empty_home_evaluates_frost(mlflow_server, subset_
         "tracking.log_model": "false",
         "tracking.experiment": "offline",
     }
-    cmd = [sys.executable, "-m", "study.cli", "train", "--data-dir", str(subset_dir)]
-    cmd += ["--tracking-uri", mlflow_server.uri, "--output-json", str(result)]
-    cmd += [arg for k, v in sets.items() for arg in ("--set", f"{k}={v}")]
+    argv = ["train", "--data-dir", subset_dir, "--tracking-uri", mlflow_server.uri, "--output-json", result]
+    argv += [arg for k, v in sets.items() for arg in ("--set", f"{k}={v}")]
     # The guard is in place: a connection off the loopback fails in this environment.
     probe = subprocess.run(
         [sys.executable, "-c", "import socket; socket.create_connection(('192.0.2.1', 80), timeout=5)"],
@@ -93,7 +93,7 @@ def test_train_offline_with_an_empty_home_evaluates_frost(mlflow_server, subset_
     )
     assert probe.returncode != 0 and "network disabled for this test" in probe.stderr
 
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    proc = run_freqstudy(*argv, env=env, timeout=900)
     assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     doc = json.loads(result.read_text())
     assert doc["status"] == "finished"

@@ -14,8 +14,6 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ import pytest
 
 from study import metrics as M
 from study.cli import main
+from tests.cli_runner import run_freqstudy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,10 +43,7 @@ def smoke(mlflow_server, subset_dir, tmp_path_factory):
     space = home / "smoke-with-points.yaml"
     space.write_text((REPO / "search_spaces" / "smoke.yaml").read_text() + POINTS)
     env = {**os.environ, "FREQSTUDY_HOME": str(home), "PYTHONPATH": str(REPO)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "study.cli",
+    argv = [
         "run",
         "--space",
         str(space),
@@ -66,7 +62,7 @@ def smoke(mlflow_server, subset_dir, tmp_path_factory):
         "--set",
         "tracking.log_model=true",
     ]  # the smoke space skips models; registering needs them
-    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    out = run_freqstudy(*argv, env=env, timeout=900)
     assert out.returncode == 0, f"freqstudy run failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return mlflow_server.uri, STUDY
 

@@ -224,16 +224,16 @@ def trained(mlflow_server, subset_dir, tmp_path_factory):
     """A real replicated study (``freqstudy run``, real Ray, real training on the CIFAR-10
     subset): the smoke space at 2 configurations x 2 seeds, 1 epoch on 500 images."""
     import os
-    import subprocess
-    import sys
+
+    from tests.cli_runner import run_freqstudy
 
     home = tmp_path_factory.mktemp("freqstudy-home")
     space = home / "replicated.yaml"
     text = (REPO / "search_spaces" / "smoke.yaml").read_text().replace("num_trials: 6", "num_trials: 2")
     space.write_text(text + "replicates: 2\n")
     env = {**os.environ, "FREQSTUDY_HOME": str(home), "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "study.cli", "run", "--space", str(space), "--study", "plan-trained"]
-    cmd += [
+    argv = ["run", "--space", str(space), "--study", "plan-trained"]
+    argv += [
         "--data-dir",
         str(subset_dir),
         "--tracking-uri",
@@ -241,11 +241,11 @@ def trained(mlflow_server, subset_dir, tmp_path_factory):
         "--storage",
         str(home / "studies"),
     ]
-    cmd += ["--max-concurrent", "2", "--cpus-per-trial", "1"]
+    argv += ["--max-concurrent", "2", "--cpus-per-trial", "1"]
     for key, value in {"train.epochs": 1, "data.train_limit": 500, "eval.test": "false"}.items():
-        cmd += ["--set", f"{key}={value}"]
-    cmd += ["--set", "tracking.log_model=false"]
-    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+        argv += ["--set", f"{key}={value}"]
+    argv += ["--set", "tracking.log_model=false"]
+    out = run_freqstudy(*argv, env=env, timeout=1200)
     assert out.returncode == 0, f"freqstudy run failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return mlflow_server.uri, "plan-trained"
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from study import metrics as M
 from study import yamlfiles
 from study.cli import main
 from study.tracking.server import HEAD_SERVER_WORKERS, LEAN_SERVER_ENV, group_members, head_server_command
+from tests.cli_runner import run_freqstudy
 from tests.support import TINY_STUDY
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -96,11 +95,11 @@ def study_on_postgres(postgres_mlflow_server, subset_dir, tmp_path_factory):
         "tracking.log_model": True,
     }  # `report` and `--register` need them
     sets = [arg for k, v in settings.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
-    cmd = [sys.executable, "-m", "study.cli", "run", "--space", "smoke", "--study", STUDY]
-    cmd += ["--num-trials", "2", "--max-concurrent", "2", "--cpus-per-trial", "1"]
-    cmd += ["--data-dir", str(subset_dir), "--tracking-uri", server.uri, "--storage", str(home / "studies")]
+    argv = ["run", "--space", "smoke", "--study", STUDY]
+    argv += ["--num-trials", "2", "--max-concurrent", "2", "--cpus-per-trial", "1"]
+    argv += ["--data-dir", str(subset_dir), "--tracking-uri", server.uri, "--storage", str(home / "studies")]
     env = {**os.environ, "FREQSTUDY_HOME": str(home), "PYTHONPATH": str(REPO)}
-    out = subprocess.run(cmd + sets, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    out = run_freqstudy(*argv, *sets, env=env, timeout=600)
     assert out.returncode == 0, f"freqstudy run failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return server
 

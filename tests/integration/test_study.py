@@ -17,7 +17,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import pytest
 from study import metrics as M
 from study.search.space_parser import load_space
 from study.tracking.study_runs import find_study_run
+from tests.cli_runner import freqstudy_command, no_traceback, run_freqstudy
 from tests.support import TINY_STUDY, count_study_runs, optuna_study, trial_runs
 
 pytestmark = pytest.mark.integration
@@ -71,6 +71,7 @@ def _run_then_kill(cmd: list[str], path: str, tmp_path: Path, *, terminated: int
         if driver.poll() is None:
             driver.kill()
         log.close()
+    no_traceback((tmp_path / "driver.log").read_text(), cmd[3:])  # cmd[3:]: after python -m study.cli
     return done_before
 
 
@@ -157,12 +158,10 @@ def test_smoke_study_console_is_compact_and_carries_each_trials_objectives(
     stderr together are at most 60 lines, free of Ray's boxes and MLflow's links, and each
     trial's end line carries its objectives as MLflow holds them."""
     study = "smoke-console"
-    cmd = [sys.executable, "-m", "study.cli", "run", "--space", "smoke", "--study", study]
-    cmd += ["--data-dir", str(subset_dir), "--tracking-uri", mlflow_server.uri]
-    cmd += ["--storage", str(tmp_path / "studies")]
-    proc = subprocess.run(
-        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900
-    )
+    argv = ["run", "--space", "smoke", "--study", study]
+    argv += ["--data-dir", str(subset_dir), "--tracking-uri", mlflow_server.uri]
+    argv += ["--storage", str(tmp_path / "studies")]
+    proc = run_freqstudy(*argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900)
     (tmp_path / "console.txt").write_text(proc.stdout)  # what the user saw, for reading
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert proc.stdout.count("\n") <= 60, proc.stdout
@@ -246,115 +245,6 @@ def test_two_nodes_one_server_and_a_failing_trial(home, subset_dir, mlflow_serve
     # The searcher recorded the crashes as failures and the rest with both objectives.
     states = sorted(t.state.name for t in optuna_study(summary.experiment_path).trials)
     assert states.count("FAIL") == len(learned) and states.count("COMPLETE") == len(others)
-
-
-def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "study.cli", "run", *args]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.mark.slow
-def test_stopped_driver_resumes_its_own_study_without_rerunning_finished_trials(
-    home, subset_dir, mlflow_server, tmp_path
-):
-    """A driver started with --set values and trial counts: while it lives, a second driver is
-    refused in one line naming it (the lease); SIGTERM (what `ray job stop` sends) ends it with
-    one line and no RUNNING run; `--resume` alone then runs the study's own settings (the old
-    code needed --space and ran new trials with whatever was given), refusing a conflicting flag;
-    finished trials are not run again."""
-    storage = tmp_path / "studies"
-    study = "resumed"
-    path = str(storage / study)
-    sets = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
-    where = ["--study", study, "--storage", str(storage), "--tracking-uri", mlflow_server.uri]
-    cmd = [sys.executable, "-m", "study.cli", "run", "--space", "smoke", *where]
-    cmd += [
-        "--data-dir",
-        str(subset_dir),
-        "--num-trials",
-        "4",
-        "--max-concurrent",
-        "1",
-        "--cpus-per-trial",
-        "1",
-    ]
-    cmd += sets
-    log = open(tmp_path / "driver.log", "w")
-    errors = open(tmp_path / "driver.err", "w")
-    driver = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=errors, start_new_session=True)
-    try:
-        deadline = time.time() + 400
-        while time.time() < deadline and driver.poll() is None:
-            if list(_tune_states(path).values()).count("TERMINATED") >= 2:
-                break
-            time.sleep(1)
-        assert driver.poll() is None, f"driver ended early: {(tmp_path / 'driver.err').read_text()[-3000:]}"
-        # Held still while a second driver starts (seconds on a loaded machine; tiny trials run
-        # faster): the study cannot end and drop its lease meanwhile, and SIGTERM then finds it
-        # inside its trials. Its PID lives and its heartbeat is well inside the lease's TTL.
-        os.kill(driver.pid, signal.SIGSTOP)
-        try:
-            done_before = {tid for tid, s in _tune_states(path).items() if s == "TERMINATED"}
-            # A second driver while the first lives: one line naming the holder.
-            second = _cli("--resume", *where)
-        finally:
-            os.kill(driver.pid, signal.SIGCONT)
-        assert second.returncode == 2, second.stderr
-        lines = second.stderr.strip().splitlines()
-        assert len(lines) == 1 and f"driver PID {driver.pid} on " in lines[0], second.stderr
-        driver.send_signal(signal.SIGTERM)
-        stopped_at = time.time()
-        driver.wait(timeout=60)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-        log.close()
-        errors.close()
-    err = (tmp_path / "driver.err").read_text()
-    assert time.time() - stopped_at < 30
-    assert driver.returncode == 143, err
-    # Its own line last (a band-split warning may precede it), and no stack dump.
-    assert err.strip().splitlines()[-1] == (
-        f"freqstudy run: stopped (SIGTERM); study {study}'s running trials are closed as KILLED; "
-        "continue it with --resume"
-    ), err
-    assert "Traceback" not in err and "SIGTERM handler" not in err, err
-    parent = find_study_run(mlflow_server.uri, study)
-    assert not [r for r in trial_runs(mlflow_server.uri, parent) if r["status"] == "RUNNING"]
-    time.sleep(3)  # Ray's reaper takes down the stopped driver's local cluster
-
-    # A flag that disagrees with the study: one line naming it and the study's value.
-    for flags, text in (
-        (["--num-trials", "6"], "--num-trials 6: the study was started with 4"),
-        (["--set", "train.epochs=3"], "--set train.epochs=3: the study runs with train.epochs=1"),
-    ):
-        refused = _cli("--resume", *where, *flags)
-        assert refused.returncode == 2 and text in refused.stderr, refused.stderr
-        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
-
-    resumed_at_ms = time.time() * 1000
-    done = _cli("--resume", *where, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert f"study {study}: resumed, 4 trials" in done.stdout
-    assert f"study {study}: 4 trials in " in done.stdout and "4 finished" in done.stdout, done.stdout
-
-    # The same parent run; no new run for a trial that had finished before the stop.
-    assert count_study_runs(mlflow_server.uri, study) == 1
-    runs = trial_runs(mlflow_server.uri, parent)
-    for tid in done_before:
-        mine = [r for r in runs if r["tags"].get(M.TAG_TRIAL_ID) == tid]
-        assert len(mine) == 1 and mine[0]["status"] == "FINISHED"
-        assert mine[0]["start_time"] < resumed_at_ms
-    assert not [r for r in runs if r["status"] == "RUNNING"]
-    finished = [r for r in runs if r["status"] == "FINISHED"]
-    assert len({r["tags"][M.TAG_TRIAL_ID] for r in finished}) == 4
-    # Every trial, before and after the resume, ran the study's own settings.
-    for r in finished:
-        assert r["params"]["train.epochs"] == "1" and r["params"]["data.train_limit"] == "500", r["params"]
-    # The searcher state survived: exactly four Optuna trials, all told, none asked twice.
-    ot = optuna_study(path)
-    assert [t.number for t in ot.trials] == [0, 1, 2, 3]
-    assert all(t.state.name == "COMPLETE" and len(t.values) == 2 for t in ot.trials)
 
 
 def test_diverged_or_incomplete_trials_tell_the_searcher_worst_values():
@@ -465,10 +355,7 @@ def test_replicated_configurations_survive_a_killed_driver(home, subset_dir, mlf
     path = str(storage / study)
     sets = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
     cmd = [
-        sys.executable,
-        "-m",
-        "study.cli",
-        "run",
+        *freqstudy_command("run"),
         "--space",
         str(space_file),
         "--study",

@@ -11,13 +11,13 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from study import metrics as M
+from tests.cli_runner import freqstudy_command, no_traceback, run_freqstudy
 from tests.support import TINY_STUDY, trial_runs
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ def test_sigint_names_the_interruption_and_its_resume_command_continues_it(
     log_path = tmp_path / "driver.log"
     with open(log_path, "w") as log:
         driver = subprocess.Popen(
-            [sys.executable, "-m", "study.cli", *argv],
+            freqstudy_command(*argv),
             cwd=REPO,
             env=env,
             stdout=log,
@@ -72,7 +72,7 @@ def test_sigint_names_the_interruption_and_its_resume_command_continues_it(
                 os.killpg(driver.pid, signal.SIGKILL)
     out = log_path.read_text()
     assert code == 130, out[-3000:]
-    assert "Traceback" not in out, out[-3000:]
+    no_traceback(out, argv, env)
     m = re.search(r"interrupted: (\d+) of 3 trials unaccounted for", out)
     assert m and int(m.group(1)) >= 1, out[-3000:]
     m = re.search(rf"study {study} was interrupted; continue it with: (freqstudy run .*--resume)$", out, re.M)
@@ -81,14 +81,7 @@ def test_sigint_names_the_interruption_and_its_resume_command_continues_it(
     assert words[:2] == ["freqstudy", "run"] and words[2:-1] == kept, words
     time.sleep(3)  # Ray's reaper takes down the interrupted driver's local cluster
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "study.cli", *words[1:]],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=500,
-    )
+    resumed = run_freqstudy(*words[1:], env=env, timeout=500)
     assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
     assert f"study {study}: 3 trials in " in resumed.stdout and "3 finished" in resumed.stdout, resumed.stdout
     assert "was interrupted" not in resumed.stdout and "unaccounted" not in resumed.stdout

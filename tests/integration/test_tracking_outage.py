@@ -32,6 +32,7 @@ from study.tracking.server import (
     server_command,
     server_env,
 )
+from tests.cli_runner import run_freqstudy
 from tests.support import TINY_STUDY
 
 pytestmark = pytest.mark.integration
@@ -128,14 +129,7 @@ def test_train_refuses_a_tracking_server_that_does_not_answer(tmp_path, monkeypa
     # is Python importing torch and MLflow on a busy machine, not waiting on the server).
     env = dict(os.environ, FREQSTUDY_HOME=str(tmp_path / "home"), PYTHONPATH=str(REPO))
     started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "study.cli", "train", "--tracking-uri", uri],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    proc = run_freqstudy("train", "--tracking-uri", uri, env=env, timeout=180)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines() == [err]
     assert time.monotonic() - started < 120

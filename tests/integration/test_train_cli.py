@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from models.stem import initial_alpha
 from study import metrics as M
 from study.cli import main
 from study.tracking.server import free_port, is_healthy, local_tracking_uri
+from tests.cli_runner import freqstudy_command, no_traceback, run_freqstudy
 
 pytestmark = pytest.mark.integration
 
@@ -52,14 +52,7 @@ def home(tmp_path_factory):
 
 def freqstudy(*args: str, home: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ, FREQSTUDY_HOME=str(home), PYTHONPATH=str(REPO))
-    return subprocess.run(
-        [sys.executable, "-m", "study.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_freqstudy(*args, env=env, timeout=timeout)
 
 
 @pytest.mark.parametrize(
@@ -200,7 +193,7 @@ def test_local_store_server_starts_and_stops(home, tmp_path, monkeypatch):
     port = free_port()
     env = dict(os.environ, FREQSTUDY_HOME=str(tmp_path / "own-home"), PYTHONPATH=str(REPO))
     ui = subprocess.Popen(
-        [sys.executable, "-m", "study.cli", "ui", "--port", str(port)],
+        freqstudy_command("ui", "--port", port),
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -217,3 +210,4 @@ def test_local_store_server_starts_and_stops(home, tmp_path, monkeypatch):
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         ui.wait(timeout=60)
+    no_traceback(ui.stdout.read().decode(errors="replace"), ["ui"], env)

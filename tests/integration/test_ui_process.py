@@ -10,13 +10,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from study.tracking.server import free_port, group_members, is_healthy, local_tracking_uri
+from tests.cli_runner import freqstudy_command, no_traceback
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 def ui_process(home: Path, port: int) -> subprocess.Popen:
     env = dict(os.environ, FREQSTUDY_HOME=str(home), PYTHONPATH=str(REPO))
     return subprocess.Popen(
-        [sys.executable, "-m", "study.cli", "ui", "--port", str(port)],
+        freqstudy_command("ui", "--port", port),
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -60,6 +60,7 @@ def test_ui_on_a_taken_port_exits_non_zero_naming_the_port(tmp_path):
         ui = ui_process(tmp_path / "home", port)
         out, err = ui.communicate(timeout=180)
     assert ui.returncode == 2, (out, err)
+    no_traceback(err, ["ui"])
     assert out == ""  # never "serving ... at" a port it does not hold
     lines = err.strip().splitlines()
     assert len(lines) == 1 and f"--port {port}: taken" in lines[0] and "choose another" in lines[0], err
@@ -96,6 +97,7 @@ def test_ui_shares_the_local_server_and_sigterm_ends_it(tmp_path, monkeypatch):
 
         ui.send_signal(signal.SIGTERM)
         assert ui.wait(timeout=60) == 0, ui.stderr.read()
+        no_traceback(ui.stderr.read(), ["ui"])
         deadline = time.monotonic() + 10
         while group_members(pgid) and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -37,7 +37,12 @@ def test_provenance_without_git_comes_from_the_version_file(tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if k != "FREQSTUDY_CODE_VERSION"}
     env["PYTHONPATH"] = str(tmp_path)
-    probe = [sys.executable, "-c", "from study.provenance import code_version; print(code_version())"]
+    # What a trial's run is tagged with (study.tracking.runs takes it from here).
+    probe = [
+        sys.executable,
+        "-c",
+        "from study.tracking.experiments import code_version; print(code_version())",
+    ]
     bare = subprocess.run(
         probe, cwd=tmp_path, env=env, capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -96,6 +101,12 @@ def test_cluster_yaml_restarts_mlflow_without_killing_its_own_shell(tmp_path):
     (bin_ / "aws").write_text("#!/bin/sh\necho secret\n")
     # python3 stands in for the server: sleeps, so there is a process to stop.
     (bin_ / "python3").write_text("#!/bin/sh\nexec sleep 300\n")
+    # A pkill or pgrep in the command reaches only its own session (each run below has one), never
+    # the processes of whoever else shares this machine: enough to see it match its own shell.
+    for tool in ("pkill", "pgrep"):
+        real = shutil.which(tool)
+        if real:
+            (bin_ / tool).write_text(f'#!/bin/sh\nexec {real} --session 0 "$@"\n')
     for f in bin_.iterdir():
         f.chmod(0o755)
     env = {**os.environ, "HOME": str(tmp_path), "PATH": f"{bin_}:{os.environ['PATH']}"}
@@ -103,7 +114,12 @@ def test_cluster_yaml_restarts_mlflow_without_killing_its_own_shell(tmp_path):
     try:
         for _ in range(2):
             done = subprocess.run(
-                ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=30
+                ["bash", "-c", command],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                start_new_session=True,
             )
             assert done.returncode == 0, (done.returncode, done.stderr)
             pids.append(int((tmp_path / "mlflow-server.pid").read_text()))

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from study.cli import COMMANDS
+from tests.cli_runner import freqstudy_command, no_traceback
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "scipy.stats", "ray", "mlflow", "optuna")
@@ -97,9 +98,10 @@ def heavy(seen: dict[int, set[str]]) -> set[str]:
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
 def test_help_imports_nothing_heavy(tmp_path, command):
-    args = ["-m", "study.cli", *([command] if command else []), "--help"]
-    proc, seen = run_hooked(tmp_path, args)
+    argv = [*([command] if command else []), "--help"]
+    proc, seen = run_hooked(tmp_path, freqstudy_command(*argv)[1:])  # [1:]: after the interpreter
     assert proc.returncode == 0, proc.stderr[-2000:]
+    no_traceback(proc.stderr, argv)
     assert "usage: freqstudy" in proc.stdout
     assert any("<hook>" in names for names in seen.values()), "the import hook did not run"
     assert heavy(seen) == set(), f"freqstudy {command or ''} --help imported {sorted(heavy(seen))}"
@@ -115,8 +117,9 @@ def test_help_imports_nothing_heavy(tmp_path, command):
     ],
 )
 def test_argument_errors_import_nothing_heavy(tmp_path, argv):
-    proc, seen = run_hooked(tmp_path, ["-m", "study.cli", *argv])
+    proc, seen = run_hooked(tmp_path, freqstudy_command(*argv)[1:])
     assert proc.returncode == 2, proc.stderr[-2000:]
+    no_traceback(proc.stderr, argv)
     assert "error" in proc.stderr
     assert heavy(seen) == set(), f"freqstudy {' '.join(argv)} imported {sorted(heavy(seen))}"
 
