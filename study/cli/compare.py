@@ -212,10 +212,11 @@ def run(args: argparse.Namespace) -> int:
                 group.append(o)
             groups[flag] = group
     named = {"RUN_A": args.run_a, "RUN_B": args.run_b}
-    check_same_images(  # each side's named run first, then its configuration's other replicates
-        {f: sorted(zip(runs[f], groups[f]), key=lambda r, f=f: r[0] != named[f]) for f in groups},
-        args.split,
-    )
+    # Each side's named run first, then its configuration's other replicates.
+    ordered = {f: [r for r in zip(runs[f], groups[f]) if r[0] == named[f]] for f in groups}
+    for f in groups:
+        ordered[f] += [r for r in zip(runs[f], groups[f]) if r[0] != named[f]]
+    check_same_images(ordered, args.split)
     a, b = groups["RUN_A"], groups["RUN_B"]
     kw = dict(confidence=args.confidence, seed=args.seed, per_severity=args.per_severity)
     # Any other refusal of the analysis speaks for itself (it is not about the images).
