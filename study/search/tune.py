@@ -44,7 +44,7 @@ from ray.tune.search.repeater import TRIAL_INDEX
 from study import metrics as M
 from study.search.console import StudyConsole, short_config
 from study.search.interrupt import watch_interrupt
-from study.search.opening import open_study, tracking_setup, warn_loopback, worker_env
+from study.search.opening import open_study, steady_folder, tracking_setup, warn_loopback, worker_env
 from study.search.phases import (
     StudyPlan,
     close_study,
@@ -305,20 +305,21 @@ def run_study(
         tracking_uri=tracking_uri,
     )
     try:
-        return _run_opened(
-            space,
-            plan,
-            path,
-            study=study,
-            tracking_uri=tracking_uri,
-            address=address,
-            resume=resume,
-            max_failures=max_failures,
-            verbose=verbose,
-            trial_fn=trial_fn,
-            tracking=tracking,
-            console=console,
-        )
+        with steady_folder():  # paths are resolved by now; a Ray job's folder can vanish
+            return _run_opened(
+                space,
+                plan,
+                path,
+                study=study,
+                tracking_uri=tracking_uri,
+                address=address,
+                resume=resume,
+                max_failures=max_failures,
+                verbose=verbose,
+                trial_fn=trial_fn,
+                tracking=tracking,
+                console=console,
+            )
     finally:
         lease.release()
 
