@@ -84,10 +84,10 @@ class TestCluster:
 
     @property
     def head_id(self) -> str:
-        return self.cluster.head_node.unique_id
+        return self.cluster.head_node.node_id
 
     def worker_ids(self) -> set[str]:
-        return {n.unique_id for n in self.cluster.worker_nodes}
+        return {n.node_id for n in self.cluster.worker_nodes}
 
     def ray(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         """The ``ray`` command line (``ray job submit`` ...), against this cluster's dashboard."""
@@ -278,12 +278,12 @@ def test_worker_lost_mid_trial_retries_from_checkpoint_and_a_node_added_back_is_
             held = _wait_held(gate, ended, "the study", count=2)
             victim, lost = held[0]
             assert {node for _, node in held} == workers_before, (held, workers_before)
-            cluster.cluster.remove_node(next(n for n in cluster.cluster.worker_nodes if n.unique_id == lost))
+            cluster.cluster.remove_node(next(n for n in cluster.cluster.worker_nodes if n.node_id == lost))
             added = cluster.add_node()
             # The retried trial waits again, after its next epoch: on the added node, the only
             # free CPU while the other trial waits.
             retried = _wait_held(gate, ended, "the study", count=3)
-            assert (victim, added.unique_id) in retried, (retried, added.unique_id)
+            assert (victim, added.node_id) in retried, (retried, added.node_id)
             (gate / "open").touch()
             driver.wait(timeout=600)
         finally:
@@ -296,7 +296,7 @@ def test_worker_lost_mid_trial_retries_from_checkpoint_and_a_node_added_back_is_
     runs = _trials(mlflow_server.uri, study)
     nodes = {r["tags"][M.TAG_NODE] for r in runs}
     assert cluster.head_id not in nodes, "a trial ran on the head (num_cpus=0)"
-    assert nodes <= workers_before | {added.unique_id}
+    assert nodes <= workers_before | {added.node_id}
     _one_finished_run_per_trial(runs, 4)
     # The trial on the lost node: its first run closed as KILLED, retried on the added node
     # from its checkpoint (its metrics start at the second epoch).
@@ -304,7 +304,7 @@ def test_worker_lost_mid_trial_retries_from_checkpoint_and_a_node_added_back_is_
     first = [r for r in attempts if r["tags"][M.TAG_NODE] == lost]
     retry = [r for r in attempts if r["status"] == "FINISHED"]
     assert len(first) == 1 and first[0]["status"] == "KILLED", attempts
-    assert len(retry) == 1 and retry[0]["tags"][M.TAG_NODE] == added.unique_id, attempts
+    assert len(retry) == 1 and retry[0]["tags"][M.TAG_NODE] == added.node_id, attempts
     client = MlflowClient(mlflow_server.uri)
     steps = [m.step for m in client.get_metric_history(retry[0]["run_id"], M.TRAIN_LOSS)]
     first_steps = [m.step for m in client.get_metric_history(first[0]["run_id"], M.TRAIN_LOSS)]
