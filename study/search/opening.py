@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +162,7 @@ def tracking_setup(
 
 
 @contextlib.contextmanager
-def steady_folder():
+def steady_folder() -> Iterator[None]:
     """Run the study from ``FREQSTUDY_HOME``, a folder that stays, and go back after.
 
     A driver submitted with ``ray job submit --working-dir`` starts in the job's unpacked

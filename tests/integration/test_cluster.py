@@ -119,7 +119,7 @@ class TestCluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     if importlib.util.find_spec("aiohttp_cors") is None:
-        pytest.skip("Ray's dashboard (Ray jobs) needs ray[default]: pip install -e '.[cluster]'")
+        pytest.skip("Ray's dashboard (Ray jobs) needs ray[default]: pip install -e '.[test]'")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RAY_USAGE_STATS_ENABLED", "0")  # the dashboard would report to Ray's servers
         c = TestCluster(tmp_path_factory.mktemp("cluster") / "studies")
