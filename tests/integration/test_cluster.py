@@ -7,9 +7,9 @@ the dashboard that takes Ray jobs, on loopback, and two 1-CPU worker nodes), a r
   job on the fresh cluster: the test that reproduces defect 7, so it runs first).
 - ``ray job stop`` ends a submitted study with one line of its own and no RUNNING run; a
   second job with ``--resume`` finishes it.
-- ``freqstudy run --address``: trials only on worker nodes (by node id); a worker node removed
-  while a trial trains there, the trial retried from its checkpoint on another node; a node
-  added back is used; nothing lost or duplicated; no run left RUNNING.
+- ``freqstudy run --address``: trials only on worker nodes (by Ray node id); a worker node
+  removed while its trial is mid-way (held after epoch 1 of 2), the trial retried from that
+  checkpoint on a node added back; nothing lost or duplicated; no run left RUNNING.
 
 Trials that must be caught mid-way wait at a gate the test opens
 (``tests.cluster_support``), so no step depends on how fast the machine is.
@@ -53,7 +53,7 @@ STOP_LINE = (
 )
 
 
-class TestCluster:
+class LocalCluster:
     """The module's cluster: the Ray ``Cluster``, its worker nodes and the dashboard's address."""
 
     def __init__(self, storage: Path):
@@ -76,8 +76,6 @@ class TestCluster:
         for _ in range(2):
             self.add_node()
         self.cluster.wait_for_nodes()
-
-    __test__ = False  # a fixture's object, not a test class
 
     def add_node(self):
         return self.cluster.add_node(num_cpus=1)
@@ -122,14 +120,14 @@ def cluster(tmp_path_factory):
         pytest.skip("Ray's dashboard (Ray jobs) needs ray[default]: pip install -e '.[test]'")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RAY_USAGE_STATS_ENABLED", "0")  # the dashboard would report to Ray's servers
-        c = TestCluster(tmp_path_factory.mktemp("cluster") / "studies")
+        c = LocalCluster(tmp_path_factory.mktemp("cluster") / "studies")
         try:
             yield c
         finally:
             c.cluster.shutdown()  # the processes this module started, by their PIDs
 
 
-def _study_flags(cluster: TestCluster, study: str, uri: str, subset_dir: Path) -> list[str]:
+def _study_flags(cluster: LocalCluster, study: str, uri: str, subset_dir: Path) -> list[str]:
     return [
         "--study",
         study,
@@ -142,7 +140,7 @@ def _study_flags(cluster: TestCluster, study: str, uri: str, subset_dir: Path) -
     ]
 
 
-def _job_logs(cluster: TestCluster, job: str, submitted: subprocess.CompletedProcess) -> str:
+def _job_logs(cluster: LocalCluster, job: str, submitted: subprocess.CompletedProcess) -> str:
     """The job's output (the driver's console), after ``ray job submit`` said it was submitted."""
     assert f"Job '{job}' submitted successfully" in submitted.stdout + submitted.stderr, (
         submitted.stdout[-3000:] + submitted.stderr[-3000:]
