@@ -64,6 +64,20 @@ def run(args: argparse.Namespace) -> int:
         # "low-frequency" would not mean what it says, is a warning.
         for warning in space_warnings(space.with_fixed(overrides)):
             print(f"freqstudy run: warning: {warning}", file=sys.stderr)
+    said: list[bool] = []
+
+    def say_stopped() -> None:
+        # One line, said as soon as the runs are closed as KILLED (study.search.phases.stop_study):
+        # `ray job stop` kills the driver 3 s after SIGTERM, before Ray's own clean-up ends.
+        if not said:
+            said.append(True)
+            print(
+                f"freqstudy run: stopped (SIGTERM); study {args.study}'s running trials are closed as "
+                "KILLED; continue it with --resume",
+                file=sys.stderr,
+                flush=True,
+            )
+
     try:
         summary = run_study(
             space,
@@ -79,14 +93,10 @@ def run(args: argparse.Namespace) -> int:
             cpus_per_trial=args.cpus_per_trial,
             gpus_per_trial=args.gpus_per_trial,
             verbose=1 if args.verbose else 0,
+            on_stop=say_stopped,
         )
     except Stopped:
-        # One line: the runs are closed as KILLED, the lease released (study.search.phases.stop_study).
-        print(
-            f"freqstudy run: stopped (SIGTERM); study {args.study}'s running trials are closed as KILLED; "
-            "continue it with --resume",
-            file=sys.stderr,
-        )
+        say_stopped()
         return 143
     except TrackingServerLost as e:  # the server went away before any trial (a trial's loss fails the trial)
         print(f"freqstudy run: {e}", file=sys.stderr)

@@ -9,10 +9,11 @@ one's are read back and the given flags checked against them. Ray's own restore 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,37 @@ def tracking_setup(
     return env, local_tracking_uri(tracking_uri)
 
 
+@contextlib.contextmanager
+def steady_folder() -> Iterator[None]:
+    """Run the study from ``FREQSTUDY_HOME``, a folder that stays, and go back after.
+
+    A driver submitted with ``ray job submit --working-dir`` starts in the job's unpacked
+    package (``<session>/runtime_resources/working_dir_files/_ray_pkg_<hash>``). Ray unpacks
+    it with ``overwrite=True``: the runtime-env agent of each node that starts the job's first
+    worker deletes that folder and unpacks it afresh. Nodes sharing one disk (several nodes
+    on one machine, as in a local multi-node cluster) share the folder, so the driver's
+    current folder is deleted under it, and every ``os.getcwd()`` then raises
+    ``FileNotFoundError: [Errno 2] No such file or directory``; Tune calls it as ``fit``
+    ends (``os.path.relpath`` when it lists the study's folder), so all trials finished
+    and the study failed with its parent run left RUNNING. Every path the study uses is
+    resolved when it opens (storage, data folder, space), so after that the driver needs
+    no particular folder, only one that cannot vanish.
+    """
+    try:
+        before: str | None = os.getcwd()
+    except FileNotFoundError:
+        before = None
+    home = default_home()
+    home.mkdir(parents=True, exist_ok=True)
+    os.chdir(home)
+    try:
+        yield
+    finally:
+        if before is not None:
+            with contextlib.suppress(OSError):  # the folder is gone (or new): stay where it is steady
+                os.chdir(before)
+
+
 def warn_loopback(address: str | None, uri: str | None) -> None:
     """Trials on other machines cannot reach a loopback tracking URI: say so."""
     if address and uri and re.match(r"^https?://(127\.|localhost|\[::1\])", uri):
@@ -175,7 +207,28 @@ def worker_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     without ``.git`` tag their runs with it, ``study.provenance``), and ``PYTHONPATH`` with
     the folder that holds the ``study`` package first, so ``import study`` works from an
     uninstalled checkout. That folder is the checkout's root, never ``study/`` itself,
-    whose modules (``metrics``, ``config``, ``files``) would shadow top-level ones."""
+    whose modules (``metrics``, ``config``, ``files``) would shadow top-level ones. A variable
+    the Ray job this driver runs as sets itself is left out (:func:`job_env_vars`)."""
     root = str(Path(__file__).resolve().parents[2])  # .../<root>/study/search/opening.py
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    return {"PYTHONPATH": path, CODE_VERSION_ENV: code_version(), **(env or {})}
+    wanted = {"PYTHONPATH": path, CODE_VERSION_ENV: code_version(), **(env or {})}
+    # A driver submitted as a Ray job: Ray refuses a driver's runtime env that names a variable
+    # the job's names too (`ray job submit --runtime-env-json '{"env_vars": ...}'`), even with
+    # the same value. The job's variables reach every worker of the job already, so they win.
+    given = job_env_vars()
+    return {k: v for k, v in wanted.items() if k not in given}
+
+
+# Where Ray hands a job's driver its job config, the runtime env included (Ray's name for it,
+# ``ray._private.runtime_env.constants.RAY_JOB_CONFIG_JSON_ENV_VAR``; read here without Ray).
+RAY_JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def job_env_vars() -> dict[str, str]:
+    """The environment variables of the Ray job this driver runs as (none outside a job)."""
+    try:
+        config = json.loads(os.environ.get(RAY_JOB_CONFIG_ENV) or "{}")
+        found = (config.get("runtime_env") or {}).get("env_vars") or {}
+    except (ValueError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}

@@ -15,7 +15,7 @@ import os
 import re
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,12 +288,15 @@ def check_positive(**values: float) -> None:
 
 
 @contextlib.contextmanager
-def stop_on_sigterm():
+def stop_on_sigterm(on_stop: Callable[[], None] | None = None):
     """SIGTERM raises :class:`study.errors.Stopped` in the driver while the trials run.
 
     ``ray.init`` installs a SIGTERM handler that exits with Ray's stack dump and leaves the
     study's runs RUNNING; this one ends the study the way an interrupt does (its runs closed
-    as KILLED, its lease released, one line). Only the main thread can set a handler; the
+    as KILLED, its lease released, one line). ``on_stop`` runs first, in the handler: Tune
+    then stops its trials for up to 15 s before the error reaches the driver, and
+    ``ray job stop`` sends SIGKILL 3 s after SIGTERM, so what must happen (the runs closed,
+    the line said) cannot wait for that. Only the main thread can set a handler; the
     previous one is put back afterwards.
     """
     if threading.current_thread() is not threading.main_thread():
@@ -301,6 +304,9 @@ def stop_on_sigterm():
         return
 
     def stop(signum, frame):
+        signal.signal(signal.SIGTERM, lambda *_: None)  # once: a second SIGTERM adds nothing
+        if on_stop is not None:
+            on_stop()
         raise Stopped(signum)
 
     saved = signal.signal(signal.SIGTERM, stop)

@@ -31,7 +31,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from ray.tune.search.repeater import TRIAL_INDEX
 from study import metrics as M
 from study.search.console import StudyConsole, short_config
 from study.search.interrupt import watch_interrupt
-from study.search.opening import open_study, tracking_setup, warn_loopback, worker_env
+from study.search.opening import open_study, steady_folder, tracking_setup, warn_loopback, worker_env
 from study.search.phases import (
     StudyPlan,
     close_study,
@@ -258,6 +258,7 @@ def run_study(
     trial_fn: TrialFunction = tracked_trial,
     tracking: bool = True,
     console: bool = True,
+    on_stop: Callable[[], None] | None = None,
 ) -> StudySummary:
     """Run (or, with ``resume``, continue) a study; returns what happened to every trial.
 
@@ -284,6 +285,9 @@ def run_study(
             and tests pass their own.
         tracking: False runs without MLflow (benchmarks of the orchestration alone).
         console: False prints nothing of the trials (benchmarks); the console otherwise.
+        on_stop: called on SIGTERM once the study's runs are closed as KILLED, before Ray's own
+            clean-up (``ray job stop`` kills the driver 3 s after SIGTERM); the study then
+            raises :class:`study.errors.Stopped`.
     """
     counts = {
         "num_trials": num_trials,
@@ -305,20 +309,22 @@ def run_study(
         tracking_uri=tracking_uri,
     )
     try:
-        return _run_opened(
-            space,
-            plan,
-            path,
-            study=study,
-            tracking_uri=tracking_uri,
-            address=address,
-            resume=resume,
-            max_failures=max_failures,
-            verbose=verbose,
-            trial_fn=trial_fn,
-            tracking=tracking,
-            console=console,
-        )
+        with steady_folder():  # paths are resolved by now; a Ray job's folder can vanish
+            return _run_opened(
+                space,
+                plan,
+                path,
+                study=study,
+                tracking_uri=tracking_uri,
+                address=address,
+                resume=resume,
+                max_failures=max_failures,
+                verbose=verbose,
+                trial_fn=trial_fn,
+                tracking=tracking,
+                console=console,
+                on_stop=on_stop,
+            )
     finally:
         lease.release()
 
@@ -337,6 +343,7 @@ def _run_opened(
     trial_fn: TrialFunction,
     tracking: bool,
     console: bool,
+    on_stop: Callable[[], None] | None = None,
 ) -> StudySummary:
     """Phases 3 to 5 of :func:`run_study`, with the study's folder open and its lease held."""
 
@@ -391,17 +398,22 @@ def _run_opened(
                 verbose=verbose,
                 max_failures=max_failures,
             )
+
+            def close_stopped() -> None:  # in the SIGTERM handler, before Tune stops its trials
+                view.close()
+                if tracking and parent_run_id:
+                    stop_study(uri, parent_run_id, study=study)
+                if on_stop is not None:
+                    on_stop()
+
             # Tune stops on Ctrl+C and returns what it has; SIGTERM (ray job stop) raises Stopped.
-            with watch_interrupt() as sigint, stop_on_sigterm():
+            with watch_interrupt() as sigint, stop_on_sigterm(close_stopped):
                 try:
                     results = tuner.fit()
                 except BaseException as e:
                     stopped = stopped_in(e)
                     if stopped is None:
                         raise
-                    view.close()
-                    if tracking and parent_run_id:
-                        stop_study(uri, parent_run_id, study=study)
                     raise stopped from None
         finally:
             view.close()
