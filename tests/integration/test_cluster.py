@@ -29,6 +29,7 @@ from mlflow import MlflowClient
 
 from study import metrics as M
 from study.tracking.study_runs import find_study_run
+from tests.cli_runner import freqstudy_command
 from tests.cluster_support import held_trials
 from tests.support import TINY_STUDY, count_study_runs, trial_runs
 
@@ -183,7 +184,7 @@ def test_a_study_submitted_as_a_ray_job_runs_to_the_end(cluster, mlflow_server, 
     that folder, the driver's current folder, which Tune then needs as ``fit`` ends."""
     study, job = "job-run", "freqstudy-job-run"
     version = "v-job-test"  # provenance without .git: Ray does not ship .git
-    entry = [sys.executable, "-m", "study.cli", "run", "--space", "smoke"]
+    entry = freqstudy_command("run", "--space", "smoke")
     entry += _study_flags(cluster, study, mlflow_server.uri, subset_dir)
     entry += ["--num-trials", "3", "--max-concurrent", "2", "--cpus-per-trial", "1", *SETS]
     done = cluster.submit(job, entry, wait=True, env={"FREQSTUDY_CODE_VERSION": version})
@@ -237,7 +238,7 @@ def test_ray_job_stop_ends_the_study_in_one_line_and_a_resumed_job_finishes_it(
     stopped = _trials(mlflow_server.uri, study)
     assert len(stopped) == 2 and {r["status"] for r in stopped} == {"KILLED"}, stopped
 
-    resume = [sys.executable, "-m", "study.cli", "run", *flags, "--resume"]
+    resume = freqstudy_command("run", *flags, "--resume")
     done = cluster.submit(job + "-resumed", resume, wait=True)
     logs = _job_logs(cluster, job + "-resumed", done)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:] + logs[-3000:]
