@@ -88,6 +88,39 @@ def elapsed_text(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+def error_line(error_file: str | None) -> str | None:
+    """The last line of a trial's latest error (its ``error.txt``), as the summary shows it."""
+    try:
+        with open(error_file) as f:  # type: ignore[arg-type]
+            lines = [line.strip() for line in f.read().splitlines() if line.strip()]
+    except (OSError, TypeError):
+        return None
+    return lines[-1][:300] if lines else None
+
+
+def seed_line(config_id: str, config: str, seed: int, reason: str, other: str | None) -> str:
+    """``race 3848fd60 fixed p=0.527: seed 3 added (front membership open vs baseline)``;
+    ``seed`` counts the configuration's seeds with this one."""
+    return f"race {config_id} {config}: seed {seed} added ({reason}{f' vs {other}' if other else ''})"
+
+
+def stop_line(
+    config_id: str,
+    config: str,
+    seeds: int,
+    reason: str,
+    other: str | None,
+    told: Mapping[str, float] | None,
+    objectives: Sequence[str],
+) -> str:
+    """``race 3848fd60 baseline: ended after 4 seeds (settled); told val/clean_acc 51.20 ...``."""
+    why = f"{reason}{f' by {other}' if other and reason == 'dominated' else f' vs {other}' if other else ''}"
+    head = f"race {config_id} {config}: ended after {seeds} seed{'' if seeds == 1 else 's'} ({why}); "
+    if told is None:
+        return head + "no seed finished: told as failed"
+    return head + "told " + "  ".join(f"{o} {metric_text(told.get(o))}" for o in objectives)
+
+
 @dataclass
 class TrialRow:
     """What the console shows of one trial."""
@@ -299,6 +332,10 @@ class StudyConsole:
         row.status = "retrying"
         row.attempts += 1
         line = f"trial {row.trial_id} crashed ({error or 'see the Tune experiment folder'}); retrying"
+        self._write([line])
+
+    def note(self, line: str) -> None:
+        """A line of the study's own (a race's seed or end) among the trial lines."""
         self._write([line])
 
     def failed(self, trial_id: str, error: str | None) -> None:
