@@ -178,3 +178,19 @@ class SimulatedTrial:
     def __call__(self, cfg, context, runtime, is_baseline):
         config = 0 if is_baseline else 1 + self.lrs.index(cfg.train.lr)
         return self.result(config, int(cfg.seed))
+
+
+def race_book(path: str):
+    """The race book a racing study's searcher saved in its Tune folder (Tune's own pickle of
+    the searcher wrappers' states; the book inside is plain data)."""
+    import glob
+    import os
+
+    import ray.cloudpickle as cloudpickle
+
+    from study.search.races import RaceBook
+
+    newest = max(glob.glob(os.path.join(path, "search_gen_state-*.json")))
+    with open(newest, "rb") as f:
+        state = cloudpickle.load(f)
+    return RaceBook.from_dict(state["name:RacingSearcher"]["book"])

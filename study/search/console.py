@@ -206,6 +206,7 @@ class StudyConsole:
         self.began = self.clock()
         self._drawn = 0  # lines of the live block on screen now
         self._last_draw = 0.0
+        self._notes: list[str] = []  # race lines waiting for the trial line that led to them
 
     # -- output -------------------------------------------------------------------------
 
@@ -218,7 +219,9 @@ class StudyConsole:
         return self.live
 
     def _write(self, lines: Sequence[str]) -> None:
-        """Lines that stay (above the live block, which is redrawn after them)."""
+        """Lines that stay (above the live block, which is redrawn after them), then the
+        race lines waiting (:meth:`note`)."""
+        lines, self._notes = [*lines, *self._notes], []
         out = sys.stdout
         if self._is_live():
             out.write(self._erase() + "".join(line + "\n" for line in lines) + self._block())
@@ -244,6 +247,8 @@ class StudyConsole:
 
     def refresh(self, *, min_interval_s: float = 1.0) -> None:
         """Redraw the live block (elapsed times move); at most once per ``min_interval_s``."""
+        if self._notes:
+            self._write([])
         if not self._is_live() or self.clock() - self._last_draw < min_interval_s:
             return
         sys.stdout.write(self._erase() + self._block())
@@ -251,6 +256,8 @@ class StudyConsole:
 
     def close(self) -> None:
         """Take the live block off the screen before the summary is printed."""
+        if self._notes:
+            self._write([])
         if self._is_live() and self._drawn:
             sys.stdout.write(self._erase())
             sys.stdout.flush()
@@ -335,8 +342,10 @@ class StudyConsole:
         self._write([line])
 
     def note(self, line: str) -> None:
-        """A line of the study's own (a race's seed or end) among the trial lines."""
-        self._write([line])
+        """A line of the study's own (a race's seed or end): Tune tells the searcher of a
+        trial's end before the console, so the line waits for the trial's own line (or the
+        next redraw) and follows it."""
+        self._notes.append(line)
 
     def failed(self, trial_id: str, error: str | None) -> None:
         """A trial crashed for good (retries spent)."""
