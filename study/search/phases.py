@@ -24,6 +24,7 @@ import optuna
 
 from study.config import TrialConfig
 from study.errors import FieldError, Stopped
+from study.search.race_scores import RACE_SCORES
 from study.search.spaces import BASELINE_FLAG, SearchSpace
 from study.search.summary import StudySummary
 from study.search.trials import TrialContext, device_for_resources
@@ -240,7 +241,8 @@ def close_study(summary: StudySummary, space: SearchSpace, uri: str, given_uri: 
 
 
 def trial_record(result) -> dict[str, Any]:
-    metrics = dict(result.metrics or {})
+    # The validation scores a racing trial reports are the searcher's, not the study's record.
+    metrics = {k: v for k, v in (result.metrics or {}).items() if k != RACE_SCORES}
     config = dict(result.config or {})
     if result.error is not None:
         status = "failed"
