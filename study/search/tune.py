@@ -3,7 +3,7 @@
 ``run_study`` turns a validated search space (``study.search.spaces``) into a
 ``tune.Tuner`` whose searcher is ``OptunaSearch`` over the space's
 define-by-run function, with every objective and direction at once, behind a
-``ConcurrencyLimiter``. Each trial is one call of a trial function
+``ConcurrencyLimiter`` (or, with replicates, a ``RacingSearcher``). Each trial is one call of a trial function
 (``study.search.trials.tracked_trial`` unless a benchmark or test passes its
 own) inside a Ray worker, which talks to Tune through ``_TuneRuntime``: it
 logs its own nested MLflow run straight to the tracking server (so trials on
