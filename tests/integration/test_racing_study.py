@@ -173,3 +173,46 @@ def test_racing_study_survives_a_killed_driver(tmp_path, subset_dir, mlflow_serv
     # The resumed driver's console says why seeds were added and races ended.
     assert f"study {study}: resumed, 3 configurations racing 2-3 seeds each" in console
     assert "ended after" in console
+
+
+def test_a_seed_run_again_under_a_new_trial_id_reuses_its_finished_run_and_races_tag_all_runs(
+    mlflow_server,
+):
+    """A seed Tune starts again after a killed driver (its checkpoint predating the seed) finds
+    the seed's finished run by configuration and seed index, not only by trial id; a race's
+    end tags every run of the configuration, crashed attempts too, and no other."""
+    from mlflow import MlflowClient
+
+    from study.tracking.runs import finished_run_of
+    from study.tracking.study_runs import tag_configuration
+
+    client = MlflowClient(mlflow_server.uri)
+    exp = client.create_experiment("race-lookups")
+
+    def run(config_id, replicate, trial_id, status, mlflow_status):
+        tags = {
+            M.TAG_ROLE: "trial",
+            M.TAG_CONFIG_ID: config_id,
+            M.TAG_REPLICATE: replicate,
+            M.TAG_TRIAL_ID: trial_id,
+            M.TAG_STATUS: status,
+        }
+        r = client.create_run(exp, tags=tags)
+        client.log_metric(r.info.run_id, M.VAL_CLEAN_ACC, 42.0)
+        client.set_terminated(r.info.run_id, status=mlflow_status)
+        return r.info.run_id
+
+    done = run("c1", "1", "t2", "finished", "FINISHED")
+    crashed = run("c1", "2", "t3", "failed", "FAILED")
+    other = run("c2", "1", "t9", "finished", "FINISHED")
+    uri = mlflow_server.uri
+    assert finished_run_of(uri, "race-lookups", "t2") == (done, {M.VAL_CLEAN_ACC: 42.0})
+    assert finished_run_of(uri, "race-lookups", "new", config_id="c1", replicate="1")[0] == done
+    assert finished_run_of(uri, "race-lookups", "new", config_id="c1", replicate="2") is None  # crashed
+    assert finished_run_of(uri, "race-lookups", "new") is None
+    tags = {M.TAG_RACE_REASON: "dominated", M.TAG_RACE_SEEDS: "3", M.TAG_RACE_OTHER: "c2"}
+    assert tag_configuration(uri, "race-lookups", "c1", tags) == 2
+    for run_id in (done, crashed):
+        got = client.get_run(run_id).data.tags
+        assert {k: got[k] for k in tags} == tags
+    assert M.TAG_RACE_REASON not in client.get_run(other).data.tags
