@@ -3,7 +3,10 @@
 Pure (numpy; no Ray, no MLflow, no Optuna) and serialisable: :meth:`RaceBook.to_dict` is
 plain JSON data, and the Ray searcher (``study.search.tune.RacingSearcher``) saves it with
 the searcher state Tune checkpoints, so ``--resume`` continues every race where the
-checkpoint left it (no race duplicated, lost or restarted).
+checkpoint left it (no race duplicated, lost or restarted). Tune writes the book and its
+trials in one checkpoint, at most every few seconds; a seed started after the last one is
+started again by the resumed study, and finds its finished run by configuration and seed
+index if it had finished (``study.tracking.runs.finished_run_of``), so it is not trained twice.
 
 A *race* is one configuration Optuna suggested: its seeds (Tune trials, seed index 0, 1,
 ...), what its ended seeds showed (the running sums of
@@ -285,7 +288,8 @@ class RaceBook:
         rm, sq, im = [], [], []
         for j, w in enumerate(self.worst):
             score = w / 100.0  # a diverged seed's per-image score: its worst value as a share
-            n = next((len(s[j]) for s in (r.image_sums for r in races) if s and s[j] is not None), 1)
+            sums = [r.image_sums[j] for r in races if r.image_sums]
+            n = next((len(s) for s in sums if s is not None), 1)
             a, b, c = np.zeros((len(races), width)), np.zeros((len(races), width)), np.zeros((len(races), n))
             for k, r in enumerate(races):
                 scored = len(r.run_means[j]) if r.run_means else 0
