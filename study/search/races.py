@@ -11,14 +11,20 @@ index if it had finished (``study.tracking.runs.finished_run_of``), so it is not
 A *race* is one configuration Optuna suggested: its seeds (Tune trials, seed index 0, 1,
 ...), what its ended seeds showed (the running sums of
 :meth:`study.search.racing.Evidence.from_sums`, per objective) and how it ended. The
-book serves :meth:`suggest`: a seed a race is owed first, else a new configuration (at
-most ``max_concurrent`` racing at once, ``num_configurations`` in all, and within the
-study's ``budget`` of trainings), else nothing until a seed ends, else
-:data:`FINISHED`. When a race's seeds have all ended (:meth:`end_seed`), the racer
+study runs in rounds, as the in-process harness does (:func:`study.search.harness.run_study`,
+so that a study through Ray makes the harness's decisions): a round is
+``max_concurrent`` slots, each a new configuration's ``min_seeds`` seeds or a waiting
+race's next seed (new configurations first while any are left, ``breadth``; then the
+waiting race with the fewest seeds), within ``num_configurations`` and the study's
+``budget`` of trainings; :meth:`suggest` hands out the round's seeds, then waits. When
+every seed of the round has ended (:meth:`end_seed`), the racer
 (:func:`study.search.racing.decide`) looks at every configuration known so far and
-gives each idle race one more seed or ends it; a race that ends is told to Optuna as
-the mean of its seeds' objectives. With fixed replicates (``min_seeds == max_seeds``)
-every race is its R seeds and ends as ``fixed``, as Ray's ``Repeater`` would.
+decides every open race: one more seed (it waits for a slot, and is decided again
+each round), or the end of its race (a race settled while configurations are left to
+start stays open: a newcomer may reopen it); a race that ends is told to Optuna as the
+mean of its seeds' objectives. With fixed replicates (``min_seeds == max_seeds``)
+every race is its R seeds and ends as ``fixed``, as Ray's ``Repeater`` would. A round
+waits for its slowest seed: the price of decisions that do not depend on timing.
 
 Seeds whose trial failed for good (its retries spent) count as trainings but carry no
 evidence; a race left with fewer than two seeds of evidence gets a replacement seed
@@ -35,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from study.search.race_scores import RACE_SCORES, decode_scores
-from study.search.racing import BUDGET, MAX_SEEDS, SEED, STOP, Evidence, RacePolicy, decide
+from study.search.racing import BUDGET, MAX_SEEDS, SEED, SETTLED, STOP, Evidence, RacePolicy, decide
 from study.search.spaces import BASELINE_FLAG
 from study.search.trials import CONFIG_ID_KEY, REPLICATE_KEY
 
@@ -53,7 +59,8 @@ class Race:
         config: what Optuna suggested (every seed runs it, at seed base + index).
         seeds: trial id -> seed index, for every seed started.
         running: trial ids of seeds started and not ended.
-        pending: seeds decided and not yet started.
+        pending: seeds of the current round not yet started.
+        waiting: granted a seed the next rounds have not started (decided again each round).
         failed: seeds whose trial failed for good.
         values: per seed with a result, the objectives as reported (percent).
         run_means, run_sumsq: per objective, per scored seed, the mean score and the sum
@@ -69,6 +76,7 @@ class Race:
     seeds: dict[str, int] = field(default_factory=dict)
     running: list[str] = field(default_factory=list)
     pending: int = 0
+    waiting: bool = False
     failed: int = 0
     values: list[list[float]] = field(default_factory=list)
     run_means: list[list[float]] = field(default_factory=list)
@@ -93,10 +101,6 @@ class Race:
         """Seeds whose scores the racer reads (scored and diverged)."""
         return len(self.values)
 
-    @property
-    def idle(self) -> bool:
-        return self.open and not self.running and not self.pending
-
 
 @dataclass(frozen=True)
 class Event:
@@ -118,10 +122,12 @@ class RaceBook:
         metrics, directions, worst: the objectives: metric keys, +1 / -1, diverged values.
         min_seeds, max_seeds: m and M (equal: fixed replicates, no racing).
         num_configurations: configurations the study runs (``num_trials``).
-        max_concurrent: configurations racing at once.
+        max_concurrent: slots of a round (a new configuration's seeds, or a race's next).
         budget: trainings the study may start in all (``max_seeds``), None for no cap.
         confidence, margin: the racer's (:class:`study.search.racing.RacePolicy`).
+        breadth: new configurations take a round's slots before waiting races' seeds.
         races: in the order they opened (the baseline first).
+        new_slots: new configurations the current round still has to ask Optuna for.
         exhausted: the sampler has no configuration left to suggest.
         events: every decision, ``{config, action, reason, other, seeds}``, in order.
         untagged: config ids whose race ended and whose runs are not yet tagged.
@@ -137,10 +143,13 @@ class RaceBook:
     budget: int | None = None
     confidence: float = 0.95
     margin: float = 0.0
+    breadth: bool = True
     races: list[Race] = field(default_factory=list)
+    new_slots: int = 0
     exhausted: bool = False
     events: list[dict[str, Any]] = field(default_factory=list)
     untagged: list[str] = field(default_factory=list)
+    pending_events: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def racing(self) -> bool:
@@ -157,39 +166,70 @@ class RaceBook:
         return next((r for r in self.races if trial_id in r.seeds), None)
 
     def spent(self) -> int:
-        """Trainings started or owed."""
-        return sum(r.started + r.pending for r in self.races)
+        """Trainings started or planned in this round (seeds granted to waiting races are not:
+        the racer decides them again)."""
+        return sum(r.started + r.pending for r in self.races) + self.new_slots * self.min_seeds
 
-    def _can_open(self) -> bool:
+    def _can_start(self, planned_new: int = 0) -> bool:
+        """Whether a new configuration may start (``planned_new`` already planned this round)."""
+        waiting = sum(r.waiting for r in self.races)
         return (
             not self.exhausted
-            and len(self.races) < self.num_configurations
-            and sum(r.open for r in self.races) < self.max_concurrent
-            and (self.budget is None or self.spent() + self.min_seeds <= self.budget)
+            and len(self.races) + planned_new < self.num_configurations
+            and (self.budget is None or self.spent() + waiting + self.min_seeds <= self.budget)
         )
 
     def is_finished(self) -> bool:
-        return not any(r.open for r in self.races) and not self._can_open()
+        return not any(r.open for r in self.races) and not self.new_slots and not self._can_start()
 
     # -- Tune's side ---------------------------------------------------------------------
 
     def suggest(self, trial_id: str, ask: Callable[[str], Any]) -> dict[str, Any] | str | None:
-        """The config of trial ``trial_id``: a seed a race is owed, else a new configuration
-        from ``ask(trial_id)`` (Optuna), else None (wait for a seed to end) or :data:`FINISHED`."""
+        """The config of trial ``trial_id``: the next seed of this round (a new configuration's
+        from ``ask(trial_id)``, Optuna, or an open race's next one), else None (the round is
+        running) or :data:`FINISHED`."""
+        if not any(r.running or r.pending for r in self.races) and not self.new_slots:
+            self._plan_round()
         owed = next((r for r in self.races if r.open and r.pending), None)
         if owed is not None:
             return self._start(owed, trial_id)
-        if self._can_open():
+        if self.new_slots:
             config = ask(trial_id)
             if isinstance(config, dict):
+                self.new_slots -= 1
                 race = Race(config_id=trial_id, config=dict(config), pending=self.min_seeds)
                 self.races.append(race)
                 return self._start(race, trial_id)
-            if config == FINISHED:
-                self.exhausted = True
-            else:
+            if config != FINISHED:
                 return None
+            self.exhausted, self.new_slots = True, 0
+            if not any(r.running or r.pending for r in self.races):
+                self.pending_events += self._end_round()  # no newcomer: settled races may end
+                return self.suggest(trial_id, ask)
         return FINISHED if self.is_finished() else None
+
+    def _plan_round(self) -> None:
+        """The next round's slots, as the harness fills them (:func:`study.search.harness.run_study`):
+        ``max_concurrent`` of them, each a new configuration's ``min_seeds`` seeds or a waiting
+        race's next seed; new configurations first while any are left (``breadth``), else the
+        waiting race with the fewest seeds (the earliest opened among equals)."""
+        planned = 0
+        while planned < self.max_concurrent:
+            waiting = [r for r in self.races if r.waiting]
+            if self._can_start(self.new_slots) and (self.breadth or not waiting):
+                self.new_slots += 1
+            elif waiting:
+                r = min(waiting, key=lambda r: r.started)
+                r.waiting, r.pending = False, 1
+            else:
+                break
+            planned += 1
+        if not planned:
+            # Nothing left to run: a race still open here has nowhere to go.
+            for r in self.races:
+                if r.open:
+                    cap = self.budget is not None and self.spent() >= self.budget
+                    self.pending_events.append(self._stop(r, BUDGET if cap else MAX_SEEDS))
 
     def _start(self, race: Race, trial_id: str) -> dict[str, Any]:
         index = race.started
@@ -199,7 +239,8 @@ class RaceBook:
         return {**race.config, REPLICATE_KEY: index, CONFIG_ID_KEY: race.config_id}
 
     def end_seed(self, trial_id: str, result: Mapping[str, Any] | None, error: bool = False) -> list[Event]:
-        """A seed's trial ended (``error``: failed for good); the decisions it leads to.
+        """A seed's trial ended (``error``: failed for good); the decisions it leads to (at the
+        end of a round, every open race is decided).
 
         A trial the book does not run, or one already ended, changes nothing: a resumed
         study may report a trial twice.
@@ -209,9 +250,14 @@ class RaceBook:
             return []
         race.running.remove(trial_id)
         self._record(race, None if error else result)
-        if race.running or race.pending:
+        if any(r.running or r.pending for r in self.races) or self.new_slots:
             return []
-        return self._decide()
+        return self._end_round()
+
+    def take_events(self) -> list[Event]:
+        """Events made outside :meth:`end_seed` (races closed when nothing was left to plan)."""
+        out, self.pending_events = self.pending_events, []
+        return out
 
     def _record(self, race: Race, result: Mapping[str, Any] | None) -> None:
         if not result or any(m not in result for m in self.metrics):
@@ -240,31 +286,32 @@ class RaceBook:
 
     # -- the racer -----------------------------------------------------------------------
 
-    def _decide(self) -> list[Event]:
-        idle = [r for r in self.races if r.idle]
+    def _end_round(self) -> list[Event]:
+        """Every open race decided, as the harness does after each round."""
+        open_ = [r for r in self.races if r.open]
         if not self.racing:
-            return [self._stop(r, FIXED) for r in idle]
+            return [self._stop(r, FIXED) for r in open_]
         events: list[Event] = []
-        for r in idle:
-            if r.evidence >= 2:
+        for r in open_:
+            if r.evidence >= 2 or r.waiting:
                 continue
-            if r.started >= self.max_seeds or (self.budget is not None and self.spent() >= self.budget):
-                events.append(self._stop(r, MAX_SEEDS if r.started >= self.max_seeds else BUDGET))
+            if r.started >= self.max_seeds:
+                events.append(self._stop(r, MAX_SEEDS))
             else:
-                r.pending += 1
+                r.waiting = True
                 events.append(self._event(SEED, r, f"a seed failed ({r.evidence} with results)"))
-        idle = [r for r in idle if r.idle]
         known = [r for r in self.races if r.evidence >= 2]
         base = next((i for i, r in enumerate(known) if r.baseline), None)
-        if not idle:
+        deciding = {r.config_id for r in open_ if r.open and r.evidence >= 2}
+        if not deciding:
             return events
         if base is None:
             if any(r.baseline and r.open for r in self.races):
                 return events  # every gain involves the baseline: wait for its seeds
             base = 0  # the baseline ended without results; gains are read against the first known
         left = None if self.budget is None else self.budget - self.spent()
-        waiting = {r.config_id for r in idle}
-        mask = np.array([r.config_id in waiting for r in known])
+        more = self.breadth and self._can_start()
+        mask = np.array([r.config_id in deciding for r in known])
         for d in decide(
             self.evidence_of(known),
             mask,
@@ -275,9 +322,12 @@ class RaceBook:
         ):
             r = known[d.index]
             other = known[d.other].config_id if d.other >= 0 else None
-            if d.action == SEED and r.started < self.max_seeds:
-                r.pending += 1
-                events.append(self._event(SEED, r, d.reason, other))
+            if d.action == STOP and d.reason == SETTLED and more:
+                r.waiting = False  # settled among those sampled so far: open, without a seed
+            elif d.action == SEED and r.started < self.max_seeds:
+                if not r.waiting:
+                    r.waiting = True
+                    events.append(self._event(SEED, r, d.reason, other))
             else:
                 events.append(self._stop(r, d.reason if d.action == STOP else MAX_SEEDS, other))
         return events
@@ -306,14 +356,14 @@ class RaceBook:
         return Evidence.from_sums(np.array([r.evidence for r in races]), rm, sq, im)
 
     def _event(self, kind: str, race: Race, reason: str, other: str | None = None) -> Event:
-        seeds = race.started + race.pending
+        seeds = race.started + (1 if kind == SEED else 0)
         self.events.append(
             {"config": race.config_id, "action": kind, "reason": reason, "other": other, "seeds": seeds}
         )
         return Event(kind, race, reason, other, seeds)
 
     def _stop(self, race: Race, reason: str, other: str | None = None) -> Event:
-        race.open = False
+        race.open, race.waiting = False, False
         race.reason, race.other = reason, other
         ok = np.array(race.values, dtype=np.float64).reshape(-1, len(self.metrics))
         race.told = None if not len(ok) else [float(v) for v in ok.mean(axis=0)]
@@ -334,7 +384,9 @@ class RaceBook:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (lists, numbers, strings): what Tune's searcher checkpoint keeps."""
-        return {"format": FORMAT, **asdict(self)}
+        data = asdict(self)
+        data.pop("pending_events")  # handed out at once; never part of a checkpoint
+        return {"format": FORMAT, **data}
 
     @classmethod
     def from_dict(cls, value: Mapping[str, Any]) -> RaceBook:

@@ -104,10 +104,14 @@ class RacingSearcher(Searcher):
         return self.searcher.set_search_properties(metric, mode, config, **spec)
 
     def suggest(self, trial_id: str):
-        return self.book.suggest(trial_id, self.searcher.suggest)
+        config = self.book.suggest(trial_id, self.searcher.suggest)
+        self._tell(self.book.take_events())
+        return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False, **kwargs):
-        events = self.book.end_seed(trial_id, result, error)
+        self._tell(self.book.end_seed(trial_id, result, error))
+
+    def _tell(self, events) -> None:
         for e in events:
             if e.kind == STOP:
                 told = self.book.told(e.race)

@@ -69,6 +69,7 @@ class Driver:
         while True:
             n += 1
             got = self.book.suggest(f"t{n}", self.ask)
+            self.tell(self.book.take_events())
             if isinstance(got, dict):
                 self.running.append((f"t{n}", got))
                 continue
@@ -78,32 +79,35 @@ class Driver:
             assert self.running, "the book waits with nothing running"
             pick = 0 if self.rng is None else int(self.rng.integers(len(self.running)))
             tid, config = self.running.pop(pick)
-            events = self.book.end_seed(tid, self.result(config["cfg"], config[REPLICATE_KEY]))
-            for e in events:
-                if e.kind == STOP:
-                    told = self.book.told(e.race)
-                    if told is None:
-                        self.study.tell(self.trials[e.race.config_id], state=optuna.trial.TrialState.FAIL)
-                        continue
-                    values = [told[m] for m in METRICS]
-                    self.study.tell(self.trials[e.race.config_id], values)
-                    self.told[self.index[e.race.config_id]] = values
+            self.tell(self.book.end_seed(tid, self.result(config["cfg"], config[REPLICATE_KEY])))
             self.steps += 1
             if self.restore_every and self.steps % self.restore_every == 0:
                 self.book = RaceBook.from_dict(json.loads(json.dumps(self.book.to_dict())))
+
+    def tell(self, events):
+        for e in events:
+            if e.kind == STOP:
+                told = self.book.told(e.race)
+                if told is None:
+                    self.study.tell(self.trials[e.race.config_id], state=optuna.trial.TrialState.FAIL)
+                    continue
+                values = [told[m] for m in METRICS]
+                self.study.tell(self.trials[e.race.config_id], values)
+                self.told[self.index[e.race.config_id]] = values
 
     def decisions(self):
         return [(self.index[e["config"]], e["action"], e["reason"]) for e in self.book.events]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_book_makes_the_harness_decisions_seed_by_seed(seed):
+@pytest.mark.parametrize("seed, concurrent", [(0, 1), (1, 1), (2, 3)])
+def test_book_makes_the_harness_decisions_seed_by_seed(seed, concurrent):
     k, policy = 10, RacePolicy(2, 6)
     problem, runs, ys = simulated_study(seed, configurations=k, seeds=policy.max_seeds)
-    want = H.run_study(runs, policy, sampler_seed=seed, max_concurrent=1)
+    want = H.run_study(runs, policy, sampler_seed=seed, max_concurrent=concurrent)
     trial = SimulatedTrial(ys, [])
     rng = np.random.default_rng(seed)  # seeds end in a random order; restored every 3 ends
-    got = Driver(_book(2, 6, k), k, sampler_seed=seed, result=trial.result, rng=rng, restore_every=3).run()
+    book = _book(2, 6, k, max_concurrent=concurrent)
+    got = Driver(book, k, sampler_seed=seed, result=trial.result, rng=rng, restore_every=3).run()
     assert got.decisions() == list(want.events)
     seeds = {got.index[r.config_id]: r.started for r in got.book.races}
     assert [seeds[c] for c in range(k)] == want.seeds.tolist()
@@ -172,22 +176,22 @@ def test_budget_caps_trainings_and_the_racer_stops_on_it():
     assert BUDGET in reasons or spent + 2 > budget
 
 
-def test_a_configuration_waits_for_the_baseline_before_the_racer_decides():
+def test_a_round_is_decided_when_all_its_seeds_have_ended():
     _, _, ys = simulated_study(5, configurations=3, seeds=8)
     trial = SimulatedTrial(ys, [])
     book = _book(2, 8, 3, max_concurrent=2)
     d = Driver(book, 3, sampler_seed=0, result=trial.result)
-    cfgs = [book.suggest(f"t{i}", d.ask) for i in range(4)]  # baseline x2, then config x2
+    cfgs = [book.suggest(f"t{i}", d.ask) for i in range(4)]  # a round: baseline x2, then config x2
     assert [c[REPLICATE_KEY] for c in cfgs] == [0, 1, 0, 1]
     assert cfgs[0][CONFIG_ID_KEY] == "t0" and cfgs[2][CONFIG_ID_KEY] == "t2"
-    assert book.suggest("t4", d.ask) is None  # two configurations race: no third
+    assert book.suggest("t4", d.ask) is None  # the round is running: nothing more
     assert book.end_seed("t2", trial.result(cfgs[2]["cfg"], 0)) == []
     assert book.end_seed("t3", trial.result(cfgs[2]["cfg"], 1)) == []  # its seeds ended: waits
     assert book.end_seed("t3", trial.result(cfgs[2]["cfg"], 1)) == []  # a second report: ignored
     assert book.end_seed("nobody", None) == []
-    book.end_seed("t0", trial.result(0, 0))
+    assert book.end_seed("t0", trial.result(0, 0)) == []
     events = book.end_seed("t1", trial.result(0, 1))
-    assert {e.race.config_id for e in events} == {"t0", "t2"}  # both decided at the baseline's end
+    assert {e.race.config_id for e in events} <= {"t0", "t2"} and events  # decided at the round's end
     assert all(e.kind in (SEED, STOP) for e in events)
 
 

@@ -103,7 +103,7 @@ def test_race_lines_follow_the_trial_line_and_tags_name_the_outcome(monkeypatch)
     console = C.StudyConsole("s", [M.VAL_CLEAN_ACC, M.VAL_CORRUPTION_ACC], 1, 3, live=False)
     reporter = RaceReporter(console, study="s", tracking_uri=None)
     space = _parse("replicates: {min: 2, max: 4}\n")
-    book = race_book(space, num_trials=2, max_concurrent=1)
+    book = race_book(space, num_trials=1, max_concurrent=1)  # the baseline alone: decided at once
     configs = {}
 
     def ask(trial_id):
