@@ -122,14 +122,8 @@ class RacingSearcher(Searcher):
     def get_state(self) -> dict:
         return {"book": self.book.to_dict()}
 
-    def set_state(self, state: dict) -> None:
+    def set_state(self, state: dict) -> None:  # Tune saves the wrapped OptunaSearch itself
         self.book = RaceBook.from_dict(state["book"])
-
-    def save(self, checkpoint_path: str):
-        self.searcher.save(checkpoint_path)
-
-    def restore(self, checkpoint_path: str):
-        self.searcher.restore(checkpoint_path)
 
 
 def make_searcher(space: SearchSpace, *, max_concurrent: int, num_trials: int):
