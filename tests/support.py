@@ -132,3 +132,65 @@ TINY_STUDY: dict[str, Any] = {
     "eval.severities": [1, 3],
     "eval.test": False,
 }
+
+
+def simulated_study(seed: int, *, configurations: int, seeds: int, regime=None):
+    """A harness problem, its runs as the harness keeps them, and the same runs' per-image
+    validation scores ``(J, K, S, n_j)`` (one array per objective): what a test trainable
+    reports for seed ``s`` of configuration ``k``, so that a study driven seed by seed sees
+    exactly the runs the in-process harness sees."""
+    from study.analysis import simulate
+    from study.search import harness as H
+
+    regime = regime or simulate.SEED_DOMINATED
+    rng = np.random.default_rng(seed)
+    problem = H.draw_problem(rng, regime, configurations=configurations)
+    state = rng.bit_generator.state
+    runs = H.draw_runs(rng, regime, problem, seeds)
+    again = np.random.default_rng()
+    again.bit_generator.state = state
+    sim = simulate.simulate(again, regime, problem.shift, seeds, clean_shift=problem.clean_shift)
+    sc = simulate.scores(sim)
+    ys = [sc[o][0] for o in H.OBJECTIVES]  # (K, S, n) each
+    for j, y in enumerate(ys):  # the same draws as the harness's runs
+        assert np.array_equal(y.mean(axis=-1), runs.run_means[j])
+    return problem, runs, ys
+
+
+class SimulatedTrial:
+    """A trial function (``study.search.trials.TrialFunction``) that trains nothing: the
+    configuration is the index of ``train.lr`` in ``lrs`` (the baseline is 0), the seed
+    index is ``cfg.seed``, and it reports that simulated run's objectives and validation
+    scores, as a tracked trial of a racing study does."""
+
+    def __init__(self, ys, lrs):
+        self.ys = ys
+        self.lrs = list(lrs)
+
+    def result(self, config: int, seed: int) -> dict:
+        from study.search.harness import OBJECTIVES
+        from study.search.race_scores import RACE_SCORES, encode_scores
+
+        scores = {f"val/{o}": self.ys[j][config, seed] for j, o in enumerate(OBJECTIVES)}
+        out = {m: 100.0 * float(y.mean()) for m, y in scores.items()}
+        return {**out, RACE_SCORES: encode_scores(scores), "trial_status": "finished", "run_id": ""}
+
+    def __call__(self, cfg, context, runtime, is_baseline):
+        config = 0 if is_baseline else 1 + self.lrs.index(cfg.train.lr)
+        return self.result(config, int(cfg.seed))
+
+
+def race_book(path: str):
+    """The race book a racing study's searcher saved in its Tune folder (Tune's own pickle of
+    the searcher wrappers' states; the book inside is plain data)."""
+    import glob
+    import os
+
+    import ray.cloudpickle as cloudpickle
+
+    from study.search.races import RaceBook
+
+    newest = max(glob.glob(os.path.join(path, "search_gen_state-*.json")))
+    with open(newest, "rb") as f:
+        state = cloudpickle.load(f)
+    return RaceBook.from_dict(state["name:RacingSearcher"]["book"])

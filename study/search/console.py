@@ -88,6 +88,39 @@ def elapsed_text(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+def error_line(error_file: str | None) -> str | None:
+    """The last line of a trial's latest error (its ``error.txt``), as the summary shows it."""
+    try:
+        with open(error_file) as f:  # type: ignore[arg-type]
+            lines = [line.strip() for line in f.read().splitlines() if line.strip()]
+    except (OSError, TypeError):
+        return None
+    return lines[-1][:300] if lines else None
+
+
+def seed_line(config_id: str, config: str, seed: int, reason: str, other: str | None) -> str:
+    """``race 3848fd60 fixed p=0.527: seed 3 added (front membership open vs baseline)``;
+    ``seed`` counts the configuration's seeds with this one."""
+    return f"race {config_id} {config}: seed {seed} added ({reason}{f' vs {other}' if other else ''})"
+
+
+def stop_line(
+    config_id: str,
+    config: str,
+    seeds: int,
+    reason: str,
+    other: str | None,
+    told: Mapping[str, float] | None,
+    objectives: Sequence[str],
+) -> str:
+    """``race 3848fd60 baseline: ended after 4 seeds (settled); told val/clean_acc 51.20 ...``."""
+    why = f"{reason}{f' by {other}' if other and reason == 'dominated' else f' vs {other}' if other else ''}"
+    head = f"race {config_id} {config}: ended after {seeds} seed{'' if seeds == 1 else 's'} ({why}); "
+    if told is None:
+        return head + "no seed finished: told as failed"
+    return head + "told " + "  ".join(f"{o} {metric_text(told.get(o))}" for o in objectives)
+
+
 @dataclass
 class TrialRow:
     """What the console shows of one trial."""
@@ -173,6 +206,7 @@ class StudyConsole:
         self.began = self.clock()
         self._drawn = 0  # lines of the live block on screen now
         self._last_draw = 0.0
+        self._notes: list[str] = []  # race lines waiting for the trial line that led to them
 
     # -- output -------------------------------------------------------------------------
 
@@ -185,7 +219,9 @@ class StudyConsole:
         return self.live
 
     def _write(self, lines: Sequence[str]) -> None:
-        """Lines that stay (above the live block, which is redrawn after them)."""
+        """Lines that stay (above the live block, which is redrawn after them), then the
+        race lines waiting (:meth:`note`)."""
+        lines, self._notes = [*lines, *self._notes], []
         out = sys.stdout
         if self._is_live():
             out.write(self._erase() + "".join(line + "\n" for line in lines) + self._block())
@@ -211,6 +247,8 @@ class StudyConsole:
 
     def refresh(self, *, min_interval_s: float = 1.0) -> None:
         """Redraw the live block (elapsed times move); at most once per ``min_interval_s``."""
+        if self._notes:
+            self._write([])
         if not self._is_live() or self.clock() - self._last_draw < min_interval_s:
             return
         sys.stdout.write(self._erase() + self._block())
@@ -218,6 +256,8 @@ class StudyConsole:
 
     def close(self) -> None:
         """Take the live block off the screen before the summary is printed."""
+        if self._notes:
+            self._write([])
         if self._is_live() and self._drawn:
             sys.stdout.write(self._erase())
             sys.stdout.flush()
@@ -300,6 +340,12 @@ class StudyConsole:
         row.attempts += 1
         line = f"trial {row.trial_id} crashed ({error or 'see the Tune experiment folder'}); retrying"
         self._write([line])
+
+    def note(self, line: str) -> None:
+        """A line of the study's own (a race's seed or end): Tune tells the searcher of a
+        trial's end before the console, so the line waits for the trial's own line (or the
+        next redraw) and follows it."""
+        self._notes.append(line)
 
     def failed(self, trial_id: str, error: str | None) -> None:
         """A trial crashed for good (retries spent)."""

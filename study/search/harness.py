@@ -226,8 +226,9 @@ def run_study(
                 racing.append(cfg)
                 started.append(cfg)
             elif waiting:
-                # The least known first: a seed shrinks its variance the most.
-                cfg = min(waiting, key=lambda c: (seeds[c], c))
+                # The least known first: a seed shrinks its variance the most; among equals
+                # the earliest started (what the Ray searcher knows; it has no config index).
+                cfg = min(waiting, key=lambda c: (seeds[c], started.index(c)))
                 waiting.remove(cfg)
                 seeds[cfg] += 1
             else:

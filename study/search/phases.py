@@ -24,9 +24,10 @@ import optuna
 
 from study.config import TrialConfig
 from study.errors import FieldError, Stopped
+from study.search.race_scores import RACE_SCORES
 from study.search.spaces import BASELINE_FLAG, SearchSpace
 from study.search.summary import StudySummary
-from study.search.trials import device_for_resources
+from study.search.trials import TrialContext, device_for_resources
 
 log = logging.getLogger(__name__)
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -53,6 +54,21 @@ class StudyPlan:
     fixed: dict[str, Any]
     baseline: dict[str, Any]
     base_cfg: TrialConfig
+
+    def context(
+        self, space: SearchSpace, *, study: str, tracking_uri: str | None, parent_run_id: str | None
+    ) -> TrialContext:
+        """What every trial of the study shares (shipped to the workers)."""
+        return TrialContext(
+            study=study,
+            fixed=self.fixed,
+            baseline=self.baseline,
+            objectives=space.objectives,
+            tracking_uri=tracking_uri,
+            parent_run_id=parent_run_id,
+            gpus_per_trial=self.gpus,
+            racing=space.racing,
+        )
 
 
 # The counts a resumed study takes from its stored settings (study.search.settings).
@@ -176,7 +192,14 @@ def opening_line(space: SearchSpace, plan: StudyPlan, *, study: str, resume: boo
     cpus, gpus = plan.cpus, plan.gpus
     return (
         f"study {study}: {'resumed, ' if resume else ''}{plan.num_trials} "
-        + (f"configurations x {space.replicates} seeds, " if space.replicates > 1 else "trials, ")
+        + (
+            f"configurations racing {space.min_seeds}-{space.replicates} seeds each, "
+            if space.racing
+            else f"configurations x {space.replicates} seeds, "
+            if space.replicates > 1
+            else "trials, "
+        )
+        + (f"at most {space.max_seeds} trainings, " if space.max_seeds is not None else "")
         + f"{plan.max_concurrent} at a time, {cpus:g} CPU{'' if cpus == 1 else 's'}"
         f"{f' and {gpus:g} GPU' if gpus else ''} each; objectives "
         + ", ".join(f"{o.metric} ({o.short})" for o in space.objectives)
@@ -218,7 +241,8 @@ def close_study(summary: StudySummary, space: SearchSpace, uri: str, given_uri: 
 
 
 def trial_record(result) -> dict[str, Any]:
-    metrics = dict(result.metrics or {})
+    # The validation scores a racing trial reports are the searcher's, not the study's record.
+    metrics = {k: v for k, v in (result.metrics or {}).items() if k != RACE_SCORES}
     config = dict(result.config or {})
     if result.error is not None:
         status = "failed"

@@ -114,7 +114,7 @@ def settings_for(
 # SearchSpace fields compared by a resume (the file's path and description are not the study).
 _SPACE_FIELDS = (
     *("objectives", "sampler", "parameters", "baseline", "points"),
-    *("num_trials", "replicates", "max_concurrent", "cpus", "gpus"),
+    *("num_trials", "replicates", "min_replicates", "max_seeds", "max_concurrent", "cpus", "gpus"),
 )
 
 

@@ -21,6 +21,7 @@ import yaml
 from study import yamlfiles
 from study.config import ConfigError, TrialConfig, flatten_tree, known_keys
 from study.objectives import DIRECTIONS, Objective
+from study.search.race_scores import racing_problem
 from study.search.spaces import (
     BASELINE_OVERRIDES,
     MAX_COMBINATIONS,
@@ -144,7 +145,7 @@ def parse_tree(at: Locator, tree: Any) -> SearchSpace:
             f"{num_trials} leaves no room for the baseline and the {len(points)} points; "
             f"allowed >= {1 + len(points)}",
         )
-    replicates = parse_int(at, tree, "replicates", 1, minimum=1, maximum=MAX_REPLICATES)
+    min_replicates, replicates = parse_replicates(at, tree.get("replicates", 1), objectives)
     if replicates > 1:
         # Replicate i runs at seed base + i: the last one must still be a valid seed.
         searched = next((p for p in parameters if p.key == "seed"), None)
@@ -171,6 +172,11 @@ def parse_tree(at: Locator, tree: Any) -> SearchSpace:
                 f"{num_trials} is more than the baseline + {size} grid points; grid points would repeat",
             )
     max_concurrent = parse_int(at, tree, "max_concurrent", 2, minimum=1, maximum=MAX_CONCURRENT)
+    max_seeds = None
+    if tree.get("max_seeds") is not None:
+        # The baseline alone starts with min seeds: a cap below that runs nothing.
+        least = min_replicates or replicates
+        max_seeds = parse_int(at, tree, "max_seeds", 0, minimum=least, maximum=MAX_TRIALS * MAX_REPLICATES)
     cpus, gpus = parse_resources(at, tree.get("resources") or {})
     return SearchSpace(
         path=at.source,
@@ -182,6 +188,8 @@ def parse_tree(at: Locator, tree: Any) -> SearchSpace:
         points=points,
         num_trials=num_trials,
         replicates=replicates,
+        min_replicates=min_replicates if min_replicates is not None and min_replicates < replicates else None,
+        max_seeds=max_seeds,
         max_concurrent=max_concurrent,
         cpus=cpus,
         gpus=gpus,
@@ -443,6 +451,34 @@ def parse_int(at: Locator, tree: dict, key: str, default: int, *, minimum: int, 
     if not isinstance(v, int) or isinstance(v, bool) or not minimum <= v <= maximum:
         at.fail((key,), f"{v!r} is not allowed; allowed an integer in {minimum}..{maximum}")
     return v
+
+
+def parse_replicates(at: Locator, raw: Any, objectives: tuple[Objective, ...]) -> tuple[int | None, int]:
+    """``replicates: R`` (every configuration runs R seeds) or ``{min: m, max: M}`` (racing:
+    m seeds each, up to M while the decision is open); returns ``(m or None, R or M)``."""
+    if not isinstance(raw, dict):
+        return None, parse_int(at, {"replicates": raw}, "replicates", 1, minimum=1, maximum=MAX_REPLICATES)
+    for k in raw:
+        if k not in ("min", "max"):
+            at.fail(("replicates", k), "unknown field; allowed: min, max")
+    for k in ("min", "max"):
+        if k not in raw:
+            at.fail(("replicates",), f"racing needs both min and max seeds; {k} is missing")
+        v = raw[k]
+        if not isinstance(v, int) or isinstance(v, bool) or not 2 <= v <= MAX_REPLICATES:
+            at.fail(
+                ("replicates", k),
+                f"{v!r} is not allowed; allowed an integer in 2..{MAX_REPLICATES} "
+                "(a seed variance needs two)",
+            )
+    if raw["min"] > raw["max"]:
+        at.fail(("replicates", "max"), f"{raw['max']} is below min {raw['min']}; allowed max >= min")
+    if raw["min"] < raw["max"]:
+        for i, o in enumerate(objectives):
+            problem = racing_problem(o.metric)
+            if problem:
+                at.fail(("objectives", i, "metric"), problem)
+    return raw["min"], raw["max"]
 
 
 def parse_resources(at: Locator, raw: Any) -> tuple[float, float]:

@@ -55,6 +55,7 @@ TOP_LEVEL_KEYS = (
     "points",
     "num_trials",
     "replicates",
+    "max_seeds",
     "max_concurrent",
     "resources",
 )
@@ -128,11 +129,30 @@ class SearchSpace:
     # parameters ({key: value}); the sampler proposes the rest.
     points: tuple[dict[str, Any], ...] = ()
     num_trials: int = 20  # configurations, including the baseline
-    replicates: int = 1  # trials per configuration, at seeds seed + 0 .. R-1
+    replicates: int = 1  # trials per configuration, at seeds seed + 0 .. R-1 (racing: the most, M)
+    # Racing (``replicates: {min: m, max: M}``): every configuration starts with m seeds and
+    # gets more, up to M = ``replicates``, while its decision is open (study.search.races).
+    min_replicates: int | None = None
+    max_seeds: int | None = None  # trainings the whole study may start; None: no cap
     max_concurrent: int = 2
     cpus: float = 1.0  # per trial
     gpus: float = 0.0  # per trial; fractional values pack several trials per GPU
     description: str = ""
+
+    @property
+    def racing(self) -> bool:
+        return self.min_replicates is not None and self.min_replicates < self.replicates
+
+    @property
+    def min_seeds(self) -> int:
+        """Seeds every configuration starts with (all it gets without racing)."""
+        return self.min_replicates if self.racing else self.replicates  # type: ignore[return-value]
+
+    def planned_seeds(self, num_trials: int) -> int:
+        """Trainings the study is sure to run: ``num_trials`` x the seeds each starts with,
+        within ``max_seeds`` (racing adds seeds as it goes)."""
+        least = num_trials * self.min_seeds
+        return least if self.max_seeds is None else min(least, self.max_seeds)
 
     @property
     def metrics(self) -> list[str]:

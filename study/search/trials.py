@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from study import metrics as M
 from study.config import TrialConfig
 from study.objectives import Objective
+from study.search.race_scores import RACE_SCORES, scores_from_outcomes
 from study.search.spaces import BASELINE_FLAG
 
 
@@ -36,6 +37,11 @@ class TrialContext:
     tracking_uri: str | None  # None: no MLflow (benchmarks)
     parent_run_id: str | None
     gpus_per_trial: float = 0.0  # a fraction caps the trial's share of GPU memory (Ray does not)
+    racing: bool = False  # the final report carries the validation scores the racer reads
+
+    @property
+    def metrics(self) -> list[str]:
+        return [o.metric for o in self.objectives]
 
 
 class TrialRuntime(Protocol):
@@ -151,12 +157,26 @@ def tracked_trial(
     from study.tracking.runs import finished_run_of, run_tracked_trial
 
     if context.tracking_uri:
-        done = finished_run_of(context.tracking_uri, cfg.tracking.experiment, runtime.trial_id)
+        # This trial, or this seed of its configuration under another trial id (a seed Tune
+        # started again after a driver was killed before its checkpoint recorded the seed).
+        done = finished_run_of(
+            context.tracking_uri,
+            cfg.tracking.experiment,
+            runtime.trial_id,
+            config_id=runtime.tags.get(M.TAG_CONFIG_ID),
+            replicate=runtime.tags.get(M.TAG_REPLICATE),
+        )
         if done is not None:  # finished before a driver was killed: report it, never run it twice
             run_id, metrics = done
-            return final_report(
+            report = final_report(
                 metrics, context.objectives, status="finished", run_id=run_id, epochs=cfg.train.epochs
             )
+            if context.racing:
+                from study.tracking.queries import load_outcomes
+
+                scores = scores_from_outcomes(load_outcomes(run_id, context.tracking_uri), context.metrics)
+                report.update({RACE_SCORES: scores} if scores else {})
+            return report
 
     tags = {
         M.TAG_STUDY: context.study,
@@ -205,9 +225,13 @@ def tracked_trial(
         **{k: last_epoch[k] for k in (M.TRAIN_LOSS, M.FILTER_PROPORTION) if k in last_epoch},
         **result.metrics,
     }
-    return final_report(
+    report = final_report(
         metrics, context.objectives, status=result.status, run_id=result.run_id, epochs=cfg.train.epochs
     )
+    if context.racing and result.result is not None:
+        scores = scores_from_outcomes(result.result.outcomes, context.metrics)
+        report.update({RACE_SCORES: scores} if scores else {})
+    return report
 
 
 def progress_order(report: Mapping[str, Any], objectives: tuple[Objective, ...]) -> dict[str, Any]:

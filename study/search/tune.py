@@ -3,7 +3,7 @@
 ``run_study`` turns a validated search space (``study.search.spaces``) into a
 ``tune.Tuner`` whose searcher is ``OptunaSearch`` over the space's
 define-by-run function, with every objective and direction at once, behind a
-``ConcurrencyLimiter``. Each trial is one call of a trial function
+``ConcurrencyLimiter`` (or, with replicates, a ``RacingSearcher``). Each trial is one call of a trial function
 (``study.search.trials.tracked_trial`` unless a benchmark or test passes its
 own) inside a Ray worker, which talks to Tune through ``_TuneRuntime``: it
 logs its own nested MLflow run straight to the tracking server (so trials on
@@ -37,12 +37,12 @@ from typing import Any
 
 import ray
 from ray import tune
-from ray.tune.search import ConcurrencyLimiter, Repeater
+from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.repeater import TRIAL_INDEX
 
 from study import metrics as M
-from study.search.console import StudyConsole, short_config
+from study.search.console import StudyConsole, error_line, short_config
 from study.search.interrupt import watch_interrupt
 from study.search.opening import open_study, steady_folder, tracking_setup, warn_loopback, worker_env
 from study.search.phases import (
@@ -56,11 +56,13 @@ from study.search.phases import (
     stopped_in,
     trial_record,
 )
+from study.search.race_reporter import RaceReporter
+from study.search.races import FINISHED, RaceBook, race_book
+from study.search.racing import STOP
 from study.search.samplers import define_by_run, make_sampler
 from study.search.spaces import BASELINE_FLAG, SearchSpace
 from study.search.summary import StudySummary
 from study.search.trials import (
-    CONFIG_ID_KEY,
     REPLICATE_KEY,
     TrialContext,
     TrialFunction,
@@ -70,8 +72,9 @@ from study.search.trials import (
     trial_config,
 )
 
-# The replicate index is the key Ray's Repeater sets; trials.py reads it without Ray.
+# The seed index keeps the key Ray's Repeater set (studies started before racing read it).
 assert TRIAL_INDEX == REPLICATE_KEY, "Ray renamed the Repeater's trial index"
+assert Searcher.FINISHED == FINISHED, "Ray renamed the searcher's end"
 
 # Retries of a crashed trial (from its last checkpoint) before it is recorded as failed.
 log = logging.getLogger(__name__)
@@ -80,53 +83,53 @@ log = logging.getLogger(__name__)
 STRICT_METRIC_ENV = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
 
 
-class ReplicateRepeater(Repeater):
-    """Ray's ``Repeater`` for several objectives: each configuration runs as R trials
-    (replicate index in the config, seed = base + index), and the searcher is told,
-    once all R have ended, the mean of each objective over the replicates.
-
-    Ray's own ``Repeater`` averages ``searcher.metric``, which for a multi-objective
-    ``OptunaSearch`` is a list, and so fails. Here a replicate that errored (after its
-    retries) is left out of the mean, and the group is told as failed only when every
-    replicate failed; a diverged replicate reports each objective at its ``worst``
-    (``study.search.trials.final_report``), so it counts at that value. The groups
-    are part of the searcher state Tune saves, so ``--resume`` keeps them whole.
-    A replicate that failed and succeeds when a resumed study retries it reaches MLflow
-    and the tables, but the searcher keeps the mean it was told first (the group had
-    already reported; Ray's own Repeater behaves the same).
+class RacingSearcher(Searcher):
+    """Ray's side of a replicated study's races (``study.search.races.RaceBook``): every seed
+    of every configuration is a Tune trial; the book says which seed or new configuration
+    each trial is, decides as seeds end, and the configuration's mean objectives are told
+    to the wrapped ``OptunaSearch`` when its race ends. Fixed replicates (``replicates: R``)
+    are the race with min = max = R. Tune saves the book (plain data) with the searcher
+    state, so ``--resume`` keeps every race whole; ``sink`` (this driver's
+    ``study.search.race_reporter.RaceReporter``) is not saved.
     """
 
-    def __init__(self, searcher, repeat: int, metrics: list[str]):
-        super().__init__(searcher, repeat=repeat, set_index=True)
-        self.metrics = list(metrics)
+    def __init__(self, searcher: OptunaSearch, book: RaceBook):
+        super().__init__(metric=searcher.metric, mode=searcher.mode)
+        self.searcher, self.book, self.sink = searcher, book, None
+
+    def __getstate__(self):
+        return {**self.__dict__, "sink": None}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return self.searcher.set_search_properties(metric, mode, config, **spec)
 
     def suggest(self, trial_id: str):
-        config = super().suggest(trial_id)
-        if isinstance(config, dict):
-            config[CONFIG_ID_KEY] = self._trial_id_to_group[trial_id].primary_trial_id
+        config = self.book.suggest(trial_id, self.searcher.suggest)
+        self._tell(self.book.take_events())
         return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False, **kwargs):
-        group = self._trial_id_to_group.get(trial_id)
-        if group is None:
-            return
-        failed = error or not result or any(m not in result for m in self.metrics)
-        group.report(trial_id, {"failed": True} if failed else {m: float(result[m]) for m in self.metrics})
-        if not group.finished_reporting():
-            return
-        ok = [s for s in group.scores() if not s.get("failed")]
-        told: dict[str, Any] = {"replicates": len(ok), "replicates_failed": group.count() - len(ok)}
-        if ok:
-            told.update({m: sum(s[m] for s in ok) / len(ok) for m in self.metrics})
-            self.searcher.on_trial_complete(group.primary_trial_id, result=told, error=False)
-        else:
-            self.searcher.on_trial_complete(group.primary_trial_id, result=None, error=True)
+        self._tell(self.book.end_seed(trial_id, result, error))
+
+    def _tell(self, events) -> None:
+        for e in events:
+            if e.kind == STOP:
+                told = self.book.told(e.race)
+                self.searcher.on_trial_complete(e.race.config_id, result=told, error=told is None)
+        if self.sink is not None and (events or self.book.untagged):
+            self.sink(events, self.book)
+
+    def get_state(self) -> dict:
+        return {"book": self.book.to_dict()}
+
+    def set_state(self, state: dict) -> None:  # Tune saves the wrapped OptunaSearch itself
+        self.book = RaceBook.from_dict(state["book"])
 
 
-def make_searcher(space: SearchSpace, *, max_concurrent: int):
+def make_searcher(space: SearchSpace, *, max_concurrent: int, num_trials: int):
     """OptunaSearch over the space (all objectives at once), baseline enqueued first;
-    with ``replicates: R`` > 1, every configuration (the baseline too) runs R times.
-    ``max_concurrent`` counts configurations in flight."""
+    with ``replicates`` > 1 (fixed or racing), every configuration (the baseline too) runs
+    as several seeds (``RacingSearcher``). ``max_concurrent`` counts configurations in flight."""
     searcher = OptunaSearch(
         space=define_by_run(space),
         metric=space.metrics,
@@ -136,10 +139,9 @@ def make_searcher(space: SearchSpace, *, max_concurrent: int):
         # of the grid, and the define-by-run function marks trial 0 as the baseline.
         points_to_evaluate=[{}] + [dict(p) for p in space.points],
     )
-    limited = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
     if space.replicates <= 1:
-        return limited
-    return ReplicateRepeater(limited, repeat=space.replicates, metrics=space.metrics)
+        return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+    return RacingSearcher(searcher, race_book(space, num_trials=num_trials, max_concurrent=max_concurrent))
 
 
 class _TuneRuntime:
@@ -197,33 +199,26 @@ class _ConsoleCallback(tune.Callback):
         self.console.ended(trial.trial_id, dict(trial.last_result or {}))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self.console.retrying(trial.trial_id, _error_line(trial))
+        self.console.retrying(trial.trial_id, error_line(trial.error_file))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.console.failed(trial.trial_id, _error_line(trial))
+        self.console.failed(trial.trial_id, error_line(trial.error_file))
 
     def on_step_end(self, iteration, trials, **info):
         self.console.refresh()
 
 
-def _error_line(trial) -> str | None:
-    """The last line of the trial's latest error (its ``error.txt``), as the summary shows it."""
-    try:
-        with open(trial.error_file) as f:
-            lines = [line.strip() for line in f.read().splitlines() if line.strip()]
-    except (OSError, TypeError):
-        return None
-    return lines[-1][:300] if lines else None
+def _use_output(tuner: tune.Tuner, callback: _ConsoleCallback | None, verbose: int, sink: RaceReporter):
+    """Give a restored Tuner this driver's console, verbosity and race reporter.
 
-
-def _use_output(tuner: tune.Tuner, callback: _ConsoleCallback | None, verbose: int) -> None:
-    """Give a restored Tuner this driver's console and verbosity.
-
-    ``Tuner.restore`` brings back the run config the study started with (its
-    callbacks and verbosity) and takes no new one; it is reached through the
+    ``Tuner.restore`` brings back the run config and searcher the study started with (its
+    callbacks and verbosity) and takes no new ones; they are reached through the
     Tuner's internals, and left alone if a Ray version moves them.
     """
     internal = getattr(tuner, "_local_tuner", None)
+    searcher = getattr(getattr(internal, "_tune_config", None), "search_alg", None)
+    if isinstance(searcher, RacingSearcher):
+        searcher.sink = sink
     run_config = internal.get_run_config() if internal is not None else None
     if run_config is None:
         return
@@ -370,15 +365,7 @@ def _run_opened(
             else None
         )
         warn_loopback(address, uri)
-        context = TrialContext(
-            study=study,
-            fixed=plan.fixed,
-            baseline=plan.baseline,
-            objectives=space.objectives,
-            tracking_uri=uri,
-            parent_run_id=parent_run_id,
-            gpus_per_trial=plan.gpus,
-        )
+        context = plan.context(space, study=study, tracking_uri=uri, parent_run_id=parent_run_id)
         setup_seconds = time.perf_counter() - started
         ray_started_at = time.perf_counter()
         started_ray = _init_ray(address, verbose=verbose, env=links_env)
@@ -387,6 +374,7 @@ def _run_opened(
             view.begin(opening_line(space, plan, study=study, resume=resume))
         try:
             trainable = _trainable(context, trial_fn, plan.cpus, plan.gpus)
+            sink = RaceReporter(view if console else None, study=study, tracking_uri=context.tracking_uri)
             tuner = _make_tuner(
                 trainable,
                 space,
@@ -395,6 +383,7 @@ def _run_opened(
                 study=study,
                 resume=resume,
                 callback=callback,
+                sink=sink,
                 verbose=verbose,
                 max_failures=max_failures,
             )
@@ -415,13 +404,14 @@ def _run_opened(
                     if stopped is None:
                         raise
                     raise stopped from None
+            sink.flush()  # tags a server that was away at a race's end missed
         finally:
             view.close()
             if started_ray:
                 ray.shutdown()
         summary = StudySummary(
             interrupted=sigint.interrupted,
-            planned=plan.num_trials * space.replicates,
+            planned=space.planned_seeds(plan.num_trials),
             study=study,
             experiment_path=path,
             tracking_uri=uri if tracking else None,
@@ -448,20 +438,26 @@ def _make_tuner(
     study: str,
     resume: bool,
     callback: _ConsoleCallback | None,
+    sink: RaceReporter,
     verbose: int,
     max_failures: int,
 ) -> tune.Tuner:
     """The Tuner (phase 4): restored with this driver's console, or new with the searcher."""
     if resume:
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-        _use_output(tuner, callback, verbose)
+        _use_output(tuner, callback, verbose, sink)
         return tuner
     storage_path, name = path.rsplit("/", 1) if "://" in path else (str(Path(path).parent), study)
+    searcher = make_searcher(space, max_concurrent=plan.max_concurrent, num_trials=plan.num_trials)
+    if isinstance(searcher, RacingSearcher):
+        searcher.sink = sink
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(space, max_concurrent=plan.max_concurrent),
-            num_samples=plan.num_trials * space.replicates,  # configurations x replicates
+            search_alg=searcher,
+            # Seeds per configuration are the races' to decide: the searcher ends the study
+            # (Searcher.FINISHED) once num_trials configurations have ended their races.
+            num_samples=-1 if isinstance(searcher, RacingSearcher) else plan.num_trials,
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(

@@ -39,11 +39,13 @@ from study.engine.trial import DIVERGED, TrialResult, run_trial
 from study.metrics import (
     EPOCHS_COMPLETED,
     TAG_CODE_VERSION,
+    TAG_CONFIG_ID,
     TAG_DATA,
     TAG_FAILURE,
     TAG_LEARNED_FORM,
     TAG_MODE,
     TAG_NODE,
+    TAG_REPLICATE,
     TAG_ROLE,
     TAG_STATUS,
     TAG_STUDY,
@@ -103,31 +105,43 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float],
         client.log_batch(run_id, metrics=chunk)
 
 
-def finished_run_of(tracking_uri: str, experiment: str, trial_id: str) -> tuple[str, dict[str, float]] | None:
-    """``(run_id, metrics)`` of a finished run of Tune trial ``trial_id`` in ``experiment``, if any.
+def finished_run_of(
+    tracking_uri: str,
+    experiment: str,
+    trial_id: str,
+    *,
+    config_id: str | None = None,
+    replicate: str | None = None,
+) -> tuple[str, dict[str, float]] | None:
+    """``(run_id, metrics)`` of a finished run of Tune trial ``trial_id`` in ``experiment``,
+    or of seed ``replicate`` of configuration ``config_id`` when both are given; None if none.
 
     A driver killed after a trial's run finished but before Tune recorded the trial
-    as terminated would, on ``--resume``, run that trial again; the trial asks here
-    first and reports the finished run instead, so no replicate is duplicated.
+    as terminated would, on ``--resume``, run that trial again (under a new trial id when
+    Tune's checkpoint predates it); the trial asks here first and reports the finished run
+    instead, so no replicate is duplicated.
     """
     bound_http()
     client = mlflow_client(tracking_uri)
+    finished = f"tags.`{TAG_STATUS}` = 'finished' and attributes.status = 'FINISHED'"
+    filters = [f"tags.`{TAG_TRIAL_ID}` = '{trial_id}' and {finished}"]
+    if config_id and replicate is not None:
+        seed = f"tags.`{TAG_CONFIG_ID}` = '{config_id}' and tags.`{TAG_REPLICATE}` = '{replicate}'"
+        filters.append(f"{seed} and {finished}")
     with logging_to(tracking_uri, f"looking up the finished runs of trial {trial_id}"):
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
             return None
-        runs = client.search_runs(
-            [exp.experiment_id],
-            filter_string=(
-                f"tags.`{TAG_TRIAL_ID}` = '{trial_id}' and tags.`{TAG_STATUS}` = 'finished' "
-                "and attributes.status = 'FINISHED'"
-            ),
-            max_results=1,
-            order_by=["attributes.start_time DESC"],
-        )
-    if not runs:
-        return None
-    return runs[0].info.run_id, {k: float(v) for k, v in runs[0].data.metrics.items()}
+        for filter_string in filters:
+            runs = client.search_runs(
+                [exp.experiment_id],
+                filter_string=filter_string,
+                max_results=1,
+                order_by=["attributes.start_time DESC"],
+            )
+            if runs:
+                return runs[0].info.run_id, {k: float(v) for k, v in runs[0].data.metrics.items()}
+    return None
 
 
 def start_trial_run(

@@ -150,3 +150,23 @@ def finish_study_run(
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(f"study/{k}", float(v), now, 0) for k, v in counts.items()])
     client.set_terminated(run_id, status=status)
+
+
+def tag_configuration(tracking_uri: str, study: str, config_id: str, tags: Mapping[str, str]) -> int:
+    """Set ``tags`` on every trial run of configuration ``config_id`` (its seeds, and their
+    crashed attempts) in ``study``; returns how many runs were tagged."""
+    from mlflow.entities import RunTag
+
+    client = mlflow_client(tracking_uri)
+    exp = client.get_experiment_by_name(study)
+    if exp is None:
+        return 0
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`{M.TAG_CONFIG_ID}` = '{config_id}' and tags.`{M.TAG_ROLE}` = '{ROLE_TRIAL}'",
+        max_results=1000,
+    )
+    batch = [RunTag(k, str(v)) for k, v in tags.items()]
+    for r in runs:
+        client.log_batch(r.info.run_id, tags=batch)
+    return len(runs)
