@@ -9,8 +9,6 @@ started in its own session and stopped by its process group's id, PostgreSQL by 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -22,10 +20,10 @@ from study.bench.postgres import LocalPostgres, local_postgres
 from study.tracking.server import (
     STARTUP_TIMEOUT_S,
     free_port,
-    group_members,
     head_server_command,
     is_healthy,
     server_env,
+    stop_group,
 )
 
 
@@ -39,19 +37,6 @@ class HeadServer:
     log_path: Path
     proc: subprocess.Popen
     command: list[str]
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM to the server's group (uvicorn's parent stops its workers), then SIGKILL."""
-    for sig, wait_s in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            proc.poll()
-            if not group_members(proc.pid):
-                return
-            time.sleep(0.2)
 
 
 @contextlib.contextmanager
@@ -90,7 +75,7 @@ def head_tracking_server(root: str | Path | None = None) -> Iterator[HeadServer]
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its group: the server and its four uvicorn workers
             )
-        stack.callback(_stop_group, proc)
+        stack.callback(stop_group, proc)
         uri = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not is_healthy(uri):

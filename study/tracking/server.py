@@ -70,23 +70,17 @@ def artifacts_dir(root: Path | None = None) -> Path:
 def server_command(*, host: str, port: int, root: Path | None = None) -> list[str]:
     """The ``mlflow server`` command line serving the local store; run it with :func:`server_env`."""
     root = root or store_dir()
+    # One uvicorn process (MLflow's default is 4, ~0.25 GB each): it serves one machine's
+    # trials and one browser, and SQLite serialises the writes anyway.
+    return _mlflow_server(backend_store_uri(root), str(artifacts_dir(root)), host, port, workers=1)
+
+
+def _mlflow_server(backend: str, artifacts: str, host: str, port: int, *, workers: int) -> list[str]:
+    """``python -m mlflow server`` with a backend, proxied artifacts, an address and workers."""
     return [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        backend_store_uri(root),
-        "--artifacts-destination",
-        str(artifacts_dir(root)),
-        # One uvicorn process (MLflow's default is 4, ~0.25 GB each): it serves one machine's
-        # trials and one browser, and SQLite serialises the writes anyway.
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
+        *(sys.executable, "-m", "mlflow", "server"),
+        *("--backend-store-uri", backend, "--artifacts-destination", artifacts),
+        *("--host", host, "--port", str(port), "--workers", str(workers)),
     ]
 
 
@@ -104,22 +98,8 @@ def head_server_command(
     ``HEAD_SERVER_WORKERS`` web workers and the hosts it answers for.
     """
     return [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        backend_store_uri,
-        "--artifacts-destination",
-        artifacts_destination,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        str(HEAD_SERVER_WORKERS),
-        "--allowed-hosts",
-        allowed_hosts,
+        *_mlflow_server(backend_store_uri, artifacts_destination, host, port, workers=HEAD_SERVER_WORKERS),
+        *("--allowed-hosts", allowed_hosts),
     ]
 
 
@@ -351,7 +331,7 @@ def _start_server(root: Path, *, host: str = "127.0.0.1", port: int | None = Non
     try:
         _wait_healthy(proc, uri, log_path)
     except BaseException:  # not healthy in time, or interrupted: never leave it running unregistered
-        _stop(proc)
+        stop_group(proc)
         raise
     write_text_atomic(root / "server.json", json.dumps({"uri": uri, "pid": proc.pid}))
     return uri
@@ -449,8 +429,9 @@ def _wait_healthy(proc: subprocess.Popen, uri: str, log_path: Path) -> None:
     )
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop a server this process started in its own session: its whole group."""
+def stop_group(proc: subprocess.Popen) -> None:
+    """Stop a server this process started in its own session: its whole group (SIGTERM, so
+    uvicorn's parent stops its workers; then SIGKILL)."""
     for sig, wait_s in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, sig)
