@@ -104,6 +104,13 @@ def seed_line(config_id: str, config: str, seed: int, reason: str, other: str | 
     return f"race {config_id} {config}: seed {seed} added ({reason}{f' vs {other}' if other else ''})"
 
 
+def wait_line(config_id: str, config: str, seeds: int, other: str | None) -> str:
+    """``race 3848fd60 fixed p=0.527: waits at 2 seeds (dominated by 1a2b3c4d ..., still racing)``."""
+    by = f" by {other}" if other else ""
+    plural = "" if seeds == 1 else "s"
+    return f"race {config_id} {config}: waits at {seeds} seed{plural} (dominated{by}, still racing)"
+
+
 def stop_line(
     config_id: str,
     config: str,

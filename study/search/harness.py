@@ -35,9 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import optuna
+from scipy import stats
 
 from study.analysis import simulate
-from study.search.racing import DOMINATED, SEED, SETTLED, STOP, Evidence, RacePolicy, decide, front_of
+from study.search.racing import DOMINATED, SEED, SETTLED, STOP, WAIT, Evidence, RacePolicy, decide, front_of
 from study.search.samplers import StudyGridSampler
 
 OBJECTIVES = ("clean_acc", "corruption_acc")
@@ -196,7 +197,9 @@ def run_study(
     open race is decided again after each round, so one waiting for its seed can
     stop as dominated by a newcomer, and a race settled while configurations are
     still to start stays open (a newcomer may reopen its membership) until they have.
-    False: open races hold their slots (depth first).
+    False: open races hold their slots (depth first). A race dominated only by
+    configurations still racing waits without seeds (:data:`study.search.racing.WAIT`)
+    and is told to Optuna when it ends.
     """
     k = runs.run_means[0].shape[0]
     study = optuna.create_study(
@@ -208,6 +211,7 @@ def run_study(
     trials: dict[int, optuna.trial.Trial] = {}
     racing: list[int] = []  # open races: in flight or waiting for their next seed
     waiting: list[int] = []  # open races whose next seed has not started
+    paused: list[int] = []  # open races dominated by configurations still racing: no seed
     started: list[int] = []
     reasons = [""] * k
     events: list[tuple[int, str, str]] = []
@@ -235,6 +239,13 @@ def run_study(
                 break
             inflight.append(cfg)
         if not inflight:
+            # Nothing runs or waits for a seed: a paused race's dominators have all ended.
+            for cfg in paused:
+                racing.remove(cfg)
+                reasons[cfg] = DOMINATED
+                values[cfg] = [100.0 * float(m[cfg, : seeds[cfg]].mean()) for m in runs.run_means]
+                events.append((cfg, STOP, DOMINATED))
+                study.tell(trials[cfg], values[cfg].tolist())
             break
         idx = np.array(started)
         ev = runs.evidence(idx, seeds[idx])
@@ -260,6 +271,15 @@ def run_study(
                 if cfg in waiting:
                     waiting.remove(cfg)
                 continue
+            if action == WAIT:
+                if cfg in waiting:
+                    waiting.remove(cfg)
+                if cfg not in paused:
+                    events.append((cfg, action, reason))
+                    paused.append(cfg)
+                continue
+            if cfg in paused:
+                paused.remove(cfg)
             if action == SEED:
                 if cfg not in waiting:
                     events.append((cfg, action, reason))
@@ -284,7 +304,9 @@ def run_study(
 
 @dataclass(frozen=True)
 class Measured:
-    """A policy over many studies: P(exact true front) with its binomial sd, and trainings."""
+    """A policy over many studies: P(exact true front) with its binomial sd, and trainings;
+    ``right`` whether each study found the exact true front (for paired comparisons of
+    policies on the same studies: :func:`paired`)."""
 
     policy: str
     regime: str
@@ -293,6 +315,20 @@ class Measured:
     exact_front_sd: float
     trainings: float
     trainings_per_configuration: float
+    right: tuple[bool, ...] = ()
+
+
+def paired(a: Measured, b: Measured) -> tuple[int, int, float]:
+    """Policy ``a`` against ``b`` on the same studies: the studies only ``a`` got right,
+    those only ``b`` got right, and the exact two-sided McNemar p-value (a binomial test
+    of the discordant studies at 1/2)."""
+    if len(a.right) != len(b.right) or not a.right:
+        raise ValueError("harness: paired comparison needs both policies on the same studies")
+    ra, rb = np.array(a.right), np.array(b.right)
+    only_a, only_b = int((ra & ~rb).sum()), int((rb & ~ra).sum())
+    n = only_a + only_b
+    p = 1.0 if n == 0 else float(stats.binomtest(only_a, n, 0.5).pvalue)
+    return only_a, only_b, p
 
 
 def policy_label(policy: RacePolicy) -> str:
@@ -359,6 +395,7 @@ def measure(
                 math.sqrt(acc * (1 - acc) / studies),
                 float(spent[p].mean()),
                 float(spent[p].mean() / configurations),
+                tuple(bool(x) for x in exact[p]),
             )
         )
     return out
@@ -382,13 +419,19 @@ def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - the R
     print("|---|---|---|---|---|---|")
     for regime, spread in settings:
         t = time.perf_counter()
-        for m in measure(regime, policies, studies=args.studies, seed=args.seed, seed_spread=spread):
+        got = measure(regime, policies, studies=args.studies, seed=args.seed, seed_spread=spread)
+        for m in got:
             print(
                 f"| {m.regime} | {m.policy} | {m.studies} | {100 * m.exact_front:.1f} ± "
                 f"{100 * m.exact_front_sd:.1f} | {m.trainings:.1f} | {m.trainings_per_configuration:.2f} |",
                 flush=True,
             )
-        print(f"({time.perf_counter() - t:.0f} s)", flush=True)
+        only_race, only_r8, p = paired(got[2], got[1])
+        print(
+            f"(racing right where R = 8 is wrong: {only_race} studies; wrong where R = 8 is right: "
+            f"{only_r8}; McNemar p {p:.2g}; {time.perf_counter() - t:.0f} s)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,7 @@
-"""Where a study's race events go in this driver: a console line for each seed added and
-each race ended, and, once a race has ended, its outcome as tags on every run of the
-configuration (``freqstudy.race.reason``, ``.seeds``, ``.other``; :mod:`study.metrics`).
+"""Where a study's race events go in this driver: a console line for each seed added,
+each race that waits without seeds and each race ended, and, once a race has ended,
+its outcome as tags on every run of the configuration (``freqstudy.race.reason``,
+``.seeds``, ``.other``; :mod:`study.metrics`).
 
 No Ray: ``study.search.tune.RacingSearcher`` calls a :class:`RaceReporter` with the
 events of :class:`study.search.races.RaceBook`. The reporter is this driver's (a resumed
@@ -14,9 +15,9 @@ from __future__ import annotations
 import logging
 
 from study import metrics as M
-from study.search.console import StudyConsole, seed_line, short_config, stop_line
+from study.search.console import StudyConsole, seed_line, short_config, stop_line, wait_line
 from study.search.races import Event, Race, RaceBook
-from study.search.racing import SEED
+from study.search.racing import SEED, WAIT
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class RaceReporter:
         named = None if other is None else f"{other.config_id} {short_config(other.config)}"
         if event.kind == SEED:
             return seed_line(race.config_id, short_config(race.config), event.seeds, event.reason, named)
+        if event.kind == WAIT:
+            return wait_line(race.config_id, short_config(race.config), event.seeds, named)
         return stop_line(
             race.config_id,
             short_config(race.config),

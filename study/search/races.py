@@ -20,11 +20,13 @@ waiting race with the fewest seeds), within ``num_configurations`` and the study
 every seed of the round has ended (:meth:`end_seed`), the racer
 (:func:`study.search.racing.decide`) looks at every configuration known so far and
 decides every open race: one more seed (it waits for a slot, and is decided again
-each round), or the end of its race (a race settled while configurations are left to
-start stays open: a newcomer may reopen it); a race that ends is told to Optuna as the
-mean of its seeds' objectives. With fixed replicates (``min_seeds == max_seeds``)
-every race is its R seeds and ends as ``fixed``, as Ray's ``Repeater`` would. A round
-waits for its slowest seed: the price of decisions that do not depend on timing.
+each round), a wait without seeds (confidently dominated only by races still open: it
+ends when one of them has ended, or races again if no longer dominated), or the end of
+its race (a race settled while configurations are left to start stays open: a newcomer
+may reopen it); a race that ends is told to Optuna as the mean of its seeds' objectives.
+With fixed replicates (``min_seeds == max_seeds``) every race is its R seeds and ends as
+``fixed``, as Ray's ``Repeater`` would. A round waits for its slowest seed: the price of
+decisions that do not depend on timing.
 
 Seeds whose trial failed for good (its retries spent) count as trainings but carry no
 evidence; a race left with fewer than two seeds of evidence gets a replacement seed
@@ -41,7 +43,18 @@ from typing import Any
 import numpy as np
 
 from study.search.race_scores import RACE_SCORES, decode_scores
-from study.search.racing import BUDGET, MAX_SEEDS, SEED, SETTLED, STOP, Evidence, RacePolicy, decide
+from study.search.racing import (
+    BUDGET,
+    DOMINATED,
+    MAX_SEEDS,
+    SEED,
+    SETTLED,
+    STOP,
+    WAIT,
+    Evidence,
+    RacePolicy,
+    decide,
+)
 from study.search.spaces import BASELINE_FLAG
 from study.search.trials import CONFIG_ID_KEY, REPLICATE_KEY
 
@@ -69,6 +82,8 @@ class Race:
         worst: seeds that diverged (each counts at every objective's worst score).
         open: still racing; ``reason`` and ``other`` (the config id the reason names) say
             how it ended, ``told`` what Optuna was told (None: failed).
+        paused_by: while the race waits without seeds, confidently dominated only by
+            races still open, the config id of one of them (None: not waiting so).
     """
 
     config_id: str
@@ -87,6 +102,7 @@ class Race:
     reason: str = ""
     other: str | None = None
     told: list[float] | None = None
+    paused_by: str | None = None
 
     @property
     def baseline(self) -> bool:
@@ -104,8 +120,10 @@ class Race:
 
 @dataclass(frozen=True)
 class Event:
-    """A seed added to a race (``kind`` :data:`study.search.racing.SEED`) or a race ended
-    (:data:`study.search.racing.STOP`), with why; ``other`` is the config id the reason names."""
+    """A seed added to a race (``kind`` :data:`study.search.racing.SEED`), a race ended
+    (:data:`study.search.racing.STOP`) or waiting without seeds, dominated by a race still
+    open (:data:`study.search.racing.WAIT`), with why; ``other`` is the config id the reason
+    names."""
 
     kind: str
     race: Race
@@ -227,7 +245,10 @@ class RaceBook:
         if not planned:
             # Nothing left to run: a race still open here has nowhere to go.
             for r in self.races:
-                if r.open:
+                if r.open and r.paused_by is not None:
+                    # Its dominators have all ended (nothing runs): dominated for good.
+                    self.pending_events.append(self._stop(r, DOMINATED, r.paused_by))
+                elif r.open:
                     cap = self.budget is not None and self.spent() >= self.budget
                     self.pending_events.append(self._stop(r, BUDGET if cap else MAX_SEEDS))
 
@@ -322,6 +343,13 @@ class RaceBook:
         ):
             r = known[d.index]
             other = known[d.other].config_id if d.other >= 0 else None
+            if d.action == WAIT:
+                r.waiting = False
+                if r.paused_by is None:
+                    events.append(self._event(WAIT, r, d.reason, other))
+                r.paused_by = other
+                continue
+            r.paused_by = None
             if d.action == STOP and d.reason == SETTLED and more:
                 r.waiting = False  # settled among those sampled so far: open, without a seed
             elif d.action == SEED and r.started < self.max_seeds:
@@ -363,7 +391,7 @@ class RaceBook:
         return Event(kind, race, reason, other, seeds)
 
     def _stop(self, race: Race, reason: str, other: str | None = None) -> Event:
-        race.open, race.waiting = False, False
+        race.open, race.waiting, race.paused_by = False, False, None
         race.reason, race.other = reason, other
         ok = np.array(race.values, dtype=np.float64).reshape(-1, len(self.metrics))
         race.told = None if not len(ok) else [float(v) for v in ok.mean(axis=0)]

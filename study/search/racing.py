@@ -12,11 +12,18 @@ pooled over the configurations where Bartlett's test keeps them equal,
 :mod:`study.analysis.pooling`) and decides for each configuration still racing
 (docs/method.md §8.7):
 
-- **stop, dominated**: some configuration on the current estimated front is
+- **dominated**: some configuration on the current estimated front is
   confidently at least as good on every objective and confidently better on one
-  (one-sided t tests of the configuration-level differences at level
-  ``alpha / (|F| - 1)``, Bonferroni over the front members that could dominate;
-  an intersection-union test over objectives needs no adjustment, Berger 1982);
+  (one-sided t tests of the configuration-level differences at level ``alpha``
+  for each front member; an intersection-union test over objectives needs no
+  adjustment, Berger 1982). Its race **stops, dominated** once a configuration
+  that confidently dominates it has ended its own race (or ends in this decision);
+  while every one of them is still racing it **waits**: no seed, decided again
+  each round, and racing again (seeds) if no front member confidently dominates it
+  any more. An estimate that is still moving cannot end a race: an early stop
+  against a front member whose estimate later fell was the racer's main error on
+  the harness. Elimination is not split over the front members (no Bonferroni):
+  a wrong one is revisited while its dominator races;
 - **stop, settled**: it is on the estimated front, its pair with every contender
   (a configuration not confidently dominated) is a confident trade-off (each
   confidently better than the other on some objective, level ``alpha / J``,
@@ -49,6 +56,7 @@ from study.analysis.seedlevel import difference_from_moments
 
 SEED = "seed"
 STOP = "stop"
+WAIT = "wait"
 DOMINATED = "dominated"
 SETTLED = "settled"
 MAX_SEEDS = "max seeds"
@@ -172,8 +180,10 @@ class Decision:
 
     Attributes:
         index: the configuration.
-        action: :data:`SEED` (one more) or :data:`STOP`.
-        reason: for a stop one of :data:`STOP_REASONS`; for a seed what is open.
+        action: :data:`SEED` (one more), :data:`STOP`, or :data:`WAIT` (confidently
+            dominated only by configurations still racing: no seed, the race stays open).
+        reason: for a stop one of :data:`STOP_REASONS`; for a seed what is open; for a
+            wait :data:`DOMINATED`.
         other: the configuration the reason names (the dominating one, the one
             membership is open against), or -1.
     """
@@ -307,12 +317,13 @@ def decide(
     est, se, df, seed_var = _pairwise(evidence, dirs, pool=policy.pool, level=alpha)
     values = np.array(dirs)[:, None] * evidence.mean
     front = front_of(values)
-    n_front = int(front.sum())
     # better[j, a, b]: b confidently better than a on objective j, at alpha / J (a union over J).
     better = _confident(est, se, df, 0.0, alpha / j)
     # Dominance of a by f: f no worse by more than the margin everywhere and better somewhere,
-    # each one-sided at alpha / |F| (the front members that could dominate).
-    lvl = alpha / max(1, n_front - 1)
+    # each one-sided at alpha for each front member f. Not split over the front: a stop
+    # waits until a dominator's estimate is final (below), which is what protects a true
+    # front member from an early, lucky dominator (docs/method.md §8.7).
+    lvl = alpha
     no_worse = _confident(est, se, df, -policy.margin, lvl).all(axis=0)
     strictly = _confident(est, se, df, 0.0, lvl).any(axis=0)
     dominates = no_worse & strictly & front[None, :]  # [a, f]
@@ -353,7 +364,8 @@ def decide(
     for i in map(int, np.flatnonzero(racing)):
         doms = np.flatnonzero(dominates[i])
         if doms.size:
-            decisions.append(Decision(i, STOP, DOMINATED, int(doms[0])))
+            # Stop or wait: settled below, once every other decision is known.
+            decisions.append(Decision(i, WAIT, DOMINATED, int(doms[0])))
             continue
         if evidence.seeds[i] >= policy.max_seeds:
             decisions.append(Decision(i, STOP, MAX_SEEDS))
@@ -379,7 +391,7 @@ def decide(
         wanted.append(len(decisions) - 1)
     # A baseline that is off the front or settled still serves the gains of racing front members.
     for pos, d in enumerate(decisions):
-        if d.index == baseline and d.action == STOP and d.reason == DOMINATED:
+        if d.index == baseline and d.action == WAIT:
             waiting = np.flatnonzero(racing & gain_serves & front)
             if waiting.size and evidence.seeds[baseline] < policy.max_seeds:
                 decisions[pos] = Decision(baseline, SEED, "gains against the baseline open", int(waiting[0]))
@@ -389,4 +401,14 @@ def decide(
         order = sorted(wanted, key=lambda p: (evidence.seeds[decisions[p].index], decisions[p].index))
         for p in order[max(0, budget_left) :]:
             decisions[p] = Decision(decisions[p].index, STOP, BUDGET)
+    # A dominated race ends once a configuration that confidently dominates it has ended
+    # (or ends now): its estimate is final. Otherwise it waits for them, without seeds.
+    ended = ~racing
+    for d in decisions:
+        ended[d.index] = d.action == STOP
+    for pos, d in enumerate(decisions):
+        if d.action == WAIT:
+            final = np.flatnonzero(dominates[d.index] & ended)
+            if final.size:
+                decisions[pos] = Decision(d.index, STOP, DOMINATED, int(final[0]))
     return decisions

@@ -15,7 +15,7 @@ import pytest
 from study.search import harness as H
 from study.search.race_scores import RACE_SCORES, decode_scores, encode_scores, racing_problem
 from study.search.races import FINISHED, RaceBook
-from study.search.racing import BUDGET, MAX_SEEDS, SEED, STOP, RacePolicy
+from study.search.racing import BUDGET, MAX_SEEDS, SEED, STOP, WAIT, RacePolicy
 from study.search.samplers import StudyGridSampler
 from study.search.spaces import BASELINE_FLAG
 from study.search.trials import CONFIG_ID_KEY, REPLICATE_KEY
@@ -115,6 +115,29 @@ def test_book_makes_the_harness_decisions_seed_by_seed(seed, concurrent):
     for c, values in got.told.items():  # Optuna holds each configuration's mean objectives
         np.testing.assert_allclose(values, want.values[c], rtol=0, atol=1e-9)
         np.testing.assert_allclose(values, [100 * ys[j][c, : seeds[c]].mean() for j in range(2)], atol=1e-9)
+
+
+def test_a_race_waiting_as_dominated_resumes_in_the_book_as_in_the_harness():
+    """Races that wait without seeds (dominated by races still open) and race again keep
+    that state across a save and restore (every 2 ends), and are told to Optuna once, at
+    their end (a second tell of a finished Optuna trial would raise)."""
+    k, policy = 10, RacePolicy(2, 6)
+    problem, runs, ys = simulated_study(1, configurations=k, seeds=policy.max_seeds)
+    want = H.run_study(runs, policy, sampler_seed=1, max_concurrent=1)
+    trial = SimulatedTrial(ys, [])
+    book = _book(2, 6, k, max_concurrent=1)
+    got = Driver(book, k, sampler_seed=1, result=trial.result, rng=None, restore_every=2).run()
+    events = got.decisions()
+    assert events == list(want.events)
+    waits = [pos for pos, (_, action, _) in enumerate(events) if action == WAIT]
+    resumed = [
+        pos
+        for pos, (cfg, action, _) in enumerate(events)
+        if action == SEED and any(c == cfg and a == WAIT for c, a, _ in events[:pos])
+    ]
+    assert waits and resumed, "this study has races that wait and resume"
+    assert sorted(c for c, action, _ in events if action == STOP) == list(range(k))
+    assert all(not r.open and r.paused_by is None for r in got.book.races)
 
 
 def test_fixed_replicates_end_as_fixed_and_leave_failed_seeds_out():

@@ -90,6 +90,50 @@ def test_clear_cases_get_the_named_decisions():
     assert any(d.reason == rc.BUDGET for d in broke)
 
 
+def test_a_dominated_race_ends_only_once_a_dominator_has_ended():
+    """Confidently dominated by a front member still racing: the race waits, without seeds
+    (its dominator's estimate may yet fall); it ends, naming the dominator, once that one
+    has ended or ends in the same decision."""
+    rng = np.random.default_rng(5)
+    # 0 baseline; 1 and 2 a trade-off whose membership stays open (2 near-copies of each
+    # other on corruption); 3 far below 1 on both objectives.
+    means = [[0.30, 0.20], [0.70, 0.60], [0.60, 0.601], [0.45, 0.35]]
+    ev = rc.Evidence.from_scores(_scores(rng, means, [3] * 4, n=400, seed_sd=0.01))
+    open_ = {d.index: d for d in rc.decide(ev, np.ones(4, bool), baseline=0)}
+    assert open_[1].action == rc.SEED  # 1's membership against 2 is open: 1 keeps racing
+    assert open_[3].action == rc.WAIT and open_[3].reason == rc.DOMINATED and open_[3].other == 1
+    ended = np.array([True, False, True, True])  # 1's race has ended
+    closed = {d.index: d for d in rc.decide(ev, ended, baseline=0)}
+    assert closed[3].action == rc.STOP and closed[3].reason == rc.DOMINATED and closed[3].other == 1
+    # 1 reaches max seeds in this decision: 3 ends with it.
+    capped = {d.index: d for d in rc.decide(ev, np.ones(4, bool), baseline=0, policy=rc.RacePolicy(2, 3))}
+    assert capped[1].action == rc.STOP and capped[1].reason == rc.MAX_SEEDS
+    assert capped[3].action == rc.STOP and capped[3].reason == rc.DOMINATED
+
+
+def test_a_waiting_race_races_again_when_its_dominator_falls():
+    """On a simulated seed-dominated study, some races wait as dominated and race again
+    when their dominator's estimate falls with its later seeds; every race ends with a
+    stop reason, and Optuna holds each configuration's mean over its seeds (told once)."""
+    rng = np.random.default_rng(11)
+    problem = H.draw_problem(rng, simulate.SEED_DOMINATED)
+    runs = H.draw_runs(rng, simulate.SEED_DOMINATED, problem, 8)
+    res = H.run_study(runs, rc.RacePolicy(2, 8))
+    waited = {cfg for cfg, action, _ in res.events if action == rc.WAIT}
+    resumed = {
+        cfg
+        for pos, (cfg, action, _) in enumerate(res.events)
+        if action == rc.SEED and any(c == cfg and a == rc.WAIT for c, a, _ in res.events[:pos])
+    }
+    assert waited and resumed <= waited and resumed, (waited, resumed)
+    assert all(reason in rc.STOP_REASONS for reason in res.reasons)
+    stops = [cfg for cfg, action, _ in res.events if action == rc.STOP]
+    assert sorted(stops) == list(range(20)), "each race ends once"
+    for k in range(20):
+        want = [100.0 * runs.run_means[j][k, : res.seeds[k]].mean() for j in range(2)]
+        np.testing.assert_allclose(res.values[k], want, atol=1e-9)
+
+
 def test_policy_rejects_bad_settings():
     with pytest.raises(ValueError, match="min_seeds"):
         rc.RacePolicy(1, 8)
@@ -121,7 +165,8 @@ def test_a_front_member_ahead_of_its_neighbour_on_one_side_only_keeps_racing():
     means = [[0.40, 0.40], [0.70, 0.60], [0.55, 0.601]]
     ev = rc.Evidence.from_scores(_scores(rng, means, [4, 4, 4], n=400, seed_sd=0.01))
     decided = {d.index: d for d in rc.decide(ev, np.ones(3, bool), baseline=0)}
-    assert decided[0].action == rc.STOP and decided[0].reason == rc.DOMINATED
+    # The baseline is dominated by 1 and 2, both still racing: it waits, without seeds.
+    assert decided[0].action == rc.WAIT and decided[0].reason == rc.DOMINATED
     assert decided[1].action == rc.SEED and decided[1].other == 2
     assert decided[2].action == rc.SEED and decided[2].other == 1
 
@@ -232,3 +277,17 @@ def test_a_gain_that_cannot_settle_by_max_seeds_does_not_keep_the_baseline_racin
     assert abs(est[0, 0, 1]) < z * se[0, 0, 1] and abs(est[0, 0, 1]) > z * se_m[0, 1]
     decided = {d.index: d for d in rc.decide(ev, np.ones(3, bool), baseline=0)}
     assert decided[0].action == rc.SEED and decided[0].other == 1
+
+
+def test_paired_counts_discordant_studies_and_mcnemar_against_brute_force():
+    a = H.Measured("a", "r", 6, 0.5, 0.2, 10.0, 1.0, (True, True, False, True, False, False))
+    b = H.Measured("b", "r", 6, 0.5, 0.2, 20.0, 2.0, (True, False, False, False, True, False))
+    only_a, only_b, p = H.paired(a, b)
+    assert (only_a, only_b) == (2, 1)
+    # Exact two-sided McNemar: P(|X - 1.5| >= 0.5) for X ~ Binomial(3, 1/2) = 1.
+    assert p == pytest.approx(1.0)
+    c = H.Measured("c", "r", 10, 1.0, 0.0, 10.0, 1.0, (True,) * 10)
+    d = H.Measured("d", "r", 10, 0.0, 0.0, 10.0, 1.0, (False,) * 10)
+    assert H.paired(c, d)[2] == pytest.approx(2 * 0.5**10)
+    with pytest.raises(ValueError, match="same studies"):
+        H.paired(a, c)

@@ -143,3 +143,17 @@ def test_stop_and_seed_lines_read_as_documented():
     line = C.stop_line("ab12", "fixed p=0.5", 4, "dominated", "cd34 baseline", {"val/a": 51.234}, ["val/a"])
     assert line == "race ab12 fixed p=0.5: ended after 4 seeds (dominated by cd34 baseline); told val/a 51.23"
     assert C.stop_line("ab12", "x", 2, "max seeds", None, None, ["val/a"]).endswith("told as failed")
+
+
+def test_a_race_that_waits_as_dominated_gets_a_console_line_naming_its_dominator():
+    from study.search.races import Event, Race
+    from study.search.racing import DOMINATED, WAIT
+
+    book = race_book(_parse("replicates: {min: 2, max: 4}\n"), num_trials=2, max_concurrent=1)
+    front = Race("aaaa1111", {"train.lr": 0.05}, seeds={"t0": 0, "t1": 1})
+    low = Race("bbbb2222", {"train.lr": 0.4}, seeds={"t2": 0, "t3": 1})
+    book.races += [front, low]
+    reporter = RaceReporter(None, study="s", tracking_uri=None)
+    line = reporter.line(Event(WAIT, low, DOMINATED, "aaaa1111", 2), book)
+    assert line.startswith("race bbbb2222 ")
+    assert "waits at 2 seeds (dominated by aaaa1111" in line and line.endswith("still racing)")
