@@ -402,7 +402,8 @@ def measure(
 
 
 # The racing rule was designed on problem seed 0; the README's table is measured on
-# this one, which no design decision saw.
+# this one (whose failing studies the third version's change was diagnosed on), and
+# checked on 1,000 studies of seed 20261208 after that change was fixed.
 HELD_OUT_SEED = 20261207
 
 

@@ -209,9 +209,10 @@ def test_heterogeneous_seed_variances_draw_and_run():
 def test_racing_is_as_accurate_as_eight_seeds_at_half_the_trainings():
     """40 simulated studies per regime (20 configurations, a front of 3-5) through real
     Optuna studies, on problem seeds the rule was not designed on: racing finds the exact
-    true front more often than 3 fixed seeds and within 7.5 points of 8 (its binomial sd
-    at 40 studies is ~4), with at most 55% of 8's trainings (the goal: 50%; the measured
-    200-study table is in the README). ~60 s on 2 cores."""
+    true front more often than 3 fixed seeds, gets wrong at most one study that 8 fixed
+    seeds get right (paired, on the same studies and runs; the 200- and 1,000-study
+    tables are in the README), with at most 52% of 8's trainings (the goal: 50%).
+    ~20 s on 2 cores."""
     for regime in simulate.REGIMES:
         got = {
             m.policy: m
@@ -221,8 +222,9 @@ def test_racing_is_as_accurate_as_eight_seeds_at_half_the_trainings():
         }
         race, r3, r8 = got["racing m = 2, M = 8"], got["fixed R = 3"], got["fixed R = 8"]
         assert race.exact_front > r3.exact_front, regime.name
-        assert race.exact_front >= r8.exact_front - 0.075, regime.name
-        assert race.trainings <= 0.55 * r8.trainings, regime.name
+        only_race, only_r8, _ = H.paired(race, r8)
+        assert only_r8 <= 1 and race.exact_front >= r8.exact_front - 0.025, (regime.name, only_race, only_r8)
+        assert race.trainings <= 0.52 * r8.trainings, regime.name
 
 
 def test_projected_gain_se_brute_force_against_the_one_definition():
