@@ -22,6 +22,8 @@ from typing import Any
 from study.cli.output import print_json
 from study.errors import FieldError
 
+PAIRED_KEYS = ("only_this", "only_first", "mcnemar_p")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", required=True, help="the search space whose replicates policy is simulated")
@@ -125,8 +127,24 @@ def _component_rows(measured, simulated) -> list[dict[str, Any]]:
     return rows
 
 
+def _paired_cell(paired: dict[str, Any] | None) -> str:
+    if paired is None:
+        return "-"
+    return f"{paired['only_this']} / {paired['only_first']} (p {paired['mcnemar_p']:.2g})"
+
+
 def format_result(doc: dict[str, Any]) -> str:
-    cells = [["policy", "studies", "P(exact true front)", "trainings", "per configuration"]]
+    first = doc["policies"][0]["policy"]
+    cells = [
+        [
+            "policy",
+            "studies",
+            "P(exact true front)",
+            "trainings",
+            "per configuration",
+            f"right only here / only with {first}",
+        ]
+    ]
     for r in doc["policies"]:
         cells.append(
             [
@@ -135,6 +153,7 @@ def format_result(doc: dict[str, Any]) -> str:
                 f"{100 * r['exact_front']:.1f}% ± {100 * r['exact_front_sd']:.1f}",
                 f"{r['trainings']:.1f}",
                 f"{r['trainings_per_configuration']:.2f}",
+                _paired_cell(r["paired"]),
             ]
         )
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
@@ -257,6 +276,9 @@ def run(args: argparse.Namespace) -> int:
                 "exact_front_sd": r.exact_front_sd,
                 "trainings": r.trainings,
                 "trainings_per_configuration": r.trainings_per_configuration,
+                # Study by study against the space's own policy (the first row): the
+                # studies only this policy / only the first got exactly right, McNemar's p.
+                "paired": None if r is results[0] else dict(zip(PAIRED_KEYS, harness.paired(r, results[0]))),
             }
             for p, r in zip(policies, results)
         ],

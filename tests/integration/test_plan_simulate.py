@@ -195,6 +195,14 @@ def test_simulate_reports_cost_and_accuracy_beside_fixed_seeds(studies, capsys, 
     assert 2 * 8 <= policies[(2, 4)]["trainings"] <= 4 * 8
     for p in doc["policies"]:
         assert 0.0 <= p["exact_front"] <= 1.0 and p["studies"] == 3
+    # Study by study against the space's policy: the difference of P(exact front) is that
+    # of the discordant studies.
+    assert policies[(2, 4)]["paired"] is None
+    for r in (2, 4):
+        pr = policies[(r, r)]["paired"]
+        diff = policies[(r, r)]["exact_front"] - policies[(2, 4)]["exact_front"]
+        assert pr["only_this"] + pr["only_first"] <= 3 and 0.0 <= pr["mcnemar_p"] <= 1.0
+        assert (pr["only_this"] - pr["only_first"]) / 3 == pytest.approx(diff)
     # The fitted noise model shows the measured components again (the fit is least squares
     # over six components with four spreads; the seed variance is what it must get right).
     comps = {(c["statistic"], c["component"]): c for c in doc["components"]}
