@@ -64,6 +64,20 @@ def subset_dir() -> Path:
     return require(SUBSET / "cifar-10-batches-py").parent
 
 
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    """``FREQSTUDY_HOME`` for a module's tests, the subprocesses and Ray workers they start
+    included (they inherit the environment): one folder for the whole session, so the
+    corrupted copies the integration trials read are made once, not once per module. Set
+    for the module, the session's own home restored after. Studies never land in it (the
+    tests give ``--storage``); a test that needs an empty home sets its own."""
+    path = tmp_path_factory.getbasetemp() / "freqstudy-home"
+    path.mkdir(exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FREQSTUDY_HOME", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def frost_dir() -> Path:
     return require(FROST)

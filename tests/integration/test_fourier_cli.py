@@ -56,15 +56,6 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    """The FREQSTUDY_HOME shared with the other train tests (warm corrupted copies)."""
-    home = tmp_path_factory.getbasetemp() / "freqstudy-home"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FREQSTUDY_HOME", str(home))
-        yield home
-
-
-@pytest.fixture(scope="module")
 def run_id(mlflow_server, subset_dir, home, tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("fourier-train") / "result.json"
     argv = ["train", "--data-dir", str(subset_dir), "--tracking-uri", mlflow_server.uri]

@@ -35,19 +35,6 @@ TINY = TINY_STUDY
 OBJECTIVES = (M.VAL_CLEAN_ACC, M.VAL_CORRUPTION_ACC)
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    """A private FREQSTUDY_HOME (caches, studies) for this module, inherited by Ray workers."""
-    path = tmp_path_factory.mktemp("freqstudy-home")
-    old = os.environ.get("FREQSTUDY_HOME")
-    os.environ["FREQSTUDY_HOME"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("FREQSTUDY_HOME", None)
-    else:
-        os.environ["FREQSTUDY_HOME"] = old
-
-
 def _space():
     return load_space("smoke").with_fixed(TINY)
 

@@ -40,19 +40,6 @@ REPO = Path(__file__).resolve().parents[2]
 STUDY = "stopped"
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    """A private FREQSTUDY_HOME (caches, studies) for this module, inherited by Ray workers."""
-    path = tmp_path_factory.mktemp("freqstudy-home")
-    old = os.environ.get("FREQSTUDY_HOME")
-    os.environ["FREQSTUDY_HOME"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("FREQSTUDY_HOME", None)
-    else:
-        os.environ["FREQSTUDY_HOME"] = old
-
-
 def _tune_states(path: str) -> dict[str, str]:
     """{trial_id: status} from the newest Tune experiment state in ``path`` (what resume reads)."""
     files = sorted(glob.glob(os.path.join(path, "experiment_state-*.json")))

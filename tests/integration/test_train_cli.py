@@ -41,15 +41,6 @@ QUICK = [
 ]
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    """The FREQSTUDY_HOME shared with test_train_mlflow.py (warm corrupted copies)."""
-    home = tmp_path_factory.getbasetemp() / "freqstudy-home"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FREQSTUDY_HOME", str(home))
-        yield home
-
-
 def freqstudy(*args: str, home: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ, FREQSTUDY_HOME=str(home), PYTHONPATH=str(REPO))
     return run_freqstudy(*args, env=env, timeout=timeout)

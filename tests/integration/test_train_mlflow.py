@@ -31,7 +31,7 @@ from study.tracking import load_logged_model, run_tracked_trial
 from study.tracking.experiments import EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING
 from study.tracking.runs import PARENT_RUN_TAG
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("home")]
 
 EPOCH_KEYS = (
     M.TRAIN_LOSS,
@@ -41,15 +41,6 @@ EPOCH_KEYS = (
     M.FILTER_CENTROID,
     M.EPOCH_SECONDS,
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def freqstudy_home(tmp_path_factory):
-    """One FREQSTUDY_HOME for the integration files, so corrupted copies are made once."""
-    home = tmp_path_factory.getbasetemp() / "freqstudy-home"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FREQSTUDY_HOME", str(home))
-        yield home
 
 
 def quick_config(subset_dir: Path, experiment: str, **flat) -> TrialConfig:
