@@ -59,6 +59,16 @@ FILTER_MEAN_ALPHA = "filters/mean_alpha"  # learned mode only
 FILTER_ALPHA_STD = "filters/alpha_std"
 FILTER_ALPHA_PROPORTION = "filters/alpha_proportion"
 FILTER_CENTROID = "filters/centroid"  # mean spectral centroid, fraction of Nyquist
+# The row study.engine.trial reports each epoch, and the keys learned mode adds to it.
+EPOCH_KEYS: tuple[str, ...] = (
+    TRAIN_LOSS,
+    TRAIN_LR,
+    VAL_CLEAN_ACC,
+    FILTER_PROPORTION,
+    FILTER_CENTROID,
+    EPOCH_SECONDS,
+)
+LEARNED_EPOCH_KEYS: tuple[str, ...] = (FILTER_MEAN_ALPHA, FILTER_ALPHA_STD, FILTER_ALPHA_PROPORTION)
 EPOCHS_COMPLETED = "epochs_completed"
 PEAK_MEMORY_MB = "system/peak_memory_mb"
 # CUDA only: the caching allocator's peak reservation, what a fractional-GPU memory

@@ -65,6 +65,16 @@ def run_freqstudy(*argv: object, **kwargs) -> subprocess.CompletedProcess:
     return done
 
 
+def finished_study(*argv: object, storage: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    """``freqstudy run ARGV --storage STORAGE`` in a subprocess as a user runs it, in this
+    process's environment (its ``FREQSTUDY_HOME``) with the repository on the path, to its
+    end: the test fails, showing the tails of its output, unless it exited 0."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = run_freqstudy("run", *argv, "--storage", storage, env=env, timeout=timeout)
+    assert out.returncode == 0, f"freqstudy run failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out
+
+
 class _Tee:
     """A text stream that writes through to ``inner`` and remembers what passed."""
 

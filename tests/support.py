@@ -6,6 +6,7 @@ runs the real failure path."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 import pickle
 from pathlib import Path
@@ -69,6 +70,24 @@ def trial_runs(
             return out
 
 
+def tune_states(path: str | Path) -> dict[str, str]:
+    """``{trial_id: status}`` from the newest Tune experiment state in ``path`` (what a resume
+    reads); empty before the first one is written, or when it is caught mid-write."""
+    files = sorted(Path(path).glob("experiment_state-*.json"))
+    if not files:
+        return {}
+    try:
+        data = json.loads(files[-1].read_text())
+    except (json.JSONDecodeError, OSError):
+        return {}
+    return {json.loads(e[0])["trial_id"]: json.loads(e[0])["status"] for e in data["trial_data"]}
+
+
+def ended_trials(path: str | Path) -> int:
+    """How many trials the newest Tune experiment state in ``path`` records as TERMINATED."""
+    return list(tune_states(path).values()).count("TERMINATED")
+
+
 def optuna_study(path: str):
     """The Optuna study the searcher of a Tune experiment saved (its values per trial)."""
     from ray.tune.search import ConcurrencyLimiter
@@ -122,6 +141,29 @@ def object_array_npy(path: Path, marker: Path) -> Path:
     return path
 
 
+def coin_outcomes(rng, p_clean: float, p_corrupt: float, *, n: int, seed_sd: float = 0.0):
+    """One run's per-image outcomes (``study.analysis.outcomes.Outcomes``) on the same ``n``
+    images of the test and val splits: each clean image right with probability ``p_clean``,
+    each image of every benchmark corruption at severity 3 with ``p_corrupt``, both shifted
+    by the seed's luck (normal, sd ``seed_sd``, shared by all the run's images)."""
+    from study.analysis.outcomes import Outcomes
+
+    shift = rng.normal(0.0, seed_sd) if seed_sd else 0.0
+    arrays = {}
+    for split in ("test", "val"):
+        arrays[f"{split}/clean"] = rng.random(n) < p_clean + shift
+        for c in M.BENCHMARK_CORRUPTIONS:
+            arrays[f"{split}/{c}/3"] = rng.random(n) < p_corrupt + shift
+    fp = {
+        "source": "x",
+        "n": n,
+        "corruption_limit": 0,
+        "corrupted_copy": "generated-v2",
+        "corruption_seed": 0,
+    }
+    return Outcomes(arrays=arrays, fingerprints={"test": fp, "val": dict(fp)})
+
+
 # A smoke study's settings cut to seconds per trial: what the integration studies run.
 TINY_STUDY: dict[str, Any] = {
     "train.epochs": 1,
@@ -132,6 +174,22 @@ TINY_STUDY: dict[str, Any] = {
     "eval.severities": [1, 3],
     "eval.test": False,
 }
+
+
+# One tracked `freqstudy train` cut to seconds: two corruptions, 20 images per severity.
+QUICK_TRAIN: dict[str, Any] = {
+    "data.train_limit": 1000,
+    "train.batch_size": 100,
+    "data.download": False,
+    "eval.corruptions": ["gaussian_noise", "fog"],
+    "eval.corruption_limit": 20,
+    "eval.batch_size": 500,
+}
+
+
+def set_flags(settings: dict[str, Any]) -> list[str]:
+    """``--set KEY=VALUE`` for each setting, the value written as JSON (which ``--set`` reads)."""
+    return [arg for k, v in settings.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
 
 
 def simulated_study(seed: int, *, configurations: int, seeds: int, regime=None):

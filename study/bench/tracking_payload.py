@@ -73,17 +73,7 @@ class TrialPayload:
 
 
 # The row study.engine.trial reports each epoch in learned mode (its largest row).
-EPOCH_KEYS = (
-    M.TRAIN_LOSS,
-    M.TRAIN_LR,
-    M.VAL_CLEAN_ACC,
-    M.FILTER_PROPORTION,
-    M.FILTER_CENTROID,
-    M.FILTER_MEAN_ALPHA,
-    M.FILTER_ALPHA_STD,
-    M.FILTER_ALPHA_PROPORTION,
-    M.EPOCH_SECONDS,
-)
+EPOCH_KEYS = (*M.EPOCH_KEYS, *M.LEARNED_EPOCH_KEYS)
 
 
 def build_payload(folder: Path, shape: TrialShape, seed: int = 0) -> TrialPayload:

@@ -11,7 +11,6 @@ installs it).
 from __future__ import annotations
 
 import html
-import os
 import re
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from study import metrics as M
-from tests.cli_runner import run_freqstudy
+from tests.cli_runner import finished_study
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -78,20 +77,16 @@ def page_text(url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def study(mlflow_server, subset_dir, tmp_path_factory):
+def study(home, mlflow_server, subset_dir, tmp_path_factory):
     """``(stdout of freqstudy run, MlflowClient)`` of a finished two-trial study in the server."""
     chromium()  # skip before spending minutes on the study
     from mlflow import MlflowClient
 
-    home = tmp_path_factory.mktemp("freqstudy-home")
-    env = {**os.environ, "FREQSTUDY_HOME": str(home), "PYTHONPATH": str(REPO)}
-    argv = ["run", "--space", "smoke", "--study", STUDY]
-    argv += ["--num-trials", "2", "--max-concurrent", "2", "--data-dir", str(subset_dir)]
-    argv += ["--tracking-uri", mlflow_server.uri, "--storage", str(home / "studies")]
+    argv = ["--space", "smoke", "--study", STUDY, "--num-trials", 2, "--max-concurrent", 2]
+    argv += ["--data-dir", subset_dir, "--tracking-uri", mlflow_server.uri]
     for setting in TINY:
         argv += ["--set", setting]
-    out = run_freqstudy(*argv, env=env, timeout=900)
-    assert out.returncode == 0, f"freqstudy run failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    out = finished_study(*argv, storage=tmp_path_factory.mktemp("browse-studies"))
     return out.stdout, MlflowClient(mlflow_server.uri)
 
 

@@ -24,35 +24,22 @@ from study.cli import main
 from study.data import load_cifar10
 from study.engine.evaluate import EvalSettings, clean_accuracy, eval_loader
 from study.tracking import load_logged_model
+from tests.support import QUICK_TRAIN, set_flags
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 S, C = 32, 16
 IMAGES = 8
-TINY = [
-    "--set",
-    "train.epochs=1",
-    "--set",
-    "model.width=8",
-    "--set",
-    "data.train_limit=1000",
-    "--set",
-    "train.batch_size=100",
-    "--set",
-    "data.download=false",
-    "--set",
-    "eval.corruptions=[gaussian_noise,fog]",
-    "--set",
-    "eval.corruption_limit=20",
-    "--set",
-    "eval.batch_size=500",
-    "--set",
-    f"eval.fourier_images={IMAGES}",
-    "--set",
-    "eval.fourier_eps=4",
-    "--set",
-    "tracking.experiment=cli-fourier",
-]
+TINY = set_flags(
+    {
+        "train.epochs": 1,
+        "model.width": 8,
+        **QUICK_TRAIN,
+        "eval.fourier_images": IMAGES,
+        "eval.fourier_eps": 4,
+        "tracking.experiment": "cli-fourier",
+    }
+)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pytest
 
 from study import metrics as M
 from study.cli import main
-from tests.cli_runner import run_freqstudy
+from tests.cli_runner import finished_study
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,33 +37,15 @@ points:
 
 
 @pytest.fixture(scope="module")
-def smoke(mlflow_server, subset_dir, tmp_path_factory):
+def smoke(home, mlflow_server, subset_dir, tmp_path_factory):
     """A finished smoke study in the fixture server: ``(tracking_uri, study)``."""
-    home = tmp_path_factory.mktemp("freqstudy-home")
-    space = home / "smoke-with-points.yaml"
+    tmp = tmp_path_factory.mktemp("pareto-smoke")
+    space = tmp / "smoke-with-points.yaml"
     space.write_text((REPO / "search_spaces" / "smoke.yaml").read_text() + POINTS)
-    env = {**os.environ, "FREQSTUDY_HOME": str(home), "PYTHONPATH": str(REPO)}
-    argv = [
-        "run",
-        "--space",
-        str(space),
-        "--study",
-        STUDY,
-        "--num-trials",
-        str(NUM_TRIALS),
-        "--max-concurrent",
-        "2",
-        "--data-dir",
-        str(subset_dir),
-        "--tracking-uri",
-        mlflow_server.uri,
-        "--storage",
-        str(home / "studies"),
-        "--set",
-        "tracking.log_model=true",
-    ]  # the smoke space skips models; registering needs them
-    out = run_freqstudy(*argv, env=env, timeout=900)
-    assert out.returncode == 0, f"freqstudy run failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    argv = ["--space", space, "--study", STUDY, "--num-trials", NUM_TRIALS, "--max-concurrent", 2]
+    argv += ["--data-dir", subset_dir, "--tracking-uri", mlflow_server.uri]
+    argv += ["--set", "tracking.log_model=true"]  # the smoke space skips models; registering needs them
+    finished_study(*argv, storage=tmp / "studies")
     return mlflow_server.uri, STUDY
 
 

@@ -24,6 +24,8 @@ from study.analysis import planning, simulate
 from study.analysis.components import measure
 from study.analysis.outcomes import OUTCOMES_ARTIFACT, encode
 from study.cli import main
+from tests.cli_runner import finished_study
+from tests.support import set_flags
 from tests.unit.test_components import study_records
 
 pytestmark = pytest.mark.integration
@@ -228,33 +230,17 @@ def val_score(o, stat: str) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def trained(mlflow_server, subset_dir, tmp_path_factory):
+def trained(home, mlflow_server, subset_dir, tmp_path_factory):
     """A real replicated study (``freqstudy run``, real Ray, real training on the CIFAR-10
     subset): the smoke space at 2 configurations x 2 seeds, 1 epoch on 500 images."""
-    import os
-
-    from tests.cli_runner import run_freqstudy
-
-    home = tmp_path_factory.mktemp("freqstudy-home")
-    space = home / "replicated.yaml"
+    tmp = tmp_path_factory.mktemp("plan-trained")
+    space = tmp / "replicated.yaml"
     text = (REPO / "search_spaces" / "smoke.yaml").read_text().replace("num_trials: 6", "num_trials: 2")
     space.write_text(text + "replicates: 2\n")
-    env = {**os.environ, "FREQSTUDY_HOME": str(home), "PYTHONPATH": str(REPO)}
-    argv = ["run", "--space", str(space), "--study", "plan-trained"]
-    argv += [
-        "--data-dir",
-        str(subset_dir),
-        "--tracking-uri",
-        mlflow_server.uri,
-        "--storage",
-        str(home / "studies"),
-    ]
-    argv += ["--max-concurrent", "2", "--cpus-per-trial", "1"]
-    for key, value in {"train.epochs": 1, "data.train_limit": 500, "eval.test": "false"}.items():
-        argv += ["--set", f"{key}={value}"]
-    argv += ["--set", "tracking.log_model=false"]
-    out = run_freqstudy(*argv, env=env, timeout=1200)
-    assert out.returncode == 0, f"freqstudy run failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    argv = ["--space", space, "--study", "plan-trained", "--data-dir", subset_dir]
+    argv += ["--tracking-uri", mlflow_server.uri, "--max-concurrent", 2, "--cpus-per-trial", 1]
+    settings = {"train.epochs": 1, "data.train_limit": 500, "eval.test": False, "tracking.log_model": False}
+    finished_study(*argv, *set_flags(settings), storage=tmp / "studies", timeout=1200)
     return mlflow_server.uri, "plan-trained"
 
 

@@ -10,7 +10,6 @@ helper the bench uses, and checked flag for flag against ``cluster.yaml``.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from pathlib import Path
 
@@ -20,8 +19,8 @@ from study import metrics as M
 from study import yamlfiles
 from study.cli import main
 from study.tracking.server import HEAD_SERVER_WORKERS, LEAN_SERVER_ENV, group_members, head_server_command
-from tests.cli_runner import run_freqstudy
-from tests.support import TINY_STUDY
+from tests.cli_runner import finished_study
+from tests.support import TINY_STUDY, set_flags
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -85,22 +84,19 @@ def test_the_server_command_is_the_one_cluster_yaml_runs():
 
 
 @pytest.fixture(scope="module")
-def study_on_postgres(postgres_mlflow_server, subset_dir, tmp_path_factory):
+def study_on_postgres(home, postgres_mlflow_server, subset_dir, tmp_path_factory):
     """A tiny finished study (the baseline and one searched trial, models logged) on the PostgreSQL server."""
     server = postgres_mlflow_server
-    home = tmp_path_factory.mktemp("freqstudy-home")
     settings = {
         **TINY_STUDY,
         "eval.test": True,
         "tracking.log_model": True,
     }  # `report` and `--register` need them
-    sets = [arg for k, v in settings.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
-    argv = ["run", "--space", "smoke", "--study", STUDY]
-    argv += ["--num-trials", "2", "--max-concurrent", "2", "--cpus-per-trial", "1"]
-    argv += ["--data-dir", str(subset_dir), "--tracking-uri", server.uri, "--storage", str(home / "studies")]
-    env = {**os.environ, "FREQSTUDY_HOME": str(home), "PYTHONPATH": str(REPO)}
-    out = run_freqstudy(*argv, *sets, env=env, timeout=600)
-    assert out.returncode == 0, f"freqstudy run failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    sets = set_flags(settings)
+    argv = ["--space", "smoke", "--study", STUDY]
+    argv += ["--num-trials", 2, "--max-concurrent", 2, "--cpus-per-trial", 1]
+    argv += ["--data-dir", subset_dir, "--tracking-uri", server.uri]
+    finished_study(*argv, *sets, storage=tmp_path_factory.mktemp("pg-studies"), timeout=600)
     return server
 
 

@@ -19,21 +19,14 @@ import pytest
 from mlflow import MlflowClient
 
 from study import metrics as M
-from study.analysis.outcomes import OUTCOMES_ARTIFACT, Outcomes, encode
+from study.analysis.outcomes import OUTCOMES_ARTIFACT, encode
 from study.analysis.outcomes import summarize as outcome_metrics
 from study.cli import main
-from study.metrics import BENCHMARK_CORRUPTIONS
+from tests.support import coin_outcomes
 
 pytestmark = pytest.mark.integration
 
 N_IMAGES = 200
-FP = {
-    "source": "x",
-    "n": N_IMAGES,
-    "corruption_limit": 0,
-    "corrupted_copy": "generated-v2",
-    "corruption_seed": 0,
-}
 # config id, mode, p, sigma, seeds, reason, other, P(clean right), P(corrupted right)
 RACED = [
     ("base", "free", 0.5, 0.0, 6, "max seeds", None, 0.70, 0.50),
@@ -45,16 +38,6 @@ PLAIN = [(c, m, p, s, 2, None, None, pc, pk) for c, m, p, s, _, _, _, pc, pk in 
 SINGLE = [(c, m, p, s, 1, None, None, pc, pk) for c, m, p, s, _, _, _, pc, pk in RACED[:3]]
 
 
-def outcomes(rng, p_clean, p_corrupt) -> Outcomes:
-    shift = rng.normal(0.0, 0.02)  # the seed's luck, shared by all its images
-    arrays = {}
-    for split in ("val", "test"):
-        arrays[f"{split}/clean"] = rng.random(N_IMAGES) < p_clean + shift
-        for c in BENCHMARK_CORRUPTIONS:
-            arrays[f"{split}/{c}/3"] = rng.random(N_IMAGES) < p_corrupt + shift
-    return Outcomes(arrays=arrays, fingerprints={"test": FP, "val": FP})
-
-
 def log_study(client, name, spec, tmp, *, tagged=True, race_tags=None, seed=0):
     """Log one study's trial runs; ``race_tags`` overrides a run's race tags: {run name: tags}."""
     from mlflow.entities import Metric, Param, RunTag
@@ -64,7 +47,7 @@ def log_study(client, name, spec, tmp, *, tagged=True, race_tags=None, seed=0):
     ids = {}
     for config, mode, p, sigma, seeds, reason, other, pc, pk in spec:
         for k in range(seeds):
-            o = outcomes(rng, pc, pk)
+            o = coin_outcomes(rng, pc, pk, n=N_IMAGES, seed_sd=0.02)
             tags = {M.TAG_ROLE: "trial", M.TAG_STATUS: "finished", M.TAG_MODE: mode, M.TAG_STUDY: name}
             tags[M.TAG_TRIAL_ID] = f"{config}-{k}" if tagged else config
             if tagged:

@@ -11,7 +11,6 @@ with how the race ended, and Optuna holds each configuration's mean objectives.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -23,7 +22,15 @@ from study.search import harness as H
 from study.search.racing import RacePolicy
 from study.search.space_parser import load_space, parse_space
 from tests.cli_runner import freqstudy_command
-from tests.support import TINY_STUDY, SimulatedTrial, optuna_study, race_book, simulated_study, trial_runs
+from tests.support import (
+    TINY_STUDY,
+    SimulatedTrial,
+    optuna_study,
+    race_book,
+    set_flags,
+    simulated_study,
+    trial_runs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +121,7 @@ def test_racing_study_survives_a_killed_driver(tmp_path, subset_dir, mlflow_serv
     storage, study = tmp_path / "studies", "racing"
     path = str(storage / study)
     tiny = {**TINY_STUDY, "tracking.log_model": False}  # the models are not what this test reads
-    sets = [arg for k, v in tiny.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
+    sets = set_flags(tiny)
     cmd = freqstudy_command("run", "--space", space_file, "--study", study)
     cmd += ["--data-dir", str(subset_dir), "--tracking-uri", mlflow_server.uri, "--storage", str(storage)]
     cmd += ["--max-concurrent", "1", "--cpus-per-trial", "1", *sets]

@@ -11,9 +11,7 @@ minutes on 2 cores.
 
 from __future__ import annotations
 
-import glob
 import json
-import os
 import re
 import signal
 import subprocess
@@ -26,7 +24,15 @@ from study import metrics as M
 from study.search.space_parser import load_space
 from study.tracking.study_runs import find_study_run
 from tests.cli_runner import freqstudy_command, no_traceback, run_freqstudy
-from tests.support import TINY_STUDY, count_study_runs, optuna_study, trial_runs
+from tests.support import (
+    TINY_STUDY,
+    count_study_runs,
+    ended_trials,
+    optuna_study,
+    set_flags,
+    trial_runs,
+    tune_states,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -46,11 +52,11 @@ def _run_then_kill(cmd: list[str], path: str, tmp_path: Path, *, terminated: int
     try:
         deadline = time.time() + 400
         while time.time() < deadline and driver.poll() is None:
-            if list(_tune_states(path).values()).count("TERMINATED") >= terminated:
+            if ended_trials(path) >= terminated:
                 break
             time.sleep(1)
         assert driver.poll() is None, f"driver ended early: {(tmp_path / 'driver.log').read_text()[-3000:]}"
-        done_before = {tid for tid, s in _tune_states(path).items() if s == "TERMINATED"}
+        done_before = {tid for tid, s in tune_states(path).items() if s == "TERMINATED"}
         assert len(done_before) >= terminated, (tmp_path / "driver.log").read_text()[-3000:]
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=60)
@@ -60,22 +66,6 @@ def _run_then_kill(cmd: list[str], path: str, tmp_path: Path, *, terminated: int
         log.close()
     no_traceback((tmp_path / "driver.log").read_text(), cmd[3:])  # cmd[3:]: after python -m study.cli
     return done_before
-
-
-def _tune_states(path: str) -> dict[str, str]:
-    """{trial_id: status} from the newest Tune experiment state in ``path`` (what resume reads)."""
-    files = sorted(glob.glob(os.path.join(path, "experiment_state-*.json")))
-    if not files:
-        return {}
-    try:
-        data = json.loads(Path(files[-1]).read_text())
-    except (json.JSONDecodeError, OSError):
-        return {}  # caught mid-write
-    out = {}
-    for entry in data["trial_data"]:
-        t = json.loads(entry[0])
-        out[t["trial_id"]] = t["status"]
-    return out
 
 
 @pytest.mark.slow
@@ -340,7 +330,7 @@ def test_replicated_configurations_survive_a_killed_driver(home, subset_dir, mlf
     space_file.write_text(text + "replicates: 2\n")
     storage, study = tmp_path / "studies", "replicated"
     path = str(storage / study)
-    sets = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
+    sets = set_flags(TINY)
     cmd = [
         *freqstudy_command("run"),
         "--space",

@@ -5,7 +5,6 @@ Real Ray, a real ``mlflow server``, the CIFAR-10 subset, trials of 1 epoch on 50
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -18,7 +17,7 @@ import pytest
 
 from study import metrics as M
 from tests.cli_runner import freqstudy_command, no_traceback, run_freqstudy
-from tests.support import TINY_STUDY, trial_runs
+from tests.support import TINY_STUDY, ended_trials, set_flags, trial_runs
 
 pytestmark = pytest.mark.integration
 
@@ -26,24 +25,12 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = {**TINY_STUDY, "eval.corruptions": ["gaussian_noise"], "eval.severities": [1]}
 
 
-def _ended_trials(path: Path) -> int:
-    """Trials Tune has recorded as TERMINATED in the newest experiment state under ``path``."""
-    files = sorted(path.glob("experiment_state-*.json"))
-    if not files:
-        return 0
-    try:
-        data = json.loads(files[-1].read_text())
-    except (json.JSONDecodeError, OSError):
-        return 0  # caught mid-write
-    return sum(json.loads(entry[0])["status"] == "TERMINATED" for entry in data["trial_data"])
-
-
 @pytest.mark.slow
 def test_sigint_names_the_interruption_and_its_resume_command_continues_it(
     subset_dir, mlflow_server, tmp_path
 ):
     storage, study = tmp_path / "studies", "ctrl-c"
-    sets = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
+    sets = set_flags(TINY)
     # In the order the resume command gives its flags; a resume keeps the study's count and resources.
     kept = ["--space", "smoke", "--study", study]
     kept += ["--data-dir", str(subset_dir), "--tracking-uri", mlflow_server.uri, "--storage", str(storage)]
@@ -62,7 +49,7 @@ def test_sigint_names_the_interruption_and_its_resume_command_continues_it(
         )
         try:
             deadline = time.time() + 400
-            while time.time() < deadline and driver.poll() is None and _ended_trials(storage / study) < 1:
+            while time.time() < deadline and driver.poll() is None and ended_trials(storage / study) < 1:
                 time.sleep(1)
             assert driver.poll() is None, log_path.read_text()[-3000:]
             driver.send_signal(signal.SIGINT)  # the driver's PID only, as Ctrl+C in its terminal would

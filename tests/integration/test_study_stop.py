@@ -18,8 +18,6 @@ and stopped by process group, so nothing they started outlives the module.
 
 from __future__ import annotations
 
-import glob
-import json
 import os
 import signal
 import subprocess
@@ -32,24 +30,20 @@ import pytest
 from study import metrics as M
 from study.tracking.study_runs import find_study_run
 from tests.cli_runner import freqstudy_command, no_traceback
-from tests.support import TINY_STUDY, count_study_runs, optuna_study, trial_runs
+from tests.support import (
+    TINY_STUDY,
+    count_study_runs,
+    ended_trials,
+    optuna_study,
+    set_flags,
+    trial_runs,
+    tune_states,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 STUDY = "stopped"
-
-
-def _tune_states(path: str) -> dict[str, str]:
-    """{trial_id: status} from the newest Tune experiment state in ``path`` (what resume reads)."""
-    files = sorted(glob.glob(os.path.join(path, "experiment_state-*.json")))
-    if not files:
-        return {}
-    try:
-        data = json.loads(Path(files[-1]).read_text())
-    except (json.JSONDecodeError, OSError):
-        return {}  # caught mid-write
-    return {json.loads(e[0])["trial_id"]: json.loads(e[0])["status"] for e in data["trial_data"]}
 
 
 def _end_group(proc: subprocess.Popen) -> None:
@@ -84,7 +78,7 @@ def stopped(home, subset_dir, mlflow_server, tmp_path_factory):
     storage = tmp / "studies"
     where = ["--study", STUDY, "--storage", str(storage), "--tracking-uri", mlflow_server.uri]
     where += ["--data-dir", str(subset_dir)]
-    sets = [arg for k, v in TINY_STUDY.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
+    sets = set_flags(TINY_STUDY)
     counts = ["--num-trials", "4", "--max-concurrent", "1", "--cpus-per-trial", "1"]
     command = freqstudy_command("run", "--space", "smoke", *where, *counts, *sets)
     path = str(storage / STUDY)
@@ -93,7 +87,7 @@ def stopped(home, subset_dir, mlflow_server, tmp_path_factory):
     try:
         deadline = time.time() + 400
         while time.time() < deadline and first.poll() is None:
-            if list(_tune_states(path).values()).count("TERMINATED") >= 2:
+            if ended_trials(path) >= 2:
                 break
             time.sleep(1)
         assert first.poll() is None, f"driver ended early: {(tmp / 'driver.err').read_text()[-3000:]}"
@@ -101,7 +95,7 @@ def stopped(home, subset_dir, mlflow_server, tmp_path_factory):
         # and drop its lease first); its PID lives and its heartbeat is inside the lease's TTL.
         os.kill(first.pid, signal.SIGSTOP)
         try:
-            done_before = {tid for tid, s in _tune_states(path).items() if s == "TERMINATED"}
+            done_before = {tid for tid, s in tune_states(path).items() if s == "TERMINATED"}
             second = _driver(["--space", "smoke", *where, *counts, *sets, "--resume"], timeout=90)
         finally:
             os.kill(first.pid, signal.SIGCONT)

@@ -33,7 +33,7 @@ from study.tracking.server import (
     server_env,
 )
 from tests.cli_runner import run_freqstudy
-from tests.support import TINY_STUDY
+from tests.support import TINY_STUDY, set_flags
 
 pytestmark = pytest.mark.integration
 
@@ -173,7 +173,7 @@ def test_train_losing_the_server_mid_trial_is_one_line_and_exit_1(
     monkeypatch.setattr(train_cli, "format_epoch", kill_after_first_epoch)
     sets = {**TINY, "train.epochs": 2, "data.download": False, "tracking.log_model": False}
     argv = ["train", "--data-dir", str(subset_dir), "--tracking-uri", private_server.uri]
-    argv += [arg for k, v in sets.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
+    argv += set_flags(sets)
     assert main(argv) == 1
     assert killed_at and time.monotonic() - killed_at[0] < 60
     # (A fresh home: the corrupted validation copy is made first, and says so.)

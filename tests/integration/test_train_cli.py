@@ -21,24 +21,11 @@ from study import metrics as M
 from study.cli import main
 from study.tracking.server import free_port, is_healthy, local_tracking_uri
 from tests.cli_runner import freqstudy_command, no_traceback, run_freqstudy
+from tests.support import QUICK_TRAIN, set_flags
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-QUICK = [
-    "--set",
-    "data.train_limit=1000",
-    "--set",
-    "train.batch_size=100",
-    "--set",
-    "data.download=false",
-    "--set",
-    "eval.corruptions=[gaussian_noise,fog]",
-    "--set",
-    "eval.corruption_limit=20",
-    "--set",
-    "eval.batch_size=500",
-]
 
 
 def freqstudy(*args: str, home: Path, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -74,17 +61,10 @@ def test_diverged_train_exits_nonzero_with_one_line_reason(mlflow_server, subset
         str(subset_dir),
         "--tracking-uri",
         mlflow_server.uri,
-        "--set",
-        "train.lr=1e6",
-        "--set",
-        "train.epochs=1",
-        "--set",
-        "model.width=8",
-        "--set",
-        "tracking.experiment=cli-diverged",
+        *set_flags({**QUICK_TRAIN, "train.lr": 1e6, "train.epochs": 1, "model.width": 8}),
+        *set_flags({"tracking.experiment": "cli-diverged"}),
         "--output-json",
         str(out),
-        *QUICK,
         home=home,
     )
     assert proc.returncode == 1, proc.stderr[-2000:]
@@ -105,17 +85,10 @@ def test_train_then_inspect(mlflow_server, subset_dir, home, tmp_path, capfd):
         str(subset_dir),
         "--tracking-uri",
         mlflow_server.uri,
-        "--set",
-        "train.epochs=1",
-        "--set",
-        "model.width=8",
-        "--set",
-        "frequency.mode=learned",
-        "--set",
-        "tracking.experiment=cli-train",
+        *set_flags({**QUICK_TRAIN, "train.epochs": 1, "model.width": 8, "frequency.mode": "learned"}),
+        *set_flags({"tracking.experiment": "cli-train"}),
         "--output-json",
         str(out),
-        *QUICK,
         home=home,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

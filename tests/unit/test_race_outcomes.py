@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from study import metrics as M
-from study.analysis.outcomes import Outcomes
 from study.metrics import BENCHMARK_CORRUPTIONS
 from study.selection.configurations import group_configurations
 from study.selection.race_outcomes import (
@@ -21,6 +20,7 @@ from study.selection.race_outcomes import (
     seeds_line,
     seeds_text,
 )
+from tests.support import coin_outcomes
 
 
 def run(run_id, config, replicate, *, reason=None, seeds=None, other=None, start=0, mode="fixed", **metrics):
@@ -163,24 +163,6 @@ def test_race_texts():
 # -- unequal seeds through the statistics and the tables -------------------------------------
 
 
-def outcomes(rng, p_clean, p_corrupt, n=240):
-    """One run's outcomes on the same n images (test and val), a seed effect on its accuracy."""
-    shift = rng.normal(0.0, 0.03)
-    arrays = {}
-    for split in ("test", "val"):
-        arrays[f"{split}/clean"] = rng.random(n) < p_clean + shift
-        for c in BENCHMARK_CORRUPTIONS:
-            arrays[f"{split}/{c}/3"] = rng.random(n) < p_corrupt + shift
-    fp = {
-        "source": "x",
-        "n": n,
-        "corruption_limit": 0,
-        "corrupted_copy": "generated-v2",
-        "corruption_seed": 0,
-    }
-    return Outcomes(arrays=arrays, fingerprints={"test": fp, "val": fp})
-
-
 @pytest.fixture(scope="module")
 def raced_study():
     """A racing study as trial records with per-image outcomes: the baseline (8 seeds, max
@@ -194,7 +176,7 @@ def raced_study():
     trials, outs, start = [], {}, 0
     for config, mode, p, sigma, seeds, reason, other, pc, pk in spec:
         for k in range(seeds):
-            o = outcomes(rng, pc, pk)
+            o = coin_outcomes(rng, pc, pk, n=240, seed_sd=0.03)
             metrics = {}
             for split in ("val", "test"):
                 metrics[f"{split}/clean_acc"] = 100.0 * o.arrays[f"{split}/clean"].mean()

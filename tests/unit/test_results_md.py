@@ -6,23 +6,8 @@ import numpy as np
 
 from study.analysis.outcomes import Outcomes
 from study.analysis.paired import compare_groups, group_summary
-from study.metrics import BENCHMARK_CORRUPTIONS
 from study.reporting.results import category_table, label_of, markdown_table, results_rows
-
-
-def outcomes(rng, p_clean, p_corrupt, n=300):
-    arrays = {"test/clean": rng.random(n) < p_clean, "val/clean": rng.random(n) < p_clean}
-    for split in ("test", "val"):
-        for c in BENCHMARK_CORRUPTIONS:
-            arrays[f"{split}/{c}/3"] = rng.random(n) < p_corrupt
-    fp = {
-        "source": "x",
-        "n": n,
-        "corruption_limit": 0,
-        "corrupted_copy": "generated-v2",
-        "corruption_seed": 0,
-    }
-    return Outcomes(arrays=arrays, fingerprints={"test": fp, "val": fp})
+from tests.support import coin_outcomes
 
 
 def record(run_id, mode, sigma, p=None):
@@ -34,8 +19,8 @@ def record(run_id, mode, sigma, p=None):
 
 def test_rows_and_tables_carry_the_analysis_numbers():
     rng = np.random.default_rng(0)
-    base = [outcomes(rng, 0.6, 0.5) for _ in range(3)]
-    better = [outcomes(rng, 0.6, 0.6) for _ in range(3)]
+    base = [coin_outcomes(rng, 0.6, 0.5, n=300) for _ in range(3)]
+    better = [coin_outcomes(rng, 0.6, 0.6, n=300) for _ in range(3)]
     records = [record("b", "free", 0.0), record("x", "fixed", 0.5, p=0.25)]
     rows = results_rows(records, {"b": base, "x": better}, "b")
     assert [r["label"] for r in rows] == ["free σ=0", "fixed p=0.25 σ=0.5"] == [label_of(r) for r in records]
@@ -58,9 +43,9 @@ def test_scope_multiplicity_ranges_and_p_resolution():
     from study.analysis.multiplicity import PRIMARY, SECONDARY
 
     rng = np.random.default_rng(1)
-    base = [outcomes(rng, 0.02, 0.5) for _ in range(3)]  # clean accuracy near 0: a range test
-    much = [outcomes(rng, 0.02, 0.8) for _ in range(3)]
-    same = [outcomes(rng, 0.02, 0.5) for _ in range(3)]
+    base = [coin_outcomes(rng, 0.02, 0.5, n=300) for _ in range(3)]  # clean accuracy near 0: a range test
+    much = [coin_outcomes(rng, 0.02, 0.8, n=300) for _ in range(3)]
+    same = [coin_outcomes(rng, 0.02, 0.5, n=300) for _ in range(3)]
     records = [record("b", "free", 0.0), record("x", "fixed", 0.5, p=0.25), record("y", "fixed", 0.5, p=0.5)]
     rows = results_rows(records, {"b": base, "x": much, "y": same}, "b")
     table = markdown_table(rows, "test")
@@ -90,7 +75,7 @@ def test_clean_beside_cifar10c_on_the_same_images():
     n, limit = 300, 100
 
     def limited(p_clean, p_corrupt):
-        o = outcomes(rng, p_clean, p_corrupt, n=n)
+        o = coin_outcomes(rng, p_clean, p_corrupt, n=n)
         arrays = {k: (v.copy() if k.endswith("/clean") else v[:limit]) for k, v in o.arrays.items()}
         arrays["test/clean"][:limit] = rng.random(limit) < 0.95  # the first L images: easier
         return Outcomes(
