@@ -208,10 +208,16 @@ def run_tracked_trial(
     with logging_to(tracking_uri, f"creating the run of {config.tracking.run_name or 'the trial'}"):
         run_id = start_trial_run(client, config, parent_run_id=parent_run_id, tags=tags)
 
+    # The last epoch row this run logged: a resumed trial's history also holds the epochs
+    # restored from its checkpoint, which an earlier run logged, not this one.
+    logged: dict[str, float] = {}
+
     def report(row: dict[str, float]) -> None:
         step = int(row["epoch"])
         with logging_to(tracking_uri, f"logging epoch {step} metrics of run {run_id}"):
             log_metrics(client, run_id, {k: v for k, v in row.items() if k != "epoch"}, step)
+        logged.clear()
+        logged.update(row)
         if on_epoch is not None:
             on_epoch(row)
 
@@ -226,8 +232,9 @@ def run_tracked_trial(
             checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / run_id,
         )
         step = int(result.metrics.get(EPOCHS_COMPLETED, 0))
-        # A final value the last epoch already logged at this step (val/clean_acc) is not sent twice.
-        last = result.history[-1] if result.history else {}
+        # A final value this run's last epoch already logged at this step (val/clean_acc) is not
+        # sent twice; a trial resumed after its last epoch logged no epoch here, so it sends all.
+        last = logged if logged.get("epoch") == step else {}
         with logging_to(tracking_uri, f"logging the final metrics of run {run_id}"):
             client.set_tag(run_id, TAG_DATA, result.fingerprint)
             log_metrics(client, run_id, {k: v for k, v in result.metrics.items() if last.get(k) != v}, step)

@@ -25,6 +25,7 @@ from models.stem import initial_alpha
 from study import metrics as M
 from study.config import TrialConfig
 from study.data import load_cifar10
+from study.engine.checkpoint import checkpoint_path
 from study.engine.evaluate import EvalSettings, clean_accuracy, eval_loader
 from study.reporting.trial_artifacts import ARTIFACTS
 from study.tracking import load_logged_model, run_tracked_trial
@@ -32,15 +33,6 @@ from study.tracking.experiments import EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAI
 from study.tracking.runs import PARENT_RUN_TAG
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("home")]
-
-EPOCH_KEYS = (
-    M.TRAIN_LOSS,
-    M.TRAIN_LR,
-    M.VAL_CLEAN_ACC,
-    M.FILTER_PROPORTION,
-    M.FILTER_CENTROID,
-    M.EPOCH_SECONDS,
-)
 
 
 def quick_config(subset_dir: Path, experiment: str, **flat) -> TrialConfig:
@@ -113,11 +105,11 @@ def test_run_holds_params_tags_metrics_and_every_artifact(fixed_run, mlflow_serv
 
     # Per-epoch metrics at steps 1 and 2, equal to what the callback saw.
     assert [int(r["epoch"]) for r in epochs_seen] == [1, 2]
-    for key in EPOCH_KEYS:
+    for key in M.EPOCH_KEYS:
         logged = history(client, tracked.run_id, key)
         assert [s for s, _ in logged if s in (1, 2)] == [1, 2], key
         assert logged[0][1] == pytest.approx(epochs_seen[0][key], rel=1e-6), key
-    assert M.FILTER_MEAN_ALPHA not in run.data.metrics  # not learned
+    assert not set(M.LEARNED_EPOCH_KEYS) & set(run.data.metrics)  # not learned
 
     final = run.data.metrics
     for key in (
@@ -224,6 +216,28 @@ def test_learned_mode_logs_alpha_history(mlflow_server, subset_dir, tmp_path):
     assert abs(from_alpha[-1] - 0.25) <= 1 / 16, from_alpha
     assert client.get_run(tracked.run_id).data.tags[M.TAG_MODE] == "learned"
     assert client.get_run(tracked.run_id).data.tags[M.TAG_LEARNED_FORM] == "energy-share"
+
+
+def test_a_trial_resumed_from_its_last_epochs_checkpoint_logs_every_final_metric(
+    mlflow_server, subset_dir, tmp_path
+):
+    """A study driver killed while a trial evaluated after its last epoch: the resumed trial
+    continues from that epoch's checkpoint in a new run and trains no epoch, so the new run
+    never logged an epoch row; it still holds every final metric, the objectives included
+    (the old code skipped val/clean_acc there as already logged, by the run it was not)."""
+    client = MlflowClient(mlflow_server.uri)
+    config = quick_config(subset_dir, "it-resumed", **{"train.epochs": 1, "model.width": 8})
+    first = run_tracked_trial(config, tracking_uri=mlflow_server.uri, checkpoint_dir=tmp_path)
+    resumed = run_tracked_trial(
+        config, tracking_uri=mlflow_server.uri, resume_from=checkpoint_path(tmp_path / first.run_id, 1)
+    )
+    assert first.status == resumed.status == "finished" and resumed.run_id != first.run_id
+    assert resumed.result.history == first.result.history  # restored, not trained again
+    logged = client.get_run(resumed.run_id).data.metrics
+    assert set(resumed.metrics) <= set(logged), set(resumed.metrics) - set(logged)
+    for key in (M.VAL_CLEAN_ACC, M.VAL_CORRUPTION_ACC, M.TEST_CLEAN_ACC):
+        assert logged[key] == pytest.approx(resumed.metrics[key]) == pytest.approx(first.metrics[key])
+    assert history(client, resumed.run_id, M.VAL_CLEAN_ACC) == [(1, logged[M.VAL_CLEAN_ACC])]
 
 
 def test_huge_learning_rate_ends_diverged_as_failed_run(mlflow_server, subset_dir, tmp_path):
