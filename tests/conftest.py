@@ -1,5 +1,6 @@
-"""Shared fixtures: paths to the real data beside the repository, and a real
-``mlflow server`` process on a free loopback port."""
+"""Shared fixtures: paths to the real data beside the repository, a real ``mlflow server``
+process on a free loopback port, the integration modules' ``FREQSTUDY_HOME``, and one
+finished smoke study that several modules read."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -71,11 +73,50 @@ def home(tmp_path_factory) -> Path:
     corrupted copies the integration trials read are made once, not once per module. Set
     for the module, the session's own home restored after. Studies never land in it (the
     tests give ``--storage``); a test that needs an empty home sets its own."""
-    path = tmp_path_factory.getbasetemp() / "freqstudy-home"
-    path.mkdir(exist_ok=True)
+    path = _shared_home(tmp_path_factory)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FREQSTUDY_HOME", str(path))
         yield path
+
+
+def _shared_home(tmp_path_factory) -> Path:
+    path = tmp_path_factory.getbasetemp() / "freqstudy-home"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+# The session's smoke study: the smoke space's settings, its trial 0 the baseline, then these
+# two points (every parameter the space makes active) and one trial its sampler draws.
+SMOKE_POINTS = """
+points:
+  - {frequency.mode: learned, frequency.proportion: 0.5, frequency.perturbation: 0.2, train.lr: 0.05}
+  - {frequency.mode: fixed, frequency.proportion: 0.25, frequency.perturbation: 0.0, train.lr: 0.1}
+"""
+
+
+@pytest.fixture(scope="session")
+def smoke_study(mlflow_server, subset_dir, tmp_path_factory) -> SimpleNamespace:
+    """A finished smoke study in the session's server, run once for the tests that read one
+    (``pareto``, ``report``, ``compare``, ``export``, the console): ``freqstudy run`` as a user
+    runs it, without ``--verbose``, 4 trials (3 searched give a front worth checking), models
+    logged (registering needs them). ``uri``, ``study``, ``trials`` and what it printed
+    (``stdout``, ``stderr``). Its readers may add to it (registered models, report
+    artifacts, gains) but change no trial's objectives."""
+    from tests.cli_runner import finished_study
+
+    tmp = tmp_path_factory.mktemp("smoke-study")
+    space = tmp / "smoke-with-points.yaml"
+    space.write_text((REPO / "search_spaces" / "smoke.yaml").read_text() + SMOKE_POINTS)
+    study, trials = "pareto-smoke", 4
+    argv = ["--space", space, "--study", study, "--num-trials", trials, "--max-concurrent", 2]
+    argv += ["--data-dir", subset_dir, "--tracking-uri", mlflow_server.uri]
+    argv += ["--set", "tracking.log_model=true"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FREQSTUDY_HOME", str(_shared_home(tmp_path_factory)))
+        out = finished_study(*argv, storage=tmp / "studies")
+    return SimpleNamespace(
+        uri=mlflow_server.uri, study=study, trials=trials, stdout=out.stdout, stderr=out.stderr
+    )
 
 
 @pytest.fixture(scope="session")

@@ -88,6 +88,38 @@ def ended_trials(path: str | Path) -> int:
     return list(tune_states(path).values()).count("TERMINATED")
 
 
+def run_then_kill(cmd: list[str], path: str, tmp_path: Path, *, terminated: int) -> set[str]:
+    """Start a study driver (``cmd``, from the repository root), SIGKILL it once the Tune
+    folder ``path`` records ``terminated`` trials as ended; their ids. Its console goes to
+    ``tmp_path/driver.log`` (shown when it ends early), checked for tracebacks."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.cli_runner import REPO, no_traceback
+
+    log_path = tmp_path / "driver.log"
+    log = open(log_path, "w")
+    driver = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 400
+        while time.time() < deadline and driver.poll() is None:
+            if ended_trials(path) >= terminated:
+                break
+            time.sleep(1)
+        assert driver.poll() is None, f"driver ended early: {log_path.read_text()[-3000:]}"
+        done_before = {tid for tid, s in tune_states(path).items() if s == "TERMINATED"}
+        assert len(done_before) >= terminated, log_path.read_text()[-3000:]
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        log.close()
+    no_traceback(log_path.read_text(), cmd[3:])  # cmd[3:]: after python -m study.cli
+    return done_before
+
+
 def optuna_study(path: str):
     """The Optuna study the searcher of a Tune experiment saved (its values per trial)."""
     from ray.tune.search import ConcurrencyLimiter

@@ -21,32 +21,16 @@ import pytest
 
 from study import metrics as M
 from study.cli import main
-from tests.cli_runner import finished_study
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-STUDY = "pareto-smoke"
-NUM_TRIALS = 4  # trial 0 is the baseline; 3 searched trials give a front worth checking
-# Run first after the baseline: every parameter the smoke space makes active for them.
-POINTS = """
-points:
-  - {frequency.mode: learned, frequency.proportion: 0.5, frequency.perturbation: 0.2, train.lr: 0.05}
-  - {frequency.mode: fixed, frequency.proportion: 0.25, frequency.perturbation: 0.0, train.lr: 0.1}
-"""
 
 
 @pytest.fixture(scope="module")
-def smoke(home, mlflow_server, subset_dir, tmp_path_factory):
-    """A finished smoke study in the fixture server: ``(tracking_uri, study)``."""
-    tmp = tmp_path_factory.mktemp("pareto-smoke")
-    space = tmp / "smoke-with-points.yaml"
-    space.write_text((REPO / "search_spaces" / "smoke.yaml").read_text() + POINTS)
-    argv = ["--space", space, "--study", STUDY, "--num-trials", NUM_TRIALS, "--max-concurrent", 2]
-    argv += ["--data-dir", subset_dir, "--tracking-uri", mlflow_server.uri]
-    argv += ["--set", "tracking.log_model=true"]  # the smoke space skips models; registering needs them
-    finished_study(*argv, storage=tmp / "studies")
-    return mlflow_server.uri, STUDY
+def smoke(smoke_study):
+    """The session's finished smoke study (``tests/conftest.py``): ``(tracking_uri, study)``."""
+    return smoke_study.uri, smoke_study.study
 
 
 def client(uri):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ CONFIGS, SEEDS = 6, 3
 def log_study(uri: str, name: str, sim: simulate.Simulated, *, seeds=None, outcomes: bool = True) -> None:
     """Study 0 of ``sim`` as an MLflow experiment: a parent run and one trial run per seed."""
     from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment(name)
@@ -54,16 +56,17 @@ def log_study(uri: str, name: str, sim: simulate.Simulated, *, seeds=None, outco
             }
             run = client.create_run(exp, tags=tags)
             rid = run.info.run_id
-            for k, v in t["params"].items():
-                client.log_param(rid, k, v)
             metrics = {
                 **t["metrics"],
                 M.VAL_CLEAN_ACC: 100.0 * float(o.arrays["val/clean"].mean()),
                 M.VAL_CORRUPTION_ACC: 100.0
                 * float(np.mean([a.mean() for k, a in o.arrays.items() if k != "val/clean"])),
             }
-            for k, v in metrics.items():
-                client.log_metric(rid, k, v)
+            client.log_batch(  # one request a run, as a trial logs its final metrics
+                rid,
+                metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in metrics.items()],
+                params=[Param(k, v) for k, v in t["params"].items()],
+            )
             if outcomes:
                 path = Path(tmp) / rid / OUTCOMES_ARTIFACT
                 path.parent.mkdir()

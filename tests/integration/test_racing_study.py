@@ -27,6 +27,7 @@ from tests.support import (
     SimulatedTrial,
     optuna_study,
     race_book,
+    run_then_kill,
     set_flags,
     simulated_study,
     trial_runs,
@@ -114,7 +115,6 @@ def _racing_space(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_racing_study_survives_a_killed_driver(tmp_path, subset_dir, mlflow_server, capsys, monkeypatch):
     from study.search.tune import run_study
-    from tests.integration.test_study import _run_then_kill
 
     monkeypatch.setenv("FREQSTUDY_HOME", str(tmp_path / "home"))
     space_file = _racing_space(tmp_path)
@@ -126,7 +126,7 @@ def test_racing_study_survives_a_killed_driver(tmp_path, subset_dir, mlflow_serv
     cmd += ["--data-dir", str(subset_dir), "--tracking-uri", mlflow_server.uri, "--storage", str(storage)]
     cmd += ["--max-concurrent", "1", "--cpus-per-trial", "1", *sets]
     # The baseline's two seeds and the first seed of the next configuration: mid-race.
-    _run_then_kill(cmd, path, tmp_path, terminated=3)
+    run_then_kill(cmd, path, tmp_path, terminated=3)
     before = race_book(path)
     assert any(r.open for r in before.races), "killed after every race ended"
     time.sleep(3)  # Ray's reaper takes down the killed driver's local cluster

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -23,15 +21,14 @@ import pytest
 from study import metrics as M
 from study.search.space_parser import load_space
 from study.tracking.study_runs import find_study_run
-from tests.cli_runner import freqstudy_command, no_traceback, run_freqstudy
+from tests.cli_runner import freqstudy_command
 from tests.support import (
     TINY_STUDY,
     count_study_runs,
-    ended_trials,
     optuna_study,
+    run_then_kill,
     set_flags,
     trial_runs,
-    tune_states,
 )
 
 pytestmark = pytest.mark.integration
@@ -43,29 +40,6 @@ OBJECTIVES = (M.VAL_CLEAN_ACC, M.VAL_CORRUPTION_ACC)
 
 def _space():
     return load_space("smoke").with_fixed(TINY)
-
-
-def _run_then_kill(cmd: list[str], path: str, tmp_path: Path, *, terminated: int) -> set[str]:
-    """Start a study driver, SIGKILL it once ``terminated`` trials have ended; their ids."""
-    log = open(tmp_path / "driver.log", "w")
-    driver = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 400
-        while time.time() < deadline and driver.poll() is None:
-            if ended_trials(path) >= terminated:
-                break
-            time.sleep(1)
-        assert driver.poll() is None, f"driver ended early: {(tmp_path / 'driver.log').read_text()[-3000:]}"
-        done_before = {tid for tid, s in tune_states(path).items() if s == "TERMINATED"}
-        assert len(done_before) >= terminated, (tmp_path / "driver.log").read_text()[-3000:]
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(timeout=60)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-        log.close()
-    no_traceback((tmp_path / "driver.log").read_text(), cmd[3:])  # cmd[3:]: after python -m study.cli
-    return done_before
 
 
 @pytest.mark.slow
@@ -128,20 +102,14 @@ def test_smoke_study_end_to_end(home, subset_dir, mlflow_server, tmp_path):
 
 
 @pytest.mark.slow
-def test_smoke_study_console_is_compact_and_carries_each_trials_objectives(
-    home, subset_dir, mlflow_server, tmp_path
-):
-    """``freqstudy run --space smoke`` as a user runs it, without ``--verbose``: stdout and
-    stderr together are at most 60 lines, free of Ray's boxes and MLflow's links, and each
-    trial's end line carries its objectives as MLflow holds them."""
-    study = "smoke-console"
-    argv = ["run", "--space", "smoke", "--study", study]
-    argv += ["--data-dir", str(subset_dir), "--tracking-uri", mlflow_server.uri]
-    argv += ["--storage", str(tmp_path / "studies")]
-    proc = run_freqstudy(*argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900)
-    (tmp_path / "console.txt").write_text(proc.stdout)  # what the user saw, for reading
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert proc.stdout.count("\n") <= 60, proc.stdout
+def test_smoke_study_console_is_compact_and_carries_each_trials_objectives(smoke_study):
+    """``freqstudy run`` of the smoke space as a user runs it, without ``--verbose`` (the
+    session's smoke study): stdout and stderr together are at most 10 lines a trial, free of
+    Ray's boxes and MLflow's links, and each trial's end line carries its objectives as
+    MLflow holds them."""
+    study, uri, trials = smoke_study.study, smoke_study.uri, smoke_study.trials
+    console = smoke_study.stdout + smoke_study.stderr
+    assert console.count("\n") <= 10 * trials, console
     for noise in (
         "View run",
         "View experiment",
@@ -150,22 +118,22 @@ def test_smoke_study_console_is_compact_and_carries_each_trials_objectives(
         "Configuration for experiment",
         "tensorboard",
     ):
-        assert noise not in proc.stdout, noise
-    assert "_run_trial_in_worker pid=" not in proc.stdout  # no worker output forwarded
+        assert noise not in console, noise
+    assert "_run_trial_in_worker pid=" not in console  # no worker output forwarded
     end = re.compile(
         r"^trial (?P<trial>\w+) finished .*"
         r"val/clean_acc (?P<clean>[\d.]+)  val/corruption_acc (?P<corr>[\d.]+)",
         re.M,
     )
-    ends = {m["trial"]: m for m in end.finditer(proc.stdout)}
-    runs = trial_runs(mlflow_server.uri, find_study_run(mlflow_server.uri, study))
-    assert len(runs) == 6 and len(ends) == 6, proc.stdout
+    ends = {m["trial"]: m for m in end.finditer(console)}
+    runs = trial_runs(uri, find_study_run(uri, study))
+    assert len(runs) == trials and len(ends) == trials, console
     for r in runs:
         line = ends[r["tags"][M.TAG_TRIAL_ID]]
         assert line["clean"] == f"{r['metrics'][M.VAL_CLEAN_ACC]:.2f}"
         assert line["corr"] == f"{r['metrics'][M.VAL_CORRUPTION_ACC]:.2f}"
-    assert f"study {study}: 6 trials in " in proc.stdout  # the end summary, as before
-    assert "best val/corruption_acc (maximize):" in proc.stdout
+    assert f"study {study}: {trials} trials in " in console  # the end summary, as before
+    assert "best val/corruption_acc (maximize):" in console
 
 
 @pytest.mark.slow
@@ -349,7 +317,7 @@ def test_replicated_configurations_survive_a_killed_driver(home, subset_dir, mlf
         "1",
         *sets,
     ]
-    _run_then_kill(cmd, path, tmp_path, terminated=3)  # mid-way through the second configuration
+    run_then_kill(cmd, path, tmp_path, terminated=3)  # mid-way through the second configuration
     time.sleep(3)
     space = load_space(space_file).with_fixed(TINY)
     summary = run_study(
