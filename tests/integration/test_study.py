@@ -361,38 +361,16 @@ def test_replicated_configurations_survive_a_killed_driver(home, subset_dir, mlf
         g = groups[next(k for k, v in groups.items() if r["run_id"] in {m["run_id"] for m in v})]
         for k in OBJECTIVES:
             assert r[k] == pytest.approx(sum(m["metrics"][k] for m in g) / 2)
+
     # Two seeds of one configuration are compared run against run, not the configuration with itself.
+    def compare(run_a: str, run_b: str) -> tuple[int, dict]:
+        argv = ["compare", run_a, run_b, "--study", study, "--tracking-uri", mlflow_server.uri]
+        code = main([*argv, "--split", "val", "--json"])
+        return code, json.loads(capsys.readouterr().out)
+
     first = next(iter(groups.values()))
-    code = main(
-        [
-            "compare",
-            first[0]["run_id"],
-            first[1]["run_id"],
-            "--study",
-            study,
-            "--tracking-uri",
-            mlflow_server.uri,
-            "--split",
-            "val",
-            "--json",
-        ]
-    )
-    doc = json.loads(capsys.readouterr().out)
+    code, doc = compare(first[0]["run_id"], first[1]["run_id"])
     assert code == 0 and doc["replicates"] == [1, 1]
     other = next(g for g in groups.values() if g is not first)
-    code = main(
-        [
-            "compare",
-            first[0]["run_id"],
-            other[0]["run_id"],
-            "--study",
-            study,
-            "--tracking-uri",
-            mlflow_server.uri,
-            "--split",
-            "val",
-            "--json",
-        ]
-    )
-    doc = json.loads(capsys.readouterr().out)
+    code, doc = compare(first[0]["run_id"], other[0]["run_id"])
     assert code == 0 and doc["replicates"] == [2, 2]  # configuration against configuration

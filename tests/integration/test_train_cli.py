@@ -33,6 +33,14 @@ def freqstudy(*args: str, home: Path, timeout: float = 600) -> subprocess.Comple
     return run_freqstudy(*args, env=env, timeout=timeout)
 
 
+def train(subset_dir: Path, uri: str, out: Path, home: Path, settings: dict) -> subprocess.CompletedProcess:
+    """``freqstudy train`` of a width-8 network for 1 epoch on the quick data, with ``settings``,
+    its result written to ``out``."""
+    sets = set_flags({**QUICK_TRAIN, "train.epochs": 1, "model.width": 8, **settings})
+    argv = ["train", "--data-dir", subset_dir, "--tracking-uri", uri, *sets, "--output-json", out]
+    return freqstudy(*argv, home=home)
+
+
 @pytest.mark.parametrize(
     "override, key",
     [
@@ -55,17 +63,8 @@ def test_config_errors_exit_before_touching_data(override, key, tmp_path, monkey
 
 def test_diverged_train_exits_nonzero_with_one_line_reason(mlflow_server, subset_dir, home, tmp_path):
     out = tmp_path / "result.json"
-    proc = freqstudy(
-        "train",
-        "--data-dir",
-        str(subset_dir),
-        "--tracking-uri",
-        mlflow_server.uri,
-        *set_flags({**QUICK_TRAIN, "train.lr": 1e6, "train.epochs": 1, "model.width": 8}),
-        *set_flags({"tracking.experiment": "cli-diverged"}),
-        "--output-json",
-        str(out),
-        home=home,
+    proc = train(
+        subset_dir, mlflow_server.uri, out, home, {"train.lr": 1e6, "tracking.experiment": "cli-diverged"}
     )
     assert proc.returncode == 1, proc.stderr[-2000:]
     lines = [ln for ln in proc.stderr.splitlines() if "diverged" in ln]
@@ -79,17 +78,12 @@ def test_diverged_train_exits_nonzero_with_one_line_reason(mlflow_server, subset
 
 def test_train_then_inspect(mlflow_server, subset_dir, home, tmp_path, capfd):
     out = tmp_path / "result.json"
-    proc = freqstudy(
-        "train",
-        "--data-dir",
-        str(subset_dir),
-        "--tracking-uri",
+    proc = train(
+        subset_dir,
         mlflow_server.uri,
-        *set_flags({**QUICK_TRAIN, "train.epochs": 1, "model.width": 8, "frequency.mode": "learned"}),
-        *set_flags({"tracking.experiment": "cli-train"}),
-        "--output-json",
-        str(out),
-        home=home,
+        out,
+        home,
+        {"frequency.mode": "learned", "tracking.experiment": "cli-train"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
