@@ -44,7 +44,7 @@ def _children_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def _process_start(argv: list[str], timeout_s: float = 120.0) -> tuple[float, float]:
+def time_process(argv: list[str], timeout_s: float = 120.0) -> tuple[float, float]:
     """``(wall_s, cpu_s)`` of running ``argv`` to its end.
 
     The child is waited for in one blocking ``waitpid`` (``Popen.wait()`` with
@@ -112,8 +112,8 @@ def bench_startup(repeats: int = 7) -> dict[str, float]:
     if repeats < 1:
         raise ValueError(f"repeats: {repeats} must be >= 1")
     starts: dict[str, Callable[[], tuple[float, float]]] = {
-        "python": lambda: _process_start([sys.executable, "-c", "pass"]),
-        "help": lambda: _process_start(help_command()),
+        "python": lambda: time_process([sys.executable, "-c", "pass"]),
+        "help": lambda: time_process(help_command()),
         "worker": lambda: _worker_start(False),
         "worker_all": lambda: _worker_start(True),
     }

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 import random
+import subprocess
+import sys
 
 import pytest
 
-from study.bench.startup import paired_ratio
+from study.bench.startup import paired_ratio, time_process
 
 
 def test_paired_ratio_is_the_median_of_the_rounds_ratios():
@@ -45,3 +47,18 @@ def test_load_that_hits_a_whole_round_or_one_odd_start_does_not_move_it():
 def test_rounds_must_pair_up(subject, baseline):
     with pytest.raises(ValueError, match="paired_ratio: .* rounds; need the same, >= 1"):
         paired_ratio(subject, baseline)
+
+
+def test_a_started_process_is_timed_by_its_own_cpu_seconds():
+    # The child spins until its own CPU clock reads 0.2 s: at least that much is counted for it.
+    wall, cpu = time_process([sys.executable, "-c", "import time\nwhile time.process_time() < 0.2: pass"])
+    assert cpu >= 0.19 and wall >= 0.19
+
+
+def test_a_start_that_fails_or_hangs_is_an_error_not_a_figure():
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        time_process([sys.executable, "-c", "raise SystemExit(3)"])
+    assert failed.value.returncode == 3
+    with pytest.raises(subprocess.CalledProcessError) as hung:
+        time_process([sys.executable, "-c", "import time; time.sleep(60)"], timeout_s=0.5)
+    assert hung.value.returncode < 0  # killed by the timer, not left running
