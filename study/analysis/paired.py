@@ -48,8 +48,9 @@ Constant per-image scores give a constant bootstrap distribution and so a point
 interval, ``[c, c]``: no resample of these images differs, which is all the image
 bootstrap can say. A relative mCE needs A's summed error: where it is 0 on every
 image the point, interval and p-value are NaN; where only some resamples draw
-nothing but such images, the point and p-value stand and the interval is NaN
-(those resamples' ratio is undefined, and dropping them would bias it). Either way
+nothing but such images, the point and the sign-flip p stand and the interval
+(and a bootstrap p) is NaN: those resamples' ratio is undefined, and dropping
+them would bias the rest. Either way
 ``Difference.note`` says why, and nothing warns. With R >= 2 a side whose summed
 error is 0 has no log-scale interval, said the same way.
 
@@ -369,7 +370,7 @@ def _seed_level(
     A ratio whose B makes no error (``pb = 0``, B's error 0% of A's) has no interval:
     the seed-level interval is on the log scale, where 0 is minus infinity."""
     if contrast == "ratio" and not pb > 0:
-        note = "B's summed error is 0 on every image: a ratio of 0 has no interval on the log scale"
+        note = "no interval: B's summed error is 0 on every image, and a ratio of 0 has none on the log scale"
         reps = (sa.shape[0], sb.shape[0])
         return Difference(name, pa, pb, pb - pa, *_NONE, SEED_LEVEL, sa.shape[1], reps, note=note)
     iv = SL.configuration_difference(

@@ -30,8 +30,8 @@ TWO_LEVEL = "two-level-bootstrap"
 
 # Why a relative mCE or its interval is not available (``Difference.note``): the data say
 # nothing about a change relative to an error of 0, which is not a number to estimate.
-ZERO_BASELINE = "A's summed error is 0 on every image, and a change relative to 0 is undefined"
-TOO_FEW_IMAGES = "fewer than 2 images: nothing to resample"
+ZERO_BASELINE = "not available: A's summed error is 0 on every image, and a change relative to 0 is undefined"
+TOO_FEW_IMAGES = "not available: fewer than 2 images to resample"
 
 
 def resample_batch(n: int, n_resamples: int) -> int:
@@ -234,8 +234,8 @@ def undefined_reason(dist: np.ndarray) -> str:
     if k == 0:
         return ""
     return (
-        f"A's summed error is 0 in {k} of {len(dist)} resamples (too few images that A gets wrong), "
-        "and a change relative to 0 is undefined: no interval"
+        f"no interval: A's summed error is 0 in {k} of {len(dist)} resamples (too few images that A "
+        "gets wrong), and a change relative to 0 is undefined"
     )
 
 

@@ -150,7 +150,7 @@ def format_table(rows: list[dict], run_a: str, run_b: str, split: str, confidenc
         lines.append(
             f"{r['statistic']:<28} {values}  {ci:<17} {p} {padj}  {seeds:>5} {share:>5}  {r['test']}"
         )
-    lines.extend(f"{r['statistic']}: not available: {r['note']}" for r in rows if r.get("note"))
+    lines.extend(f"{r['statistic']}: {r['note']}" for r in rows if r.get("note"))  # why a value is "-"
     lines.append("relative_mce: A = 100 by definition; B is 100·ΣE(B)/ΣE(A) over the benchmark corruptions.")
     lines.append(
         "p adj: clean_acc and corruption_acc Holm-adjusted (primary family); categories and "
