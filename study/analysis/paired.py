@@ -33,14 +33,26 @@ statistic table, :mod:`study.analysis.statistics`):
   of both arrays.
 
 Intervals (:func:`compare_runs`): percentile intervals of ``scipy.stats.bootstrap``
-over images (``paired`` for the ratio), seeded with ``np.random.default_rng(seed)``
-for each statistic, so equal inputs and seed give equal intervals and every
-statistic of an image set sees the same resampled images. Percentile rather
+over images (for the ratio, the same paired draws and arithmetic from
+:func:`~study.analysis.resampling.two_level` with one run a side), seeded with
+``np.random.default_rng(seed)`` for each statistic, so equal inputs and seed give
+equal intervals and every statistic of an image set sees the same resampled images. Percentile rather
 than BCa: at these sample sizes (hundreds to 10,000 images, a mean of bounded
 scores) it is calibrated (see tests/unit/test_paired.py: 95% intervals cover the
 true difference in 93-97% of simulated comparisons), it needs no jackknife (BCa's
 is O(n^2) for n = 10,000), and it stays finite on degenerate data (two identical
 runs: BCa is NaN).
+
+Degenerate data (tiny smoke studies: a handful of images, a model at 0% or 100%).
+Constant per-image scores give a constant bootstrap distribution and so a point
+interval, ``[c, c]``: no resample of these images differs, which is all the image
+bootstrap can say. A relative mCE needs A's summed error: where it is 0 on every
+image the point, interval and p-value are NaN; where only some resamples draw
+nothing but such images, the point and the sign-flip p stand and the interval
+(and a bootstrap p) is NaN: those resamples' ratio is undefined, and dropping
+them would bias the rest. Either way
+``Difference.note`` says why, and nothing warns. With R >= 2 a side whose summed
+error is 0 has no log-scale interval, said the same way.
 
 p-values (two-sided, H0: no difference):
 
@@ -93,14 +105,16 @@ from study.analysis.resampling import (
     DEFAULT_RESAMPLES,
     MCNEMAR,
     SIGN_FLIP,
+    TOO_FEW_IMAGES,
     TWO_LEVEL,
+    ZERO_BASELINE,
     bootstrap_p,
     mean_diff,
     percentile_interval,
-    ratio_diff,
     resample_batch,
     sign_flip_p,
     two_level,
+    undefined_reason,
 )
 
 __all__ = [
@@ -123,6 +137,7 @@ __all__ = [
 
 
 SEED_LEVEL = "seed-level-t"  # seedlevel's Welch-Satterthwaite t over seed means (R >= 2)
+_NONE = (math.nan, math.nan, math.nan)  # ci_low, ci_high, p_value of a Difference that has none
 
 
 @dataclass(frozen=True)
@@ -148,6 +163,9 @@ class Difference:
         df: degrees of freedom of the t interval (NaN for a bootstrap interval).
         family: multiplicity family (``multiplicity.PRIMARY``/``SECONDARY``), None when
             not adjusted; ``p_adjusted`` the adjusted p-value (NaN when not adjusted).
+        note: why a value is NaN (not available), ``""`` when all are: a relative mCE
+            against a baseline with no error (:data:`~study.analysis.resampling.ZERO_BASELINE`),
+            or resamples drawing only such images, or too few images.
     """
 
     name: str
@@ -166,6 +184,7 @@ class Difference:
     df: float = math.nan
     family: str | None = None
     p_adjusted: float = math.nan
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -239,7 +258,18 @@ def compare_runs(
         n = len(sa)
         pa, pb = kind.points(sa, sb)
         if n < 2 or not math.isfinite(pb):
-            out.append(Difference(stat.name, pa, pb, pb - pa, math.nan, math.nan, math.nan, kind.test, n))
+            note = TOO_FEW_IMAGES if n < 2 else ZERO_BASELINE
+            out.append(Difference(stat.name, pa, pb, pb - pa, *_NONE, kind.test, n, note=note))
+            continue
+        p = kind.p_value(a.arrays, b.arrays, stat.keys, sb - sa, n_permutations, seed)
+        if kind.contrast == "ratio":
+            # The two-level resampler with one run a side draws scipy's paired bootstrap's images
+            # and does its arithmetic (tests/unit/test_paired.py holds them equal), and counts
+            # the resamples where A's error is 0 rather than dividing by it.
+            dist = two_level([sa[None, :], sb[None, :]], "ratio", n_resamples, seed)
+            lo, hi = percentile_interval(dist, confidence)
+            note = undefined_reason(dist)
+            out.append(Difference(stat.name, pa, pb, pb - pa, lo, hi, p, kind.test, n, note=note))
             continue
         common = dict(
             vectorized=True,
@@ -249,11 +279,7 @@ def compare_runs(
             confidence_level=confidence,
             rng=np.random.default_rng(seed),
         )
-        if kind.contrast == "ratio":  # both arrays resampled with the same images
-            res = stats.bootstrap((sa, sb), ratio_diff, paired=True, **common)
-        else:
-            res = stats.bootstrap((sb - sa,), mean_diff, **common)
-        p = kind.p_value(a.arrays, b.arrays, stat.keys, sb - sa, n_permutations, seed)
+        res = stats.bootstrap((sb - sa,), mean_diff, **common)
         ci = res.confidence_interval
         out.append(Difference(stat.name, pa, pb, pb - pa, float(ci.low), float(ci.high), p, kind.test, n))
     return out
@@ -320,16 +346,18 @@ def compare_groups(
         n = sa.shape[1]
         pa, pb = stat.kind.points(sa, sb)
         if n < 2 or not math.isfinite(pb):
-            out.append(
-                Difference(stat.name, pa, pb, pb - pa, math.nan, math.nan, math.nan, TWO_LEVEL, n, reps)
-            )
+            note = TOO_FEW_IMAGES if n < 2 else ZERO_BASELINE
+            out.append(Difference(stat.name, pa, pb, pb - pa, *_NONE, TWO_LEVEL, n, reps, note=note))
             continue
         if max(reps) >= 2:
             out.append(_seed_level(stat.name, stat.kind.contrast, sa, sb, pa, pb, confidence))
             continue
         dist = two_level([sa, sb], stat.kind.contrast, n_resamples, seed)
         lo, hi = percentile_interval(dist, confidence)
-        out.append(Difference(stat.name, pa, pb, pb - pa, lo, hi, bootstrap_p(dist), TWO_LEVEL, n, reps))
+        note = undefined_reason(dist)
+        out.append(
+            Difference(stat.name, pa, pb, pb - pa, lo, hi, bootstrap_p(dist), TWO_LEVEL, n, reps, note=note)
+        )
     return out
 
 
@@ -337,7 +365,14 @@ def _seed_level(
     name: str, contrast: str, sa: np.ndarray, sb: np.ndarray, pa: float, pb: float, confidence: float
 ) -> Difference:
     """A :class:`Difference` from :func:`study.analysis.seedlevel.configuration_difference`
-    (``contrast`` ``"diff"`` or ``"ratio"``; ``(R, n)`` scores of each side)."""
+    (``contrast`` ``"diff"`` or ``"ratio"``; ``(R, n)`` scores of each side).
+
+    A ratio whose B makes no error (``pb = 0``, B's error 0% of A's) has no interval:
+    the seed-level interval is on the log scale, where 0 is minus infinity."""
+    if contrast == "ratio" and not pb > 0:
+        note = "no interval: B's summed error is 0 on every image, and a ratio of 0 has none on the log scale"
+        reps = (sa.shape[0], sb.shape[0])
+        return Difference(name, pa, pb, pb - pa, *_NONE, SEED_LEVEL, sa.shape[1], reps, note=note)
     iv = SL.configuration_difference(
         sa, sb, SL.RATIO if contrast == "ratio" else SL.DIFF, confidence=confidence
     )

@@ -28,6 +28,11 @@ MCNEMAR = "mcnemar-exact"
 SIGN_FLIP = "sign-flip-permutation"
 TWO_LEVEL = "two-level-bootstrap"
 
+# Why a relative mCE or its interval is not available (``Difference.note``): the data say
+# nothing about a change relative to an error of 0, which is not a number to estimate.
+ZERO_BASELINE = "not available: A's summed error is 0 on every image, and a change relative to 0 is undefined"
+TOO_FEW_IMAGES = "not available: fewer than 2 images to resample"
+
 
 def resample_batch(n: int, n_resamples: int) -> int:
     """Resamples per batch for ``n`` images (the batching changes the random
@@ -40,10 +45,26 @@ def mean_diff(d, axis=-1):
     return np.mean(d, axis=axis) * 100.0
 
 
+def relative_change(ea, eb):
+    """``100 x eb / ea - 100`` elementwise (percent of ``ea``), NaN where ``ea`` is 0.
+
+    ``ea``, ``eb``: mean summed errors (>= 0) of A and B, arrays of one shape or
+    broadcastable. A change relative to an error of 0 is undefined (B's error
+    is either also 0 or infinitely many times A's), so it is NaN, without
+    numpy's divide warnings; callers say why (:data:`ZERO_BASELINE`,
+    :func:`undefined_reason`).
+    """
+    ea, eb = np.broadcast_arrays(np.asarray(ea, dtype=np.float64), np.asarray(eb, dtype=np.float64))
+    ratio = np.full(ea.shape, np.nan)
+    np.divide(eb, ea, out=ratio, where=ea != 0)
+    return ratio * 100.0 - 100.0
+
+
 def ratio_diff(ea, eb, axis=-1):
-    """100 x mean(eb) / mean(ea) - 100: a ratio of summed errors, percent of A's."""
+    """100 x mean(eb) / mean(ea) - 100: a ratio of summed errors, percent of A's (NaN where
+    A's mean is 0: :func:`relative_change`)."""
     # 100 * sum E(B) / sum E(A) - 100: ratio of summed errors, minus A's own 100.
-    return np.mean(eb, axis=axis) / np.mean(ea, axis=axis) * 100.0 - 100.0
+    return relative_change(np.mean(ea, axis=axis), np.mean(eb, axis=axis))
 
 
 def sign_flip_p(d: np.ndarray, n_permutations: int, seed: int) -> float:
@@ -179,17 +200,43 @@ def two_level(groups: Sequence[np.ndarray], kind: str, n_resamples: int, seed: i
         elif kind == "ratio":
             ea = np.mean(levels[0].means[idx], axis=-1) + offsets[0]
             eb = np.mean(levels[1].means[idx], axis=-1) + offsets[1]
-            out.append(eb / ea * 100.0 - 100.0)
+            out.append(relative_change(ea, eb))
         else:
             out.append((np.mean(levels[0].means[idx], axis=-1) + offsets[0]) * 100.0)
     return np.concatenate(out)
 
 
 def percentile_interval(dist: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The two-sided percentile interval of a bootstrap distribution ``dist``.
+
+    A degenerate distribution, every resample the same value ``c`` (constant
+    scores: a model right, or wrong, on every image; two identical runs), gives
+    the point interval ``(c, c)``: no resample of these images can differ, and
+    that is the bootstrap's whole answer at such data (its coverage is then
+    only as good as the data are many), not NaN. A distribution with NaN (see
+    :func:`undefined_reason`) gives ``(nan, nan)``.
+    """
     # As scipy.stats.bootstrap(method="percentile") computes it, so R = 1 groups match compare_runs.
+    if np.isnan(dist).any():
+        return math.nan, math.nan
     alpha = (1.0 - confidence) / 2.0
     lo, hi = stats.quantile(dist, np.asarray([alpha, 1.0 - alpha]))
     return float(lo), float(hi)
+
+
+def undefined_reason(dist: np.ndarray) -> str:
+    """Why ``dist`` has no interval, or ``""``: the resamples where the statistic is undefined.
+
+    Only a relative change has any (:func:`relative_change`: resamples that drew
+    only images on which A makes no error, which happens with few images).
+    """
+    k = int(np.count_nonzero(np.isnan(dist)))
+    if k == 0:
+        return ""
+    return (
+        f"no interval: A's summed error is 0 in {k} of {len(dist)} resamples (too few images that A "
+        "gets wrong), and a change relative to 0 is undefined"
+    )
 
 
 def bootstrap_p(dist: np.ndarray) -> float:

@@ -99,8 +99,9 @@ def run_bench(
         with _section(out, "startup", log):
             from study.bench.startup import bench_startup, startup_line
 
-            repeats = 3 if quick else 7
-            log(f"startup: python -c pass, freqstudy --help and a generation worker, best of {repeats} ...")
+            # Rounds cost ~0.5 s; below 7 the median ratio moved by a third between quiet runs.
+            repeats = 7 if quick else 15
+            log(f"startup: python -c pass, freqstudy --help and a generation worker, {repeats} rounds ...")
             out["startup"] = bench_startup(repeats)
             log(startup_line(out["startup"]))
     if "train" in sections:

@@ -150,6 +150,7 @@ def format_table(rows: list[dict], run_a: str, run_b: str, split: str, confidenc
         lines.append(
             f"{r['statistic']:<28} {values}  {ci:<17} {p} {padj}  {seeds:>5} {share:>5}  {r['test']}"
         )
+    lines.extend(f"{r['statistic']}: {r['note']}" for r in rows if r.get("note"))  # why a value is "-"
     lines.append("relative_mce: A = 100 by definition; B is 100·ΣE(B)/ΣE(A) over the benchmark corruptions.")
     lines.append(
         "p adj: clean_acc and corruption_acc Holm-adjusted (primary family); categories and "
@@ -242,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
             "df": M.finite_or_none(d.df),
             "family": d.family,
             "p_adjusted": M.finite_or_none(d.p_adjusted),
+            "note": d.note or None,  # why a value is null (not available): e.g. A makes no error
         }
         for d in adjust_families(diffs, lambda d: family_of(d.name))
     ]

@@ -79,11 +79,13 @@ def test_fourier_section_gives_the_map_cost_beside_evaluation():
 def test_startup_and_generation_sections_hang_together():
     out = run_bench("--only", "startup,corrupt")
     st, co = out["startup"], out["corrupt"]
-    assert st["repeats"] == 3
+    assert st["repeats"] == 7
     for key in ("python", "help", "worker", "worker_all"):
-        assert 0 < st[f"{key}_s"] <= st[f"{key}_median_s"]
+        assert 0 < st[f"{key}_s"] <= st[f"{key}_median_s"] and st[f"{key}_cpu_s"] > 0
+    # Each subject does what the bare interpreter does and more (the ratio's statistic itself is
+    # tested in tests/unit/test_bench_startup.py).
     for key in ("help", "worker", "worker_all"):
-        assert math.isclose(st[f"{key}_ratio"], st[f"{key}_s"] / st["python_s"], rel_tol=1e-9)
+        assert st[f"{key}_ratio"] > 1
     # Generation: the kernels' CPU seconds are part of the run's (workers joined), and each
     # worker's start was seen by the units it ran.
     assert co["units"] == 95 and co["n_images"] == 200 and co["workers"] >= 1
