@@ -17,13 +17,14 @@ pooled over the configurations where Bartlett's test keeps them equal,
   (one-sided t tests of the configuration-level differences at level ``alpha``
   for each front member; an intersection-union test over objectives needs no
   adjustment, Berger 1982). Its race **stops, dominated** once a configuration
-  that confidently dominates it has ended its own race (or ends in this decision);
-  while every one of them is still racing it **waits**: no seed, decided again
-  each round, and racing again (seeds) if no front member confidently dominates it
-  any more. An estimate that is still moving cannot end a race: an early stop
-  against a front member whose estimate later fell was the racer's main error on
-  the harness. Elimination is not split over the front members (no Bonferroni):
-  a wrong one is revisited while its dominator races;
+  that confidently dominates it has ended its own race (or ends in this decision),
+  or dominates it for good already: still confidently were the dominator's estimate
+  to fall by what its seeds up to M could still move it (``z_{1-alpha} * s_f *
+  sqrt(1/R_f - 1/M)`` on each objective). Otherwise it **waits**: no seed, decided
+  again each round, and racing again (seeds) if no front member confidently
+  dominates it any more. An early stop against a front member whose estimate later
+  fell was the racer's main error on the harness. Elimination is not split over
+  the front members (no Bonferroni): a doubtful one waits while its dominator races;
 - **stop, settled**: it is on the estimated front, its pair with every contender
   (a configuration not confidently dominated) is a confident trade-off (each
   confidently better than the other on some objective, level ``alpha / J``,
@@ -328,6 +329,17 @@ def decide(
     strictly = _confident(est, se, df, 0.0, lvl).any(axis=0)
     dominates = no_worse & strictly & front[None, :]  # [a, f]
     np.fill_diagonal(dominates, False)
+    # Dominated for good already: still confidently dominated were f's estimate to fall by
+    # what its seeds up to M could still move it (one-sided at alpha: z * s_f * sqrt(1/R_f -
+    # 1/M) on each objective). Only a dominance that a moving estimate could undo waits.
+    r_f = evidence.seeds.astype(np.float64)
+    move = np.sqrt(seed_var * np.maximum(0.0, 1.0 / r_f - 1.0 / max(policy.max_seeds, 1)))  # (J, K)
+    fallen = est - stats.norm.ppf(1.0 - alpha) * move[:, None, :]
+    robust = (
+        _confident(fallen, se, df, -policy.margin, lvl).all(axis=0)
+        & _confident(fallen, se, df, 0.0, lvl).any(axis=0)
+        & dominates
+    )
     # Gain against the baseline settled: sign known, or within +- margin (two one-sided tests).
     g_est, g_se, g_df = est[:, baseline, :], se[:, baseline, :], df[:, baseline, :]
     sign_known = _confident(g_est, g_se, g_df, 0.0, alpha / (2 * j)) | _confident(
@@ -402,13 +414,14 @@ def decide(
         for p in order[max(0, budget_left) :]:
             decisions[p] = Decision(decisions[p].index, STOP, BUDGET)
     # A dominated race ends once a configuration that confidently dominates it has ended
-    # (or ends now): its estimate is final. Otherwise it waits for them, without seeds.
+    # (or ends now: its estimate is final) or dominates it for good already (robust).
+    # Otherwise it waits for them, without seeds.
     ended = ~racing
     for d in decisions:
         ended[d.index] = d.action == STOP
     for pos, d in enumerate(decisions):
         if d.action == WAIT:
-            final = np.flatnonzero(dominates[d.index] & ended)
+            final = np.flatnonzero(dominates[d.index] & (ended | robust[d.index]))
             if final.size:
                 decisions[pos] = Decision(d.index, STOP, DOMINATED, int(final[0]))
     return decisions

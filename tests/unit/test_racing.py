@@ -91,24 +91,35 @@ def test_clear_cases_get_the_named_decisions():
 
 
 def test_a_dominated_race_ends_only_once_a_dominator_has_ended():
-    """Confidently dominated by a front member still racing: the race waits, without seeds
-    (its dominator's estimate may yet fall); it ends, naming the dominator, once that one
-    has ended or ends in the same decision."""
-    rng = np.random.default_rng(5)
-    # 0 baseline; 1 and 2 a trade-off whose membership stays open (2 near-copies of each
-    # other on corruption); 3 far below 1 on both objectives.
-    means = [[0.30, 0.20], [0.70, 0.60], [0.60, 0.601], [0.45, 0.35]]
-    ev = rc.Evidence.from_scores(_scores(rng, means, [3] * 4, n=400, seed_sd=0.01))
-    open_ = {d.index: d for d in rc.decide(ev, np.ones(4, bool), baseline=0)}
+    """Confidently dominated by a front member still racing: the race ends at once when the
+    dominance would survive the dominator's estimate falling by what its seeds up to M could
+    still move it (one-sided, ``z * s * sqrt(1/R - 1/M)``); otherwise it waits, without
+    seeds, and ends, naming the dominator, once that one has ended or ends in the same
+    decision."""
+    rng = np.random.default_rng(0)
+    # 0 baseline; 1 and 2 a trade-off whose membership stays open; 3 far below 1 on both
+    # objectives; 4 just below 1 on both (5.5 points).
+    means = [[0.30, 0.20], [0.70, 0.60], [0.60, 0.62], [0.45, 0.35], [0.645, 0.545]]
+    ev = rc.Evidence.from_scores(_scores(rng, means, [3] * 5, n=400, seed_sd=0.03))
+    policy = rc.RacePolicy(2, 8)
+    open_ = {d.index: d for d in rc.decide(ev, np.ones(5, bool), baseline=0, policy=policy)}
     assert open_[1].action == rc.SEED  # 1's membership against 2 is open: 1 keeps racing
-    assert open_[3].action == rc.WAIT and open_[3].reason == rc.DOMINATED and open_[3].other == 1
-    ended = np.array([True, False, True, True])  # 1's race has ended
-    closed = {d.index: d for d in rc.decide(ev, ended, baseline=0)}
-    assert closed[3].action == rc.STOP and closed[3].reason == rc.DOMINATED and closed[3].other == 1
-    # 1 reaches max seeds in this decision: 3 ends with it.
-    capped = {d.index: d for d in rc.decide(ev, np.ones(4, bool), baseline=0, policy=rc.RacePolicy(2, 3))}
+    assert open_[3].action == rc.STOP and open_[3].reason == rc.DOMINATED and open_[3].other == 1
+    assert open_[4].action == rc.WAIT and open_[4].reason == rc.DOMINATED and open_[4].other == 1
+    # Brute force: 4 is confidently dominated by 1 now, and not once 1's estimate has fallen
+    # by its possible move on each objective.
+    est, se, df, seed_var = rc._pairwise(ev, [1, 1], pool=True, level=0.05)
+    crit = scipy_stats.t.ppf(0.95, df[:, 4, 1])
+    assert np.all(est[:, 4, 1] / se[:, 4, 1] > crit)
+    move = scipy_stats.norm.ppf(0.95) * np.sqrt(seed_var[:, 1] * (1 / 3 - 1 / 8))
+    assert np.any((est[:, 4, 1] - move) / se[:, 4, 1] <= crit)
+    ended = np.array([True, False, True, True, True])  # 1's race has ended
+    closed = {d.index: d for d in rc.decide(ev, ended, baseline=0, policy=policy)}
+    assert closed[4].action == rc.STOP and closed[4].reason == rc.DOMINATED and closed[4].other == 1
+    # 1 reaches max seeds in this decision: 4 ends with it.
+    capped = {d.index: d for d in rc.decide(ev, np.ones(5, bool), baseline=0, policy=rc.RacePolicy(2, 3))}
     assert capped[1].action == rc.STOP and capped[1].reason == rc.MAX_SEEDS
-    assert capped[3].action == rc.STOP and capped[3].reason == rc.DOMINATED
+    assert capped[4].action == rc.STOP and capped[4].reason == rc.DOMINATED
 
 
 def test_a_waiting_race_races_again_when_its_dominator_falls():
@@ -165,8 +176,8 @@ def test_a_front_member_ahead_of_its_neighbour_on_one_side_only_keeps_racing():
     means = [[0.40, 0.40], [0.70, 0.60], [0.55, 0.601]]
     ev = rc.Evidence.from_scores(_scores(rng, means, [4, 4, 4], n=400, seed_sd=0.01))
     decided = {d.index: d for d in rc.decide(ev, np.ones(3, bool), baseline=0)}
-    # The baseline is dominated by 1 and 2, both still racing: it waits, without seeds.
-    assert decided[0].action == rc.WAIT and decided[0].reason == rc.DOMINATED
+    # The baseline is far below 1 and 2: dominated for good although both still race.
+    assert decided[0].action == rc.STOP and decided[0].reason == rc.DOMINATED
     assert decided[1].action == rc.SEED and decided[1].other == 2
     assert decided[2].action == rc.SEED and decided[2].other == 1
 
