@@ -35,9 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import optuna
-from scipy import stats
 
 from study.analysis import simulate
+from study.analysis.resampling import mcnemar_p
 from study.search.racing import DOMINATED, SEED, SETTLED, STOP, WAIT, Evidence, RacePolicy, decide, front_of
 from study.search.samplers import StudyGridSampler
 
@@ -325,10 +325,7 @@ def paired(a: Measured, b: Measured) -> tuple[int, int, float]:
     if len(a.right) != len(b.right) or not a.right:
         raise ValueError("harness: paired comparison needs both policies on the same studies")
     ra, rb = np.array(a.right), np.array(b.right)
-    only_a, only_b = int((ra & ~rb).sum()), int((rb & ~ra).sum())
-    n = only_a + only_b
-    p = 1.0 if n == 0 else float(stats.binomtest(only_a, n, 0.5).pvalue)
-    return only_a, only_b, p
+    return int((ra & ~rb).sum()), int((rb & ~ra).sum()), mcnemar_p(ra, rb)
 
 
 def policy_label(policy: RacePolicy) -> str:
