@@ -333,13 +333,11 @@ def decide(
     # what its seeds up to M could still move it (one-sided at alpha: z * s_f * sqrt(1/R_f -
     # 1/M) on each objective). Only a dominance that a moving estimate could undo waits.
     r_f = evidence.seeds.astype(np.float64)
-    move = np.sqrt(seed_var * np.maximum(0.0, 1.0 / r_f - 1.0 / max(policy.max_seeds, 1)))  # (J, K)
+    move = np.sqrt(seed_var * np.maximum(0.0, 1.0 / r_f - 1.0 / policy.max_seeds))  # (J, K)
     fallen = est - stats.norm.ppf(1.0 - alpha) * move[:, None, :]
-    robust = (
-        _confident(fallen, se, df, -policy.margin, lvl).all(axis=0)
-        & _confident(fallen, se, df, 0.0, lvl).any(axis=0)
-        & dominates
-    )
+    no_worse_fallen = _confident(fallen, se, df, -policy.margin, lvl).all(axis=0)
+    robust = np.asarray(no_worse_fallen & _confident(fallen, se, df, 0.0, lvl).any(axis=0))  # [a, f]
+    # (read only where dominates[a, f], below)
     # Gain against the baseline settled: sign known, or within +- margin (two one-sided tests).
     g_est, g_se, g_df = est[:, baseline, :], se[:, baseline, :], df[:, baseline, :]
     sign_known = _confident(g_est, g_se, g_df, 0.0, alpha / (2 * j)) | _confident(
